@@ -1,0 +1,1 @@
+"""Command-line tools, one per job: ``python -m sid.bin.<name>``."""

@@ -1,0 +1,174 @@
+"""Kaldi-style command-line options and logging for ``sid.bin`` tools.
+
+Kaldi binaries take ``--name=value`` options (``--name`` alone for a true
+boolean), an optional ``--config=FILE`` of such lines, and positional
+rspecifiers/wspecifiers. ``KaldiOptions`` reproduces that so a Kaldi command
+line works with only the binary's name changed::
+
+    po = KaldiOptions("Usage: compute_fbank_feats [options] <wav-rspecifier> <feats-wspecifier>")
+    po.register("frame-shift", 10.0, "Frame shift in milliseconds")
+    opts, args = po.parse(num_args=2)      # opts.frame_shift
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+_TRUE = {"true", "t", "1", "yes"}
+_FALSE = {"false", "f", "0", "no"}
+
+
+def parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got '{text}'")
+
+
+class UsageError(Exception):
+    """Bad command line: printed with the usage text, exit status 1."""
+
+
+class KaldiOptions:
+    def __init__(self, usage: str):
+        self.usage = usage.strip()
+        self._opts: dict[str, tuple[type, Any, str]] = {}
+        self.register("config", "", "Configuration file to read (this option may be repeated)")
+        self.register("verbose", 0, "Verbose level (higher->more logging)")
+        self.register("help", False, "Print out usage message")
+
+    def register(self, name: str, default: Any, help: str = "", type_: type | None = None) -> None:
+        """Register ``--name`` (dashes or underscores) with a default whose type is the option's."""
+        key = name.replace("_", "-")
+        typ = type_ or type(default)
+        self._opts[key] = (typ, default, help)
+
+    def _convert(self, key: str, raw: str) -> Any:
+        typ = self._opts[key][0]
+        try:
+            if typ is bool:
+                return parse_bool(raw)
+            if typ is int:
+                return int(raw)
+            if typ is float:
+                return float(raw)
+            return raw
+        except ValueError as err:
+            raise UsageError(f"invalid value for --{key}: {err}") from None
+
+    def _apply(self, values: dict, arg: str, where: str) -> None:
+        body = arg[2:]
+        key, eq, raw = body.partition("=")
+        key = key.replace("_", "-")
+        if key not in self._opts:
+            raise UsageError(f"invalid option --{key}{where}")
+        if not eq:
+            if self._opts[key][0] is not bool:
+                raise UsageError(f"option --{key} needs a value: --{key}=VALUE{where}")
+            raw = "true"
+        if key == "config":
+            self._read_config(values, raw)
+            return
+        values[key] = self._convert(key, raw)
+
+    def _read_config(self, values: dict, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except OSError as err:
+            raise UsageError(f"cannot read config file {path}: {err.strerror}") from None
+        for lineno, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if not line.startswith("--"):
+                raise UsageError(f"{path}:{lineno}: expected --name=value, got '{line}'")
+            self._apply(values, line, f" ({path}:{lineno})")
+
+    def help_text(self) -> str:
+        lines = [self.usage, "", "Options:"]
+        for key, (typ, default, text) in sorted(self._opts.items()):
+            shown = str(default).lower() if typ is bool else default
+            lines.append(f"  --{key:<28} : {text} ({typ.__name__}, default = {shown})")
+        return "\n".join(lines)
+
+    def parse(self, argv: Sequence[str] | None = None, num_args: int | tuple[int, int] | None = None):
+        """Return ``(opts, positional)``; on a bad command line print usage and exit 1.
+
+        ``num_args`` is an exact count or an inclusive ``(min, max)`` range.
+        Options may come anywhere before a lone ``--``; Kaldi itself needs them first.
+        """
+        argv = list(sys.argv[1:] if argv is None else argv)
+        values = {k: v[1] for k, v in self._opts.items()}
+        positional: list[str] = []
+        try:
+            only_args = False
+            for arg in argv:
+                if not only_args and arg == "--":
+                    only_args = True
+                elif not only_args and arg.startswith("--") and len(arg) > 2:
+                    self._apply(values, arg, "")
+                else:
+                    positional.append(arg)
+            if values["help"]:
+                print(self.help_text())
+                sys.exit(0)
+            if num_args is not None:
+                lo, hi = (num_args, num_args) if isinstance(num_args, int) else num_args
+                if not lo <= len(positional) <= hi:
+                    raise UsageError(
+                        f"expected {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(positional)}")
+        except UsageError as err:
+            print(self.help_text(), file=sys.stderr)
+            print(f"\nERROR ({prog_name()}): {err}", file=sys.stderr)
+            sys.exit(1)
+        setup_logging(values["verbose"])
+        opts = argparse.Namespace(**{k.replace("-", "_"): v for k, v in values.items()})
+        return opts, positional
+
+
+def prog_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return spec.name.rsplit(".", 1)[-1]
+    return os.path.basename(sys.argv[0]) or "sid"
+
+
+class _KaldiFormatter(logging.Formatter):
+    LEVELS = {"DEBUG": "VLOG[1]", "INFO": "LOG", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "ERROR"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = self.LEVELS.get(record.levelname, record.levelname)
+        return f"{level} ({prog_name()}:{record.funcName}():{record.filename}:{record.lineno}) {record.getMessage()}"
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """Log to stderr the way Kaldi binaries do, so job logs read alike."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_sid", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_KaldiFormatter())
+        handler._sid = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
+
+
+def run_main(main) -> None:
+    """Run ``main()``; a ``SidError`` ends the program with its message and status 1, no traceback."""
+    from sid.errors import SidError
+
+    try:
+        status = main()
+    except SidError as err:
+        print(f"ERROR ({prog_name()}): {err}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(status or 0)

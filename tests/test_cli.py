@@ -1,0 +1,65 @@
+import subprocess
+
+import pytest
+
+from sid.cli import KaldiOptions
+
+
+def make():
+    po = KaldiOptions("Usage: tool [options] <in> <out>")
+    po.register("frame-shift", 10.0, "shift")
+    po.register("num-mel-bins", 23, "bins")
+    po.register("snip-edges", True, "snip")
+    po.register("window-type", "povey", "window")
+    return po
+
+
+def test_values_types_and_config(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("# comment\n--num-mel-bins=80  # trailing\n--snip-edges=false\n")
+    opts, args = make().parse([f"--config={conf}", "--frame-shift=12.5", "in", "out"], num_args=2)
+    assert (opts.num_mel_bins, opts.snip_edges, opts.frame_shift, opts.window_type) == (80, False, 12.5, "povey")
+    assert args == ["in", "out"]
+    # later command-line options override the config, as in Kaldi
+    opts, _ = make().parse([f"--config={conf}", "--num-mel-bins=40", "a", "b"])
+    assert opts.num_mel_bins == 40
+
+
+def test_bare_boolean_and_underscore_names():
+    opts, _ = make().parse(["--snip_edges", "x"])
+    assert opts.snip_edges is True
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--bogus=1", "a", "b"], "invalid option --bogus"),
+    (["--num-mel-bins=x", "a", "b"], "invalid value for --num-mel-bins"),
+    (["--num-mel-bins", "a", "b"], "needs a value"),
+    (["a"], "expected 2 arguments, got 1"),
+])
+def test_errors_exit_1_with_message(argv, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        make().parse(argv, num_args=2)
+    assert e.value.code == 1
+    assert msg in capsys.readouterr().err
+
+
+def test_parse_options_sh(tmp_path, repo):
+    script = tmp_path / "t.sh"
+    script.write_text(
+        "#!/usr/bin/env bash\n# Usage: t.sh [opts] <a>\n# second header line\nnj=1\nfbank_config=x\nuse_gpu=false\n"
+        f". {repo}/utils/parse_options.sh\n"
+        'echo "$nj|$fbank_config|$use_gpu|$*"\n')
+    conf = tmp_path / "c.conf"
+    conf.write_text("nj=5\n")
+
+    def run(*args):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+
+    assert run("--nj", "8", "--fbank-config=y.conf", "--use-gpu", "true", "p", "q").stdout == "8|y.conf|true|p q\n"
+    assert run("--config", str(conf), "z").stdout == "5|x|false|z\n"
+    r = run("--help")
+    assert r.returncode == 0 and r.stdout == "Usage: t.sh [opts] <a>\nsecond header line\n"
+    r = run("--no-such", "1")
+    assert r.returncode == 1 and "--no-such" in r.stderr
+    r = run("--use-gpu", "maybe")
+    assert r.returncode == 1 and "true or false" in r.stderr

@@ -1,0 +1,58 @@
+# Usage: . utils/parse_options.sh   (sourced by a script, after its defaults)
+#
+# Kaldi's option parsing for shell scripts. For every variable the calling
+# script has already set, e.g. nj=4 or fbank_config=conf/fbank.conf, the
+# options --nj 8, --nj=8, --fbank-config x and --fbank-config=x set it.
+#   --config FILE   reads name=value lines (comments with #) before later options
+#   --help          prints the script's $help_message, or else its leading
+#                   comment block (the usage header), and exits 0
+# An option naming no existing variable is an error that names it. Parsing
+# stops at the first argument that does not start with --; those are left in
+# "$@" for the script.
+
+__sid_usage() {
+  if [ -n "${help_message:-}" ]; then
+    echo -e "$help_message"
+  else
+    # The header: comment lines after the shebang, up to the first other line.
+    sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"
+  fi
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h) __sid_usage; exit 0 ;;
+    --*=*) __sid_name=${1%%=*}; __sid_value=${1#*=}; __sid_shift=1 ;;
+    --*)
+      if [ $# -lt 2 ]; then
+        echo "$0: option $1 needs a value" >&2; exit 1
+      fi
+      __sid_name=$1; __sid_value=$2; __sid_shift=2 ;;
+    *) break ;;
+  esac
+  __sid_var=$(echo "${__sid_name#--}" | sed 's/-/_/g')
+  if [ "$__sid_var" = config ]; then
+    if [ ! -r "$__sid_value" ]; then
+      echo "$0: cannot read config file $__sid_value" >&2; exit 1
+    fi
+    # shellcheck disable=SC1090
+    . "$__sid_value"
+    shift $__sid_shift
+    continue
+  fi
+  if ! [[ "$__sid_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!__sid_var+set}" ]; then
+    echo "$0: invalid option $__sid_name (no variable ${__sid_var} in this script; see --help)" >&2
+    exit 1
+  fi
+  # Booleans stay booleans: Kaldi scripts test "$x" == true.
+  case "${!__sid_var}" in
+    true|false)
+      if [ "$__sid_value" != true ] && [ "$__sid_value" != false ]; then
+        echo "$0: option $__sid_name expects true or false, got '$__sid_value'" >&2; exit 1
+      fi ;;
+  esac
+  printf -v "$__sid_var" '%s' "$__sid_value"
+  shift $__sid_shift
+done
+unset __sid_name __sid_value __sid_shift __sid_var
+true
