@@ -19,11 +19,11 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
     """Yield ``(lineno, key, rest)`` for each non-empty line; ``rest`` may be empty."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
+            # Kaldi separates the key from the value by any whitespace (spaces or tabs).
+            parts = line.split(None, 1)
+            if not parts:
                 raise DataDirError(f"{path}:{lineno}: empty line")
-            key, _, rest = line.strip().partition(" ")
-            yield lineno, key, rest.strip()
+            yield lineno, parts[0], parts[1].strip() if len(parts) > 1 else ""
 
 
 def read_table(path: str | os.PathLike) -> list[tuple[str, str]]:
