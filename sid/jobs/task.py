@@ -1,0 +1,38 @@
+"""One array task of a slurm.pl / queue.pl job, run on the node by the job script:
+``python -m sid.jobs.task <spec.json>``. The task number comes from the
+environment variable the spec names (SLURM_ARRAY_TASK_ID, SGE_TASK_ID). Runs
+the command into the job's log like run.pl and then writes the exit status
+file the runner waits for. SIGTERM (scancel, qdel, a time limit) kills the
+command and still writes the log footer and the status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from sid.jobs.common import Interrupt, JobArgs, run_logged
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("Usage: python -m sid.jobs.task <spec.json>", file=sys.stderr)
+        return 1
+    with open(argv[0], encoding="utf-8") as f:
+        spec = json.load(f)
+    task = int(os.environ[spec["task_env"]])
+    job = JobArgs(jobname=spec["jobname"], logfile=spec["logfile"], command=spec["command"])
+    interrupt = Interrupt()
+    interrupt.install()
+    rc = run_logged(job.command_for(task), job.log_for(task), threads=spec["threads"], interrupt=interrupt,
+                    show_host=True)
+    status = f"{spec['stem']}.{task}.status"
+    tmp = f"{status}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{rc}\n")
+    os.replace(tmp, status)
+    return 0 if rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
