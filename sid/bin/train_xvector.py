@@ -1,0 +1,49 @@
+"""Train a speaker-embedding network on a data dir of prepared features.
+
+One process per device: ``steps/train_xvector.sh`` starts it under torchrun for
+several GPUs or nodes (rank, world size and master address come from torchrun's
+environment). Rerunning the same command resumes from ``<exp-dir>/models/last.pt``.
+"""
+
+from sid.cli import KaldiOptions, run_main
+
+USAGE = """Train an x-vector / ECAPA-TDNN / ResNet speaker-embedding network, resumably.
+Usage:  train_xvector [options] <data-dir> <exp-dir>
+ e.g.:  train_xvector --model-config=conf/ecapa_c512.yaml data/train_combined_no_sil exp/ecapa
+<data-dir> holds feats.scp (sliding-CMN'd, voiced-only features, see steps/prepare_feats_for_egs.sh),
+utt2spk and preferably utt2num_frames."""
+
+
+def main() -> int:
+    po = KaldiOptions(USAGE)
+    po.register("model-config", "", "YAML config: model, loss, data, optim, training sections (required)")
+    po.register("seed", 777, "Seed of chunk sampling, SpecAugment, initialisation and held-out selection")
+    po.register("num-workers", 4, "DataLoader worker processes per rank")
+    po.register("device", "auto", "auto (CUDA when present), cpu or cuda")
+    po.register("precision", "auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
+    po.register("checkpoint-minutes", 10.0, "Write a checkpoint at least this often (also at every epoch end)")
+    po.register("checkpoint-steps", 0, "If > 0, also write a checkpoint every this many steps")
+    po.register("valid-interval", 1, "Validate every this many epochs (0: never)")
+    po.register("valid-utts", 0, "Hold out this many training utterances for validation loss/accuracy")
+    po.register("valid-data", "", "Data dir with prepared features of the --valid-trials utterances")
+    po.register("valid-trials", "", "Kaldi trials file (utt1 utt2 target|nontarget) for a validation EER")
+    po.register("log-interval", 20, "TensorBoard scalars every this many steps")
+    po.register("tensorboard", True, "Write TensorBoard scalars to <exp-dir>/tensorboard")
+    po.register("write-chunk-lists", False, "Write each rank's chunks per epoch to <exp-dir>/log/chunks/ (audit)")
+    po.register("progress", True, "Show a tqdm progress bar (rank 0)")
+    opts, (data_dir, exp_dir) = po.parse(num_args=2)
+
+    from sid.errors import SidError
+    from sid.models import load_config
+    from sid.train.trainer import TrainOptions, Trainer
+
+    if not opts.model_config:
+        raise SidError("--model-config=<yaml> is required (see conf/*.yaml)")
+    cfg = load_config(opts.model_config)
+    topts = TrainOptions(**{k: getattr(opts, k) for k in TrainOptions.__dataclass_fields__})
+    Trainer(data_dir, exp_dir, cfg, topts).run()
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

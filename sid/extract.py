@@ -1,0 +1,158 @@
+"""Whole-utterance embeddings with Kaldi's ``nnet3-xvector-compute`` semantics.
+
+An utterance of ``n`` frames is cut into ``ceil(n / c)`` consecutive chunks of
+``c = min(max_chunk_frames, n)`` frames (the last may be shorter); a chunk shorter than
+``min_chunk_frames`` is padded to that length by repeating its first and last frames
+(half on each side); the utterance's embedding is the mean of its chunks' embeddings
+weighted by their unpadded lengths.
+
+Chunks of the same length, from any utterances, are run in one batch; utterances are
+visited in order of length so that equal lengths meet (the chunks of long utterances
+are mostly ``max_chunk_frames`` long). Batching never changes an embedding: the
+models have no padding across chunks and run in eval mode.
+
+``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
+features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
+unless the config's ``cmvn`` section says otherwise) then voiced-frame selection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import yaml
+
+from sid.errors import SidError
+from sid.models import build_model
+from sid.train import checkpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
+
+
+def chunk_spans(num_frames: int, max_chunk_frames: int) -> list[tuple[int, int]]:
+    """(start, length) of the chunks Kaldi cuts an utterance into."""
+    size = min(max_chunk_frames, num_frames) if max_chunk_frames > 0 else num_frames
+    num = -(-num_frames // size)
+    return [(i * size, min(size, num_frames - i * size)) for i in range(num)]
+
+
+def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
+    n = chunk.shape[0]
+    if n >= min_frames:
+        return chunk
+    left = (min_frames - n) // 2
+    right = min_frames - n - left
+    return np.concatenate([np.repeat(chunk[:1], left, 0), chunk, np.repeat(chunk[-1:], right, 0)])
+
+
+@torch.no_grad()
+def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarray]], device: torch.device,
+                     max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
+                     batch_frames: int = 200000) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
+    order batches complete. Items are buffered up to ``batch_frames`` frames in total,
+    sorted by length within the buffer and their equal-length chunks batched."""
+    model.eval()
+    min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
+    buffer: list[tuple[str, np.ndarray]] = []
+    size = 0
+    for utt, feats in items:
+        if feats.ndim != 2 or feats.shape[0] == 0:
+            raise SidError(f"utterance '{utt}': no frames to embed")
+        buffer.append((utt, feats))
+        size += feats.shape[0]
+        if size >= batch_frames:
+            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+            buffer, size = [], 0
+    if buffer:
+        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+
+
+def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames):
+    by_len: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
+    weights: list[list[tuple[int, int]]] = []
+    for u, (_, feats) in enumerate(sorted(buffer, key=lambda x: x[1].shape[0])):
+        weights.append([])
+        for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
+            chunk = pad_chunk(feats[start:start + length], min_chunk_frames)
+            by_len[chunk.shape[0]].append((u, length, chunk))
+    ordered = sorted(buffer, key=lambda x: x[1].shape[0])
+    sums: list[np.ndarray | None] = [None] * len(ordered)
+    totals = np.zeros(len(ordered))
+    for length, chunks in by_len.items():
+        per_batch = max(1, batch_frames // length)
+        for i in range(0, len(chunks), per_batch):
+            part = chunks[i:i + per_batch]
+            x = torch.from_numpy(np.stack([c for _, _, c in part]).astype(np.float32)).to(device)
+            emb = model.embed(x).float().cpu().numpy().astype(np.float64)
+            for (u, w, _), e in zip(part, emb):
+                sums[u] = w * e if sums[u] is None else sums[u] + w * e
+                totals[u] += w
+    for u, (utt, _) in enumerate(ordered):
+        yield utt, (sums[u] / totals[u]).astype(np.float32)
+
+
+def pick_device(use_gpu: str) -> torch.device:
+    """``use_gpu``: yes (fail without CUDA), no, or optional (CUDA when present)."""
+    if use_gpu not in ("yes", "no", "optional", "true", "false"):
+        raise SidError(f"--use-gpu must be yes, no or optional, got '{use_gpu}'")
+    if use_gpu in ("yes", "true"):
+        if not torch.cuda.is_available():
+            raise SidError("--use-gpu=yes but no CUDA device is available (use --use-gpu=no)")
+        return torch.device("cuda")
+    if use_gpu == "optional" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_model_dir(model_dir: str | Path, device: torch.device, model_file: str = "final.pt"):
+    """The model of a training exp dir, in eval mode, and its config."""
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise SidError(f"{cfg_path} not found: is {model_dir} a model dir written by steps/train_xvector.sh?")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    weights = model_dir / model_file
+    if not weights.exists():
+        raise SidError(f"{weights} not found: training has not finished (rerun steps/train_xvector.sh to resume it)")
+    model = build_model(cfg["model"])
+    model.load_state_dict(checkpoint.load(weights)["model"])
+    return model.to(device).eval(), cfg
+
+
+class Extractor:
+    """Raw features + VAD in, embeddings out, prepared as the model was trained."""
+
+    def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
+                 batch_frames: int = 200000):
+        self.model, self.cfg = load_model_dir(model_dir, device)
+        self.device = device
+        self.cmvn = {**DEFAULT_CMVN, **(self.cfg.get("cmvn") or {})}
+        self.max_chunk_frames = max_chunk_frames
+        self.min_chunk_frames = min_chunk_frames
+        self.batch_frames = batch_frames
+
+    def prepare(self, utt: str, feats: np.ndarray, vad: np.ndarray | None) -> np.ndarray:
+        from sid.features.cmvn import apply_cmvn_sliding
+        from sid.features.vad import select_voiced_frames
+
+        if self.cmvn.get("enabled", True):
+            feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
+                                       center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        if vad is not None:
+            if len(vad) != feats.shape[0]:
+                raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")
+            feats = select_voiced_frames(feats, vad)
+        return feats
+
+    def embed(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
+        return embed_utterances(self.model, items, self.device, self.max_chunk_frames, self.min_chunk_frames,
+                                self.batch_frames)

@@ -1,0 +1,109 @@
+"""ECAPA-TDNN (Desplanques, Thienpondt, Demuynck, Interspeech 2020).
+
+Conv1d(k=5) stem, three SE-Res2Blocks (kernel 3, dilations 2/3/4, Res2Net scale 8,
+squeeze-excitation bottleneck 128), multi-layer feature aggregation (a 1x1 conv over
+the concatenated block outputs to 1536 channels), attentive statistics pooling with
+global context (bottleneck 128), batch norm, a 192-dim embedding layer and batch
+norm. Each block's input is the sum of the stem and all earlier block outputs (the
+paper's residual connections). With C=512 it has 6.2M parameters, with C=1024 14.7M.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sid.models.pooling import AttentiveStatsPool
+
+
+class _ConvReluBn(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+        self.relu = nn.ReLU()
+        self.bn = nn.BatchNorm1d(cout)
+
+    def forward(self, x):
+        return self.bn(self.relu(self.conv(x)))
+
+
+class _Res2Conv(nn.Module):
+    """Res2Net hierarchical convolution: split channels in ``scale`` groups, each
+    group's conv also sees the previous group's output; the last group passes through."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, scale: int):
+        super().__init__()
+        if channels % scale:
+            raise ValueError(f"channels {channels} not divisible by Res2Net scale {scale}")
+        self.width = channels // scale
+        self.convs = nn.ModuleList(_ConvReluBn(self.width, self.width, kernel, dilation) for _ in range(scale - 1))
+
+    def forward(self, x):
+        parts = torch.split(x, self.width, dim=1)
+        out = []
+        sp = None
+        for i, conv in enumerate(self.convs):
+            sp = parts[i] if i == 0 else sp + parts[i]
+            sp = conv(sp)
+            out.append(sp)
+        out.append(parts[-1])
+        return torch.cat(out, dim=1)
+
+
+class _SE(nn.Module):
+    def __init__(self, channels: int, bottleneck: int = 128):
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Conv1d(channels, bottleneck, 1), nn.ReLU(),
+            nn.Conv1d(bottleneck, channels, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.fc(x.mean(dim=-1, keepdim=True))
+
+
+class SERes2Block(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: int, scale: int = 8, se_bottleneck: int = 128):
+        super().__init__()
+        self.body = nn.Sequential(
+            _ConvReluBn(channels, channels, 1),
+            _Res2Conv(channels, kernel, dilation, scale),
+            _ConvReluBn(channels, channels, 1),
+            _SE(channels, se_bottleneck),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ECAPATDNN(nn.Module):
+    """Input (B, T, feat_dim); output the ``embed_dim`` embedding (also the head's input)."""
+
+    def __init__(self, feat_dim: int = 80, channels: int = 512, embed_dim: int = 192, scale: int = 8,
+                 dilations=(2, 3, 4), mfa_channels: int = 1536, attention_bottleneck: int = 128,
+                 se_bottleneck: int = 128, global_context: bool = True):
+        super().__init__()
+        self.stem = _ConvReluBn(feat_dim, channels, kernel=5)
+        self.blocks = nn.ModuleList(SERes2Block(channels, 3, d, scale, se_bottleneck) for d in dilations)
+        self.mfa = nn.Sequential(nn.Conv1d(channels * len(dilations), mfa_channels, 1), nn.ReLU())
+        self.pool = AttentiveStatsPool(mfa_channels, attention_bottleneck, global_context)
+        self.pool_bn = nn.BatchNorm1d(self.pool.out_dim)
+        self.fc = nn.Linear(self.pool.out_dim, embed_dim)
+        self.fc_bn = nn.BatchNorm1d(embed_dim)
+        self.embed_dim = embed_dim
+        self.output_dim = embed_dim
+        self.min_frames = 2
+
+    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.stem(feats.transpose(1, 2))
+        outs = []
+        inp = x
+        for block in self.blocks:
+            out = block(inp)
+            outs.append(out)
+            inp = inp + out
+        x = self.mfa(torch.cat(outs, dim=1))
+        pooled = self.pool_bn(self.pool(x))
+        return self.fc_bn(self.fc(pooled))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.embed(feats)

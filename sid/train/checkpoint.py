@@ -1,0 +1,101 @@
+"""Checkpoints: written atomically (temporary name, then rename), loaded with
+``weights_only=True``, and averaged into the final model.
+
+``models/last.pt`` always holds the newest full training state (model, head,
+optimiser, scheduler, scaler, epoch, position in the epoch, step, RNG states);
+``models/epoch_<N>.pt`` holds the weights at the end of epoch N, for averaging.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sid.errors import SidError
+
+
+def save_atomic(obj, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load(path: str | Path, map_location="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SidError(f"checkpoint {path} not found") from None
+    except Exception as err:
+        raise SidError(f"cannot load checkpoint {path}: {err}") from None
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) generator states in weights-only-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_checkpoints(model_dir: str | Path) -> dict[int, Path]:
+    out = {}
+    for p in Path(model_dir).glob("epoch_*.pt"):
+        try:
+            out[int(p.stem.split("_", 1)[1])] = p
+        except ValueError:
+            continue
+    return dict(sorted(out.items()))
+
+
+def average_state_dicts(states: list[dict]) -> dict:
+    """Element-wise mean of float tensors; integer buffers (BN's batch counters) from the last."""
+    out = {}
+    for key, value in states[-1].items():
+        if torch.is_floating_point(value):
+            out[key] = sum(s[key].double() for s in states).div(len(states)).to(value.dtype)
+        else:
+            out[key] = value.clone()
+    return out
+
+
+def average_epochs(model_dir: str | Path, epochs: list[int]) -> dict:
+    """Average the ``model`` and ``head`` weights of the given epoch checkpoints."""
+    ckpts = epoch_checkpoints(model_dir)
+    missing = [e for e in epochs if e not in ckpts]
+    if missing:
+        raise SidError(f"{model_dir}: no checkpoint for epoch(s) {missing} to average")
+    loaded = [load(ckpts[e]) for e in epochs]
+    return {
+        "model": average_state_dicts([c["model"] for c in loaded]),
+        "head": average_state_dicts([c["head"] for c in loaded]),
+        "averaged_epochs": list(epochs),
+    }

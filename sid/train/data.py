@@ -1,0 +1,238 @@
+"""Training chunks drawn on the fly from a data dir's ``feats.scp`` (Kaldi's egs,
+never written to disk).
+
+Every epoch has a *plan*: a list of batches, each a chunk length ``L`` drawn from
+``[min_frames, max_frames]`` and ``batch_size`` (utterance, start frame) pairs, where
+every training utterance appears ``chunks_per_utt`` times in a random order. The plan
+is a pure function of ``(seed, epoch)``, and the SpecAugment masks of batch ``i`` a pure
+function of ``(seed, epoch, i)``, so a run resumed at batch ``i`` of an epoch sees
+exactly the chunks an uninterrupted run would, whatever the number of DataLoader
+workers. Ranks of a distributed job take batches ``rank, rank + world, ...`` of one
+shared plan (disjoint shards, equal counts).
+
+Features are read by random access with kaldiio; each worker process opens its own
+readers (file handles are not shared across ``fork``). Utterances shorter than a
+chunk are repeated to fill it (WeSpeaker's wrap padding).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+
+from sid.data.table import read_dict, read_table
+from sid.errors import DataDirError
+from sid.train.specaug import SpecAugment
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across runs and platforms."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+@dataclass
+class TrainingSet:
+    """Utterances of a training data dir with labels and lengths (in frames)."""
+    utts: list[str]
+    feats: dict[str, str]
+    labels: np.ndarray
+    lengths: np.ndarray
+    spk2id: dict[str, int]
+
+    def subset(self, idx) -> "TrainingSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        utts = [self.utts[i] for i in idx]
+        return TrainingSet(utts, {u: self.feats[u] for u in utts}, self.labels[idx], self.lengths[idx], self.spk2id)
+
+
+def _num_frames(data_dir: Path, feats: dict[str, str]) -> dict[str, int]:
+    path = data_dir / "utt2num_frames"
+    if path.exists():
+        out = {}
+        for utt, value in read_table(path):
+            try:
+                out[utt] = int(value)
+            except ValueError:
+                raise DataDirError(f"{path}: utterance '{utt}': frame count '{value}' is not an integer") from None
+        return out
+    log.warning("%s has no utt2num_frames; reading every matrix to get its length (slow for large sets)", data_dir)
+    reader = FeatureReader(feats)
+    return {utt: reader[utt].shape[0] for utt in feats}
+
+
+def read_training_set(data_dir: str | Path, spk2id: dict[str, int] | None = None) -> TrainingSet:
+    """Read ``feats.scp`` and ``utt2spk`` (and ``utt2num_frames`` when present).
+
+    ``spk2id`` fixes the label map (a resumed run reuses the saved one); otherwise
+    speakers are numbered in sorted order.
+    """
+    data_dir = Path(data_dir)
+    for name in ("feats.scp", "utt2spk"):
+        if not (data_dir / name).exists():
+            raise DataDirError(f"{data_dir}/{name} not found: training needs features (steps/prepare_feats_for_egs.sh) and utt2spk")
+    feats = read_dict(data_dir / "feats.scp")
+    utt2spk = read_dict(data_dir / "utt2spk")
+    missing = [u for u in feats if u not in utt2spk]
+    if missing:
+        raise DataDirError(f"{data_dir}/utt2spk has no speaker for {len(missing)} utterance(s) of feats.scp, e.g. '{missing[0]}' (run utils/fix_data_dir.sh)")
+    if spk2id is None:
+        spk2id = {s: i for i, s in enumerate(sorted({utt2spk[u] for u in feats}, key=str.encode))}
+    utts = sorted(feats, key=str.encode)
+    unknown = [u for u in utts if utt2spk[u] not in spk2id]
+    if unknown:
+        raise DataDirError(f"speaker '{utt2spk[unknown[0]]}' of utterance '{unknown[0]}' is not in the saved label map spk2id")
+    nframes = _num_frames(data_dir, feats)
+    absent = [u for u in utts if u not in nframes]
+    if absent:
+        raise DataDirError(f"{data_dir}/utt2num_frames lacks utterance '{absent[0]}' (and {len(absent) - 1} more)")
+    labels = np.array([spk2id[utt2spk[u]] for u in utts], dtype=np.int64)
+    lengths = np.array([nframes[u] for u in utts], dtype=np.int64)
+    if not len(utts):
+        raise DataDirError(f"{data_dir}/feats.scp is empty")
+    return TrainingSet(utts, feats, labels, lengths, spk2id)
+
+
+def split_validation(data: TrainingSet, num_valid: int, seed: int) -> tuple[TrainingSet, TrainingSet | None]:
+    """Hold out ``num_valid`` utterances (seeded) for validation loss/accuracy, taking
+    them only from speakers that keep at least one training utterance."""
+    if num_valid <= 0:
+        return data, None
+    rng = np.random.default_rng(derive_seed(seed, 0x7A11D))
+    order = rng.permutation(len(data.utts))
+    left = np.bincount(data.labels, minlength=len(data.spk2id))
+    valid = []
+    for i in order:
+        if len(valid) == num_valid:
+            break
+        if left[data.labels[i]] > 1:
+            left[data.labels[i]] -= 1
+            valid.append(i)
+    keep = np.setdiff1d(np.arange(len(data.utts)), valid)
+    return data.subset(keep), data.subset(np.sort(valid))
+
+
+@dataclass
+class Batch:
+    length: int
+    utt_index: np.ndarray
+    start: np.ndarray
+
+
+def plan_epoch(data: TrainingSet, seed: int, epoch: int, batch_size: int, min_frames: int, max_frames: int,
+               chunks_per_utt: int = 1, world_size: int = 1) -> list[Batch]:
+    """The epoch's batches; their count is a multiple of ``world_size`` (the last,
+    incomplete round is dropped, as each rank must take the same number of steps)."""
+    rng = np.random.default_rng(derive_seed(seed, epoch))
+    idx = rng.permutation(np.repeat(np.arange(len(data.utts)), chunks_per_utt))
+    num = len(idx) // batch_size
+    num -= num % world_size
+    batches = []
+    for b in range(num):
+        sel = idx[b * batch_size:(b + 1) * batch_size]
+        length = int(rng.integers(min_frames, max_frames + 1))
+        room = np.maximum(data.lengths[sel] - length, 0)
+        start = np.floor(rng.random(len(sel)) * (room + 1)).astype(np.int64)
+        batches.append(Batch(length, sel, start))
+    return batches
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Batch indices of one rank's shard, from position ``start`` (batches of this rank
+    already done in the epoch) to the end: resuming mid-epoch skips nothing else."""
+
+    def __init__(self, num_batches: int, rank: int = 0, world_size: int = 1, start: int = 0):
+        self.indices = list(range(rank, num_batches, world_size))[start:]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class FeatureReader:
+    """Random access to feats.scp, opened lazily in whichever process uses it, with
+    up to ``cache_fd`` ark files kept open between reads (kaldiio's ``fd_dict``)."""
+
+    def __init__(self, feats: dict[str, str], cache_fd: int = 64):
+        self.feats = feats
+        self.cache_fd = cache_fd
+        self._pid = None
+        self._fds: dict = {}
+
+    def __getitem__(self, utt: str) -> np.ndarray:
+        if self._pid != os.getpid():
+            # A forked worker must not share its parent's file offsets.
+            self._fds = {}
+            self._pid = os.getpid()
+        if len(self._fds) >= self.cache_fd:
+            for fd in self._fds.values():
+                fd.close()
+            self._fds.clear()
+        spec = self.feats[utt]
+        try:
+            mat = kaldiio.load_mat(spec, fd_dict=self._fds)
+        except Exception as err:  # kaldiio raises several types for a bad ark/offset
+            raise DataDirError(f"cannot read features of utterance '{utt}' ({spec}): {err}") from None
+        if mat.ndim != 2:
+            raise DataDirError(f"features of utterance '{utt}' ({spec}) are not a matrix")
+        return mat
+
+    def __getstate__(self):
+        return {"feats": self.feats, "cache_fd": self.cache_fd, "_pid": None, "_fds": {}}
+
+
+class ChunkDataset(torch.utils.data.Dataset):
+    """Item ``i`` is batch ``i`` of the current epoch's plan: ``(feats[B,L,D], labels[B], i)``."""
+
+    def __init__(self, data: TrainingSet, seed: int, specaug: SpecAugment | None = None):
+        self.data = data
+        self.reader = FeatureReader(data.feats)
+        self.seed = seed
+        self.specaug = specaug
+        self.epoch = 0
+        self.batches: list[Batch] = []
+
+    def set_plan(self, epoch: int, batches: list[Batch]) -> None:
+        self.epoch = epoch
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def chunk(self, i: int, start: int, length: int) -> np.ndarray:
+        utt = self.data.utts[i]
+        mat = self.reader[utt]
+        if mat.shape[0] == 0:
+            raise DataDirError(f"utterance '{utt}' has no frames")
+        piece = mat[start:start + length]
+        if piece.shape[0] < length:
+            piece = np.pad(piece, ((0, length - piece.shape[0]), (0, 0)), mode="wrap")
+        return piece
+
+    def __getitem__(self, b: int):
+        batch = self.batches[b]
+        feats = np.stack([self.chunk(i, s, batch.length) for i, s in zip(batch.utt_index, batch.start)]).astype(np.float32)
+        if self.specaug is not None:
+            self.specaug(feats, np.random.default_rng(derive_seed(self.seed, self.epoch, b, 0x5BEC)))
+        return torch.from_numpy(feats), torch.from_numpy(self.data.labels[batch.utt_index]), b
+
+
+def worker_init(worker_id: int) -> None:
+    """Seed a worker's global generators from (seed, epoch, worker id) so anything
+    random outside the plan is reproducible too."""
+    info = torch.utils.data.get_worker_info()
+    ds = info.dataset
+    s = derive_seed(ds.seed, ds.epoch, worker_id, 0xC0DE)
+    np.random.seed(s % 2 ** 32)
+    torch.manual_seed(s)
+    import random
+    random.seed(s)

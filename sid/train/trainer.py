@@ -1,0 +1,415 @@
+"""The resumable training loop (``steps/train_xvector.sh`` runs it through
+``python -m sid.bin.train_xvector``, one process per GPU under torchrun).
+
+Exp dir layout::
+
+    config.yaml     the training config, with num_classes added (read by extraction)
+    spk2id          speaker -> class index
+    models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N)
+    final.pt        mean of the last ``num_avg`` epoch weights
+    log/train.log   Kaldi-style log (rank 0); tensorboard/ scalars
+
+Resuming: every checkpoint holds the model, head, optimiser, LR scheduler, grad
+scaler, epoch, the number of this rank's batches done in the epoch, the step and the
+RNG states. Because the epoch's chunks are a pure function of (seed, epoch) (see
+``sid.train.data``), restarting from a checkpoint replays exactly the remaining
+batches, so a run killed at any point and rerun ends with the weights of an
+uninterrupted one (bit-exact on CPU with the same thread count).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+
+from sid.data.table import read_dict, write_table
+from sid.errors import SidError
+from sid.losses import MarginScheduler, build_head
+from sid.models import build_model, count_parameters
+from sid.train import checkpoint
+from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
+                            read_training_set, split_validation, worker_init)
+from sid.train.schedule import LRSchedule
+from sid.train.specaug import SpecAugment
+from sid.train.validate import chunk_loss_acc, equal_error_rate, read_trials
+
+log = logging.getLogger("sid.train")
+
+
+@dataclass
+class TrainOptions:
+    seed: int = 777
+    num_workers: int = 4
+    device: str = "auto"            # auto | cpu | cuda
+    precision: str = "auto"         # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    checkpoint_minutes: float = 10.0
+    checkpoint_steps: int = 0
+    valid_interval: int = 1
+    valid_utts: int = 0
+    valid_data: str = ""
+    valid_trials: str = ""
+    log_interval: int = 20
+    tensorboard: bool = True
+    write_chunk_lists: bool = False
+    progress: bool = True
+
+
+class _Net(nn.Module):
+    """Model and loss head as one module, so DDP synchronises both."""
+
+    def __init__(self, model, head):
+        super().__init__()
+        self.model = model
+        self.head = head
+
+    def forward(self, feats, labels):
+        return self.head(self.model(feats), labels)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _section(cfg: dict, name: str) -> dict:
+    value = cfg.get(name) or {}
+    if not isinstance(value, dict):
+        raise SidError(f"config section '{name}' must be a mapping")
+    return value
+
+
+def _same_training(a: dict, b: dict) -> bool:
+    keys = ("model", "loss", "data", "optim", "training")
+    strip = lambda c: {k: c.get(k) for k in keys}  # noqa: E731
+    return yaml.safe_dump(strip(a), sort_keys=True) == yaml.safe_dump(strip(b), sort_keys=True)
+
+
+def _add_file_log(path: Path) -> logging.Handler:
+    from sid.cli import _KaldiFormatter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(_KaldiFormatter())
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _build_optimizer(params, cfg: dict):
+    kind = cfg.get("type", "sgd")
+    lr = float(cfg.get("lr", 0.1))
+    wd = float(cfg.get("weight_decay", 0.0))
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)),
+                               nesterov=bool(cfg.get("nesterov", True)), weight_decay=wd)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise SidError(f"optimizer '{kind}' unknown; choose sgd, adam or adamw")
+
+
+def _valid_batches(valid: TrainingSet, seed: int, batch_size: int, length: int) -> list[Batch]:
+    rng = np.random.default_rng(derive_seed(seed, 0xFA11D))
+    out = []
+    for i in range(0, len(valid.utts), batch_size):
+        sel = np.arange(i, min(i + batch_size, len(valid.utts)))
+        room = np.maximum(valid.lengths[sel] - length, 0)
+        out.append(Batch(length, sel, np.floor(rng.random(len(sel)) * (room + 1)).astype(np.int64)))
+    return out
+
+
+class Trainer:
+    def __init__(self, data_dir: str, exp_dir: str, cfg: dict, opts: TrainOptions):
+        self.opts = opts
+        self.exp = Path(exp_dir)
+        self.models_dir = self.exp / "models"
+        self.rank, self.world, local_rank = _dist_env()
+        self.is_main = self.rank == 0
+        want_cuda = opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
+        if want_cuda and not torch.cuda.is_available():
+            raise SidError("--device=cuda but no CUDA device is available")
+        self.device = torch.device(f"cuda:{local_rank}" if want_cuda else "cpu")
+        if want_cuda:
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if want_cuda else "gloo")
+        precision = opts.precision if opts.precision != "auto" else ("bf16" if want_cuda else "fp32")
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise SidError(f"--precision must be auto, fp32, bf16 or fp16, got '{precision}'")
+        self.precision = precision
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        if self.is_main:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            self._log_handler = _add_file_log(self.exp / "log" / "train.log")
+        self.cfg = self._settle_config(cfg, data_dir)
+
+    # -- set-up -----------------------------------------------------------------------------------------
+    def _settle_config(self, cfg: dict, data_dir: str) -> dict:
+        saved_cfg = self.exp / "config.yaml"
+        spk2id_path = self.exp / "spk2id"
+        if saved_cfg.exists():
+            with open(saved_cfg, encoding="utf-8") as f:
+                old = yaml.safe_load(f)
+            if not _same_training(old, cfg):
+                raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
+                               "use a new exp dir, or remove it to start over")
+        spk2id = None
+        if spk2id_path.exists():
+            spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
+        data = read_training_set(data_dir, spk2id)
+        dim = self._feat_dim(data)
+        model_cfg = _section(cfg, "model")
+        if int(model_cfg.get("feat_dim", dim)) != dim:
+            raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
+                           f"{model_cfg['feat_dim']}")
+        cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": len(data.spk2id)}
+        self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
+        if self.is_main:
+            if spk2id is None:
+                write_table(spk2id_path, [(s, str(i)) for s, i in data.spk2id.items()])
+            if not saved_cfg.exists():
+                from sid.data.table import atomic_path
+                with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                    yaml.safe_dump(cfg, f, sort_keys=False)
+        return cfg
+
+    @staticmethod
+    def _feat_dim(data: TrainingSet) -> int:
+        from sid.train.data import FeatureReader
+        return int(FeatureReader({data.utts[0]: data.feats[data.utts[0]]})[data.utts[0]].shape[1])
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- main loop --------------------------------------------------------------------------------------
+    def run(self) -> None:
+        cfg, opts = self.cfg, self.opts
+        data_cfg, optim_cfg, train_cfg = _section(cfg, "data"), _section(cfg, "optim"), _section(cfg, "training")
+        loss_cfg = _section(cfg, "loss")
+        epochs = int(train_cfg.get("epochs", 10))
+        batch_size = int(data_cfg.get("batch_size", 128))
+        min_frames, max_frames = int(data_cfg.get("min_frames", 200)), int(data_cfg.get("max_frames", 400))
+        chunks_per_utt = int(data_cfg.get("chunks_per_utt", 1))
+        torch.manual_seed(opts.seed)
+        model = build_model(cfg["model"])
+        if min_frames < model.min_frames or max_frames < min_frames:
+            raise SidError(f"data.min_frames/max_frames ({min_frames}/{max_frames}) must satisfy "
+                           f"{model.min_frames} <= min_frames <= max_frames for this model")
+        head = build_head(loss_cfg, model.output_dim, cfg["num_classes"])
+        net = _Net(model, head).to(self.device)
+        optimizer = _build_optimizer(net.parameters(), optim_cfg)
+        steps_per_epoch = self._steps_per_epoch(batch_size, chunks_per_utt)
+        total = steps_per_epoch * epochs
+        warmup = int(round(float(optim_cfg.get("warmup_epochs", 0)) * steps_per_epoch))
+        lr_fn = LRSchedule(float(optim_cfg.get("lr", 0.1)), total, warmup, optim_cfg.get("decay", "exponential"),
+                           optim_cfg.get("final_lr"), float(optim_cfg.get("warmup_start_lr", 0.0)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_fn(s) / lr_fn.lr)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        margin_fn = MarginScheduler.from_config(loss_cfg)
+        grad_clip = float(optim_cfg.get("grad_clip", 0.0))
+
+        epoch, pos, step = 0, 0, 0
+        last = self.models_dir / "last.pt"
+        if last.exists():
+            state = checkpoint.load(last)
+            net.model.load_state_dict(state["model"])
+            net.head.load_state_dict(state["head"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            epoch, step = int(state["epoch"]), int(state["step"])
+            pos = self._map_position(int(state["position"]), int(state.get("world_size", 1)))
+            checkpoint.set_rng_state(state["rng"])
+            log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
+        elif self.is_main:
+            log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg["model"].get("type"),
+                     count_parameters(model), count_parameters(net), cfg["num_classes"], loss_cfg.get("type", "softmax"))
+            log.info("%d training utterances of %d speakers, %d held out; %d steps per epoch (batch %d, %d rank(s)), "
+                     "device %s, precision %s", len(self.train_set.utts), cfg["num_classes"],
+                     0 if self.valid_set is None else len(self.valid_set.utts), steps_per_epoch, batch_size,
+                     self.world, self.device, self.precision)
+
+        ddp = net
+        if self.world > 1:
+            ddp = nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        writer = None
+        if self.is_main and opts.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(self.exp / "tensorboard"), purge_step=step)
+
+        dataset = ChunkDataset(self.train_set, opts.seed, SpecAugment.from_config(data_cfg.get("specaug")))
+        last_save = time.monotonic()
+
+        def save(epoch_: int, pos_: int) -> None:
+            nonlocal last_save
+            if self.is_main:
+                checkpoint.save_atomic({
+                    "model": net.model.state_dict(), "head": net.head.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "epoch": epoch_, "position": pos_, "step": step,
+                    "world_size": self.world, "rng": checkpoint.rng_state()}, last)
+                log.info("Saved checkpoint %s (epoch %d, batch %d, step %d)", last, epoch_ + 1, pos_, step)
+            last_save = time.monotonic()
+
+        while epoch < epochs:
+            batches = plan_epoch(self.train_set, opts.seed, epoch, batch_size, min_frames, max_frames,
+                                 chunks_per_utt, self.world)
+            dataset.set_plan(epoch, batches)
+            if opts.write_chunk_lists:
+                self._write_chunk_list(epoch, batches)
+            sampler = ShardSampler(len(batches), self.rank, self.world, start=pos)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=None, sampler=sampler, num_workers=opts.num_workers,
+                pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
+                prefetch_factor=4 if opts.num_workers else None)
+            net.train()
+            from tqdm import tqdm
+            bar = tqdm(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
+                       disable=not (self.is_main and opts.progress), mininterval=1.0, dynamic_ncols=True)
+            tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
+            t0 = time.monotonic()
+            for feats, labels, _ in bar:
+                if margin_fn is not None:
+                    net.head.margin = margin_fn(epoch + pos / steps_per_epoch)
+                feats = feats.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+                with self._autocast():
+                    loss, logits = ddp(feats, labels)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                pos += 1
+                loss_v = float(loss.detach())
+                if not math.isfinite(loss_v):
+                    raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
+                                   "optim.grad_clip, then resume (the last checkpoint is kept)")
+                acc_v = float((logits.detach().argmax(-1) == labels).float().mean())
+                tot_loss += loss_v
+                tot_acc += acc_v
+                n_batches += 1
+                n_chunks += len(labels)
+                n_frames += feats.shape[0] * feats.shape[1]
+                rate = n_chunks / max(time.monotonic() - t0, 1e-9)
+                bar.set_postfix(loss=f"{tot_loss / n_batches:.3f}", acc=f"{tot_acc / n_batches:.3f}",
+                                chunks_per_s=f"{rate * self.world:.1f}", refresh=False)
+                if writer is not None and step % opts.log_interval == 0:
+                    writer.add_scalar("train/loss", loss_v, step)
+                    writer.add_scalar("train/accuracy", acc_v, step)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
+                    writer.add_scalar("train/margin", float(net.head.margin), step)
+                    writer.add_scalar("train/frames_per_second",
+                                      n_frames * self.world / max(time.monotonic() - t0, 1e-9), step)
+                if (opts.checkpoint_steps and step % opts.checkpoint_steps == 0) or \
+                        (opts.checkpoint_minutes > 0 and time.monotonic() - last_save >= 60 * opts.checkpoint_minutes):
+                    save(epoch, pos)
+            bar.close()
+            epoch += 1
+            pos = 0
+            if self.is_main:
+                log.info("Epoch %d: loss %.4f, accuracy %.4f, %.1f chunks/s, lr %.3g%s", epoch,
+                         tot_loss / max(n_batches, 1), tot_acc / max(n_batches, 1),
+                         n_chunks * self.world / max(time.monotonic() - t0, 1e-9), optimizer.param_groups[0]["lr"],
+                         "" if margin_fn is None else f", margin {net.head.margin:.3f}")
+                checkpoint.save_atomic({"model": net.model.state_dict(), "head": net.head.state_dict(),
+                                        "epoch": epoch, "step": step}, self.models_dir / f"epoch_{epoch}.pt")
+            save(epoch, 0)
+            if opts.valid_interval > 0 and epoch % opts.valid_interval == 0:
+                self._validate(net, epoch, step, writer, batch_size, max_frames)
+        if writer is not None:
+            writer.close()
+        if self.is_main:
+            self._finish(epochs, int(train_cfg.get("num_avg", 1)))
+        if self.world > 1:
+            dist.barrier()
+
+    def _steps_per_epoch(self, batch_size: int, chunks_per_utt: int) -> int:
+        num = len(self.train_set.utts) * chunks_per_utt // batch_size
+        num -= num % self.world
+        if num == 0:
+            raise SidError(f"{len(self.train_set.utts)} training utterances make no full batch of {batch_size} "
+                           f"on each of {self.world} rank(s): lower data.batch_size")
+        return num // self.world
+
+    def _map_position(self, position: int, old_world: int) -> int:
+        """Batches of this rank already done, from a checkpoint written with another world size."""
+        if old_world == self.world:
+            return position
+        done = position * old_world
+        log.warning("checkpoint was written by %d rank(s), now %d: resuming at global batch %d", old_world, self.world, done)
+        return max(0, -(-(done - self.rank) // self.world))
+
+    def _write_chunk_list(self, epoch: int, batches: list[Batch]) -> None:
+        path = self.exp / "log" / "chunks" / f"epoch{epoch + 1}.rank{self.rank}.txt"
+        from sid.data.table import atomic_path
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for b in range(self.rank, len(batches), self.world):
+                batch = batches[b]
+                for i, s in zip(batch.utt_index, batch.start):
+                    f.write(f"{b} {self.train_set.utts[i]} {s} {batch.length}\n")
+
+    def _validate(self, net: _Net, epoch: int, step: int, writer, batch_size: int, length: int) -> None:
+        if self.is_main and (self.valid_set is not None or self.opts.valid_trials):
+            net.eval()
+            msg = []
+            if self.valid_set is not None:
+                ds = ChunkDataset(self.valid_set, self.opts.seed)
+                ds.set_plan(0, _valid_batches(self.valid_set, self.opts.seed, batch_size, length))
+                loss, acc = chunk_loss_acc(net.model, net.head, ((ds[i][0], ds[i][1]) for i in range(len(ds))),
+                                           self.device, self._autocast)
+                msg.append(f"held-out loss {loss:.4f}, accuracy {acc:.4f}")
+                if writer is not None:
+                    writer.add_scalar("valid/loss", loss, step)
+                    writer.add_scalar("valid/accuracy", acc, step)
+            if self.opts.valid_trials:
+                eer = self._trial_eer(net.model)
+                msg.append(f"EER {eer:.2f}% on {self.opts.valid_trials}")
+                if writer is not None:
+                    writer.add_scalar("valid/eer", eer, step)
+            log.info("Validation after epoch %d: %s", epoch, "; ".join(msg))
+            net.train()
+        if self.world > 1:
+            dist.barrier()
+
+    def _trial_eer(self, model) -> float:
+        from sid.extract import embed_utterances
+        from sid.train.data import FeatureReader
+
+        if not self.opts.valid_data:
+            raise SidError("--valid-trials needs --valid-data, a data dir with the trial utterances' "
+                           "features prepared like the training data")
+        trials = read_trials(self.opts.valid_trials)
+        feats = read_dict(Path(self.opts.valid_data) / "feats.scp")
+        utts = sorted({u for a, b, _ in trials for u in (a, b)})
+        missing = [u for u in utts if u not in feats]
+        if missing:
+            raise SidError(f"{self.opts.valid_data}/feats.scp lacks trial utterance '{missing[0]}'")
+        reader = FeatureReader(feats)
+        emb = dict(embed_utterances(model, ((u, reader[u]) for u in utts), self.device))
+        norm = {u: e / max(np.linalg.norm(e), 1e-12) for u, e in emb.items()}
+        scores = np.array([float(norm[a] @ norm[b]) for a, b, _ in trials])
+        return equal_error_rate(scores, np.array([t for _, _, t in trials]))
+
+    def _finish(self, epochs: int, num_avg: int) -> None:
+        final = self.exp / "final.pt"
+        chosen = list(range(max(1, epochs - num_avg + 1), epochs + 1))
+        avg = checkpoint.average_epochs(self.models_dir, chosen)
+        checkpoint.save_atomic(avg, final)
+        log.info("Wrote %s: mean of the weights after epoch(s) %s", final, ", ".join(map(str, chosen)))
