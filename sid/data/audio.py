@@ -307,3 +307,45 @@ class AudioTable:
                 samples, sr = self._read_segment_cached(utt)
             yield utt, samples, sr
         self._cache = None
+
+
+def audio_duration(spec: str, *, utt: str = "", read_entire_file: bool = False) -> float:
+    """Duration in seconds of a ``wav.scp`` value, from the header where the format allows.
+
+    wav/flac/ogg/opus: soundfile's frame count; m4a/aac/mp3: the container's or
+    stream's duration. Pipes, headers without a length, and ``read_entire_file``
+    decode the audio.
+    """
+    path = spec.strip()
+    if not read_entire_file and not _is_pipe(spec) and path != "-":
+        if not os.path.isfile(path):
+            raise AudioError(f"{_where(utt, spec)}: no such file")
+        try:
+            if Path(path).suffix.lower() in PYAV_EXTENSIONS:
+                import av
+
+                with av.open(path) as container:
+                    if not container.streams.audio:
+                        raise AudioError(f"{_where(utt, spec)}: no audio stream")
+                    stream = container.streams.audio[0]
+                    if stream.duration is not None and stream.time_base is not None:
+                        seconds = float(stream.duration * stream.time_base)
+                    elif container.duration is not None:
+                        seconds = container.duration / 1e6  # av.time_base: microseconds
+                    else:
+                        seconds = 0.0
+            else:
+                import soundfile as sf
+
+                info = sf.info(path)
+                seconds = info.frames / info.samplerate if 0 < info.frames < 2**62 else 0.0
+        except AudioError:
+            raise
+        except Exception:
+            seconds = 0.0  # no usable header: decode below, which names the problem if there is one
+        if seconds > 0:
+            return seconds
+    data, sr = _decode_checked(spec, utt, 0.0, None)
+    if data.size == 0:
+        raise AudioError(f"{_where(utt, spec)}: audio is empty")
+    return len(data) / sr

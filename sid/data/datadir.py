@@ -1,0 +1,985 @@
+"""Kaldi data directories: validate, fix, subset, split, copy and combine.
+
+A data dir holds ``key value`` tables. What a file is keyed by follows from its name:
+  * utterance: ``utt2*`` (utt2spk, utt2dur, utt2num_frames, utt2aug, ...), ``feats.scp``,
+    ``vad.scp``, ``text``, ``segments``, and ``wav.scp`` when there is no ``segments``;
+  * speaker: ``spk2*`` except ``spk2utt`` (spk2gender, ...), ``cmvn.scp``;
+  * recording: ``reco2*``, and ``wav.scp`` when there is a ``segments`` file.
+``spk2utt`` is always derived from ``utt2spk`` (speakers in order of first appearance,
+as Kaldi's utt2spk_to_spk2utt.pl). Files are sorted by key in C-locale (bytewise)
+order; Python compares ``str`` by code point, which is the same order for UTF-8.
+
+Everything works on whole lines kept verbatim and on dicts/sets of keys, so a
+VoxCeleb2-size dir (1.1M utterances) takes seconds: one pass per file, no per-part
+rescans (``split`` distributes each file's lines to all parts in a single pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from sid.data.table import atomic_path
+from sid.errors import DataDirError
+
+log = logging.getLogger(__name__)
+
+UTT, SPK, REC = "utterance", "speaker", "recording"
+UTT_FILES = ("feats.scp", "vad.scp", "text", "segments")
+
+
+def key_kind(name: str, has_segments: bool) -> str | None:
+    """What the keys of data-dir file ``name`` are; None for spk2utt and files that are not tables we know."""
+    if name == "wav.scp":
+        return REC if has_segments else UTT
+    if name in UTT_FILES or name.startswith("utt2"):
+        return UTT
+    if name == "spk2utt":
+        return None
+    if name == "cmvn.scp" or name.startswith("spk2"):
+        return SPK
+    if name.startswith("reco2"):
+        return REC
+    return None
+
+
+@dataclass
+class Table:
+    """A table file's lines (verbatim, no newline) and their keys, in file order."""
+
+    path: Path
+    keys: list[str]
+    lines: list[str]
+    linenos: list[int] | None = None  # set when empty lines were skipped
+    empty_lines: list[int] = field(default_factory=list)
+
+    def lineno(self, i: int) -> int:
+        return self.linenos[i] if self.linenos is not None else i + 1
+
+    def values(self) -> list[str]:
+        out = []
+        for line in self.lines:
+            parts = line.split(None, 1)
+            out.append(parts[1].strip() if len(parts) > 1 else "")
+        return out
+
+
+def load_table(path: str | os.PathLike) -> Table:
+    """Read a table; empty lines are skipped and recorded (``empty_lines``) for the caller to judge."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise DataDirError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    keys: list[str] = []
+    try:
+        keys = [line.split(None, 1)[0] for line in lines]
+        return Table(path, keys, [line.rstrip() for line in lines])
+    except IndexError:  # an empty line somewhere: take the slower, careful path
+        pass
+    keys, kept, linenos, empty = [], [], [], []
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split(None, 1)
+        if not parts:
+            empty.append(lineno)
+            continue
+        keys.append(parts[0])
+        kept.append(line.rstrip())
+        linenos.append(lineno)
+    return Table(path, keys, kept, linenos, empty)
+
+
+def spk2utt_lines(utts: Iterable[str], spks: Iterable[str]) -> list[str]:
+    """spk2utt lines from utt2spk pairs: speakers in order of first appearance (utt2spk_to_spk2utt.pl)."""
+    groups: dict[str, list[str]] = {}
+    for utt, spk in zip(utts, spks):
+        group = groups.get(spk)
+        if group is None:
+            groups[spk] = [utt]
+        else:
+            group.append(utt)
+    return [spk + " " + " ".join(us) for spk, us in groups.items()]
+
+
+def utt2spk_pairs(table: Table) -> list[str]:
+    """The speaker of each utt2spk line (its second field)."""
+    out = []
+    for i, line in enumerate(table.lines):
+        fields = line.split()
+        if len(fields) != 2:
+            raise DataDirError(f"{table.path}:{table.lineno(i)}: expected '<utterance> <speaker>', got '{line}'")
+        out.append(fields[1])
+    return out
+
+
+def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Write lines atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+
+
+def _sorted_by_key(keys: list[str], lines: list[str]) -> tuple[list[str], list[str]]:
+    if all(keys[i] <= keys[i + 1] for i in range(len(keys) - 1)):
+        return keys, lines
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return [keys[i] for i in order], [lines[i] for i in order]
+
+
+class DataDir:
+    """A Kaldi data directory; tables are read on first use and cached."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DataDirError(f"{self.path}: no such data directory")
+        self._tables: dict[str, Table] = {}
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    @property
+    def has_segments(self) -> bool:
+        return self.has("segments")
+
+    def table_names(self) -> list[str]:
+        """Table files present whose keys we know, plus spk2utt; hidden files and subfolders are not ours."""
+        seg = self.has_segments
+        names = []
+        for entry in sorted(os.listdir(self.path)):
+            if entry.startswith(".") or not (self.path / entry).is_file():
+                continue
+            if entry == "spk2utt" or key_kind(entry, seg) is not None:
+                names.append(entry)
+        return names
+
+    def table(self, name: str) -> Table:
+        if name not in self._tables:
+            if not self.has(name):
+                raise DataDirError(f"{self.file(name)}: no such file")
+            self._tables[name] = load_table(self.file(name))
+        return self._tables[name]
+
+    def utt2spk(self) -> tuple[list[str], list[str]]:
+        """Utterances and their speakers, in utt2spk order (utt2spk is required)."""
+        if not self.has("utt2spk"):
+            raise DataDirError(f"{self.path}: no utt2spk")
+        table = self.table("utt2spk")
+        if table.empty_lines:
+            raise DataDirError(f"{table.path}:{table.empty_lines[0]}: empty line")
+        return table.keys, utt2spk_pairs(table)
+
+    def segment_recordings(self) -> list[str]:
+        """The recording of each segments line."""
+        table = self.table("segments")
+        out = []
+        for i, line in enumerate(table.lines):
+            fields = line.split()
+            if len(fields) != 4:
+                raise DataDirError(f"{table.path}:{table.lineno(i)}: expected '<utterance> <recording> <start> <end>'")
+            out.append(fields[1])
+        return out
+
+
+# ---------------------------------------------------------------------------
+# validate
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Report:
+    def __init__(self):
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, msg: str) -> None:
+        self.errors.append(msg)
+
+
+def _check_table(table: Table, rep: _Report, need_value: bool = True) -> dict[str, int]:
+    """Sortedness, uniqueness, empty lines/values; returns key -> index of its first line."""
+    name = table.path.name
+    if not table.lines and not table.empty_lines:
+        rep.error(f"{table.path}: file is empty")
+    for lineno in table.empty_lines:
+        rep.error(f"{table.path}:{lineno}: empty line")
+    first: dict[str, int] = {}
+    keys = table.keys
+    prev = None
+    for i, key in enumerate(keys):
+        seen = first.get(key)
+        if seen is not None:
+            rep.error(f"{table.path}:{table.lineno(i)}: duplicate key '{key}' (first at line {table.lineno(seen)})")
+        else:
+            first[key] = i
+        if prev is not None and key < prev:
+            rep.error(f"{table.path}:{table.lineno(i)}: not sorted: key '{key}' comes after '{prev}' "
+                      f"(line {table.lineno(i - 1)}); sort with LC_ALL=C")
+        prev = key
+    if need_value:
+        for i, line in enumerate(table.lines):
+            if len(line.split(None, 1)) < 2:
+                rep.error(f"{table.path}:{table.lineno(i)}: key '{keys[i]}' has no value ({name} needs one)")
+    return first
+
+
+def _check_same_keys(table: Table, first: dict[str, int], ref_name: str, ref: Table, ref_first: dict[str, int],
+                     what: str, rep: _Report) -> None:
+    """Both ways: keys of ``table`` missing from ``ref`` and the reverse, each with its line."""
+    for key, i in first.items():
+        if key not in ref_first:
+            rep.error(f"{table.path}:{table.lineno(i)}: {what} '{key}' is not in {ref_name}")
+    for key, i in ref_first.items():
+        if key not in first:
+            rep.error(f"{table.path}: no line for {what} '{key}' ({ref_name}:{ref.lineno(i)})")
+
+
+def _check_numbers(table: Table, rep: _Report, integer: bool = False) -> None:
+    for i, line in enumerate(table.lines):
+        parts = line.split()
+        if len(parts) != 2:
+            rep.error(f"{table.path}:{table.lineno(i)}: expected '<key> <number>'")
+            continue
+        value = parts[1]
+        try:
+            num = int(value) if integer else float(value)
+        except ValueError:
+            rep.error(f"{table.path}:{table.lineno(i)}: '{value}' is not {'an integer' if integer else 'a number'}")
+            continue
+        if not num > 0:
+            rep.error(f"{table.path}:{table.lineno(i)}: '{parts[0]}' has {value}, expected a positive value")
+
+
+def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = False, no_spk_sort: bool = False,
+             check_audio: bool = False, check_frames: bool = True) -> tuple[list[str], list[str]]:
+    """Every problem of a data dir as ``(errors, warnings)``; each names its file and line.
+
+    Like Kaldi's validate_data_dir.sh: ``feats.scp`` and ``wav.scp`` are required unless
+    ``no_feats``/``no_wav``, and checked whenever present; ``text`` is optional.
+    ``check_audio``: every wav.scp file path must exist (pipes are not run).
+    ``check_frames``: with utt2num_frames, the frame counts in the feats.scp/vad.scp
+    archive headers must match it.
+    """
+    d = DataDir(path)
+    rep = _Report()
+    for name in ("utt2spk", "spk2utt"):
+        if not d.has(name):
+            rep.error(f"{d.file(name)}: no such file (a data dir needs utt2spk and spk2utt; "
+                      "make spk2utt with utt2spk_to_spk2utt.pl)")
+    if not no_feats and not d.has("feats.scp"):
+        rep.error(f"{d.file('feats.scp')}: no such file (use --no-feats for a data dir without features)")
+    if not no_wav and not d.has("wav.scp"):
+        rep.error(f"{d.file('wav.scp')}: no such file (use --no-wav for a data dir without audio)")
+    if not d.has("utt2spk"):
+        return rep.errors, rep.warnings
+
+    names = d.table_names()
+    tables = {name: d.table(name) for name in names}
+    firsts = {name: _check_table(t, rep) for name, t in tables.items()}
+
+    u2s = tables["utt2spk"]
+    u_first = firsts["utt2spk"]
+    spk_of: dict[str, str] = {}
+    prev_spk = None
+    for i, line in enumerate(u2s.lines):
+        fields = line.split()
+        if len(fields) != 2:
+            rep.error(f"{u2s.path}:{u2s.lineno(i)}: expected '<utterance> <speaker>', got '{line}'")
+            continue
+        spk = fields[1]
+        spk_of.setdefault(fields[0], spk)
+        if not no_spk_sort and prev_spk is not None and spk < prev_spk:
+            rep.error(f"{u2s.path}:{u2s.lineno(i)}: speaker '{spk}' comes after '{prev_spk}': utt2spk must also be "
+                      "sorted by speaker (make speaker ids prefixes of utterance ids)")
+        prev_spk = spk
+    speakers: dict[str, int] = {}
+    for utt, spk in spk_of.items():
+        speakers.setdefault(spk, u_first[utt])
+
+    if "spk2utt" in tables:
+        _check_spk2utt(tables["spk2utt"], u2s, u_first, spk_of, speakers, rep)
+
+    has_seg = d.has_segments
+    recordings: dict[str, int] | None = None
+    if "wav.scp" in tables:
+        wav = tables["wav.scp"]
+        if has_seg:
+            recordings = firsts["wav.scp"]
+        if check_audio:
+            _check_audio_files(wav, rep)
+    elif has_seg:
+        rep.error(f"{d.file('segments')}: there is no wav.scp for its recordings")
+    if has_seg:
+        _check_segments(tables["segments"], recordings, rep)
+
+    for name, table in tables.items():
+        kind = key_kind(name, has_seg)
+        if kind == UTT and name != "utt2spk":
+            _check_same_keys(table, firsts[name], "utt2spk", u2s, u_first, "utterance", rep)
+        elif kind == SPK:
+            for key, i in firsts[name].items():
+                if key not in speakers:
+                    rep.error(f"{table.path}:{table.lineno(i)}: speaker '{key}' is not in utt2spk")
+            for spk, i in speakers.items():
+                if spk not in firsts[name]:
+                    rep.error(f"{table.path}: no line for speaker '{spk}' (utt2spk:{u2s.lineno(i)})")
+        elif kind == REC and name != "wav.scp" and recordings is not None:
+            _check_same_keys(table, firsts[name], "wav.scp", tables["wav.scp"], recordings, "recording", rep)
+        elif kind == REC and name != "wav.scp":
+            rep.error(f"{table.path}: recording-keyed file, but there is no segments/wav.scp pair")
+    for name in ("utt2dur", "reco2dur"):
+        if name in tables:
+            _check_numbers(tables[name], rep)
+    if "utt2num_frames" in tables:
+        _check_numbers(tables["utt2num_frames"], rep, integer=True)
+    if "spk2gender" in tables:
+        t = tables["spk2gender"]
+        for i, line in enumerate(t.lines):
+            fields = line.split()
+            if len(fields) != 2 or fields[1] not in ("m", "f"):
+                rep.error(f"{t.path}:{t.lineno(i)}: expected '<speaker> m|f', got '{line}'")
+    if check_frames and "utt2num_frames" in tables:
+        for name in ("feats.scp", "vad.scp"):
+            if name in tables:
+                _check_frames(tables[name], tables["utt2num_frames"], rep)
+    return rep.errors, rep.warnings
+
+
+def _check_spk2utt(s2u: Table, u2s: Table, u_first: dict[str, int], spk_of: dict[str, str],
+                   speakers: dict[str, int], rep: _Report) -> None:
+    listed: dict[str, int] = {}
+    for i, line in enumerate(s2u.lines):
+        fields = line.split()
+        spk, utts = fields[0], fields[1:]
+        where = f"{s2u.path}:{s2u.lineno(i)}"
+        if spk not in speakers:
+            rep.error(f"{where}: speaker '{spk}' is not in utt2spk")
+        for utt in utts:
+            if utt in listed:
+                rep.error(f"{where}: utterance '{utt}' already listed (line {s2u.lineno(listed[utt])})")
+                continue
+            listed[utt] = i
+            owner = spk_of.get(utt)
+            if owner is None:
+                rep.error(f"{where}: utterance '{utt}' of speaker '{spk}' is not in utt2spk")
+            elif owner != spk:
+                rep.error(f"{where}: utterance '{utt}' is listed for speaker '{spk}' but utt2spk:"
+                          f"{u2s.lineno(u_first[utt])} gives speaker '{owner}'")
+        if any(utts[j] > utts[j + 1] for j in range(len(utts) - 1)):
+            rep.error(f"{where}: utterances of speaker '{spk}' are not in sorted order")
+    for utt, i in u_first.items():
+        if utt not in listed:
+            rep.error(f"{s2u.path}: utterance '{utt}' (utt2spk:{u2s.lineno(i)}) is not listed")
+
+
+def _check_segments(seg: Table, recordings: dict[str, int] | None, rep: _Report) -> None:
+    used = set()
+    for i, line in enumerate(seg.lines):
+        fields = line.split()
+        where = f"{seg.path}:{seg.lineno(i)}"
+        if len(fields) != 4 or not _is_number(fields[2]) or not _is_number(fields[3]):
+            rep.error(f"{where}: expected '<utterance> <recording> <start-seconds> <end-seconds>', got '{line}'")
+            continue
+        rec, start, end = fields[1], float(fields[2]), float(fields[3])
+        used.add(rec)
+        if start < 0 or (end > 0 and end <= start) or (end <= 0 and end != -1):
+            rep.error(f"{where}: bad segment times {fields[2]} {fields[3]} (need 0 <= start < end, or end -1)")
+        if recordings is not None and rec not in recordings:
+            rep.error(f"{where}: recording '{rec}' is not in wav.scp")
+    if recordings is not None:
+        unused = [r for r in recordings if r not in used]
+        if unused:
+            rep.warnings.append(f"{seg.path.parent / 'wav.scp'}: {len(unused)} recordings have no segments "
+                                f"(e.g. '{unused[0]}')")
+
+
+def _check_audio_files(wav: Table, rep: _Report) -> None:
+    for i, value in enumerate(wav.values()):
+        if value.endswith("|") or value == "-":
+            continue  # a pipe is only checked by running it
+        if not os.path.isfile(value):
+            rep.error(f"{wav.path}:{wav.lineno(i)}: '{wav.keys[i]}': audio file '{value}' does not exist")
+
+
+def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
+    expected: dict[str, tuple[int, str]] = {}
+    for i, line in enumerate(num_frames.lines):
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            expected[parts[0]] = (int(parts[1]), f"{num_frames.path.name}:{num_frames.lineno(i)}")
+    reader = ArkHeaderReader()
+    try:
+        for i, value in enumerate(scp.values()):
+            utt = scp.keys[i]
+            if utt not in expected:
+                continue
+            try:
+                rows = reader.num_rows(value)
+            except (OSError, ValueError) as err:
+                rep.error(f"{scp.path}:{scp.lineno(i)}: cannot read '{utt}' ({value}): {err}")
+                continue
+            want, where = expected[utt]
+            if rows != want:
+                rep.error(f"{scp.path}:{scp.lineno(i)}: '{utt}' has {rows} frames but {where} says {want}")
+    finally:
+        reader.close()
+
+
+class ArkHeaderReader:
+    """Number of rows of a Kaldi matrix (or length of a vector) in an ``ark:offset`` scp entry, from its header.
+
+    Reading only the header keeps checking 1M utterances cheap; anything that is not a
+    plain binary entry (pipes, ranges, text) is loaded in full through kaldiio.
+    """
+
+    def __init__(self):
+        self._files: dict[str, object] = {}
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def num_rows(self, value: str) -> int:
+        path, sep, offset = value.rpartition(":")
+        if not sep or not offset.isdigit() or value.endswith("|") or "[" in value:
+            return self._load(value)
+        f = self._files.get(path)
+        if f is None:
+            if len(self._files) > 64:
+                self.close()
+            f = self._files[path] = open(path, "rb")
+        f.seek(int(offset))
+        head = f.read(24)
+        if head[:2] != b"\0B":
+            return self._load(value)
+        token, _, rest = head[2:].partition(b" ")
+        if token in (b"FM", b"DM"):
+            if rest[:1] != b"\4":
+                raise ValueError("bad matrix header")
+            return struct.unpack("<i", rest[1:5])[0]
+        if token in (b"FV", b"DV"):
+            if rest[:1] != b"\4":
+                raise ValueError("bad vector header")
+            return struct.unpack("<i", rest[1:5])[0]
+        if token in (b"CM", b"CM2", b"CM3"):
+            # GlobalHeader: float min, float range, int32 num_rows, int32 num_cols.
+            return struct.unpack("<i", rest[8:12])[0]
+        return self._load(value)
+
+    @staticmethod
+    def _load(value: str) -> int:
+        import kaldiio
+
+        try:
+            return len(kaldiio.load_mat(value))
+        except Exception as err:  # kaldiio raises assorted types for a bad entry
+            raise ValueError(str(err) or type(err).__name__) from None
+
+
+# ---------------------------------------------------------------------------
+# writing a data dir reduced to (and optionally split over) sets of keys
+
+
+def _distribute(table: Table, where: dict, nparts: int) -> list[list[str]]:
+    """Each line goes to the part(s) its key maps to (an int or a tuple of ints); unmapped keys are dropped."""
+    parts: list[list[str]] = [[] for _ in range(nparts)]
+    get = where.get
+    for key, line in zip(table.keys, table.lines):
+        p = get(key)
+        if p is None:
+            continue
+        if type(p) is int:
+            parts[p].append(line)
+        else:
+            for q in p:
+                parts[q].append(line)
+    return parts
+
+
+def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
+                 utts: list[str], spks: list[str]) -> None:
+    """Write every table of ``src`` into each of ``dests``, part ``p`` holding the utterances with ``utt_part[u] == p``."""
+    n = len(dests)
+    has_seg = src.has_segments
+    spk_parts: dict[str, set[int]] = {}
+    part_utts: list[list[str]] = [[] for _ in range(n)]
+    part_spks: list[list[str]] = [[] for _ in range(n)]
+    for utt, spk in zip(utts, spks):
+        p = utt_part.get(utt)
+        if p is None:
+            continue
+        part_utts[p].append(utt)
+        part_spks[p].append(spk)
+        spk_parts.setdefault(spk, set()).add(p)
+    spk_where = {s: (next(iter(ps)) if len(ps) == 1 else tuple(sorted(ps))) for s, ps in spk_parts.items()}
+    rec_where: dict = {}
+    if has_seg:
+        rec_parts: dict[str, set[int]] = {}
+        for utt, rec in zip(src.table("segments").keys, src.segment_recordings()):
+            p = utt_part.get(utt)
+            if p is not None:
+                rec_parts.setdefault(rec, set()).add(p)
+        rec_where = {r: (next(iter(ps)) if len(ps) == 1 else tuple(sorted(ps))) for r, ps in rec_parts.items()}
+    for d in dests:
+        d.mkdir(parents=True, exist_ok=True)
+    for name in src.table_names():
+        if name == "spk2utt":
+            continue
+        kind = key_kind(name, has_seg)
+        where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
+        for d, lines in zip(dests, _distribute(src.table(name), where, n)):
+            write_lines(d / name, lines)
+    for d, us, ss in zip(dests, part_utts, part_spks):
+        write_lines(d / "spk2utt", spk2utt_lines(us, ss))
+
+
+def _clear_tables(dest: Path) -> None:
+    """Remove the tables of a previous data dir at ``dest`` so none survives that the new one lacks."""
+    if dest.is_dir():
+        seg = (dest / "segments").is_file()
+        for entry in os.listdir(dest):
+            p = dest / entry
+            if p.is_file() and not entry.startswith(".") and (entry == "spk2utt" or key_kind(entry, seg) is not None):
+                p.unlink()
+
+
+def _check_dest(src: DataDir, dest: Path) -> None:
+    if dest.resolve() == src.path.resolve():
+        raise DataDirError(f"destination {dest} is the source data dir")
+
+
+def write_subset(src: DataDir, dest: str | os.PathLike, utts: Iterable[str]) -> int:
+    """Write ``dest`` holding the utterances of ``src`` in ``utts``; returns how many."""
+    dest = Path(dest)
+    _check_dest(src, dest)
+    all_utts, spks = src.utt2spk()
+    keep = set(utts)
+    part = {u: 0 for u in all_utts if u in keep}
+    _clear_tables(dest)
+    _write_parts(src, [dest], part, all_utts, spks)
+    return len(part)
+
+
+def subset(src: str | os.PathLike, dest: str | os.PathLike, *, utt_list: str | None = None, spk_list: str | None = None,
+           first: int = 0, last: int = 0, per_spk: int = 0, random_n: int = 0, seed: int = 777) -> int:
+    """Kaldi's subset_data_dir.sh: exactly one selection; returns the number of utterances written."""
+    chosen = [bool(utt_list), bool(spk_list), first > 0, last > 0, per_spk > 0, random_n > 0]
+    if sum(chosen) != 1:
+        raise DataDirError("choose exactly one of --utt-list, --spk-list, --first, --last, --per-spk, or a random count")
+    d = DataDir(src)
+    utts, spks = d.utt2spk()
+    if utt_list:
+        keep = set(_read_id_list(utt_list))
+        sel = [u for u in utts if u in keep]
+    elif spk_list:
+        keep = set(_read_id_list(spk_list))
+        sel = [u for u, s in zip(utts, spks) if s in keep]
+    elif first:
+        sel = utts[:first]
+    elif last:
+        sel = utts[-last:]
+    elif per_spk:
+        groups: dict[str, list[str]] = {}
+        for u, s in zip(utts, spks):
+            groups.setdefault(s, []).append(u)
+        sel = []
+        for us in groups.values():
+            if len(us) <= per_spk:
+                sel.extend(us)
+            else:  # evenly spread over the speaker's utterances, as Kaldi's subset_scp.pl
+                step = len(us) / per_spk
+                sel.extend(us[int(i * step)] for i in range(per_spk))
+    else:
+        if random_n > len(utts):
+            raise DataDirError(f"asked for {random_n} utterances but {d.path} has only {len(utts)}")
+        sel = random.Random(seed).sample(utts, random_n)
+    if (first or last) and max(first, last) > len(utts):
+        log.warning("asked for %d utterances but %s has only %d; taking all", max(first, last), d.path, len(utts))
+    if not sel:
+        raise DataDirError(f"the subset of {d.path} would be empty")
+    n = write_subset(d, dest, sel)
+    chosen_set = set(sel)
+    log.info("wrote %d of %d utterances (%d speakers) to %s", n, len(utts),
+             len({s for u, s in zip(utts, spks) if u in chosen_set}), dest)
+    return n
+
+
+def _read_id_list(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.split(None, 1)[0] for line in f if line.strip()]
+    except OSError as err:
+        raise DataDirError(f"{path}: {err.strerror}") from None
+
+
+# ---------------------------------------------------------------------------
+# split
+
+
+def _balanced_bounds(counts: list[int], n: int) -> list[int]:
+    """Cut points 0 = b0 < b1 < ... < bn = len(counts) so each contiguous block's total is near total/n."""
+    total = sum(counts)
+    cum = [0]
+    for c in counts:
+        cum.append(cum[-1] + c)
+    bounds = [0]
+    import bisect
+
+    for k in range(1, n):
+        target = total * k / n
+        j = bisect.bisect_left(cum, target)
+        # Nearer of the two cut points around the target, leaving room for the remaining blocks.
+        if j > 0 and (j >= len(cum) or target - cum[j - 1] <= cum[j] - target):
+            j -= 1
+        j = max(j, bounds[-1] + 1)
+        j = min(j, len(counts) - (n - k))
+        bounds.append(j)
+    bounds.append(len(counts))
+    return bounds
+
+
+def split_assignment(utts: list[str], spks: list[str], n: int, per_utt: bool) -> dict[str, int]:
+    """utterance -> part, contiguous in utt2spk order and balanced by count.
+
+    By speaker (default) no speaker is in two parts; ``per_utt`` parts differ by at most one utterance.
+    """
+    if n < 1:
+        raise DataDirError(f"cannot split into {n} parts")
+    if per_utt:
+        if n > len(utts):
+            raise DataDirError(f"cannot split {len(utts)} utterances into {n} parts")
+        base, extra = divmod(len(utts), n)
+        out = {}
+        i = 0
+        for p in range(n):
+            size = base + (1 if p < extra else 0)
+            for u in utts[i:i + size]:
+                out[u] = p
+            i += size
+        return out
+    order: list[str] = []
+    counts: dict[str, int] = {}
+    for s in spks:
+        if s not in counts:
+            order.append(s)
+            counts[s] = 0
+        counts[s] += 1
+    if n > len(order):
+        raise DataDirError(f"cannot split {len(order)} speakers into {n} parts (split per utterance with --per-utt)")
+    bounds = _balanced_bounds([counts[s] for s in order], n)
+    spk_part = {}
+    for p in range(n):
+        for s in order[bounds[p]:bounds[p + 1]]:
+            spk_part[s] = p
+    return {u: spk_part[s] for u, s in zip(utts, spks)}
+
+
+def _manifest(d: DataDir) -> str:
+    lines = []
+    for name in d.table_names():
+        st = d.file(name).stat()
+        lines.append(f"{name} {st.st_size} {st.st_mtime_ns}")
+    return "\n".join(lines) + "\n"
+
+
+def split(path: str | os.PathLike, n: int, *, per_utt: bool = False) -> Path:
+    """Write ``<dir>/split<n>[utt]/<1..n>/``; an existing split made from the same files is reused.
+
+    The split is built in a temporary folder and renamed into place, so a job never
+    sees half a split; ``.sources`` records the size and mtime of each source file.
+    """
+    d = DataDir(path)
+    out = d.path / f"split{n}{'utt' if per_utt else ''}"
+    manifest = _manifest(d)
+    stamp = out / ".sources"
+    if stamp.is_file() and stamp.read_text() == manifest:
+        log.info("%s is up to date", out)
+        return out
+    utts, spks = d.utt2spk()
+    where = split_assignment(utts, spks, n, per_utt)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=d.path))
+    try:
+        _write_parts(d, [tmp / str(p + 1) for p in range(n)], where, utts, spks)
+        (tmp / ".sources").write_text(manifest)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=d.path))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    log.info("split %s (%d utterances, %d speakers) into %d parts %s", d.path, len(utts), len(set(spks)), n,
+             "per utterance" if per_utt else "by speaker")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# fix
+
+
+def fix(path: str | os.PathLike) -> dict[str, int]:
+    """Kaldi's fix_data_dir.sh: keep the utterances present in every utterance-keyed file.
+
+    Also drops duplicate keys (first kept), empty lines and lines without a value,
+    sorts every file, regenerates spk2utt, reduces speaker- and recording-keyed files
+    to what is left, and copies the previous files to ``<dir>/.backup/`` with a
+    ``dropped`` list (``<utterance> <reason>``). Returns ``reason -> count``.
+    """
+    d = DataDir(path)
+    if not d.has("utt2spk"):
+        if not d.has("spk2utt"):
+            raise DataDirError(f"{d.path}: needs utt2spk (or spk2utt to make it from)")
+        pairs = []
+        for line in d.table("spk2utt").lines:
+            f = line.split()
+            pairs.extend(f"{u} {f[0]}" for u in f[1:])
+        pairs.sort()
+        write_lines(d.file("utt2spk"), pairs)
+        log.info("made utt2spk from spk2utt")
+    names = d.table_names()
+    has_seg = d.has_segments
+    clean: dict[str, tuple[list[str], list[str]]] = {}
+    notes: list[str] = []
+    for name in names:
+        if name == "spk2utt":
+            continue
+        t = d.table(name)
+        keys, lines = [], []
+        seen = set()
+        dup = novalue = 0
+        for k, line in zip(t.keys, t.lines):
+            if k in seen:
+                dup += 1
+                continue
+            if len(line.split(None, 1)) < 2:
+                novalue += 1
+                continue
+            if name == "utt2spk" and len(line.split()) != 2:
+                novalue += 1
+                continue
+            seen.add(k)
+            keys.append(k)
+            lines.append(line)
+        for count, why in ((dup, "duplicate keys (first line kept)"), (novalue, "malformed lines"),
+                           (len(t.empty_lines), "empty lines")):
+            if count:
+                notes.append(f"{name}: dropped {count} {why}")
+        clean[name] = _sorted_by_key(keys, lines)
+
+    u_keys, u_lines = clean["utt2spk"]
+    utts = set(u_keys)
+    dropped: dict[str, str] = {}
+    reasons: dict[str, int] = {}
+    for name, (keys, _) in clean.items():
+        if name == "utt2spk" or key_kind(name, has_seg) != UTT:
+            continue
+        present = set(keys)
+        missing = [u for u in u_keys if u not in present]
+        if missing:
+            reasons[f"not in {name}"] = len(missing)
+            for u in missing:
+                dropped.setdefault(u, f"not-in-{name}")
+        extra = len(present - utts)
+        if extra:
+            notes.append(f"{name}: dropped {extra} lines for utterances not in utt2spk")
+    if has_seg:
+        recs = set(clean["wav.scp"][0]) if "wav.scp" in clean else set()
+        s_keys, s_lines = clean["segments"]
+        bad = 0
+        for k, line in zip(s_keys, s_lines):
+            f = line.split()
+            if len(f) != 4 or f[1] not in recs or not (_is_number(f[2]) and _is_number(f[3])):
+                if k not in dropped and k in utts:
+                    dropped[k] = "bad-segment-or-recording-not-in-wav.scp"
+                    bad += 1
+        if bad:
+            reasons["segments: malformed or recording not in wav.scp"] = bad
+    keep = utts.difference(dropped)
+    if not keep:
+        raise DataDirError(f"{d.path}: no utterance is present in every file ({', '.join(sorted(clean))}); nothing kept")
+
+    backup = d.path / ".backup"
+    if backup.exists():
+        shutil.rmtree(backup)
+    backup.mkdir()
+    for name in names:
+        shutil.copy2(d.file(name), backup / name)
+    write_lines(backup / "dropped", (f"{u} {why}" for u, why in sorted(dropped.items())))
+
+    spk_of = {}
+    for k, line in zip(u_keys, u_lines):
+        spk_of[k] = line.split()[1]
+    kept_utts = [u for u in u_keys if u in keep]
+    kept_spks = [spk_of[u] for u in kept_utts]
+    speakers = set(kept_spks)
+    recs_used: set[str] = set()
+    if has_seg:
+        s_keys, s_lines = clean["segments"]
+        recs_used = {line.split()[1] for k, line in zip(s_keys, s_lines) if k in keep}
+    for name, (keys, lines) in clean.items():
+        kind = key_kind(name, has_seg)
+        wanted = keep if kind == UTT else speakers if kind == SPK else recs_used
+        out = [line for k, line in zip(keys, lines) if k in wanted]
+        if kind != UTT and len(out) < len(keys):
+            notes.append(f"{name}: dropped {len(keys) - len(out)} lines for {kind}s no longer used")
+        write_lines(d.file(name), out)
+    write_lines(d.file("spk2utt"), spk2utt_lines(kept_utts, kept_spks))
+    for note in notes:
+        log.info("%s", note)
+    for why, count in reasons.items():
+        log.info("dropped %d utterances %s", count, why)
+    log.info("kept %d of %d utterances (%d speakers) in %s; old files in %s", len(kept_utts), len(u_keys),
+             len(speakers), d.path, backup)
+    return reasons
+
+
+# ---------------------------------------------------------------------------
+# copy and combine
+
+
+def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "", utt_suffix: str = "",
+         spk_prefix: str = "", spk_suffix: str = "") -> int:
+    """Kaldi's copy_data_dir.sh: copy with utterance/speaker ids renamed.
+
+    A renamed copy gets ``utt2uniq`` (new id -> original id) so later steps can keep
+    copies of one recording together. Recording ids (with ``segments``) are not renamed.
+    """
+    s = DataDir(src)
+    dest = Path(dest)
+    _check_dest(s, dest)
+    utts, spks = s.utt2spk()
+    has_seg = s.has_segments
+
+    def rename(key: str, kind: str) -> str:
+        if kind == UTT:
+            return utt_prefix + key + utt_suffix
+        if kind == SPK:
+            return spk_prefix + key + spk_suffix
+        return key
+
+    _clear_tables(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    renamed = bool(utt_prefix or utt_suffix)
+    for name in s.table_names():
+        if name in ("spk2utt", "utt2uniq"):
+            continue
+        kind = key_kind(name, has_seg)
+        t = s.table(name)
+        if kind == REC or not (renamed or (kind == SPK and (spk_prefix or spk_suffix))):
+            lines = t.lines
+            keys = t.keys
+        else:
+            keys = [rename(k, kind) for k in t.keys]
+            lines = []
+            for k, line in zip(keys, t.lines):
+                rest = line.split(None, 1)
+                lines.append(k + " " + rest[1] if len(rest) > 1 else k)
+        if name == "utt2spk":
+            lines = [k + " " + rename(sp, SPK) for k, sp in zip(keys, spks)]
+        keys, lines = _sorted_by_key(keys, lines)
+        write_lines(dest / name, lines)
+    new_utts = [rename(u, UTT) for u in utts]
+    new_spks = [rename(sp, SPK) for sp in spks]
+    order = sorted(range(len(new_utts)), key=new_utts.__getitem__)
+    write_lines(dest / "spk2utt", spk2utt_lines([new_utts[i] for i in order], [new_spks[i] for i in order]))
+    if renamed or s.has("utt2uniq"):
+        uniq = dict(zip(s.table("utt2uniq").keys, s.table("utt2uniq").values())) if s.has("utt2uniq") else {}
+        pairs = sorted((rename(u, UTT), uniq.get(u, u)) for u in utts)
+        write_lines(dest / "utt2uniq", (f"{a} {b}" for a, b in pairs))
+    log.info("copied %d utterances from %s to %s", len(utts), s.path, dest)
+    return len(utts)
+
+
+def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
+    """Kaldi's combine_data.sh: the union of several data dirs.
+
+    A file is combined when every source has it (otherwise it is left out, with a
+    warning); a source without ``segments`` gets whole-recording segments when others
+    have them. Utterance ids must be unique across sources; a recording id may repeat
+    only with the same wav.scp value.
+    """
+    dirs = [DataDir(p) for p in srcs]
+    if not dirs:
+        raise DataDirError("combine needs at least one source data dir")
+    dest = Path(dest)
+    for d in dirs:
+        _check_dest(d, dest)
+    any_seg = any(d.has_segments for d in dirs)
+    names: set[str] = set()
+    for d in dirs:
+        names.update(n for n in d.table_names() if n != "spk2utt")
+    if any_seg:
+        names.add("segments")
+    utt_src: dict[str, Path] = {}
+    for d in dirs:
+        for u in d.table("utt2spk").keys:
+            if u in utt_src:
+                raise DataDirError(f"utterance '{u}' is in both {utt_src[u]} and {d.path}; "
+                                   "make the ids unique (copy_data_dir.sh --utt-prefix)")
+            utt_src[u] = d.path
+    _clear_tables(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in sorted(names):
+        missing = [d for d in dirs if not d.has(name) and not (name == "segments" and any_seg)]
+        if missing:
+            log.warning("not combining %s: missing from %s", name, ", ".join(str(d.path) for d in missing))
+            continue
+        lines: list[str] = []
+        for d in dirs:
+            if name == "segments" and not d.has_segments:
+                lines.extend(f"{k} {k} 0 -1" for k in d.table("wav.scp").keys)
+            else:
+                lines.extend(d.table(name).lines)
+        keys = [line.split(None, 1)[0] for line in lines]
+        kind = REC if (name == "wav.scp" and any_seg) else key_kind(name, any_seg)
+        if kind != UTT:
+            keys, lines = _dedupe_same(name, keys, lines, kind, dirs)
+        keys, lines = _sorted_by_key(keys, lines)
+        write_lines(dest / name, lines)
+    utts, spks = DataDir(dest).utt2spk()
+    write_lines(dest / "spk2utt", spk2utt_lines(utts, spks))
+    log.info("combined %d utterances from %d data dirs into %s", len(utts), len(dirs), dest)
+    return len(utts)
+
+
+def _dedupe_same(name: str, keys: list[str], lines: list[str], kind: str, dirs) -> tuple[list[str], list[str]]:
+    """Speaker/recording lines may repeat across sources only when identical."""
+    seen: dict[str, str] = {}
+    ok_keys, ok_lines = [], []
+    for k, line in zip(keys, lines):
+        prev = seen.get(k)
+        if prev is None:
+            seen[k] = line
+            ok_keys.append(k)
+            ok_lines.append(line)
+        elif prev.split() != line.split():
+            raise DataDirError(f"{name}: {kind} '{k}' differs between sources ('{prev}' vs '{line}')")
+    return ok_keys, ok_lines
