@@ -1,0 +1,382 @@
+"""Kaldi-format I/O for back-end objects: vectors, matrices and int32 tables.
+
+Reading takes Kaldi rspecifiers (``ark:f``, ``ark,t:f``, ``scp:f``, ``ark:-``,
+``ark:cmd |``) and rxfilenames (``f``, ``-``, ``cmd |``); writing takes
+wspecifiers (``ark:f``, ``ark,t:f``, ``ark,scp:f.ark,f.scp``, ``ark:-``,
+``ark:| cmd``) and wxfilenames. Binary objects are Kaldi's ``\\0B`` + ``FV``/
+``DV``/``FM``/``DM`` layout; text objects print numbers like Kaldi's streams
+(7 significant digits), so our files and Kaldi's are interchangeable.
+
+Whole archives are read into memory and parsed here rather than item by item
+through kaldiio, because Vox1-E scoring reads 145k vectors and the per-byte
+token reads of a generic reader would dominate the run time. Anything this
+parser does not know (compressed matrices, wav) is handed to kaldiio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from sid.data.table import atomic_path
+from sid.errors import SidError
+
+_BIN_TYPES = {b"FV": (np.float32, 1), b"DV": (np.float64, 1), b"FM": (np.float32, 2), b"DM": (np.float64, 2)}
+
+
+# ---------------------------------------------------------------- rx/wx filenames
+
+def read_bytes(rxfilename: str) -> bytes:
+    """Everything an rxfilename yields: a file, ``-`` (stdin) or ``cmd |`` (a shell pipe)."""
+    name = rxfilename.strip()
+    if name == "-" or name == "":
+        return sys.stdin.buffer.read()
+    if name.endswith("|"):
+        proc = subprocess.run(name[:-1], shell=True, stdout=subprocess.PIPE)
+        if proc.returncode != 0:
+            raise SidError(f"command '{name[:-1].strip()}' failed with status {proc.returncode}")
+        return proc.stdout
+    try:
+        return Path(name).read_bytes()
+    except OSError as err:
+        raise SidError(f"cannot read {name}: {err.strerror}") from None
+
+
+@contextlib.contextmanager
+def open_output(wxfilename: str):
+    """A binary stream for a wxfilename: ``-`` is stdout, ``| cmd`` a pipe, else a file written atomically."""
+    name = wxfilename.strip()
+    if name == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+    elif name.startswith("|"):
+        proc = subprocess.Popen(name[1:], shell=True, stdin=subprocess.PIPE)
+        try:
+            yield proc.stdin
+        finally:
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise SidError(f"command '{name[1:].strip()}' failed with status {proc.returncode}")
+    else:
+        with atomic_path(name) as tmp, open(tmp, "wb") as f:
+            yield f
+
+
+# ---------------------------------------------------------------- object encoding
+
+def fmt(x: float) -> str:
+    """A number as Kaldi's text streams print it (precision 7, %g)."""
+    return f"{x:.7g}"
+
+
+def encode(array: np.ndarray, binary: bool) -> bytes:
+    """One Kaldi vector or matrix object (with the ``\\0B`` header when binary)."""
+    array = np.asarray(array)
+    if binary:
+        double = array.dtype == np.float64
+        if array.ndim == 1:
+            head = (b"DV " if double else b"FV ") + struct.pack("<bi", 4, array.shape[0])
+        else:
+            head = (b"DM " if double else b"FM ") + struct.pack("<bibi", 4, array.shape[0], 4, array.shape[1])
+        return b"\0B" + head + np.ascontiguousarray(array, dtype="<f8" if double else "<f4").tobytes()
+    if array.ndim == 1:
+        return (" [ " + "".join(fmt(x) + " " for x in array.tolist()) + "]\n").encode()
+    if array.shape[1] == 0:
+        return b" [ ]\n"
+    rows = "".join("\n  " + "".join(fmt(x) + " " for x in row) for row in array.tolist())
+    return (" [" + rows + "]\n").encode()
+
+
+def _decode_binary(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
+    """Parse a binary object whose type token starts at ``pos`` (after ``\\0B``)."""
+    kind = data[pos:pos + 2]
+    if kind not in _BIN_TYPES or data[pos + 2:pos + 3] != b" ":
+        # Compressed matrices and other types: let kaldiio decode them.
+        from kaldiio.matio import read_matrix_or_vector
+        fd = io.BytesIO(data)
+        fd.seek(pos - 2)
+        try:
+            array = read_matrix_or_vector(fd)
+        except Exception as err:  # kaldiio raises assorted errors on bad input
+            raise SidError(f"{where}: cannot decode Kaldi object ({err})") from None
+        return array, fd.tell()
+    dtype, ndim = _BIN_TYPES[kind]
+    pos += 3
+    try:
+        if ndim == 1:
+            _, n = struct.unpack_from("<bi", data, pos)
+            shape, pos = (n,), pos + 5
+        else:
+            _, rows, _, cols = struct.unpack_from("<bibi", data, pos)
+            shape, pos = (rows, cols), pos + 10
+    except struct.error:
+        raise SidError(f"{where}: truncated Kaldi object") from None
+    count = int(np.prod(shape))
+    end = pos + count * np.dtype(dtype).itemsize
+    if end > len(data):
+        raise SidError(f"{where}: truncated Kaldi object (expected {count} values)")
+    return np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(shape), end
+
+
+def _decode_text(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
+    """Parse a text ``[ ... ]`` vector or matrix starting at or after ``pos``."""
+    start = data.find(b"[", pos)
+    end = data.find(b"]", pos)
+    if start < 0 or end < start or data[pos:start].strip():
+        raise SidError(f"{where}: expected a Kaldi text object '[ ... ]'")
+    body = data[start + 1:end]
+    try:
+        if b"\n" in body.strip(b" "):
+            rows = [np.array(line.split(), dtype=np.float64) for line in body.split(b"\n") if line.strip()]
+            if len({len(r) for r in rows}) > 1:
+                raise SidError(f"{where}: matrix rows have different lengths")
+            array = np.stack(rows) if rows else np.zeros((0, 0))
+        else:
+            array = np.array(body.split(), dtype=np.float64)
+    except ValueError as err:
+        raise SidError(f"{where}: bad number in text object ({err})") from None
+    end += 1
+    if data[end:end + 1] == b"\n":
+        end += 1
+    return array, end
+
+
+def decode(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
+    """One vector or matrix at ``pos`` (binary or text); returns it and the position after it."""
+    if data[pos:pos + 2] == b"\0B":
+        return _decode_binary(data, pos + 2, where)
+    return _decode_text(data, pos, where)
+
+
+def read_object(rxfilename: str) -> np.ndarray:
+    """A single vector or matrix file (``mean.vec``, ``lda.mat``), binary or text."""
+    data = read_bytes(rxfilename)
+    if not data.strip():
+        raise SidError(f"{rxfilename}: empty file")
+    return decode(data, 0, rxfilename)[0]
+
+
+def read_vector(rxfilename: str) -> np.ndarray:
+    array = read_object(rxfilename)
+    if array.ndim != 1:
+        raise SidError(f"{rxfilename}: expected a vector, found a {array.shape[0]}x{array.shape[1]} matrix")
+    return array
+
+
+def read_matrix(rxfilename: str) -> np.ndarray:
+    array = read_object(rxfilename)
+    if array.ndim != 2:
+        raise SidError(f"{rxfilename}: expected a matrix, found a vector of dimension {array.shape[0]}")
+    return array
+
+
+def write_object(wxfilename: str, array: np.ndarray, binary: bool) -> None:
+    with open_output(wxfilename) as f:
+        f.write(encode(array, binary))
+
+
+# ---------------------------------------------------------------- tables
+
+def split_specifier(spec: str) -> tuple[set[str], str]:
+    """``'ark,t,scp:a.ark,a.scp'`` -> ``({'ark','t','scp'}, 'a.ark,a.scp')``."""
+    prefix, colon, rest = spec.partition(":")
+    opts = {o.strip() for o in prefix.split(",")}
+    if not colon or not opts & {"ark", "scp"}:
+        raise SidError(f"bad table specifier '{spec}' (expected ark:..., ark,t:..., scp:... )")
+    return opts, rest
+
+
+def _iter_ark(data: bytes, where: str) -> Iterator[tuple[str, np.ndarray]]:
+    pos, n = 0, len(data)
+    while True:
+        while pos < n and data[pos] in b" \t\n\r":
+            pos += 1
+        if pos >= n:
+            return
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise SidError(f"{where}: truncated archive after key '{data[pos:pos + 50].decode(errors='replace')}'")
+        key = data[pos:space].decode()
+        array, pos = decode(data, space + 1, f"{where}: key '{key}'")
+        yield key, array
+
+
+def _iter_scp(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    cache: dict[str, bytes] = {}
+    text = read_bytes(path).decode()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, target = line.strip().partition(" ")
+        target = target.strip()
+        where = f"{path}:{lineno}"
+        if not target:
+            raise SidError(f"{where}: key '{key}' has no value")
+        fname, colon, offset = target.rpartition(":")
+        if colon and offset.isdigit():
+            if fname not in cache:
+                cache[fname] = read_bytes(fname)
+            array, _ = decode(cache[fname], int(offset), f"{where} ({target})")
+        else:
+            array = read_object(target)
+        yield key, array
+
+
+def iter_table(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
+    """``(key, array)`` pairs of an rspecifier, in order."""
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts:
+        yield from _iter_scp(path)
+    else:
+        yield from _iter_ark(read_bytes(path), rspecifier)
+
+
+def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
+    """All vectors of a table as ``(keys, float32 matrix)``; duplicate keys and dimension mismatches are errors."""
+    keys: list[str] = []
+    rows: list[np.ndarray] = []
+    for key, array in iter_table(rspecifier):
+        if array.ndim != 1:
+            raise SidError(f"{rspecifier}: key '{key}' holds a matrix, expected a vector")
+        if rows and array.shape[0] != rows[0].shape[0]:
+            raise SidError(f"{rspecifier}: key '{key}' has dimension {array.shape[0]}, "
+                           f"expected {rows[0].shape[0]} like '{keys[0]}'")
+        keys.append(key)
+        rows.append(array)
+    if len(set(keys)) != len(keys):
+        seen: set[str] = set()
+        dup = next(k for k in keys if k in seen or seen.add(k))
+        raise SidError(f"{rspecifier}: duplicate key '{dup}'")
+    if not rows:
+        return keys, np.zeros((0, 0), dtype=np.float32)
+    return keys, np.stack(rows).astype(np.float32, copy=False)
+
+
+class TableWriter:
+    """Writes a Kaldi table: ``ark:``, ``ark,t:``, ``ark,scp:a.ark,a.scp``, ``ark:-``, ``ark:| cmd``.
+
+    Archive and scp appear together, each renamed into place on ``close()``.
+    """
+
+    def __init__(self, wspecifier: str):
+        opts, path = split_specifier(wspecifier)
+        if "ark" not in opts:
+            raise SidError(f"bad wspecifier '{wspecifier}': writing needs ark (ark:..., ark,scp:...)")
+        self.binary = "t" not in opts
+        self.scp_path = None
+        if "scp" in opts:
+            if "," not in path:
+                raise SidError(f"bad wspecifier '{wspecifier}': ark,scp needs 'ark-file,scp-file'")
+            path, self.scp_path = path.split(",", 1)
+            if path.strip() in ("-", "") or path.strip().startswith("|"):
+                raise SidError(f"bad wspecifier '{wspecifier}': ark,scp needs a real archive file")
+        self.path = path
+        self._stack = contextlib.ExitStack()
+        self._f = self._stack.enter_context(open_output(path))
+        self._scp = self._stack.enter_context(open_output(self.scp_path)) if self.scp_path else None
+        self._offset = 0
+
+    def write(self, key: str, array: np.ndarray) -> None:
+        if not key or " " in key:
+            raise SidError(f"invalid table key '{key}'")
+        head = key.encode() + b" "
+        body = encode(array, self.binary)
+        self._f.write(head + body)
+        if self._scp is not None:
+            self._scp.write(f"{key} {self.path}:{self._offset + len(head)}\n".encode())
+        self._offset += len(head) + len(body)
+
+    def close(self, ok: bool = True) -> None:
+        if ok:
+            self._stack.close()
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(exc_type is None)
+        return False
+
+
+def write_vectors(wspecifier: str, keys, matrix: np.ndarray) -> None:
+    with TableWriter(wspecifier) as w:
+        for key, row in zip(keys, matrix):
+            w.write(key, row)
+
+
+def read_int_table(rspecifier: str) -> dict[str, int]:
+    """An int32 table (``num_utts.ark``): text ``key n`` lines or Kaldi binary."""
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts:
+        raise SidError(f"{rspecifier}: int32 tables are read from archives only")
+    data = read_bytes(path)
+    out: dict[str, int] = {}
+    pos, n = 0, len(data)
+    while True:
+        while pos < n and data[pos] in b" \t\n\r":
+            pos += 1
+        if pos >= n:
+            return out
+        space = data.find(b" ", pos)
+        key = data[pos:space if space >= 0 else n].decode()
+        if space < 0:
+            raise SidError(f"{rspecifier}: key '{key}' has no value")
+        if data[space + 1:space + 3] == b"\0B":
+            if data[space + 3] != 4:
+                raise SidError(f"{rspecifier}: key '{key}': not an int32 value")
+            value = struct.unpack_from("<i", data, space + 4)[0]
+            pos = space + 8
+        else:
+            eol = data.find(b"\n", space)
+            eol = n if eol < 0 else eol
+            try:
+                value = int(data[space + 1:eol])
+            except ValueError:
+                raise SidError(f"{rspecifier}: key '{key}': expected an integer, "
+                               f"got '{data[space + 1:eol].decode(errors='replace').strip()}'") from None
+            pos = eol
+        if key in out:
+            raise SidError(f"{rspecifier}: duplicate key '{key}'")
+        out[key] = value
+
+
+def write_int_table(wspecifier: str, items) -> None:
+    """Write ``key -> int`` as Kaldi's int32 table (text ``key n `` lines like Kaldi, or binary)."""
+    opts, path = split_specifier(wspecifier)
+    if "scp" in opts or "ark" not in opts:
+        raise SidError(f"bad wspecifier '{wspecifier}' for an int32 table (use ark: or ark,t:)")
+    binary = "t" not in opts
+    with open_output(path) as f:
+        for key, value in items:
+            if binary:
+                f.write(key.encode() + b" \0B" + struct.pack("<bi", 4, int(value)))
+            else:
+                f.write(f"{key} {int(value)} \n".encode())
+
+
+def read_pairs(rspecifier_or_file: str) -> list[tuple[str, list[str]]]:
+    """A text table of tokens (``spk2utt``, ``utt2spk``) given as ``ark:f``, ``ark,t:f`` or a plain path."""
+    if ":" in rspecifier_or_file.split(" ", 1)[0] and not os.path.exists(rspecifier_or_file):
+        opts, path = split_specifier(rspecifier_or_file)
+    else:
+        path = rspecifier_or_file
+    text = read_bytes(path).decode()
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise SidError(f"{path}:{lineno}: key '{fields[0]}' has no value")
+        out.append((fields[0], fields[1:]))
+    return out

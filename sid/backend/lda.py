@@ -1,0 +1,111 @@
+"""Kaldi's ivector-compute-lda: LDA after normalising an interpolated within/total covariance.
+
+With data mean-subtracted, per speaker s with n_s vectors and mean m_s:
+  total  T = sum_i x_i x_i^T / N,   within W = T - sum_s n_s m_s m_s^T / N,
+  between B = T - W.
+C = f T + (1-f) W (f = --total-covariance-factor) is whitened by
+P = diag(s)^-1/2 U^T from its eigen-decomposition (eigenvalues floored at
+covariance_floor times the largest); B is projected, diagonalised, and the
+rows of the result for the ``dim`` largest eigenvalues form the transform.
+The written matrix is ``dim x (D+1)``: the last column ``-A mean`` removes
+the training mean, as Kaldi writes it.
+
+Eigenvectors are defined up to sign; we make each row's largest-magnitude
+coefficient positive (Kaldi's own choice follows its QR iterations).
+Downstream PLDA/cosine scores do not depend on the signs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse
+
+from sid.errors import SidError
+
+log = logging.getLogger(__name__)
+
+
+def speaker_index(keys: list[str], utt2spk: dict[str, str]) -> tuple[np.ndarray, list[str]]:
+    """Per-row speaker index into a sorted speaker list; rows without a speaker get -1."""
+    spks = sorted({utt2spk[k] for k in keys if k in utt2spk})
+    pos = {s: i for i, s in enumerate(spks)}
+    return np.array([pos.get(utt2spk.get(k), -1) for k in keys], dtype=np.int64), spks
+
+
+def class_sums(x: np.ndarray, idx: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class sums (float64) and counts of the rows of ``x``."""
+    onehot = scipy.sparse.csr_matrix(
+        (np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(num_classes, len(idx)))
+    return np.asarray(onehot @ x, dtype=np.float64), np.bincount(idx, minlength=num_classes)
+
+
+def sort_eig(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (largest first) and eigenvectors (columns) of a symmetric matrix."""
+    s, u = np.linalg.eigh((sym + sym.T) / 2)
+    order = np.argsort(-s, kind="stable")
+    return s[order], u[:, order]
+
+
+def fix_signs(rows: np.ndarray) -> np.ndarray:
+    """Flip rows so each one's largest-magnitude entry is positive (a deterministic sign choice)."""
+    pick = rows[np.arange(rows.shape[0]), np.argmax(np.abs(rows), axis=1)]
+    return rows * np.where(pick < 0, -1.0, 1.0)[:, None]
+
+
+def normalizing_transform(covar: np.ndarray, floor: float) -> np.ndarray:
+    """P with P covar P^T = I, eigenvalues floored at ``floor`` times the largest."""
+    s, u = sort_eig(covar)
+    floor_value = floor * s[0]
+    num_floored = int(np.sum(s < floor_value))
+    if num_floored:
+        log.warning("Floored %d eigenvalues of covariance to %g", num_floored, floor_value)
+    s = np.maximum(s, floor_value)
+    return s[:, None] ** -0.5 * u.T
+
+
+def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_factor: float = 0.1,
+                covariance_floor: float = 1e-6) -> np.ndarray:
+    """The ``dim x (D+1)`` LDA transform (float32) of rows ``x`` labelled by ``spk_idx`` (0..S-1)."""
+    n, d = x.shape
+    if not 0 < dim <= d:
+        raise SidError(f"--dim={dim} must be between 1 and the vector dimension {d}")
+    num_spk = int(spk_idx.max()) + 1
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    log.info("2-norm of iVector mean is %g", np.linalg.norm(mean))
+    # Kaldi subtracts the double mean from its float vectors.
+    xc = (x.astype(np.float32) - mean).astype(np.float32).astype(np.float64)
+    if n - num_spk <= 0:
+        raise SidError(f"LDA needs speakers with several vectors ({n} vectors of {num_spk} speakers)")
+    log.info("Stats have %d speakers, %d utterances.", num_spk, n)
+    sums, counts = class_sums(xc, spk_idx, num_spk)
+    scatter = xc.T @ xc
+    between_scatter = (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
+    total = scatter / n
+    within = (scatter - between_scatter) / n
+    eig = np.linalg.eigvalsh(total)
+    if eig[0] <= 0 or eig[-1] / eig[0] > 1e6:  # Kaldi's SingularTotCovar test
+        raise SidError(f"too little data for dimension {d}: the total covariance of {n} vectors is singular")
+    to_normalize = total_covariance_factor * total + (1.0 - total_covariance_factor) * within
+    proj = normalizing_transform(to_normalize, covariance_floor)
+    between_proj = proj @ (total - within) @ proj.T
+    s, u = sort_eig(between_proj)
+    log.info("Singular values of between-class covariance after projecting with interpolated "
+             "[total/within] covariance with a weight of %g on the total covariance, are: [ %s ]",
+             total_covariance_factor, " ".join(f"{v:g}" for v in s))
+    linear = fix_signs(u[:, :dim].T @ proj).astype(np.float32)
+    offset = -(linear.astype(np.float64) @ mean)
+    return np.hstack([linear, offset.astype(np.float32)[:, None]])
+
+
+def apply_transform(transform: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """ivector-transform: ``x A^T`` (+ offset column if the matrix is affine)."""
+    d = x.shape[1]
+    if transform.shape[1] == d:
+        return (x @ transform.T.astype(np.float32)).astype(np.float32)
+    if transform.shape[1] == d + 1:
+        return (x @ transform[:, :d].T.astype(np.float32) + transform[:, d].astype(np.float32)).astype(np.float32)
+    raise SidError(f"transform is {transform.shape[0]}x{transform.shape[1]}, "
+                   f"which does not fit vectors of dimension {d} (needs {d} or {d + 1} columns)")

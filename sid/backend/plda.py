@@ -1,0 +1,199 @@
+"""Kaldi's PLDA (ivector/plda.cc): two-covariance model, EM training, scoring, file format.
+
+Model: x = mean + between-speaker y + within-speaker e, stored as ``mean``,
+``transform`` (makes the within-class covariance unit and the between-class
+covariance diagonal) and ``psi`` (that diagonal). Files are Kaldi's
+``<Plda> mean transform psi </Plda>`` in binary (doubles) or text.
+
+Training follows PldaEstimator: within/between covariances start at I and
+each EM iteration accumulates, per speaker with n vectors and mean m
+(minus the mean of speaker means), the posterior of its speaker variable
+(covariance (B^-1 + n W^-1)^-1, mean w) into B and W stats. Speakers are
+processed in groups of equal n, so one matrix inverse serves each group.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from sid.backend import kaldi_io
+from sid.backend.lda import class_sums, fix_signs
+from sid.errors import SidError
+
+log = logging.getLogger(__name__)
+
+
+def _sym_inv(a: np.ndarray) -> np.ndarray:
+    inv = np.linalg.inv(a)
+    return (inv + inv.T) / 2
+
+
+@dataclass
+class Plda:
+    mean: np.ndarray       # (D,) float64
+    transform: np.ndarray  # (D, D) float64
+    psi: np.ndarray        # (D,) float64
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    # ------------------------------------------------------------ I/O
+    @classmethod
+    def read(cls, rxfilename: str) -> "Plda":
+        data = kaldi_io.read_bytes(rxfilename)
+        binary = data[:2] == b"\0B"
+        pos = 2 if binary else 0
+        while pos < len(data) and data[pos:pos + 1] in (b" ", b"\n", b"\t", b"\r"):
+            pos += 1
+        if data[pos:pos + 7] != b"<Plda> ":
+            raise SidError(f"{rxfilename}: not a Kaldi PLDA model (expected token <Plda>)")
+        pos += 7
+        parts = []
+        for name in ("mean", "transform", "psi"):
+            where = f"{rxfilename}: PLDA {name}"
+            if binary:
+                array, pos = kaldi_io._decode_binary(data, pos, where)
+            else:
+                array, pos = kaldi_io._decode_text(data, pos, where)
+            parts.append(np.array(array, dtype=np.float64))
+        if data[pos:].strip() != b"</Plda>":
+            raise SidError(f"{rxfilename}: expected </Plda> after psi")
+        mean, transform, psi = parts
+        d = mean.shape[0]
+        if mean.ndim != 1 or transform.shape != (d, d) or psi.shape != (d,):
+            raise SidError(f"{rxfilename}: inconsistent PLDA dimensions (mean {mean.shape}, "
+                           f"transform {transform.shape}, psi {psi.shape})")
+        return cls(mean, transform, psi)
+
+    def write(self, wxfilename: str, binary: bool = True) -> None:
+        if binary:
+            body = b"\0B<Plda> " + b"".join(kaldi_io.encode(a, True)[2:] for a in (self.mean, self.transform, self.psi))
+        else:
+            body = b"<Plda> " + b"".join(kaldi_io.encode(a, False) for a in (self.mean, self.transform, self.psi))
+        with kaldi_io.open_output(wxfilename) as f:
+            f.write(body + b"</Plda> ")
+
+    # ------------------------------------------------------------ model edits
+    def smooth_within_class_covariance(self, factor: float) -> None:
+        """ivector-copy-plda --smoothing: add ``factor`` x between-class to within-class covariance."""
+        if not 0.0 <= factor <= 1.0:
+            raise SidError(f"--smoothing={factor} must be between 0 and 1")
+        log.info("Smoothing within-class covariance by %g, Psi is initially: [ %s ]",
+                 factor, " ".join(f"{v:g}" for v in self.psi))
+        within = 1.0 + factor * self.psi
+        self.transform = self.transform * (within ** -0.5)[:, None]
+        self.psi = self.psi / within
+        log.info("New value of Psi is [ %s ]", " ".join(f"{v:g}" for v in self.psi))
+
+    # ------------------------------------------------------------ scoring
+    def transform_vectors(self, x: np.ndarray, num_utts: np.ndarray | int = 1, normalize_length: bool = True,
+                          simple_length_norm: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Kaldi's TransformIvector for each row: returns (float32 transformed rows, normalisation factors)."""
+        y = (np.asarray(x, dtype=np.float64) - self.mean) @ self.transform.T
+        if simple_length_norm:
+            factor = np.sqrt(self.dim) / np.linalg.norm(y, axis=1)
+        else:
+            n = np.broadcast_to(np.asarray(num_utts, dtype=np.float64), (y.shape[0],))
+            inv_covar = 1.0 / (self.psi[None, :] + 1.0 / n[:, None])
+            factor = np.sqrt(self.dim / np.einsum("ij,ij->i", y * y, inv_covar))
+        if normalize_length:
+            y = y * factor[:, None]
+        # Kaldi keeps transformed vectors in float.
+        return y.astype(np.float32), factor
+
+    def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
+                              enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        """LLR of each trial (enroll_idx[k], test_idx[k]) on PLDA-transformed rows.
+
+        Same-speaker hypothesis: test ~ N(a e, diag(v)) with a = n psi / (n psi + 1),
+        v = 1 + psi / (n psi + 1); different-speaker: test ~ N(0, I + psi).
+        Expanding the squares gives per-vector terms plus one dot product per trial.
+        """
+        psi = self.psi
+        e64 = enroll.astype(np.float64)
+        t64 = test.astype(np.float64)
+        inv_tot = 1.0 / (1.0 + psi)
+        test_term = 0.5 * (np.sum(np.log(1.0 + psi)) + (t64 * t64) @ inv_tot)
+        scores = np.empty(len(enroll_idx), dtype=np.float64)
+        enroll_n = np.asarray(enroll_n)
+        n_of_trial = enroll_n[enroll_idx]
+        for n in np.unique(n_of_trial):
+            a = n * psi / (n * psi + 1.0)
+            v = 1.0 + psi / (n * psi + 1.0)
+            inv_v = 1.0 / v
+            # -0.5 * [logdet + t^2/v + (a e)^2/v - 2 (a e / v) t]
+            enroll_term = -0.5 * (np.sum(np.log(v)) + (e64 * e64) @ (a * a * inv_v))
+            cross_w = e64 * (a * inv_v)
+            test_quad = -0.5 * ((t64 * t64) @ inv_v) + test_term
+            sel = np.flatnonzero(n_of_trial == n)
+            for start in range(0, len(sel), chunk):
+                k = sel[start:start + chunk]
+                ei, ti = enroll_idx[k], test_idx[k]
+                scores[k] = (enroll_term[ei] + test_quad[ti]
+                             + np.einsum("ij,ij->i", cross_w[ei], t64[ti]))
+        return scores
+
+
+def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) -> Plda:
+    """Train Kaldi's PLDA on rows ``x`` with speaker indices ``spk_idx`` (0..S-1, each used)."""
+    x = np.asarray(x, dtype=np.float64)
+    n_total, d = x.shape
+    num_spk = int(spk_idx.max()) + 1
+    sums, counts = class_sums(x, spk_idx, num_spk)
+    if np.any(counts == 0):
+        raise SidError("internal error: speaker without vectors passed to estimate_plda")
+    if num_spk == n_total:
+        raise SidError("No speakers with multiple utterances, unable to estimate PLDA.")
+    means = sums / counts[:, None]
+    # Scatter around each speaker's mean: sum x x^T - sum_s n_s m_s m_s^T.
+    offset_scatter = x.T @ x - (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
+    global_mean = means.sum(axis=0) / num_spk
+    centred = means - global_mean
+    groups = [(int(n), np.flatnonzero(counts == n)) for n in np.unique(counts)]
+
+    within = np.eye(d)
+    between = np.eye(d)
+    for it in range(num_em_iters):
+        log.info("Plda estimation iteration %d of %d", it, num_em_iters)
+        between_inv = _sym_inv(between)
+        within_inv = _sym_inv(within)
+        within_stats = offset_scatter.copy()
+        within_count = float(n_total - num_spk)
+        between_stats = np.zeros((d, d))
+        between_count = 0.0
+        for n, idx in groups:
+            mixed = _sym_inv(between_inv + n * within_inv)
+            m = centred[idx]
+            w = n * (m @ within_inv) @ mixed       # rows: posterior mean of each speaker variable
+            k = len(idx)
+            between_stats += k * mixed + w.T @ w
+            between_count += k
+            diff = m - w
+            within_stats += k * n * mixed + n * (diff.T @ diff)
+            within_count += k
+        within = within_stats / within_count
+        between = between_stats / between_count
+        log.info("Trace of within-class variance is %g", np.trace(within))
+        log.info("Trace of between-class variance is %g", np.trace(between))
+
+    log.info("Norm of mean of iVector distribution is %g", np.linalg.norm(global_mean))
+    try:
+        chol = np.linalg.cholesky((within + within.T) / 2)
+    except np.linalg.LinAlgError:
+        raise SidError("within-class covariance is not positive definite; too little data for the dimension") from None
+    transform1 = np.linalg.inv(chol)
+    between_proj = transform1 @ between @ transform1.T
+    s, u = np.linalg.eigh((between_proj + between_proj.T) / 2)
+    num_floored = int(np.sum(s < 0))
+    if num_floored:
+        log.warning("Floored %d eigenvalues of between-class variance to zero.", num_floored)
+    s = np.maximum(s, 0.0)
+    order = np.argsort(-s, kind="stable")
+    s, u = s[order], u[:, order]
+    transform = fix_signs(u.T @ transform1)
+    log.info("Diagonal of between-class variance in normalized space is [ %s ]", " ".join(f"{v:g}" for v in s))
+    return Plda(global_mean, transform, s)

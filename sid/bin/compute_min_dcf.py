@@ -1,0 +1,47 @@
+"""compute_min_dcf: minimum detection cost exactly as egs/sre08/v1 sid/compute_min_dcf.py.
+
+Usage: python -m sid.bin.compute_min_dcf [--p-target 0.01] [--c-miss 1] [--c-fa 1] <scores-file> <trials-file>
+Scores: "<utt1> <utt2> <score>"; trials: "<utt1> <utt2> target|nontarget".
+Prints minDCF (4 decimals) on stdout and the threshold on stderr. Options
+take Kaldi's script form (--p-target 0.01 or --p-target=0.01).
+"""
+
+import argparse
+import sys
+
+from sid.backend.scoring import read_scores, read_trials
+from sid.cli import run_main
+from sid.errors import SidError
+from sid.metrics import error_rates, labels_for, min_dcf
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Compute the minimum detection cost function along with the threshold at which it occurs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Defaults stay ints, as in the original script, so the log line prints 'c-miss=1'.
+    parser.add_argument("--p-target", type=float, default=0.01, help="Prior probability of a target trial.")
+    parser.add_argument("--c-miss", type=float, default=1, help="Cost of a missed detection.")
+    parser.add_argument("--c-fa", type=float, default=1, help="Cost of a spurious detection.")
+    parser.add_argument("scores_filename", help="<utt1> <utt2> <score> lines")
+    parser.add_argument("trials_filename", help="<utt1> <utt2> <target/nontarget> lines")
+    sys.stderr.write(" ".join(sys.argv) + "\n")
+    args = parser.parse_args()
+    if args.c_fa <= 0:
+        raise SidError("--c-fa must be greater than 0")
+    if args.c_miss <= 0:
+        raise SidError("--c-miss must be greater than 0")
+    if not 0 < args.p_target < 1:
+        raise SidError("--p-target must be greater than 0 and less than 1")
+    t1, t2, tlab = read_trials(args.trials_filename, min_fields=3)
+    k1, k2, scores = read_scores(args.scores_filename)
+    labels = labels_for(k1, k2, t1, t2, tlab, args.scores_filename)
+    mindcf, threshold = min_dcf(error_rates(scores, labels), args.p_target, args.c_miss, args.c_fa)
+    sys.stdout.write("{0:.4f}\n".format(mindcf))
+    sys.stderr.write("minDCF is {0:.4f} at threshold {1:.4f} (p-target={2}, c-miss={3},"
+                     "c-fa={4})\n".format(mindcf, threshold, args.p_target, args.c_miss, args.c_fa))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,70 @@
+"""ivector-plda-scoring: PLDA log-likelihood ratios for trials.
+
+Usage: python -m sid.bin.ivector_plda_scoring [options] <plda> <train-ivector-rspecifier> <test-ivector-rspecifier> <trials-rxfilename> <scores-wxfilename>
+The trials file has lines "<key1> <key2>" (a third field, e.g. target, is
+ignored); the output has lines "<key1> <key2> <score>". Trials whose key has
+no vector are skipped with a warning, as Kaldi does. Train (enrolment)
+vectors may be speaker means: --num-utts gives the number of utterances
+each was averaged over (default 1).
+e.g.: python -m sid.bin.ivector_plda_scoring --num-utts=ark:num_utts.ark plda ark:spk_ivectors.ark ark:ivectors.ark trials scores
+"""
+
+import logging
+
+import numpy as np
+
+from sid.backend import kaldi_io
+from sid.backend.plda import Plda
+from sid.backend.scoring import index_trials, read_trials, write_scores
+from sid.cli import KaldiOptions, run_main
+from sid.errors import SidError
+
+log = logging.getLogger("ivector_plda_scoring")
+
+
+def main() -> int:
+    po = KaldiOptions(__doc__.split("\n", 2)[2])
+    po.register("normalize-length", True, "If true, do length normalization as part of PLDA")
+    po.register("simple-length-normalization", False, "If true, replace the default length normalization by "
+                "scaling to length sqrt(dim) in the PLDA space")
+    po.register("num-utts", "", "Table to read the number of utterances per speaker, e.g. ark:num_utts.ark")
+    opts, args = po.parse(num_args=5)
+    plda = Plda.read(args[0])
+    train_keys, train = kaldi_io.read_vectors(args[1])
+    if opts.num_utts:
+        num_utts = kaldi_io.read_int_table(opts.num_utts)
+        has = np.array([k in num_utts for k in train_keys], dtype=bool)
+        for k in np.asarray(train_keys, dtype=object)[~has][:10]:
+            log.warning("Number of utterances not given for speaker %s", k)
+        train_keys = [k for k, h in zip(train_keys, has) if h]
+        train = train[has]
+        train_n = np.array([num_utts[k] for k in train_keys], dtype=np.int64)
+        if np.any(train_n <= 0):
+            raise SidError(f"{opts.num_utts}: numbers of utterances must be positive")
+    else:
+        train_n = np.ones(len(train_keys), dtype=np.int64)
+    if not train_keys:
+        raise SidError(f"No training iVectors present in {args[1]}")
+    if train.shape[1] != plda.dim:
+        raise SidError(f"{args[1]}: vectors have dimension {train.shape[1]}, the PLDA model {args[0]} has {plda.dim}")
+    e, e_scale = plda.transform_vectors(train, train_n, opts.normalize_length, opts.simple_length_normalization)
+    log.info("Read %d training iVectors; average renormalization scale was %g", len(train_keys), e_scale.mean())
+    test_keys, test = kaldi_io.read_vectors(args[2])
+    if not test_keys:
+        raise SidError(f"No test iVectors present in {args[2]}")
+    if test.shape[1] != plda.dim:
+        raise SidError(f"{args[2]}: vectors have dimension {test.shape[1]}, the PLDA model {args[0]} has {plda.dim}")
+    t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization)
+    log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
+    k1, k2, _ = read_trials(args[3])
+    ei, ti, ok = index_trials(k1, k2, train_keys, test_keys)
+    scores = plda.log_likelihood_ratios(e, train_n, t, ei[ok], ti[ok])
+    write_scores(args[4], k1[ok], k2[ok], scores)
+    if len(scores):
+        log.info("Mean score was %g, standard deviation was %g", scores.mean(), scores.std())
+    log.info("Processed %d trials, %d had errors.", int(ok.sum()), int((~ok).sum()))
+    return 0 if ok.any() else 1
+
+
+if __name__ == "__main__":
+    run_main(main)

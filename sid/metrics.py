@@ -1,0 +1,110 @@
+"""Verification metrics with the exact numerics of Kaldi's scoring tools.
+
+``compute_eer`` is Kaldi's compute-eer (float scores; the EER is the miss
+rate at the first target score, walking up the sorted targets, above the
+non-target score at the mirrored false-alarm rank). ``min_dcf`` is egs/sre08
+``sid/compute_min_dcf.py`` (stable sort of all scores, cumulative miss and
+false-alarm rates, first threshold reaching the minimum, normalised by
+min(c_miss p, c_fa (1-p))). ``evaluate`` does EER and several minDCFs from a
+single sort, fast enough for Vox1-E (581k trials) in well under a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sid.errors import SidError
+
+P_TARGETS = (0.01, 0.001, 0.05)
+
+
+@dataclass
+class ErrorRates:
+    """Scores sorted ascending (stable) with their labels and cumulative error rates at each threshold."""
+    thresholds: np.ndarray  # float64, ascending
+    labels: np.ndarray      # bool, sorted with the scores
+    fnrs: np.ndarray        # miss rate when rejecting scores <= threshold
+    fprs: np.ndarray        # false-alarm rate when accepting scores > threshold
+
+
+def error_rates(scores: np.ndarray, labels: np.ndarray) -> ErrorRates:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    num_tgt = int(labels.sum())
+    num_non = len(labels) - num_tgt
+    if num_tgt == 0 or num_non == 0:
+        raise SidError(f"need both target and nontarget trials (got {num_tgt} target, {num_non} nontarget)")
+    order = np.argsort(scores, kind="stable")
+    lab = labels[order]
+    fnrs = np.cumsum(lab) / float(num_tgt)
+    fprs = 1 - np.cumsum(~lab) / float(num_non)
+    return ErrorRates(scores[order], lab, fnrs, fprs)
+
+
+def min_dcf(rates: ErrorRates, p_target: float, c_miss: float = 1, c_fa: float = 1) -> tuple[float, float]:
+    """(minDCF, threshold) exactly as compute_min_dcf.py."""
+    c_det = c_miss * rates.fnrs * p_target + c_fa * rates.fprs * (1 - p_target)
+    i = int(np.argmin(c_det))  # first minimum, like the script's strict '<'
+    c_def = min(c_miss * p_target, c_fa * (1 - p_target))
+    return float(c_det[i] / c_def), float(rates.thresholds[i])
+
+
+def compute_eer(target_scores: np.ndarray, nontarget_scores: np.ndarray) -> tuple[float, float]:
+    """(EER as a fraction, threshold) exactly as Kaldi's compute-eer, on float32 scores."""
+    tgt = np.sort(np.asarray(target_scores, dtype=np.float32))
+    non = np.sort(np.asarray(nontarget_scores, dtype=np.float32))
+    if len(tgt) == 0 or len(non) == 0:
+        raise SidError(f"need both target and nontarget scores (got {len(tgt)} target, {len(non)} nontarget)")
+    return _eer_sorted(tgt, non)
+
+
+def _eer_sorted(tgt: np.ndarray, non: np.ndarray) -> tuple[float, float]:
+    """Kaldi's ComputeEer on ascending target and nontarget scores, all positions at once."""
+    num_tgt, num_non = len(tgt), len(non)
+    pos = np.arange(num_tgt - 1, dtype=np.int64)
+    # Kaldi truncates num_non * pos / num_tgt; for these integer sizes that is exact floor division.
+    non_pos = np.maximum(num_non - 1 - (num_non * pos // num_tgt), 0)
+    hit = np.flatnonzero(non[non_pos] < tgt[pos])
+    p = int(hit[0]) if len(hit) else num_tgt - 1
+    return float(np.float32(p * 1.0 / num_tgt)), float(tgt[p])
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, p_targets=P_TARGETS) -> dict:
+    """EER (percent) and minDCF at each p_target from one sort; keys as in results.json."""
+    rates = error_rates(scores, labels)
+    # Sorted float64 scores stay sorted as float32, so Kaldi's EER reuses this sort.
+    s32 = rates.thresholds.astype(np.float32)
+    out = {"eer": _eer_sorted(s32[rates.labels], s32[~rates.labels])[0] * 100.0}
+    for p in p_targets:
+        out[f"mindcf_{p:g}"] = min_dcf(rates, p)[0]
+    out["num_trials"] = int(len(rates.labels))
+    return out
+
+
+def det_points(rates: ErrorRates, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(false-alarm rates, miss rates) along the DET curve, thinned to about ``max_points``."""
+    n = len(rates.fnrs)
+    if n <= max_points:
+        idx = np.arange(n)
+    else:
+        # Dense at both ends, where the probit axes stretch the curve.
+        half = np.unique(np.geomspace(1, n / 2, max_points // 2).astype(np.int64)) - 1
+        idx = np.unique(np.concatenate([half, n - 1 - half]))
+    return rates.fprs[idx], rates.fnrs[idx]
+
+
+def labels_for(keys1, keys2, trial_keys1, trial_keys2, trial_labels, where: str) -> np.ndarray:
+    """Target flags for scored pairs from a trials list; a scored pair absent from the trials is an error."""
+    bad = set(np.unique(trial_labels).tolist()) - {"target", "nontarget"}
+    if bad:
+        raise SidError(f"{where}: trial labels must be target or nontarget, found '{sorted(bad)[0]}'")
+    lookup = {f"{a} {b}": lab == "target" for a, b, lab in zip(trial_keys1, trial_keys2, trial_labels)}
+    out = np.empty(len(keys1), dtype=bool)
+    for i, (a, b) in enumerate(zip(keys1, keys2)):
+        try:
+            out[i] = lookup[f"{a} {b}"]
+        except KeyError:
+            raise SidError(f"{where}: no trial for scored pair '{a} {b}'") from None
+    return out
