@@ -1,0 +1,127 @@
+"""Framing as Kaldi's feature-window.cc does it, vectorised over frames.
+
+Frame ``t`` starts at ``t * shift`` (``--snip-edges=true``: only whole frames) or
+is centred on ``t * shift + shift / 2`` with the signal reflected at both ends
+(``--snip-edges=false``: ``(num_samples + shift / 2) // shift`` frames).
+Each frame is then processed like Kaldi's ``ProcessWindow``: dither, remove DC,
+raw log-energy, pre-emphasis (``x[i] -= c * x[i-1]`` from the end backwards, the
+first sample times ``1 - c``), window function; zero-padded to the FFT size.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+
+from sid.features.options import FrameExtractionOptions
+
+EPSILON = float(np.finfo(np.float32).eps)  # Kaldi's std::numeric_limits<float>::epsilon() floor
+
+
+def num_frames(num_samples: int, opts: FrameExtractionOptions) -> int:
+    shift, length = opts.window_shift, opts.window_size
+    if opts.snip_edges:
+        return 0 if num_samples < length else 1 + (num_samples - length) // shift
+    return (num_samples + shift // 2) // shift
+
+
+def first_sample_of_frame(frame: int, opts: FrameExtractionOptions) -> int:
+    shift = opts.window_shift
+    if opts.snip_edges:
+        return frame * shift
+    return frame * shift + shift // 2 - opts.window_size // 2
+
+
+def window_function(opts: FrameExtractionOptions) -> np.ndarray:
+    """Kaldi's FeatureWindowFunction, computed in double then stored as float like Kaldi."""
+    n = opts.window_size
+    i = np.arange(n, dtype=np.float64)
+    a = 2.0 * np.pi / (n - 1)
+    kind = opts.window_type
+    if kind == "hanning":
+        w = 0.5 - 0.5 * np.cos(a * i)
+    elif kind == "sine":
+        w = np.sin(0.5 * a * i)
+    elif kind == "hamming":
+        w = 0.54 - 0.46 * np.cos(a * i)
+    elif kind == "povey":
+        w = (0.5 - 0.5 * np.cos(a * i)) ** 0.85
+    elif kind == "rectangular":
+        w = np.ones(n)
+    else:  # blackman, the only other type options.check() lets through
+        c = opts.blackman_coeff
+        w = c - 0.5 * np.cos(a * i) + (0.5 - c) * np.cos(2 * a * i)
+    return w.astype(np.float32)
+
+
+def reflected_signal(samples: np.ndarray, opts: FrameExtractionOptions, frames: int) -> tuple[np.ndarray, int]:
+    """The samples every frame covers, laid out contiguously so frame ``t`` is
+    ``out[t * shift : t * shift + length]``; outside the waveform it is reflected
+    (``-s - 1`` before the start, ``2N - 1 - s`` after the end, repeatedly for very
+    short signals), as Kaldi's ExtractWindow does."""
+    n = len(samples)
+    start = first_sample_of_frame(0, opts)
+    stop = first_sample_of_frame(frames - 1, opts) + opts.window_size
+    if start >= 0 and stop <= n:
+        return samples[start:stop], start
+    idx = np.arange(start, stop)
+    while True:
+        low, high = idx < 0, idx >= n
+        if not (low.any() or high.any()):
+            break
+        idx = np.where(low, -idx - 1, np.where(high, 2 * n - 1 - idx, idx))
+    return samples[idx], start
+
+
+def utterance_generator(utt: str) -> torch.Generator:
+    """Dither noise generator seeded from the utterance id, so output is
+    reproducible and does not depend on how utterances are split into jobs."""
+    return torch.Generator().manual_seed(zlib.crc32(utt.encode()))
+
+
+class FrameProcessor:
+    """Turns a waveform into windowed, zero-padded frames, a chunk of frames at a time.
+
+    Working in chunks of a few hundred frames keeps the buffers in cache (the FFT
+    of one big batch is several times slower) and memory flat in utterance length.
+    """
+
+    CHUNK = 512
+
+    def __init__(self, opts: FrameExtractionOptions):
+        self.opts = opts
+        self.length = opts.window_size
+        self.padded = opts.padded_window_size
+        self.window = torch.from_numpy(window_function(opts))
+
+    def frames(self, samples: np.ndarray, need_raw_energy: bool, generator: torch.Generator | None = None):
+        """Yield ``(frames[C, padded], raw_log_energy[C] or None)`` chunks covering the utterance."""
+        opts, length = self.opts, self.length
+        total = num_frames(len(samples), opts)
+        if total == 0:
+            return
+        signal, _ = reflected_signal(np.asarray(samples, dtype=np.float32), opts, total)
+        signal = torch.from_numpy(np.ascontiguousarray(signal))
+        shift = opts.window_shift
+        coeff = opts.preemph_coeff
+        for first in range(0, total, self.CHUNK):
+            count = min(self.CHUNK, total - first)
+            view = signal.as_strided((count, length), (shift, 1), first * shift)
+            buf = torch.zeros(count, self.padded)
+            frame = buf[:, :length]
+            frame.copy_(view)
+            if opts.dither != 0.0:
+                frame.add_(torch.randn(count, length, generator=generator), alpha=opts.dither)
+            if opts.remove_dc_offset:
+                frame.sub_(frame.mean(dim=1, keepdim=True))
+            energy = None
+            if need_raw_energy:
+                energy = frame.square().sum(dim=1).clamp_min_(EPSILON).log_()
+            if coeff != 0.0:
+                prev = frame[:, :-1] * coeff
+                frame[:, 1:].sub_(prev)
+                frame[:, 0].mul_(1.0 - coeff)
+            frame.mul_(self.window)
+            yield buf, energy
