@@ -157,12 +157,6 @@ class Trainer:
     def _settle_config(self, cfg: dict, data_dir: str) -> dict:
         saved_cfg = self.exp / "config.yaml"
         spk2id_path = self.exp / "spk2id"
-        if saved_cfg.exists():
-            with open(saved_cfg, encoding="utf-8") as f:
-                old = yaml.safe_load(f)
-            if not _same_training(old, cfg):
-                raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
-                               "use a new exp dir, or remove it to start over")
         spk2id = None
         if spk2id_path.exists():
             spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
@@ -173,6 +167,12 @@ class Trainer:
             raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
                            f"{model_cfg['feat_dim']}")
         cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": len(data.spk2id)}
+        if saved_cfg.exists():
+            with open(saved_cfg, encoding="utf-8") as f:
+                old = yaml.safe_load(f)
+            if not _same_training(old, cfg):
+                raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
+                               "use a new exp dir, or remove it to start over")
         self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
         if self.is_main:
             if spk2id is None:
@@ -362,8 +362,8 @@ class Trainer:
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for b in range(self.rank, len(batches), self.world):
                 batch = batches[b]
-                for i, s in zip(batch.utt_index, batch.start):
-                    f.write(f"{b} {self.train_set.utts[i]} {s} {batch.length}\n")
+                for j, (i, s) in enumerate(zip(batch.utt_index, batch.start)):
+                    f.write(f"{b}-{j} {self.train_set.utts[i]} {s} {batch.length}\n")
 
     def _validate(self, net: _Net, epoch: int, step: int, writer, batch_size: int, length: int) -> None:
         if self.is_main and (self.valid_set is not None or self.opts.valid_trials):

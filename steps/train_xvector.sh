@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Usage: steps/train_xvector.sh [options] <data-dir> <exp-dir>
+#  e.g.: steps/train_xvector.sh --ngpu 4 --model-config conf/ecapa_c512.yaml data/train_no_sil exp/ecapa_c512
+# Trains a speaker-embedding network on <data-dir> (feats.scp of sliding-CMN'd, voiced-only
+# features from steps/prepare_feats_for_egs.sh, utt2spk, utt2num_frames) into <exp-dir>
+# ({config.yaml,spk2id,final.pt,models/,log/train.log,tensorboard/}). Rerunning the same command
+# resumes from the newest checkpoint (<exp-dir>/models/last.pt); a finished run is a no-op.
+# With --ngpu N > 1 it runs torchrun with N processes per node (one per GPU; on a machine
+# without CUDA, N CPU processes with the gloo backend). For several nodes run the same
+# command on every node with --nnodes, --node-rank and --master-addr.
+#
+# Options:
+#   --model-config <yaml>    # model/training config (default: conf/xvector.yaml)
+#   --ngpu <N>               # processes (GPUs) per node (default: 1: a plain python process)
+#   --nnodes <N>             # number of nodes (default: 1)
+#   --node-rank <r>          # this node's rank, 0..nnodes-1 (default: 0)
+#   --master-addr <host>     # rank-0 node's address (default: 127.0.0.1)
+#   --master-port <port>     # (default: 29500 + a number derived from <exp-dir>)
+#   --num-workers <N>        # DataLoader workers per process (default: 4)
+#   --seed <N>               # (default: 777)
+#   --checkpoint-minutes <m> # checkpoint at least this often (default: 10)
+#   --device <auto|cpu|cuda> # (default: auto)
+#   --train-opts "<opts>"    # more options for sid.bin.train_xvector (e.g. "--valid-utts=500")
+
+set -euo pipefail
+
+model_config=conf/xvector.yaml
+ngpu=1
+nnodes=1
+node_rank=0
+master_addr=127.0.0.1
+master_port=
+num_workers=4
+seed=777
+checkpoint_minutes=10
+device=auto
+train_opts=
+
+echo "$0 $*"
+. parse_options.sh
+
+if [ $# -ne 2 ]; then
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 1
+fi
+data=$1
+dir=$2
+
+for f in "$model_config" "$data/feats.scp" "$data/utt2spk"; do
+  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
+done
+mkdir -p "$dir/log"
+
+if [ -z "$master_port" ]; then
+  # A port per exp dir, so two trainings on one machine do not collide.
+  master_port=$(( 29500 + $(echo "$dir" | cksum | cut -d' ' -f1) % 1000 ))
+fi
+
+# shellcheck disable=SC2086
+args=(--model-config="$model_config" --num-workers="$num_workers" --seed="$seed"
+      --checkpoint-minutes="$checkpoint_minutes" --device="$device" $train_opts "$data" "$dir")
+
+if [ "$ngpu" -le 1 ] && [ "$nnodes" -le 1 ]; then
+  python -m sid.bin.train_xvector "${args[@]}"
+else
+  # OMP threads per process: the cores divided among the local processes.
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / ngpu > 0 ? $(nproc) / ngpu : 1 ))}
+  torchrun --nnodes="$nnodes" --node-rank="$node_rank" --nproc-per-node="$ngpu" \
+    --master-addr="$master_addr" --master-port="$master_port" \
+    -m sid.bin.train_xvector "${args[@]}"
+fi
+echo "$0: trained $dir/final.pt"
