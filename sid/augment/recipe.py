@@ -103,7 +103,7 @@ def reverberate_and_add(samples: np.ndarray, sample_rate: int, rir: np.ndarray |
 
     ``additive``: ``(noise, snr_db, start_seconds, name)``, noises already filled if wanted.
     """
-    x = np.asarray(samples, dtype=np.float64)
+    x = np.array(samples, dtype=np.float64)  # a copy: noise is added in place
     n = len(x)
     power_before = _power(x)
     signal_power = power_before

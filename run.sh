@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Usage: ./run.sh [options]
+#
+# The VoxCeleb recipe (Kaldi egs/voxceleb/v2 and WeSpeaker voxceleb/v2 in one):
+#   stage 0  data dirs from the VoxCeleb1/2 trees, official trial lists -> Kaldi trials
+#   stage 1  features (fbank or mfcc) and energy VAD for the training and test sets
+#   stage 2  augmented copies (RIR reverberation, MUSAN noise/music/babble; speed
+#            perturbation as an option), a subset of them with features, combined with
+#            the clean training data into data/train_combined
+#   stages 3-7  prepare for training, train, extract, back-ends, score (not wired yet)
+# A finished stage is skipped on rerun; a data dir appears only when complete.
+#
+# Options (defaults below):
+#   --stage N --stop-stage M    run stages N..M
+#   --voxceleb1-root DIR        wav/idXXXXX/<video>/NNNNN.wav (or dev/wav, test/wav)
+#   --voxceleb2-root DIR        dev/aac/idXXXXX/<video>/NNNNN.m4a and test/aac/...
+#   --musan-root DIR            MUSAN: music/ noise/ speech/
+#   --rirs-root DIR             RIRS_NOISES: simulated_rirs/{smallroom,mediumroom}/
+#   --trials-dir DIR            official lists (veri_test.txt, veri_test2.txt,
+#                               list_test_{all,hard}[2].txt, optionally .gz); fetched with
+#                               local/download_voxceleb_lists.sh when veri_test.txt is absent
+#   --vox1-meta FILE --vox2-meta FILE   vox1_meta.csv / vox2_meta.csv for spk2gender (optional)
+#   --train-set kaldi|wespeaker kaldi: VoxCeleb2 dev+test and VoxCeleb1 dev, tests on Vox1-O;
+#                               wespeaker: VoxCeleb2 dev only, tests on Vox1-O/E/H
+#   --nj N                      parallel jobs (through $train_cmd from cmd.sh)
+#   --feat-type fbank|mfcc      --fbank-config, --mfcc-config, --vad-config FILE
+#   --feat-dir DIR              where feature archives go
+#   --num-aug-utts N            augmented utterances kept (Kaldi: 1000000)
+#   --speed-perturb true|false  also add 0.9x and 1.1x copies, each a new speaker
+#   --aug-seed N                seed of the augmentation choices
+#   --config FILE               model YAML for the training stages (here, unlike
+#                               Kaldi's --config, it is not a file of options)
+# e.g. ./run.sh --voxceleb1-root /data/voxceleb1 --voxceleb2-root /data/voxceleb2 \
+#        --musan-root /data/musan --rirs-root /data/RIRS_NOISES --stop-stage 2
+
+. ./cmd.sh
+. ./path.sh
+set -e
+
+stage=0
+stop_stage=7
+voxceleb1_root=/export/corpora/VoxCeleb1
+voxceleb2_root=/export/corpora/VoxCeleb2
+musan_root=/export/corpora/JHU/musan
+rirs_root=RIRS_NOISES
+trials_dir=data/voxceleb1_lists
+vox1_meta=
+vox2_meta=
+train_set=kaldi
+nj=40
+feat_type=fbank
+fbank_config=conf/fbank.conf
+mfcc_config=conf/mfcc.conf
+vad_config=conf/vad.conf
+feat_dir=features
+num_aug_utts=1000000
+speed_perturb=false
+aug_seed=123
+model_config=conf/xvector_small.yaml
+
+# --config names the model YAML here: take it out before utils/parse_options.sh,
+# which would read it as a file of name=value options.
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config) model_config=${2:?--config needs a file}; shift 2 ;;
+    --config=*) model_config=${1#--config=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]}"
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected arguments: $* (see --help)" >&2
+  exit 1
+fi
+case $train_set in
+  kaldi|wespeaker) ;;
+  *) echo "$0: --train-set must be kaldi or wespeaker, got '$train_set'" >&2; exit 1 ;;
+esac
+case $feat_type in
+  fbank) feat_config=$fbank_config ;;
+  mfcc) feat_config=$mfcc_config ;;
+  *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
+esac
+
+# Test sets: Vox1-O from VoxCeleb1 test; Vox1-E/H (WeSpeaker only: Kaldi trains on
+# VoxCeleb1 dev) from all of VoxCeleb1. name:list:data-dir
+trial_lists="vox1_O:veri_test.txt:voxceleb1_test vox1_O_clean:veri_test2.txt:voxceleb1_test"
+test_sets=voxceleb1_test
+if [ $train_set = wespeaker ]; then
+  trial_lists="$trial_lists vox1_E:list_test_all.txt:voxceleb1 vox1_E_clean:list_test_all2.txt:voxceleb1"
+  trial_lists="$trial_lists vox1_H:list_test_hard.txt:voxceleb1 vox1_H_clean:list_test_hard2.txt:voxceleb1"
+  test_sets="voxceleb1 voxceleb1_test"
+fi
+
+# Runs "$@" (a data-dir tool whose last argument is the output dir) into <dir>.tmp and
+# renames it to <dir> when it succeeded, so <dir> exists only when complete.
+make_dir() {
+  local dest=${!#}
+  [ -d "$dest" ] && return 0
+  rm -rf "$dest.tmp"
+  "${@:1:$#-1}" "$dest.tmp"
+  mv "$dest.tmp" "$dest"
+}
+
+# Features (and VAD unless told "novad") for data/$1; data/$1/.feats_done is written last.
+make_features() {
+  local name=$1 vad=${2:-vad}
+  [ -f data/$name/.feats_done ] && return 0
+  steps/make_$feat_type.sh --$feat_type-config $feat_config --write-utt2num-frames true \
+    --nj $nj --cmd "$train_cmd" data/$name exp/make_$feat_type/$name $feat_dir
+  utils/fix_data_dir.sh data/$name
+  if [ $vad = vad ]; then
+    steps/compute_vad_decision.sh --vad-config $vad_config --nj $nj --cmd "$train_cmd" \
+      data/$name exp/make_vad/$name $feat_dir
+    utils/fix_data_dir.sh data/$name
+  fi
+  utils/validate_data_dir.sh data/$name
+  touch data/$name/.feats_done
+}
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  echo "$0: stage 0: data dirs and trials"
+  if [ ! -f $trials_dir/veri_test.txt ] && [ ! -f $trials_dir/veri_test.txt.gz ]; then
+    local/download_voxceleb_lists.sh $trials_dir
+  fi
+  make_dir local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root test data/voxceleb1_test
+  make_dir local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root dev data/voxceleb1_dev
+  make_dir local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root dev data/voxceleb2_dev
+  if [ $train_set = kaldi ]; then
+    make_dir local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root test data/voxceleb2_test
+    make_dir utils/combine_data.sh data/train data/voxceleb2_dev data/voxceleb2_test data/voxceleb1_dev
+  else
+    make_dir utils/copy_data_dir.sh data/voxceleb2_dev data/train
+    make_dir utils/combine_data.sh data/voxceleb1 data/voxceleb1_dev data/voxceleb1_test
+  fi
+  for entry in $trial_lists; do
+    IFS=: read -r name list dir <<< "$entry"
+    [ -f data/$dir/trials_$name ] && continue
+    if [ -f $trials_dir/$list ]; then
+      src=$trials_dir/$list
+    elif [ -f $trials_dir/$list.gz ]; then
+      src=$trials_dir/$list.gz
+    else
+      echo "$0: no $trials_dir/$list(.gz): trials_$name not made" >&2
+      continue
+    fi
+    local/make_voxceleb1_trials.py --data-dir data/$dir $src data/$dir/trials_$name
+  done
+  for name in train $test_sets; do
+    utils/validate_data_dir.sh --no-feats data/$name
+  done
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  echo "$0: stage 1: $feat_type features and VAD"
+  make_features train
+  make_features ${test_sets%% *}
+  if [ $train_set = wespeaker ] && [ ! -f data/voxceleb1_test/.feats_done ]; then
+    # VoxCeleb1 test is part of VoxCeleb1, whose features are made: take them.
+    for f in feats.scp vad.scp utt2num_frames; do
+      utils/filter_scp.pl data/voxceleb1_test/utt2spk data/voxceleb1/$f > data/voxceleb1_test/$f.tmp
+      mv data/voxceleb1_test/$f.tmp data/voxceleb1_test/$f
+    done
+    utils/validate_data_dir.sh data/voxceleb1_test
+    touch data/voxceleb1_test/.feats_done
+  fi
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  echo "$0: stage 2: augmentation"
+  src=train
+  if [ $speed_perturb = true ]; then
+    for factor in 0.9 1.1; do
+      make_dir python -m sid.bin.perturb_data_dir_speed $factor data/train data/train_sp$factor
+      make_features train_sp$factor
+    done
+    make_dir utils/combine_data.sh data/train_sp data/train data/train_sp0.9 data/train_sp1.1
+    src=train_sp
+  fi
+  [ -d data/musan_speech ] || local/make_musan.py --nj $nj $musan_root data
+  [ -f data/rirs/mediumroom/rir_list ] || local/prepare_rirs.py $rirs_root data/rirs
+  # Kaldi egs/voxceleb/v2 stage 2: one copy per kind; the copies carry the clean VAD.
+  make_dir python -m sid.bin.reverberate_data_dir --random-seed $aug_seed --utt-suffix reverb \
+    --speech-rvb-probability 1 \
+    --rir-set-parameters "0.5, data/rirs/smallroom/rir_list" \
+    --rir-set-parameters "0.5, data/rirs/mediumroom/rir_list" data/$src data/train_reverb
+  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix noise \
+    --fg-interval 1 --fg-snrs 15:10:5:0 --fg-noise-dir data/musan_noise data/$src data/train_noise
+  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix music \
+    --bg-snrs 15:10:8:5 --num-bg-noises 1 --bg-noise-dir data/musan_music data/$src data/train_music
+  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix babble \
+    --bg-snrs 20:17:15:13 --num-bg-noises 3:4:5:6:7 --bg-noise-dir data/musan_speech data/$src data/train_babble
+  make_dir utils/combine_data.sh data/train_aug data/train_reverb data/train_noise data/train_music data/train_babble
+  # Kaldi stage 3: features for a subset of the copies only, then combine with the clean data.
+  if [ $(wc -l < data/train_aug/utt2spk) -gt $num_aug_utts ]; then
+    make_dir utils/subset_data_dir.sh data/train_aug $num_aug_utts data/train_aug_subset
+  else
+    make_dir utils/copy_data_dir.sh data/train_aug data/train_aug_subset
+  fi
+  make_features train_aug_subset novad
+  make_dir utils/combine_data.sh data/train_combined data/train_aug_subset data/$src
+  utils/validate_data_dir.sh data/train_combined
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  echo "$0: stage 3 (CMN, voiced frames, filtering for training) is not wired yet" >&2
+  exit 1
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  echo "$0: stage 4 (training with $model_config) is not wired yet" >&2
+  exit 1
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  echo "$0: stage 5 (embedding extraction) is not wired yet" >&2
+  exit 1
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  echo "$0: stage 6 (back-ends) is not wired yet" >&2
+  exit 1
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  echo "$0: stage 7 (scoring) is not wired yet" >&2
+  exit 1
+fi
