@@ -105,37 +105,46 @@ class Plda:
         # Kaldi keeps transformed vectors in float.
         return y.astype(np.float32), factor
 
-    def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
-                              enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-        """LLR of each trial (enroll_idx[k], test_idx[k]) on PLDA-transformed rows.
+    def _llr_terms(self, enroll: np.ndarray, test: np.ndarray, n: int):
+        """Per-enrolment term, enrolment weights for the cross term, and per-test term of the LLR.
 
         Same-speaker hypothesis: test ~ N(a e, diag(v)) with a = n psi / (n psi + 1),
         v = 1 + psi / (n psi + 1); different-speaker: test ~ N(0, I + psi).
-        Expanding the squares gives per-vector terms plus one dot product per trial.
+        Expanding the squares, LLR = enroll_term + test_term + cross . test.
         """
         psi = self.psi
-        e64 = enroll.astype(np.float64)
-        t64 = test.astype(np.float64)
+        a = n * psi / (n * psi + 1.0)
+        inv_v = 1.0 / (1.0 + psi / (n * psi + 1.0))
         inv_tot = 1.0 / (1.0 + psi)
-        test_term = 0.5 * (np.sum(np.log(1.0 + psi)) + (t64 * t64) @ inv_tot)
+        enroll_term = -0.5 * ((enroll * enroll) @ (a * a * inv_v) - np.sum(np.log(inv_v)))
+        test_term = 0.5 * (np.sum(np.log(1.0 + psi)) + (test * test) @ (inv_tot - inv_v))
+        return enroll_term, enroll * (a * inv_v), test_term
+
+    def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
+                              enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        """LLR of each trial (enroll[enroll_idx[k]], test[test_idx[k]]) on PLDA-transformed rows."""
+        e64, t64 = enroll.astype(np.float64), test.astype(np.float64)
+        n_of_trial = np.asarray(enroll_n)[enroll_idx]
         scores = np.empty(len(enroll_idx), dtype=np.float64)
-        enroll_n = np.asarray(enroll_n)
-        n_of_trial = enroll_n[enroll_idx]
         for n in np.unique(n_of_trial):
-            a = n * psi / (n * psi + 1.0)
-            v = 1.0 + psi / (n * psi + 1.0)
-            inv_v = 1.0 / v
-            # -0.5 * [logdet + t^2/v + (a e)^2/v - 2 (a e / v) t]
-            enroll_term = -0.5 * (np.sum(np.log(v)) + (e64 * e64) @ (a * a * inv_v))
-            cross_w = e64 * (a * inv_v)
-            test_quad = -0.5 * ((t64 * t64) @ inv_v) + test_term
+            enroll_term, cross, test_term = self._llr_terms(e64, t64, n)
             sel = np.flatnonzero(n_of_trial == n)
             for start in range(0, len(sel), chunk):
                 k = sel[start:start + chunk]
                 ei, ti = enroll_idx[k], test_idx[k]
-                scores[k] = (enroll_term[ei] + test_quad[ti]
-                             + np.einsum("ij,ij->i", cross_w[ei], t64[ti]))
+                scores[k] = enroll_term[ei] + test_term[ti] + np.einsum("ij,ij->i", cross[ei], t64[ti])
         return scores
+
+    def score_matrix(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """LLRs of every enrolment row against every test row (cohort scoring)."""
+        e64, t64 = enroll.astype(np.float64), test.astype(np.float64)
+        enroll_n = np.broadcast_to(np.asarray(enroll_n), (len(e64),))
+        out = np.empty((len(e64), len(t64)))
+        for n in np.unique(enroll_n):
+            rows = np.flatnonzero(enroll_n == n)
+            enroll_term, cross, test_term = self._llr_terms(e64[rows], t64, n)
+            out[rows] = enroll_term[:, None] + test_term[None, :] + cross @ t64.T
+        return out
 
 
 def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) -> Plda:

@@ -1,0 +1,67 @@
+"""compute_metrics: EER and minDCFs of a score file, merged into results.json.
+
+Usage: python -m sid.bin.compute_metrics [options] <trials> <scores> <results-json>
+Trials: "<utt1> <utt2> target|nontarget"; scores: "<utt1> <utt2> <score>"
+(every scored pair must be a trial; trials without a score are reported).
+EER is Kaldi's compute-eer, minDCF is sid/compute_min_dcf.py with c-miss =
+c-fa = 1, all from one sort. results.json holds
+  {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, "mindcf_0.001": x, "mindcf_0.05": x, "num_trials": n}}}
+and is rewritten atomically with this entry added or replaced.
+e.g.: python -m sid.bin.compute_metrics --backend=plda data/voxceleb1_test/trials exp/scores/trials.plda.score exp/results/results.json
+"""
+
+import json
+import logging
+import os
+
+from sid.backend.scoring import read_scores, read_trials
+from sid.cli import KaldiOptions, run_main
+from sid.data.table import atomic_path
+from sid.errors import SidError
+from sid.metrics import evaluate, labels_for
+
+log = logging.getLogger("compute_metrics")
+
+
+def main() -> int:
+    po = KaldiOptions(__doc__.split("\n", 2)[2])
+    po.register("backend", "", "Back-end name for results.json (default: from the score file name, "
+                "<trials-name>.<backend>.score, else 'scores')")
+    po.register("trials-name", "", "Trials-list name for results.json (default: the trials file's basename)")
+    po.register("p-targets", "0.01,0.001,0.05", "Comma-separated target priors for minDCF")
+    opts, args = po.parse(num_args=3)
+    trials, scores_file, results = args
+    name = opts.trials_name or os.path.basename(trials)
+    backend = opts.backend
+    if not backend:
+        base = os.path.basename(scores_file)
+        prefix, suffix = f"{name}.", ".score"
+        backend = base[len(prefix):-len(suffix)] if base.startswith(prefix) and base.endswith(suffix) else "scores"
+    try:
+        p_targets = [float(p) for p in opts.p_targets.split(",")]
+    except ValueError:
+        raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
+    t1, t2, tlab = read_trials(trials, min_fields=3)
+    k1, k2, scores = read_scores(scores_file)
+    labels = labels_for(k1, k2, t1, t2, tlab, scores_file)
+    if len(scores) < len(t1):
+        log.warning("%s: %d of %d trials have no score", scores_file, len(t1) - len(scores), len(t1))
+    entry = evaluate(scores, labels, p_targets)
+    data = {}
+    if os.path.exists(results):
+        try:
+            with open(results, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as err:
+            raise SidError(f"{results}: cannot read existing results ({err})") from None
+    data.setdefault(name, {})[backend] = entry
+    with atomic_path(results) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    print(f"{name} {backend} EER: {entry['eer']:.4g}% " +
+          " ".join(f"minDCF(p-target={p:g}): {entry[f'mindcf_{p:g}']:.4f}" for p in p_targets))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
