@@ -9,7 +9,7 @@ A config's ``model`` section names the architecture and its arguments::
 
 Every model takes features (batch, frames, feat_dim) and has ``embed(x)`` (the
 speaker embedding, ``embed_dim``), ``forward(x)`` (what the loss head classifies,
-``output_dim``) and ``min_frames`` (the shortest input it accepts).
+``output_dim``), ``feat_dim`` and ``min_frames`` (the shortest input it accepts).
 """
 
 from __future__ import annotations

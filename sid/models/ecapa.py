@@ -90,6 +90,7 @@ class ECAPATDNN(nn.Module):
         self.fc = nn.Linear(self.pool.out_dim, embed_dim)
         self.fc_bn = nn.BatchNorm1d(embed_dim)
         self.embed_dim = embed_dim
+        self.feat_dim = feat_dim
         self.output_dim = embed_dim
         self.min_frames = 2
 

@@ -55,6 +55,7 @@ class ResNet(nn.Module):
         self.pool = TemporalStatsPool(cin * freq_out)
         self.fc = nn.Linear(self.pool.out_dim, embed_dim)
         self.embed_dim = embed_dim
+        self.feat_dim = feat_dim
         self.output_dim = embed_dim
         self.min_frames = downsample
 

@@ -53,6 +53,7 @@ class XVector(nn.Module):
         self.segment7 = nn.Linear(embed_dim, hidden_dim)
         self.post7 = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(hidden_dim, affine=affine_bn))
         self.embed_dim = embed_dim
+        self.feat_dim = feat_dim
         self.output_dim = hidden_dim
         self.min_frames = 15
 
