@@ -108,7 +108,9 @@ class Config:
 
     def scheduler_args(self, options: dict[str, str], skip: set[str]) -> list[str]:
         """Submit-command arguments for the runner options (after defaults), in the config's terms."""
-        merged = {**self.defaults, **options}
+        merged = dict(options)
+        for name, value in self.defaults.items():
+            merged.setdefault(name, value)
         out: list[str] = []
         for name, value in merged.items():
             if name in skip:
