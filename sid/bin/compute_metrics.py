@@ -56,7 +56,7 @@ def main() -> int:
             raise SidError(f"{results}: cannot read existing results ({err})") from None
     data.setdefault(name, {})[backend] = entry
     with atomic_path(results) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2)
         f.write("\n")
     print(f"{name} {backend} EER: {entry['eer']:.4g}% " +
           " ".join(f"minDCF(p-target={p:g}): {entry[f'mindcf_{p:g}']:.4f}" for p in p_targets))

@@ -21,8 +21,7 @@ def format_results(data: dict) -> str:
             entry = data[name][backend]
             lines.append(f"# {name} {backend} ({entry.get('num_trials', '?')} trials)")
             lines.append(f"EER: {entry['eer']:.4g}%")
-            for key in sorted((k for k in entry if k.startswith("mindcf_")),
-                              key=lambda k: -float(k.split("_", 1)[1])):
+            for key in (k for k in entry if k.startswith("mindcf_")):
                 lines.append(f"minDCF(p-target={key.split('_', 1)[1]}): {entry[key]:.4f}")
     return "\n".join(lines)
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Usage: steps/compute_metrics.sh [options] <score-dir> <results-dir> <trials> [<trials> ...]
+#  e.g.: steps/compute_metrics.sh exp/xvector/scores exp/xvector/results data/voxceleb1_test/trials
+# For each trials list and each back-end's score file <score-dir>/<trials-name>.<backend>.score
+# (from steps/score_cosine.sh, score_plda.sh, score_norm.sh), computes the EER (Kaldi's compute-eer)
+# and minDCF at p-target 0.01, 0.001 and 0.05 (sid/compute_min_dcf.py) into
+# <results-dir>/results.json:
+#   {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, "mindcf_0.001": x, "mindcf_0.05": x, "num_trials": n}}}
+# prints the table (Kaldi's RESULTS layout), and draws <results-dir>/det_<trials-name>.png (all
+# back-ends) and hist_<trials-name>_<backend>.png (target/non-target scores). With --tsne-emb-dir
+# and --tsne-utt2spk it also draws tsne.png, a t-SNE map of --tsne-speakers speakers' embeddings.
+#
+# Options:
+#   --plots <true|false>     # draw the DET and histogram plots (default: true)
+#   --tsne-emb-dir <dir>     # embeddings (xvector.scp) for the t-SNE map (default: none)
+#   --tsne-utt2spk <file>    # their utt2spk
+#   --tsne-speakers <N>      # number of speakers on the map (default: 10)
+
+set -euo pipefail
+
+plots=true
+tsne_emb_dir=
+tsne_utt2spk=
+tsne_speakers=10
+
+echo "$0 $*"
+. parse_options.sh
+
+if [ $# -lt 3 ]; then
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 1
+fi
+score_dir=$1; results_dir=$2; shift 2
+bin="python -m sid.bin"
+mkdir -p "$results_dir"
+
+for trials in "$@"; do
+  [ -f "$trials" ] || { echo "$0: no such file $trials" >&2; exit 1; }
+  name=$(basename "$trials")
+  pairs=()
+  for score in "$score_dir/$name".*.score; do
+    [ -f "$score" ] || continue
+    backend=${score#"$score_dir/$name."}
+    backend=${backend%.score}
+    $bin.compute_metrics --backend="$backend" --trials-name="$name" "$trials" "$score" "$results_dir/results.json" >/dev/null
+    pairs+=("$backend=$score")
+  done
+  [ ${#pairs[@]} -gt 0 ] || { echo "$0: no score files $score_dir/$name.*.score" >&2; exit 1; }
+  if [ "$plots" = true ]; then
+    $bin.plot_scores --trials-name="$name" "$trials" "$results_dir" "${pairs[@]}"
+  fi
+done
+
+if [ -n "$tsne_emb_dir" ]; then
+  [ -f "$tsne_utt2spk" ] || { echo "$0: --tsne-emb-dir needs --tsne-utt2spk <file>" >&2; exit 1; }
+  $bin.plot_tsne --num-speakers=$tsne_speakers "$tsne_utt2spk" "scp:$tsne_emb_dir/xvector.scp" "$results_dir/tsne.png"
+fi
+
+$bin.print_results "$results_dir/results.json"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Usage: steps/score_cosine.sh [options] <train-data-dir> <train-emb-dir> <eval-emb-dir> <score-dir> <trials> [<trials> ...]
+#  e.g.: steps/score_cosine.sh data/train exp/xvector/embeddings/train \
+#          exp/xvector/embeddings/voxceleb1_test exp/xvector/scores data/voxceleb1_test/trials
+# Cosine back-end: subtracts the mean of <train-emb-dir>/xvector.scp (as WeSpeaker subtracts the
+# vox2_dev mean), optionally projects with an LDA trained on the training embeddings
+# (--lda-dim N; needs <train-data-dir>/utt2spk), length-normalises and scores each trials list
+# on <eval-emb-dir>/xvector.scp into <score-dir>/<trials-name>.cosine.score.
+# Back-end files go to <score-dir>/backend_cosine/{mean.vec,transform.mat}. Finished files are
+# not recomputed; delete them to redo them.
+#
+# Options:
+#   --cmd <cmd>       # job runner (default: run.pl)
+#   --lda-dim <N>     # LDA dimension, 0 for none (default: 0)
+#   --total-covariance-factor <f>   # LDA's interpolation (default: 0.0)
+
+set -euo pipefail
+
+cmd=run.pl
+lda_dim=0
+total_covariance_factor=0.0
+
+echo "$0 $*"
+. parse_options.sh
+
+if [ $# -lt 5 ]; then
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 1
+fi
+train_data=$1; train_emb=$2; eval_emb=$3; dir=$4; shift 4
+
+for f in "$train_emb/xvector.scp" "$eval_emb/xvector.scp" "$@"; do
+  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
+done
+[ "$lda_dim" -eq 0 ] || [ -f "$train_data/utt2spk" ] || { echo "$0: no such file $train_data/utt2spk" >&2; exit 1; }
+
+b=$dir/backend_cosine
+mkdir -p "$b/log"
+bin="python -m sid.bin"
+
+if [ ! -s "$b/mean.vec" ]; then
+  $cmd "$b/log/compute_mean.log" $bin.ivector_mean "scp:$train_emb/xvector.scp" "$b/mean.vec"
+fi
+project=""
+if [ "$lda_dim" -gt 0 ]; then
+  if [ ! -s "$b/transform.mat" ]; then
+    $cmd "$b/log/lda.log" $bin.ivector_compute_lda --total-covariance-factor=$total_covariance_factor \
+      --dim=$lda_dim "ark:$bin.ivector_subtract_global_mean scp:$train_emb/xvector.scp ark:- |" \
+      "ark:$train_data/utt2spk" "$b/transform.mat"
+  fi
+  project="$bin.ivector_transform $b/transform.mat ark:- ark:- |"
+fi
+
+vectors="ark:$bin.ivector_subtract_global_mean $b/mean.vec scp:$eval_emb/xvector.scp ark:- | $project $bin.ivector_normalize_length ark:- ark:- |"
+for trials in "$@"; do
+  name=$(basename "$trials")
+  out=$dir/$name.cosine.score
+  [ -s "$out" ] && { echo "$0: $out exists, not rescoring"; continue; }
+  $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine "$vectors" "$vectors" "$trials" "$out"
+  echo "$0: wrote $out"
+done

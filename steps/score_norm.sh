@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Usage: steps/score_norm.sh [options] <train-data-dir> <train-emb-dir> <eval-emb-dir> <score-dir> <trials> [<trials> ...]
+#  e.g.: steps/score_norm.sh --backend cosine --method asnorm --top-n 300 data/train \
+#          exp/xvector/embeddings/train exp/xvector/embeddings/voxceleb1_test exp/xvector/scores data/voxceleb1_test/trials
+# Score normalisation of <score-dir>/<trials-name>.<backend>.score (made by steps/score_<backend>.sh
+# with the same arguments) into <score-dir>/<trials-name>.<backend>_<method>.score.
+# The cohort is the speaker-mean embeddings of the training set (<train-emb-dir>/spk_xvector.scp if
+# present, else ivector_mean over <train-data-dir>/spk2utt), like WeSpeaker's vox2_dev cohort, passed
+# through the back-end's own mean subtraction / LDA / length normalisation
+# (<score-dir>/backend_<backend>/). Each enrolment and test embedding is scored against the cohort
+# (cosine, or the PLDA model); the mean/std of its --top-n best cohort scores (asnorm) or of all of
+# them (snorm) normalise the trial score: ((s - mu_e)/sd_e + (s - mu_t)/sd_t) / 2.
+#
+# Options:
+#   --cmd <cmd>               # job runner (default: run.pl)
+#   --backend <cosine|plda>   # which scores to normalise (default: cosine)
+#   --method <asnorm|snorm>   # adaptive (top-N) or plain symmetric normalisation (default: asnorm)
+#   --top-n <N>               # cohort size used per embedding for asnorm (default: 300)
+
+set -euo pipefail
+
+cmd=run.pl
+backend=cosine
+method=asnorm
+top_n=300
+
+echo "$0 $*"
+. parse_options.sh
+
+if [ $# -lt 5 ]; then
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 1
+fi
+train_data=$1; train_emb=$2; eval_emb=$3; dir=$4; shift 4
+case "$backend" in cosine|plda) ;; *) echo "$0: --backend must be cosine or plda, got '$backend'" >&2; exit 1 ;; esac
+case "$method" in asnorm|snorm) ;; *) echo "$0: --method must be asnorm or snorm, got '$method'" >&2; exit 1 ;; esac
+
+b=$dir/backend_$backend
+[ -s "$b/mean.vec" ] || { echo "$0: no $b/mean.vec: run steps/score_$backend.sh first" >&2; exit 1; }
+for f in "$eval_emb/xvector.scp" "$@"; do
+  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
+done
+bin="python -m sid.bin"
+mkdir -p "$dir/log"
+
+cohort_scp=$train_emb/spk_xvector.scp
+if [ ! -f "$cohort_scp" ]; then
+  [ -f "$train_data/spk2utt" ] || { echo "$0: need $train_emb/spk_xvector.scp or $train_data/spk2utt" >&2; exit 1; }
+  cohort_scp=$b/spk_xvector.scp
+  if [ ! -s "$cohort_scp" ]; then
+    $cmd "$b/log/cohort_mean.log" $bin.ivector_mean "ark:$train_data/spk2utt" "scp:$train_emb/xvector.scp" \
+      "ark,scp:$b/spk_xvector.ark,$cohort_scp"
+  fi
+fi
+
+project=""
+[ -s "$b/transform.mat" ] && project="$bin.ivector_transform $b/transform.mat ark:- ark:- |"
+prep() { echo "ark:$bin.ivector_subtract_global_mean $b/mean.vec scp:$1 ark:- | $project $bin.ivector_normalize_length ark:- ark:- |"; }
+plda_opt=""
+[ "$backend" = plda ] && plda_opt="--plda=$b/plda"
+
+for trials in "$@"; do
+  name=$(basename "$trials")
+  in=$dir/$name.$backend.score
+  out=$dir/$name.${backend}_$method.score
+  [ -s "$in" ] || { echo "$0: no $in: run steps/score_$backend.sh first" >&2; exit 1; }
+  [ -s "$out" ] && { echo "$0: $out exists, not recomputing"; continue; }
+  $cmd "$dir/log/score_norm_${name}_${backend}_$method.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt \
+    "$(prep "$cohort_scp")" "$(prep "$eval_emb/xvector.scp")" "$(prep "$eval_emb/xvector.scp")" "$in" "$out"
+  echo "$0: wrote $out"
+done
