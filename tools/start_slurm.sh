@@ -32,8 +32,8 @@ cluster_up() {
 if [ "${1:-}" = --stop ]; then stop; exit 0; fi
 [ $# -eq 0 ] || die "unknown argument '$1' (usage: $0 [--stop])"
 
-if cluster_up; then echo "$0: Slurm is already up"; exit 0; fi
 start=$(date +%s)
+if cluster_up; then echo "$0: Slurm is already up"; exit 0; fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null \
    || ! command -v sbatch >/dev/null; then
@@ -60,7 +60,7 @@ id munge >/dev/null 2>&1 && muser=munge
 mkdir -p /run/munge /var/lib/munge /var/log/munge
 chown "$muser" /etc/munge /etc/munge/munge.key /run/munge /var/lib/munge /var/log/munge
 chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key; chmod 755 /run/munge
-if [ "$muser" = root ]; then munged --force; else runuser -u munge -- munged; fi
+if [ "$muser" = root ]; then munged --force; else runuser -u munge -- munged --force; fi
 for _ in $(seq 50); do [ -S /run/munge/munge.socket.2 ] && break; sleep 0.1; done
 munge -n | unmunge >/dev/null 2>&1 || die "munged does not answer (see /var/log/munge/munged.log)"
 

@@ -291,6 +291,9 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
     _write_atomic(f"{stem}.sh", _job_script(sched.prog, args.command, f"{stem}.json"), 0o755)
 
     argv = sched.submit_args(config, args, name, stem)
+    # From here on Ctrl-C cancels the job (once it has an id) rather than leave it running.
+    interrupt = Interrupt()
+    interrupt.install()
     try:
         res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     except OSError as err:
@@ -300,13 +303,12 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
                         f"{(res.stdout + res.stderr).strip()}")
     job_id = sched.job_id(res.stdout)
 
-    interrupt = Interrupt()
-    interrupt.install()
     grace = float(os.environ.get("SID_JOBS_GRACE", "30"))
     pending = set(args.tasks)
     results: dict[int, int | None] = {}
     gone_since: dict[int, float] = {}
     delay = 0.2
+    started = last_query = time.monotonic()
     while pending:
         if interrupt.signum:
             subprocess.run(sched.cancel(job_id), capture_output=True)
@@ -320,8 +322,12 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
         pending -= results.keys()
         if not pending:
             break
-        alive = sched.alive(job_id, pending)
         now = time.monotonic()
+        # The scheduler is asked less often as the wait grows (every 2 s at first, 30 s at most).
+        alive = None
+        if now - last_query >= min(2 + (now - started) / 30, 30):
+            alive = sched.alive(job_id, pending)
+            last_query = now
         if alive is not None:
             for t in sorted(pending):
                 if t in alive:

@@ -100,7 +100,7 @@ def parse_args(argv: list[str], prog: str) -> JobArgs:
     """
     args = list(argv)
     if args in ([], ["--help"], ["-h"]):
-        print(USAGE.format(prog=prog))
+        print(USAGE.format(prog=prog), file=sys.stdout if args else sys.stderr)
         raise SystemExit(0 if args else 1)
     out = JobArgs()
     # Two rounds: options may come before and after the JOB=a:b range, as in Kaldi.
@@ -206,13 +206,16 @@ def run_logged(command: str, logfile: str, *, threads: int = 1, interrupt: Inter
                show_host: bool = False) -> int:
     """Run ``command`` with bash, its stdout and stderr appended to ``logfile``
     between Kaldi's header and footer. Returns the exit status (negative: signal)."""
-    os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
     start = time.time()
-    with open(logfile, "w", encoding="utf-8") as log:
-        log.write(f"# {command}\n# Started at {format_date()}\n")
-        if show_host:
-            log.write(f"# Running on {socket.gethostname()}\n")
-        log.write("#\n")
+    try:
+        os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
+        with open(logfile, "w", encoding="utf-8") as log:
+            log.write(f"# {command}\n# Started at {format_date()}\n")
+            if show_host:
+                log.write(f"# Running on {socket.gethostname()}\n")
+            log.write("#\n")
+    except OSError as err:
+        raise JobsError(f"cannot write log file {logfile}: {err.strerror}") from None
     with open(logfile, "ab") as log:
         proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
