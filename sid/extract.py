@@ -77,13 +77,11 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
 
 def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames):
     by_len: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    weights: list[list[tuple[int, int]]] = []
-    for u, (_, feats) in enumerate(sorted(buffer, key=lambda x: x[1].shape[0])):
-        weights.append([])
+    ordered = sorted(buffer, key=lambda x: x[1].shape[0])
+    for u, (_, feats) in enumerate(ordered):
         for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
             chunk = pad_chunk(feats[start:start + length], min_chunk_frames)
             by_len[chunk.shape[0]].append((u, length, chunk))
-    ordered = sorted(buffer, key=lambda x: x[1].shape[0])
     sums: list[np.ndarray | None] = [None] * len(ordered)
     totals = np.zeros(len(ordered))
     for length, chunks in by_len.items():

@@ -5,8 +5,9 @@ filterbanks of 10 utterances of each of 20 speakers of the shared speechocean762
 corpus with kaldi_native_fbank, and writes two data dirs:
 
 * ``raw``: raw features and a simple energy VAD (the input of extraction);
-* ``train``: sliding-CMN'd (window 300, centred), voiced-only features with
-  utt2spk/spk2utt/utt2num_frames (what steps/prepare_feats_for_egs.sh writes).
+* ``train``: sliding-CMN'd (sid.features.cmvn, window 300, centred), voiced-only
+  features with utt2spk/spk2utt/utt2num_frames (what steps/prepare_feats_for_egs.sh
+  writes).
 """
 
 from __future__ import annotations
@@ -18,19 +19,6 @@ import numpy as np
 
 NUM_SPK, UTT_PER_SPK, DIM = 20, 10, 30
 _CACHE: dict[str, Path] = {}
-
-
-def sliding_cmn(feats: np.ndarray, window: int = 300) -> np.ndarray:
-    """Centred sliding-window mean subtraction (Kaldi's apply-cmvn-sliding --center=true
-    for utterances longer than the window; the test only needs it to be sensible)."""
-    n = feats.shape[0]
-    out = np.empty_like(feats)
-    csum = np.concatenate([np.zeros((1, feats.shape[1])), np.cumsum(feats, 0, dtype=np.float64)])
-    for t in range(n):
-        lo = max(0, min(t - window // 2, n - window))
-        hi = min(n, lo + window)
-        out[t] = feats[t] - (csum[hi] - csum[lo]) / (hi - lo)
-    return out.astype(np.float32)
 
 
 def _fbank(samples: np.ndarray) -> np.ndarray:
@@ -65,6 +53,8 @@ def corpus_features(corpus: Path, root: Path) -> Path:
         return _CACHE["dir"]
     import soundfile as sf
 
+    from sid.features.cmvn import apply_cmvn_sliding
+
     spk2utt = {}
     for line in (corpus / "train" / "spk2utt").read_text().splitlines():
         spk, *utts = line.split()
@@ -79,7 +69,7 @@ def corpus_features(corpus: Path, root: Path) -> Path:
             energy = feats.mean(axis=1)
             vad = (energy > energy.mean() - 0.5 * energy.std()).astype(np.float32)
             raw[utt], vads[utt], utt2spk[utt] = feats, vad, spk
-            train[utt] = sliding_cmn(feats)[vad > 0.5]
+            train[utt] = apply_cmvn_sliding(feats, window=300, center=True)[vad > 0.5]
     _write_dir(root / "raw", raw, utt2spk, vads)
     _write_dir(root / "train", train, utt2spk)
     _CACHE["dir"] = root

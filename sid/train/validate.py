@@ -23,20 +23,11 @@ def read_trials(path) -> list[tuple[str, str, bool]]:
 
 
 def equal_error_rate(scores: np.ndarray, is_target: np.ndarray) -> float:
-    """EER in percent: the error rate where miss and false-alarm rates cross
-    (sorted-score sweep, as Kaldi's compute-eer picks the threshold)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    is_target = np.asarray(is_target, dtype=bool)
-    n_tgt, n_non = int(is_target.sum()), int((~is_target).sum())
-    if n_tgt == 0 or n_non == 0:
-        raise ValueError("EER needs both target and non-target trials")
-    order = np.argsort(scores, kind="mergesort")
-    tgt_sorted = is_target[order]
-    # Threshold just above position i: misses are targets at or below, false alarms non-targets above.
-    miss = np.cumsum(tgt_sorted) / n_tgt
-    fa = 1.0 - np.cumsum(~tgt_sorted) / n_non
-    i = int(np.argmin(np.abs(miss - fa)))
-    return 100.0 * float((miss[i] + fa[i]) / 2)
+    """EER in percent, as Kaldi's compute-eer (sid.metrics)."""
+    from sid.metrics import compute_eer
+
+    scores, is_target = np.asarray(scores), np.asarray(is_target, dtype=bool)
+    return 100.0 * compute_eer(scores[is_target], scores[~is_target])[0]
 
 
 @torch.no_grad()

@@ -1,0 +1,137 @@
+"""Extract utterance embeddings with a trained model (the job of Kaldi's nnet3-xvector-compute
+inside extract_xvectors.sh, CMN and voiced-frame selection included)."""
+
+import logging
+import os
+from pathlib import Path
+
+from sid.cli import KaldiOptions, run_main
+
+USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
+dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
+window 300, centred by default) and voiced-frame selection; utterances longer than
+--max-chunk-frames are cut into chunks whose embeddings are averaged, weighted by length
+(Kaldi's semantics; chunks under --min-chunk-frames are edge-padded).
+Usage:  extract_embeddings [options] <model-dir> <feats-rspecifier> <vad-rspecifier> <xvector-wspecifier>
+ e.g.:  extract_embeddings exp/xvector scp:data/test/feats.scp scp:data/test/vad.scp \\
+          ark,scp:exp/xvector/xvectors_test/xvector.1.ark,exp/xvector/xvectors_test/xvector.1.scp"""
+
+log = logging.getLogger("extract_embeddings")
+
+
+def main() -> int:
+    po = KaldiOptions(USAGE)
+    po.register("use-gpu", "no", "yes|no|optional: compute on a CUDA device")
+    po.register("max-chunk-frames", 10000, "Longest chunk the model sees; longer utterances are cut and averaged")
+    po.register("min-chunk-frames", 25, "Shorter chunks are padded to this length by repeating edge frames")
+    po.register("batch-frames", 200000, "Frames buffered and batched per forward pass group")
+    po.register("num-threads", 1, "CPU threads for the model (per job)")
+    po.register("model-file", "final.pt", "Weights file inside <model-dir>")
+    po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "
+                "than the model and the inputs (resuming a split job)")
+    opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
+
+    import kaldiio
+    import torch
+    from tqdm import tqdm
+
+    from sid.errors import SidError
+    from sid.extract import Extractor, pick_device
+
+    out_scp = _scp_of(wspec)
+    if opts.skip_done and out_scp and _up_to_date(out_scp, [Path(model_dir) / opts.model_file,
+                                                           *_files_of(feats_rspec), *_files_of(vad_rspec)]):
+        log.info("%s is up to date; nothing to do", out_scp)
+        return 0
+    torch.set_num_threads(max(1, opts.num_threads))
+    device = pick_device(opts.use_gpu)
+    ext = Extractor(model_dir, device, opts.max_chunk_frames, opts.min_chunk_frames, opts.batch_frames)
+    try:
+        vad = _random_access(vad_rspec)
+    except Exception as err:
+        raise SidError(f"cannot read VAD {vad_rspec}: {err}") from None
+    counts = {"no_vad": 0, "no_voiced": 0}
+
+    def items():
+        try:
+            reader = kaldiio.ReadHelper(feats_rspec)
+        except Exception as err:
+            raise SidError(f"cannot open features {feats_rspec}: {err}") from None
+        with reader:
+            for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
+                if utt not in vad:
+                    log.warning("no VAD for utterance %s; skipping it", utt)
+                    counts["no_vad"] += 1
+                    continue
+                prepared = ext.prepare(utt, feats, vad[utt])
+                if prepared.shape[0] == 0:
+                    log.warning("utterance %s has no voiced frames; skipping it", utt)
+                    counts["no_voiced"] += 1
+                    continue
+                yield utt, prepared
+
+    embeddings = dict(ext.embed(items()))
+    if not embeddings:
+        raise SidError(f"no embeddings computed from {feats_rspec} (see the warnings above)")
+    _write(wspec, out_scp, embeddings)
+    log.info("Computed %d embeddings (%d-dim) on %s; %d utterances without VAD, %d without voiced frames",
+             len(embeddings), next(iter(embeddings.values())).shape[0], device, counts["no_vad"], counts["no_voiced"])
+    return 0
+
+
+def _scp_of(wspec: str) -> str:
+    """The scp path of an ``ark,scp:ARK,SCP`` wspecifier, else ''."""
+    opts, _, paths = wspec.partition(":")
+    if set(opts.split(",")) >= {"ark", "scp"} and paths.count(",") == 1:
+        return paths.split(",")[1]
+    return ""
+
+
+def _files_of(rspec: str) -> list[Path]:
+    _, _, path = rspec.partition(":")
+    return [Path(path)] if path and not path.rstrip().endswith("|") and path != "-" else []
+
+
+def _up_to_date(target: str, sources: list[Path]) -> bool:
+    if not os.path.exists(target):
+        return False
+    t = os.path.getmtime(target)
+    return all(s.exists() and s.stat().st_mtime <= t for s in sources)
+
+
+def _random_access(rspec: str) -> dict:
+    import kaldiio
+
+    opts, _, path = rspec.partition(":")
+    if "scp" in opts.split(","):
+        return kaldiio.load_scp(path)
+    with kaldiio.ReadHelper(rspec) as reader:
+        return {k: v for k, v in reader}
+
+
+def _write(wspec: str, out_scp: str, embeddings: dict) -> None:
+    """Sorted by key; for ark,scp the scp is written last under a temporary name and
+    renamed, so a present scp always means a complete job."""
+    import kaldiio
+
+    keys = sorted(embeddings, key=str.encode)
+    if out_scp:
+        opts, _, paths = wspec.partition(":")
+        ark = paths.split(",")[0]
+        tmp = f"{out_scp}.{os.getpid()}.tmp"
+        try:
+            with kaldiio.WriteHelper(f"{opts}:{ark},{tmp}") as w:
+                for k in keys:
+                    w(k, embeddings[k])
+            os.replace(tmp, out_scp)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    with kaldiio.WriteHelper(wspec) as w:
+        for k in keys:
+            w(k, embeddings[k])
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Usage: steps/extract_embeddings.sh [options] <model-dir> <data-dir> <out-dir>
+#  e.g.: steps/extract_embeddings.sh --nj 40 --cmd "$train_cmd" exp/ecapa_c512 data/voxceleb1_test exp/ecapa_c512/embeddings/voxceleb1_test
+# Extracts one embedding per utterance of <data-dir> (raw feats.scp and vad.scp; sliding CMN
+# and voiced-frame selection are applied in-process as the model's config says) with the model
+# in <model-dir> (config.yaml, final.pt from steps/train_xvector.sh), like Kaldi's
+# extract_xvectors.sh. One job per split of the data dir (utils/split_data.sh); a rerun skips the
+# jobs already done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means
+# spk_xvector.scp/ark and num_utts.ark.
+#
+# Options:
+#   --nj <N>                   # number of jobs (default: 4)
+#   --cmd <cmd>                # job runner, e.g. run.pl or "slurm.pl --mem 4G" (default: run.pl)
+#   --use-gpu <true|false>     # one GPU per job (default: false)
+#   --max-chunk-frames <N>     # longer utterances are cut into chunks and averaged (default: 10000)
+#   --min-chunk-frames <N>     # shorter chunks are edge-padded (default: 25)
+#   --num-threads <N>          # CPU threads per job (default: 1)
+
+set -euo pipefail
+
+nj=4
+cmd=run.pl
+use_gpu=false
+max_chunk_frames=10000
+min_chunk_frames=25
+num_threads=1
+
+echo "$0 $*"
+. parse_options.sh
+
+if [ $# -ne 3 ]; then
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
+  exit 1
+fi
+srcdir=$1
+data=$2
+dir=$3
+
+for f in "$srcdir/final.pt" "$srcdir/config.yaml" "$data/feats.scp" "$data/vad.scp" "$data/utt2spk"; do
+  [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
+done
+case "$use_gpu" in
+  true) gpu_opt="--gpu 1"; tool_gpu=yes ;;
+  false) gpu_opt=""; tool_gpu=no ;;
+  *) echo "$0: --use-gpu must be true or false, got '$use_gpu'" >&2; exit 1 ;;
+esac
+
+mkdir -p "$dir/log"
+utils/split_data.sh "$data" "$nj"
+sdata=$data/split$nj
+
+# shellcheck disable=SC2086
+$cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log" \
+  python -m sid.bin.extract_embeddings --use-gpu=$tool_gpu --num-threads="$num_threads" \
+    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --skip-done=true \
+    "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
+    "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
+
+for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$dir/.xvector.scp.tmp"
+mv "$dir/.xvector.scp.tmp" "$dir/xvector.scp"
+
+# Speaker means, as extract_xvectors.sh does with ivector-mean.
+python -m sid.bin.ivector_mean "ark:$data/spk2utt" "scp:$dir/xvector.scp" \
+  "ark,scp:$dir/spk_xvector.ark,$dir/spk_xvector.scp" "ark,t:$dir/num_utts.ark"
+echo "$0: wrote $(wc -l < "$dir/xvector.scp") embeddings to $dir/xvector.scp"

@@ -1,0 +1,139 @@
+"""Embedding extraction: Kaldi's chunking semantics, batching invariance, and
+steps/extract_embeddings.sh end to end on real features (with speaker means)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sid.extract import chunk_spans, embed_utterances, pad_chunk
+from sid.models import build_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train_helpers import corpus_features  # noqa: E402
+
+
+class MeanModel(torch.nn.Module):
+    """Embedding = mean over time: makes chunk weighting and padding visible."""
+    min_frames = 1
+
+    def embed(self, x):
+        return x.mean(dim=1)
+
+
+def test_chunk_spans_as_kaldi():
+    assert chunk_spans(25000, 10000) == [(0, 10000), (10000, 10000), (20000, 5000)]
+    assert chunk_spans(300, 10000) == [(0, 300)]
+    assert chunk_spans(20000, 10000) == [(0, 10000), (10000, 10000)]
+    assert chunk_spans(7, -1) == [(0, 7)]
+
+
+def test_pad_chunk_repeats_edges_half_each_side():
+    x = np.arange(3, dtype=np.float32)[:, None] + 1
+    padded = pad_chunk(x, 8)
+    # (8 - 3) // 2 = 2 copies of the first frame on the left, 3 of the last on the right.
+    assert padded[:, 0].tolist() == [1, 1, 1, 2, 3, 3, 3, 3]
+    assert pad_chunk(x, 3) is x
+
+
+def test_long_utterances_average_chunks_weighted_by_length():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((250, 4)).astype(np.float32)
+    (utt, emb), = embed_utterances(MeanModel(), [("u", x)], torch.device("cpu"), max_chunk_frames=100,
+                                   min_chunk_frames=80)
+    # Chunks 0-99, 100-199 (weight 100 each) and 200-249 padded to 80 frames (weight 50).
+    tail = pad_chunk(x[200:], 80).mean(0)
+    expect = (100 * x[:100].mean(0) + 100 * x[100:200].mean(0) + 50 * tail) / 250
+    assert utt == "u" and np.allclose(emb, expect, atol=1e-5)
+
+
+def test_batching_never_changes_an_embedding():
+    torch.manual_seed(0)
+    model = build_model({"type": "xvector", "feat_dim": 10, "channels": 16, "stats_channels": 24,
+                         "embed_dim": 8, "hidden_dim": 8}).eval()
+    rng = np.random.default_rng(1)
+    items = [(f"u{i}", rng.standard_normal((n, 10)).astype(np.float32)) for i, n in enumerate([40, 40, 12, 300, 40, 90])]
+    together = dict(embed_utterances(model, items, torch.device("cpu"), max_chunk_frames=100))
+    alone = {u: dict(embed_utterances(model, [(u, x)], torch.device("cpu"), max_chunk_frames=100))[u] for u, x in items}
+    small = dict(embed_utterances(model, items, torch.device("cpu"), max_chunk_frames=100, batch_frames=50))
+    assert sorted(together) == sorted(alone)
+    for u in alone:
+        assert np.allclose(together[u], alone[u], atol=1e-5)
+        assert np.allclose(small[u], alone[u], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, repo, tmp_path_factory):
+    """A small x-vector trained 2 epochs on the corpus subset (in-process)."""
+    from sid.train.trainer import TrainOptions, Trainer
+
+    feats = corpus_features(corpus, tmp_path_factory.mktemp("extract_feats"))
+    cfg = yaml.safe_load((repo / "conf" / "xvector_small.yaml").read_text())
+    cfg["training"]["epochs"] = 2
+    exp = tmp_path_factory.mktemp("extract_exp") / "xvector"
+    Trainer(str(feats / "train"), str(exp), cfg,
+            TrainOptions(num_workers=0, progress=False, tensorboard=False, valid_interval=0)).run()
+    return feats, exp
+
+
+@pytest.mark.slow
+def test_extract_embeddings_step(trained, sid_env, repo, tmp_path):
+    feats, exp = trained
+    out = tmp_path / "emb"
+    cmd = ["bash", "steps/extract_embeddings.sh", "--nj", "2", str(exp), str(feats / "raw"), str(out)]
+    res = subprocess.run(cmd, env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    emb = dict(kaldiio.load_scp(str(out / "xvector.scp")).items())
+    utt2spk = dict(line.split() for line in (feats / "raw" / "utt2spk").read_text().splitlines())
+    assert sorted(emb) == sorted(utt2spk) and next(iter(emb.values())).shape == (64,)
+
+    # In-process CMN + VAD selection give the training features: same embeddings as on those.
+    from sid.extract import load_model_dir
+    model, _ = load_model_dir(exp, torch.device("cpu"))
+    train = kaldiio.load_scp(str(feats / "train" / "feats.scp"))
+    direct = dict(embed_utterances(model, [(u, train[u]) for u in sorted(emb)[:20]], torch.device("cpu")))
+    for u, e in direct.items():
+        assert np.allclose(emb[u], e, atol=1e-4), u
+
+    spk = dict(kaldiio.load_scp(str(out / "spk_xvector.scp")).items())
+    num_utts = dict(line.split() for line in (out / "num_utts.ark").read_text().splitlines())
+    assert len(spk) == 20 and set(num_utts.values()) == {"10"}
+    s0 = sorted(spk)[0]
+    members = [u for u in emb if utt2spk[u] == s0]
+    assert np.allclose(spk[s0], np.mean([emb[u] for u in members], axis=0), atol=1e-5)
+
+    # Trained embeddings separate speakers: same-speaker cosine above different-speaker.
+    keys = sorted(emb)
+    x = np.stack([emb[k] for k in keys])
+    x -= x.mean(axis=0)   # as the back-ends do before cosine scoring
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cos = x @ x.T
+    same = np.array([[utt2spk[a] == utt2spk[b] for b in keys] for a in keys])
+    off = ~np.eye(len(keys), dtype=bool)
+    assert cos[same & off].mean() > cos[~same].mean() + 0.2
+
+    # A rerun skips the finished jobs.
+    stamp = (out / "xvector.1.scp").stat().st_mtime_ns
+    res = subprocess.run(cmd, env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "xvector.1.scp").stat().st_mtime_ns == stamp
+    assert "up to date" in (out / "log" / "extract.1.log").read_text()
+
+
+def test_extract_tool_errors(trained, sid_env, repo, tmp_path):
+    feats, exp = trained
+    res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", str(tmp_path), f"scp:{feats}/raw/feats.scp",
+                          f"scp:{feats}/raw/vad.scp", f"ark:{tmp_path}/x.ark"], env=sid_env, capture_output=True,
+                         text=True, cwd=repo)
+    assert res.returncode == 1 and "config.yaml not found" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", "--use-gpu=maybe", str(exp),
+                          f"scp:{feats}/raw/feats.scp", f"scp:{feats}/raw/vad.scp", f"ark:{tmp_path}/x.ark"],
+                         env=sid_env, capture_output=True, text=True, cwd=repo)
+    assert res.returncode == 1 and "--use-gpu" in res.stderr
