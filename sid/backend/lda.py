@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.sparse
 
 from sid.errors import SidError
 
@@ -36,6 +35,7 @@ def speaker_index(keys: list[str], utt2spk: dict[str, str]) -> tuple[np.ndarray,
 
 def class_sums(x: np.ndarray, idx: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-class sums (float64) and counts of the rows of ``x``."""
+    import scipy.sparse  # only training needs it; keeps the per-vector tools quick to start
     onehot = scipy.sparse.csr_matrix(
         (np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(num_classes, len(idx)))
     return np.asarray(onehot @ x, dtype=np.float64), np.bincount(idx, minlength=num_classes)

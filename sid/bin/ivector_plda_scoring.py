@@ -30,7 +30,7 @@ def main() -> int:
     po.register("num-utts", "", "Table to read the number of utterances per speaker, e.g. ark:num_utts.ark")
     opts, args = po.parse(num_args=5)
     plda = Plda.read(args[0])
-    train_keys, train = kaldi_io.read_vectors(args[1])
+    train_keys, train = train_keys0, train0 = kaldi_io.read_vectors(args[1])
     if opts.num_utts:
         num_utts = kaldi_io.read_int_table(opts.num_utts)
         has = np.array([k in num_utts for k in train_keys], dtype=bool)
@@ -49,7 +49,8 @@ def main() -> int:
         raise SidError(f"{args[1]}: vectors have dimension {train.shape[1]}, the PLDA model {args[0]} has {plda.dim}")
     e, e_scale = plda.transform_vectors(train, train_n, opts.normalize_length, opts.simple_length_normalization)
     log.info("Read %d training iVectors; average renormalization scale was %g", len(train_keys), e_scale.mean())
-    test_keys, test = kaldi_io.read_vectors(args[2])
+    # Kaldi reads both tables; when they are the same (utterance trials) one read serves both.
+    test_keys, test = (train_keys0, train0) if args[2] == args[1] else kaldi_io.read_vectors(args[2])
     if not test_keys:
         raise SidError(f"No test iVectors present in {args[2]}")
     if test.shape[1] != plda.dim:
