@@ -253,3 +253,29 @@ def test_compute_tool_skips_bad_utterances_with_reasons(tmp_path, sid_env):
                         f"ark:{tmp_path}/bad.ark"], env=sid_env, capture_output=True, text=True)
     assert r.returncode == 1 and "no utterance" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad.ark").exists()
+
+
+def test_compute_tool_segments_augmentation_and_wav_ark(tmp_path, sid_env):
+    x = _signal(2.0)
+    sf.write(tmp_path / "rec.wav", x.astype(np.int16), 16000)
+    (tmp_path / "wav.scp").write_text(f"rec {tmp_path}/rec.wav\n")
+    (tmp_path / "segments").write_text("a rec 0.0 1.0\nb rec 0.5 2.0\nc other 0 1\n")
+    (tmp_path / "utt2aug").write_text('b {"speed": 1.25}\n')
+    r = subprocess.run([sys.executable, "-m", "sid.bin.compute_mfcc_feats", "--dither=0",
+                        f"--segments={tmp_path}/segments", f"--utt2aug={tmp_path}/utt2aug",
+                        f"--write-utt2dur=ark,t:{tmp_path}/utt2dur",
+                        f"scp:{tmp_path}/wav.scp", f"ark:{tmp_path}/m.ark"], env=sid_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "'c'" in r.stderr and "other" in r.stderr  # its recording is not in wav.scp
+    feats = dict(kaldiio.load_ark(str(tmp_path / "m.ark")))
+    o = MfccOptions(); o.frame_opts.dither = 0.0
+    np.testing.assert_allclose(feats["a"], Mfcc(o).compute(x[:16000]), rtol=1e-5, atol=1e-4)
+    assert feats["b"].shape[0] == num_frames(int(1.5 * 16000 / 1.25), o.frame_opts)  # sped up by its recipe
+    assert (tmp_path / "utt2dur").read_text() == "a 1\nb 1.2\n"
+    # A Kaldi wav archive (what extract-segments writes) is read as well.
+    kaldiio.save_ark(str(tmp_path / "wav.ark"), {"w": (16000, x.astype(np.int16))})
+    r = subprocess.run([sys.executable, "-m", "sid.bin.compute_mfcc_feats", "--dither=0", f"ark:{tmp_path}/wav.ark",
+                        "ark,t:-"], env=sid_env, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    out = dict(kaldiio.load_ark(__import__("io").BytesIO(r.stdout)))
+    np.testing.assert_allclose(out["w"], Mfcc(o).compute(x), rtol=1e-5, atol=1e-3)

@@ -100,7 +100,7 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
                 feats = computer.compute(samples, utt)
                 if not np.isfinite(feats).all():
                     raise AudioError(f"utterance '{utt}' ({where}): features contain non-finite values")
-            except AudioError as err:
+            except SidError as err:  # AudioError, or a bad augmentation recipe
                 log.warning(f"{err}; skipping it")
                 continue
             if opts.subtract_mean:
