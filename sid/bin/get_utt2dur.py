@@ -72,7 +72,7 @@ def main() -> int:
     lines = []
     if d.has("segments"):
         seg = d.table("segments")
-        recs = d.segment_recordings()
+        _, recs = d.segment_recordings()
         rows = []
         for i, line in enumerate(seg.lines):
             f = line.split()
@@ -83,7 +83,8 @@ def main() -> int:
         open_ended = {rec for _, rec, _, end in rows if end <= 0}
         rec_dur = {}
         if open_ended:
-            wav = dict(zip(d.table("wav.scp").keys, d.table("wav.scp").values()))
+            wav_table = d.table("wav.scp")
+            wav = dict(zip(wav_table.keys, wav_table.values()))
             missing = sorted(open_ended - wav.keys())
             if missing:
                 raise DataDirError(f"{d.file('wav.scp')}: no recording '{missing[0]}' named in segments")

@@ -16,7 +16,9 @@ rescans (``split`` distributes each file's lines to all parts in a single pass).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import os
 import random
 import shutil
@@ -85,7 +87,7 @@ def load_table(path: str | os.PathLike) -> Table:
     keys: list[str] = []
     try:
         keys = [line.split(None, 1)[0] for line in lines]
-        return Table(path, keys, [line.rstrip() for line in lines])
+        return Table(path, keys, [line.strip() for line in lines])
     except IndexError:  # an empty line somewhere: take the slower, careful path
         pass
     keys, kept, linenos, empty = [], [], [], []
@@ -95,7 +97,7 @@ def load_table(path: str | os.PathLike) -> Table:
             empty.append(lineno)
             continue
         keys.append(parts[0])
-        kept.append(line.rstrip())
+        kept.append(line.strip())
         linenos.append(lineno)
     return Table(path, keys, kept, linenos, empty)
 
@@ -114,38 +116,40 @@ def spk2utt_lines(utts: Iterable[str], spks: Iterable[str]) -> list[str]:
 
 def utt2spk_pairs(table: Table) -> list[str]:
     """The speaker of each utt2spk line (its second field)."""
-    out = []
-    for i, line in enumerate(table.lines):
-        fields = line.split()
-        if len(fields) != 2:
-            raise DataDirError(f"{table.path}:{table.lineno(i)}: expected '<utterance> <speaker>', got '{line}'")
-        out.append(fields[1])
-    return out
+    spks = [line[len(key):].strip() for line, key in zip(table.lines, table.keys)]
+    if sum(map(len, map(str.split, spks))) != len(spks) or not all(spks):
+        for i, spk in enumerate(spks):
+            if len(spk.split()) != 1:
+                raise DataDirError(f"{table.path}:{table.lineno(i)}: expected '<utterance> <speaker>', "
+                                   f"got '{table.lines[i]}'")
+    return spks
 
 
 def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     """Write lines atomically (temporary name, then rename)."""
+    if not isinstance(lines, list):
+        lines = list(lines)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line)
+        if lines:
+            f.write("\n".join(lines))
             f.write("\n")
 
 
 def _sorted_by_key(keys: list[str], lines: list[str]) -> tuple[list[str], list[str]]:
-    if all(keys[i] <= keys[i + 1] for i in range(len(keys) - 1)):
+    if all(map(operator.le, keys, itertools.islice(keys, 1, None))):
         return keys, lines
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return [keys[i] for i in order], [lines[i] for i in order]
 
 
 class DataDir:
-    """A Kaldi data directory; tables are read on first use and cached."""
+    """A Kaldi data directory. Tables are read from disk on each ``table()`` call and not
+    cached, so a tool holds only the tables it is working on (1.1M-line files are big)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_dir():
             raise DataDirError(f"{self.path}: no such data directory")
-        self._tables: dict[str, Table] = {}
 
     def __repr__(self) -> str:
         return f"DataDir({str(self.path)!r})"
@@ -172,11 +176,9 @@ class DataDir:
         return names
 
     def table(self, name: str) -> Table:
-        if name not in self._tables:
-            if not self.has(name):
-                raise DataDirError(f"{self.file(name)}: no such file")
-            self._tables[name] = load_table(self.file(name))
-        return self._tables[name]
+        if not self.has(name):
+            raise DataDirError(f"{self.file(name)}: no such file")
+        return load_table(self.file(name))
 
     def utt2spk(self) -> tuple[list[str], list[str]]:
         """Utterances and their speakers, in utt2spk order (utt2spk is required)."""
@@ -187,8 +189,8 @@ class DataDir:
             raise DataDirError(f"{table.path}:{table.empty_lines[0]}: empty line")
         return table.keys, utt2spk_pairs(table)
 
-    def segment_recordings(self) -> list[str]:
-        """The recording of each segments line."""
+    def segment_recordings(self) -> tuple[list[str], list[str]]:
+        """Utterances of segments and the recording of each."""
         table = self.table("segments")
         out = []
         for i, line in enumerate(table.lines):
@@ -196,7 +198,7 @@ class DataDir:
             if len(fields) != 4:
                 raise DataDirError(f"{table.path}:{table.lineno(i)}: expected '<utterance> <recording> <start> <end>'")
             out.append(fields[1])
-        return out
+        return table.keys, out
 
 
 # ---------------------------------------------------------------------------
@@ -220,58 +222,88 @@ class _Report:
         self.errors.append(msg)
 
 
-def _check_table(table: Table, rep: _Report, need_value: bool = True) -> dict[str, int]:
-    """Sortedness, uniqueness, empty lines/values; returns key -> index of its first line."""
-    name = table.path.name
-    if not table.lines and not table.empty_lines:
+class _Keys:
+    """A checked table's key set, and (built only when a message needs it) each key's first line."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.set = set(table.keys)
+        self._first: dict[str, int] | None = None
+
+    def first(self) -> dict[str, int]:
+        if self._first is None:
+            keys = self.table.keys
+            # Built from the end, so the earliest index of a repeated key wins.
+            self._first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
+        return self._first
+
+    def where(self, key: str) -> str:
+        return f"{self.table.path.name}:{self.table.lineno(self.first()[key])}"
+
+
+def _check_table(table: Table, rep: _Report) -> _Keys:
+    """Sortedness, uniqueness, empty lines and values. Whole-list checks run at C speed;
+    the per-line loops that name each problem run only when a check fails."""
+    keys, lines = table.keys, table.lines
+    if not lines and not table.empty_lines:
         rep.error(f"{table.path}: file is empty")
     for lineno in table.empty_lines:
         rep.error(f"{table.path}:{lineno}: empty line")
-    first: dict[str, int] = {}
-    keys = table.keys
-    prev = None
-    for i, key in enumerate(keys):
-        seen = first.get(key)
-        if seen is not None:
-            rep.error(f"{table.path}:{table.lineno(i)}: duplicate key '{key}' (first at line {table.lineno(seen)})")
-        else:
-            first[key] = i
-        if prev is not None and key < prev:
-            rep.error(f"{table.path}:{table.lineno(i)}: not sorted: key '{key}' comes after '{prev}' "
-                      f"(line {table.lineno(i - 1)}); sort with LC_ALL=C")
-        prev = key
-    if need_value:
-        for i, line in enumerate(table.lines):
-            if len(line.split(None, 1)) < 2:
-                rep.error(f"{table.path}:{table.lineno(i)}: key '{keys[i]}' has no value ({name} needs one)")
-    return first
+    ks = _Keys(table)
+    if len(ks.set) != len(keys):
+        seen: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key in seen:
+                rep.error(f"{table.path}:{table.lineno(i)}: duplicate key '{key}' (first at line {table.lineno(seen[key])})")
+            else:
+                seen[key] = i
+    if not all(map(operator.le, keys, itertools.islice(keys, 1, None))):
+        for i in range(1, len(keys)):
+            if keys[i] < keys[i - 1]:
+                rep.error(f"{table.path}:{table.lineno(i)}: not sorted: key '{keys[i]}' comes after '{keys[i - 1]}' "
+                          f"(line {table.lineno(i - 1)}); sort with LC_ALL=C")
+    if any(map(operator.eq, lines, keys)):  # a line that is just its key has no value
+        for i, (line, key) in enumerate(zip(lines, keys)):
+            if line == key:
+                rep.error(f"{table.path}:{table.lineno(i)}: key '{key}' has no value")
+    return ks
 
 
-def _check_same_keys(table: Table, first: dict[str, int], ref_name: str, ref: Table, ref_first: dict[str, int],
-                     what: str, rep: _Report) -> None:
-    """Both ways: keys of ``table`` missing from ``ref`` and the reverse, each with its line."""
-    for key, i in first.items():
-        if key not in ref_first:
-            rep.error(f"{table.path}:{table.lineno(i)}: {what} '{key}' is not in {ref_name}")
-    for key, i in ref_first.items():
-        if key not in first:
-            rep.error(f"{table.path}: no line for {what} '{key}' ({ref_name}:{ref.lineno(i)})")
+def _check_same_keys(ks: _Keys, ref: _Keys, what: str, rep: _Report) -> None:
+    """Both ways: keys of ``ks`` missing from ``ref`` and the reverse, each with its line."""
+    if ks.set == ref.set:
+        return
+    table, ref_name = ks.table, ref.table.path.name
+    for i, key in sorted((ks.first()[k], k) for k in ks.set - ref.set):
+        rep.error(f"{table.path}:{table.lineno(i)}: {what} '{key}' is not in {ref_name}")
+    for i, key in sorted((ref.first()[k], k) for k in ref.set - ks.set):
+        rep.error(f"{table.path}: no line for {what} '{key}' ({ref_name}:{ref.table.lineno(i)})")
+
+
+def _raw_values(table: Table) -> list[str]:
+    """Each line after its key (lines are stripped, so the key starts the line)."""
+    return [line[len(key):] for line, key in zip(table.lines, table.keys)]
 
 
 def _check_numbers(table: Table, rep: _Report, integer: bool = False) -> None:
+    conv = int if integer else float
+    try:
+        if min(map(conv, _raw_values(table)), default=1) > 0:
+            return
+    except ValueError:
+        pass
     for i, line in enumerate(table.lines):
         parts = line.split()
         if len(parts) != 2:
             rep.error(f"{table.path}:{table.lineno(i)}: expected '<key> <number>'")
             continue
-        value = parts[1]
         try:
-            num = int(value) if integer else float(value)
+            num = conv(parts[1])
         except ValueError:
-            rep.error(f"{table.path}:{table.lineno(i)}: '{value}' is not {'an integer' if integer else 'a number'}")
+            rep.error(f"{table.path}:{table.lineno(i)}: '{parts[1]}' is not {'an integer' if integer else 'a number'}")
             continue
         if not num > 0:
-            rep.error(f"{table.path}:{table.lineno(i)}: '{parts[0]}' has {value}, expected a positive value")
+            rep.error(f"{table.path}:{table.lineno(i)}: '{parts[0]}' has {parts[1]}, expected a positive value")
 
 
 def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = False, no_spk_sort: bool = False,
@@ -283,6 +315,7 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
     ``check_audio``: every wav.scp file path must exist (pipes are not run).
     ``check_frames``: with utt2num_frames, the frame counts in the feats.scp/vad.scp
     archive headers must match it.
+    Tables are loaded one at a time and dropped, so memory stays near two tables' worth.
     """
     d = DataDir(path)
     rep = _Report()
@@ -297,88 +330,91 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
     if not d.has("utt2spk"):
         return rep.errors, rep.warnings
 
-    names = d.table_names()
-    tables = {name: d.table(name) for name in names}
-    firsts = {name: _check_table(t, rep) for name, t in tables.items()}
+    u2s = load_table(d.file("utt2spk"))
+    utts = _check_table(u2s, rep)
+    spks = [v.strip() for v in _raw_values(u2s)]
+    if sum(map(len, map(str.split, spks))) != len(spks) or not all(spks):
+        for i, spk in enumerate(spks):
+            if len(spk.split()) != 1:
+                rep.error(f"{u2s.path}:{u2s.lineno(i)}: expected '<utterance> <speaker>', got '{u2s.lines[i]}'")
+    if not no_spk_sort and not all(map(operator.le, spks, itertools.islice(spks, 1, None))):
+        for i in range(1, len(spks)):
+            if spks[i] < spks[i - 1]:
+                rep.error(f"{u2s.path}:{u2s.lineno(i)}: speaker '{spks[i]}' comes after '{spks[i - 1]}': utt2spk must "
+                          "also be sorted by speaker (make speaker ids prefixes of utterance ids)")
 
-    u2s = tables["utt2spk"]
-    u_first = firsts["utt2spk"]
-    spk_of: dict[str, str] = {}
-    prev_spk = None
-    for i, line in enumerate(u2s.lines):
-        fields = line.split()
-        if len(fields) != 2:
-            rep.error(f"{u2s.path}:{u2s.lineno(i)}: expected '<utterance> <speaker>', got '{line}'")
-            continue
-        spk = fields[1]
-        spk_of.setdefault(fields[0], spk)
-        if not no_spk_sort and prev_spk is not None and spk < prev_spk:
-            rep.error(f"{u2s.path}:{u2s.lineno(i)}: speaker '{spk}' comes after '{prev_spk}': utt2spk must also be "
-                      "sorted by speaker (make speaker ids prefixes of utterance ids)")
-        prev_spk = spk
-    speakers: dict[str, int] = {}
-    for utt, spk in spk_of.items():
-        speakers.setdefault(spk, u_first[utt])
-
-    if "spk2utt" in tables:
-        _check_spk2utt(tables["spk2utt"], u2s, u_first, spk_of, speakers, rep)
+    if d.has("spk2utt"):
+        s2u = load_table(d.file("spk2utt"))
+        _check_table(s2u, rep)
+        if s2u.lines != spk2utt_lines(u2s.keys, spks):
+            _check_spk2utt(s2u, u2s, utts, spks, rep)
+        del s2u
 
     has_seg = d.has_segments
-    recordings: dict[str, int] | None = None
-    if "wav.scp" in tables:
-        wav = tables["wav.scp"]
+    recordings: _Keys | None = None
+    if d.has("wav.scp"):
+        wav = load_table(d.file("wav.scp"))
+        wav_keys = _check_table(wav, rep)
         if has_seg:
-            recordings = firsts["wav.scp"]
+            recordings = wav_keys
+        else:
+            _check_same_keys(wav_keys, utts, "utterance", rep)
         if check_audio:
             _check_audio_files(wav, rep)
+        del wav, wav_keys
     elif has_seg:
         rep.error(f"{d.file('segments')}: there is no wav.scp for its recordings")
-    if has_seg:
-        _check_segments(tables["segments"], recordings, rep)
 
-    for name, table in tables.items():
+    spk_keys: _Keys | None = None
+    num_frames: Table | None = None
+    for name in d.table_names():
+        if name in ("utt2spk", "spk2utt", "wav.scp"):
+            continue
+        table = load_table(d.file(name))
+        ks = _check_table(table, rep)
         kind = key_kind(name, has_seg)
-        if kind == UTT and name != "utt2spk":
-            _check_same_keys(table, firsts[name], "utt2spk", u2s, u_first, "utterance", rep)
+        if kind == UTT:
+            _check_same_keys(ks, utts, "utterance", rep)
         elif kind == SPK:
-            for key, i in firsts[name].items():
-                if key not in speakers:
-                    rep.error(f"{table.path}:{table.lineno(i)}: speaker '{key}' is not in utt2spk")
-            for spk, i in speakers.items():
-                if spk not in firsts[name]:
-                    rep.error(f"{table.path}: no line for speaker '{spk}' (utt2spk:{u2s.lineno(i)})")
-        elif kind == REC and name != "wav.scp" and recordings is not None:
-            _check_same_keys(table, firsts[name], "wav.scp", tables["wav.scp"], recordings, "recording", rep)
-        elif kind == REC and name != "wav.scp":
+            if spk_keys is None:  # speakers by first utt2spk line, for messages
+                spk_keys = _Keys(Table(u2s.path, spks, u2s.lines, u2s.linenos))
+            _check_same_keys(ks, spk_keys, "speaker", rep)
+        elif recordings is not None:
+            _check_same_keys(ks, recordings, "recording", rep)
+        else:
             rep.error(f"{table.path}: recording-keyed file, but there is no segments/wav.scp pair")
-    for name in ("utt2dur", "reco2dur"):
-        if name in tables:
-            _check_numbers(tables[name], rep)
-    if "utt2num_frames" in tables:
-        _check_numbers(tables["utt2num_frames"], rep, integer=True)
-    if "spk2gender" in tables:
-        t = tables["spk2gender"]
-        for i, line in enumerate(t.lines):
-            fields = line.split()
-            if len(fields) != 2 or fields[1] not in ("m", "f"):
-                rep.error(f"{t.path}:{t.lineno(i)}: expected '<speaker> m|f', got '{line}'")
-    if check_frames and "utt2num_frames" in tables:
+        if name == "segments":
+            _check_segments(table, recordings, rep)
+        elif name in ("utt2dur", "reco2dur"):
+            _check_numbers(table, rep)
+        elif name == "utt2num_frames":
+            _check_numbers(table, rep, integer=True)
+            num_frames = table
+        elif name == "spk2gender":
+            for i, value in enumerate(_raw_values(table)):
+                if value.strip() not in ("m", "f"):
+                    rep.error(f"{table.path}:{table.lineno(i)}: expected '<speaker> m|f', got '{table.lines[i]}'")
+    if check_frames and num_frames is not None:
         for name in ("feats.scp", "vad.scp"):
-            if name in tables:
-                _check_frames(tables[name], tables["utt2num_frames"], rep)
+            if d.has(name):
+                _check_frames(load_table(d.file(name)), num_frames, rep)
     return rep.errors, rep.warnings
 
 
-def _check_spk2utt(s2u: Table, u2s: Table, u_first: dict[str, int], spk_of: dict[str, str],
-                   speakers: dict[str, int], rep: _Report) -> None:
+def _check_spk2utt(s2u: Table, u2s: Table, utts: _Keys, spks: list[str], rep: _Report) -> None:
+    """The detailed comparison, run only when spk2utt differs from what utt2spk gives."""
+    spk_of = dict(zip(u2s.keys, spks))
+    speakers = set(spks)
     listed: dict[str, int] = {}
     for i, line in enumerate(s2u.lines):
         fields = line.split()
-        spk, utts = fields[0], fields[1:]
+        spk, members = fields[0], fields[1:]
         where = f"{s2u.path}:{s2u.lineno(i)}"
+        if not members:
+            continue  # reported as a line without a value
         if spk not in speakers:
             rep.error(f"{where}: speaker '{spk}' is not in utt2spk")
-        for utt in utts:
+        for utt in members:
             if utt in listed:
                 rep.error(f"{where}: utterance '{utt}' already listed (line {s2u.lineno(listed[utt])})")
                 continue
@@ -387,16 +423,16 @@ def _check_spk2utt(s2u: Table, u2s: Table, u_first: dict[str, int], spk_of: dict
             if owner is None:
                 rep.error(f"{where}: utterance '{utt}' of speaker '{spk}' is not in utt2spk")
             elif owner != spk:
-                rep.error(f"{where}: utterance '{utt}' is listed for speaker '{spk}' but utt2spk:"
-                          f"{u2s.lineno(u_first[utt])} gives speaker '{owner}'")
-        if any(utts[j] > utts[j + 1] for j in range(len(utts) - 1)):
+                rep.error(f"{where}: utterance '{utt}' is listed for speaker '{spk}' but {utts.where(utt)} "
+                          f"gives speaker '{owner}'")
+        if not all(map(operator.le, members, itertools.islice(members, 1, None))):
             rep.error(f"{where}: utterances of speaker '{spk}' are not in sorted order")
-    for utt, i in u_first.items():
+    for i, utt in enumerate(u2s.keys):
         if utt not in listed:
-            rep.error(f"{s2u.path}: utterance '{utt}' (utt2spk:{u2s.lineno(i)}) is not listed")
+            rep.error(f"{s2u.path}: utterance '{utt}' (utt2spk:{u2s.lineno(i)}, speaker '{spks[i]}') is not listed")
 
 
-def _check_segments(seg: Table, recordings: dict[str, int] | None, rep: _Report) -> None:
+def _check_segments(seg: Table, recordings: _Keys | None, rep: _Report) -> None:
     used = set()
     for i, line in enumerate(seg.lines):
         fields = line.split()
@@ -408,10 +444,10 @@ def _check_segments(seg: Table, recordings: dict[str, int] | None, rep: _Report)
         used.add(rec)
         if start < 0 or (end > 0 and end <= start) or (end <= 0 and end != -1):
             rep.error(f"{where}: bad segment times {fields[2]} {fields[3]} (need 0 <= start < end, or end -1)")
-        if recordings is not None and rec not in recordings:
+        if recordings is not None and rec not in recordings.set:
             rep.error(f"{where}: recording '{rec}' is not in wav.scp")
     if recordings is not None:
-        unused = [r for r in recordings if r not in used]
+        unused = [r for r in recordings.table.keys if r not in used]
         if unused:
             rep.warnings.append(f"{seg.path.parent / 'wav.scp'}: {len(unused)} recordings have no segments "
                                 f"(e.g. '{unused[0]}')")
@@ -523,14 +559,20 @@ def _distribute(table: Table, where: dict, nparts: int) -> list[list[str]]:
 
 def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
                  utts: list[str], spks: list[str]) -> None:
-    """Write every table of ``src`` into each of ``dests``, part ``p`` holding the utterances with ``utt_part[u] == p``."""
+    """Write every table of ``src`` into each of ``dests``, part ``p`` holding the utterances with ``utt_part[u] == p``.
+
+    In a valid data dir every utterance-keyed file has utt2spk's keys in its order, so
+    when the parts are contiguous in that order (split, first/last, per-speaker) each
+    part is a slice of each file, and otherwise a mask; only files keyed differently
+    go line by line.
+    """
     n = len(dests)
     has_seg = src.has_segments
+    part_of = list(map(utt_part.get, utts))
     spk_parts: dict[str, set[int]] = {}
     part_utts: list[list[str]] = [[] for _ in range(n)]
     part_spks: list[list[str]] = [[] for _ in range(n)]
-    for utt, spk in zip(utts, spks):
-        p = utt_part.get(utt)
+    for utt, spk, p in zip(utts, spks, part_of):
         if p is None:
             continue
         part_utts[p].append(utt)
@@ -540,19 +582,37 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
     rec_where: dict = {}
     if has_seg:
         rec_parts: dict[str, set[int]] = {}
-        for utt, rec in zip(src.table("segments").keys, src.segment_recordings()):
+        for utt, rec in zip(*src.segment_recordings()):
             p = utt_part.get(utt)
             if p is not None:
                 rec_parts.setdefault(rec, set()).add(p)
         rec_where = {r: (next(iter(ps)) if len(ps) == 1 else tuple(sorted(ps))) for r, ps in rec_parts.items()}
+
+    slices: list[tuple[int, int]] | None = None
+    mask: list[bool] | None = None
+    if None not in part_of and all(map(operator.le, part_of, itertools.islice(part_of, 1, None))):
+        counts = [len(us) for us in part_utts]
+        ends = list(itertools.accumulate(counts))
+        slices = [(e - c, e) for c, e in zip(counts, ends)]
+    elif n == 1:
+        mask = [p is not None for p in part_of]
+
     for d in dests:
         d.mkdir(parents=True, exist_ok=True)
     for name in src.table_names():
         if name == "spk2utt":
             continue
         kind = key_kind(name, has_seg)
-        where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
-        for d, lines in zip(dests, _distribute(src.table(name), where, n)):
+        table = src.table(name)
+        if kind == UTT and table.keys == utts and slices is not None:
+            parts = [table.lines[a:b] for a, b in slices]
+        elif kind == UTT and table.keys == utts and mask is not None:
+            parts = [list(itertools.compress(table.lines, mask))]
+        else:
+            where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
+            parts = _distribute(table, where, n)
+        del table
+        for d, lines in zip(dests, parts):
             write_lines(d / name, lines)
     for d, us, ss in zip(dests, part_utts, part_spks):
         write_lines(d / "spk2utt", spk2utt_lines(us, ss))
@@ -745,6 +805,37 @@ def split(path: str | os.PathLike, n: int, *, per_utt: bool = False) -> Path:
 # fix
 
 
+def _clean_table(t: Table, two_fields: bool) -> tuple[list[str], list[str], list[str]]:
+    """Lines without duplicate keys (first kept) or missing values, sorted by key; plus notes on what went."""
+    keys, lines = t.keys, t.lines
+    notes = []
+    if t.empty_lines:
+        notes.append(f"{t.path.name}: dropped {len(t.empty_lines)} empty lines")
+    bad_shape = any(map(operator.eq, lines, keys))
+    if two_fields and not bad_shape:
+        bad_shape = sum(map(len, map(str.split, lines))) != 2 * len(lines)
+    if bad_shape or len(set(keys)) != len(keys):
+        seen: set[str] = set()
+        kk, ll = [], []
+        dup = malformed = 0
+        for k, line in zip(keys, lines):
+            if k in seen:
+                dup += 1
+            elif line == k or (two_fields and len(line.split()) != 2):
+                malformed += 1
+            else:
+                seen.add(k)
+                kk.append(k)
+                ll.append(line)
+        keys, lines = kk, ll
+        if dup:
+            notes.append(f"{t.path.name}: dropped {dup} lines with a duplicate key (first line kept)")
+        if malformed:
+            notes.append(f"{t.path.name}: dropped {malformed} malformed lines")
+    keys, lines = _sorted_by_key(keys, lines)
+    return keys, lines, notes
+
+
 def fix(path: str | os.PathLike) -> dict[str, int]:
     """Kaldi's fix_data_dir.sh: keep the utterances present in every utterance-keyed file.
 
@@ -761,7 +852,7 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
         for line in d.table("spk2utt").lines:
             f = line.split()
             pairs.extend(f"{u} {f[0]}" for u in f[1:])
-        pairs.sort()
+        pairs.sort()  # whole-line order is key order: keys hold no whitespace
         write_lines(d.file("utt2spk"), pairs)
         log.info("made utt2spk from spk2utt")
     names = d.table_names()
@@ -769,41 +860,22 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
     clean: dict[str, tuple[list[str], list[str]]] = {}
     notes: list[str] = []
     for name in names:
-        if name == "spk2utt":
-            continue
-        t = d.table(name)
-        keys, lines = [], []
-        seen = set()
-        dup = novalue = 0
-        for k, line in zip(t.keys, t.lines):
-            if k in seen:
-                dup += 1
-                continue
-            if len(line.split(None, 1)) < 2:
-                novalue += 1
-                continue
-            if name == "utt2spk" and len(line.split()) != 2:
-                novalue += 1
-                continue
-            seen.add(k)
-            keys.append(k)
-            lines.append(line)
-        for count, why in ((dup, "duplicate keys (first line kept)"), (novalue, "malformed lines"),
-                           (len(t.empty_lines), "empty lines")):
-            if count:
-                notes.append(f"{name}: dropped {count} {why}")
-        clean[name] = _sorted_by_key(keys, lines)
+        if name != "spk2utt":
+            keys, lines, why = _clean_table(d.table(name), two_fields=name == "utt2spk")
+            clean[name] = (keys, lines)
+            notes.extend(why)
 
     u_keys, u_lines = clean["utt2spk"]
     utts = set(u_keys)
     dropped: dict[str, str] = {}
     reasons: dict[str, int] = {}
+    present_sets: dict[str, set[str]] = {}
     for name, (keys, _) in clean.items():
         if name == "utt2spk" or key_kind(name, has_seg) != UTT:
             continue
-        present = set(keys)
-        missing = [u for u in u_keys if u not in present]
-        if missing:
+        present = present_sets[name] = set(keys)
+        if not utts <= present:
+            missing = [u for u in u_keys if u not in present]
             reasons[f"not in {name}"] = len(missing)
             for u in missing:
                 dropped.setdefault(u, f"not-in-{name}")
@@ -821,8 +893,8 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
                     dropped[k] = "bad-segment-or-recording-not-in-wav.scp"
                     bad += 1
         if bad:
-            reasons["segments: malformed or recording not in wav.scp"] = bad
-    keep = utts.difference(dropped)
+            reasons["with a malformed segment or a recording not in wav.scp"] = bad
+    keep = utts.difference(dropped) if dropped else utts
     if not keep:
         raise DataDirError(f"{d.path}: no utterance is present in every file ({', '.join(sorted(clean))}); nothing kept")
 
@@ -832,13 +904,14 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
     backup.mkdir()
     for name in names:
         shutil.copy2(d.file(name), backup / name)
-    write_lines(backup / "dropped", (f"{u} {why}" for u, why in sorted(dropped.items())))
+    write_lines(backup / "dropped", [f"{u} {why}" for u, why in sorted(dropped.items())])
 
-    spk_of = {}
-    for k, line in zip(u_keys, u_lines):
-        spk_of[k] = line.split()[1]
-    kept_utts = [u for u in u_keys if u in keep]
-    kept_spks = [spk_of[u] for u in kept_utts]
+    spks = [line[len(k):].strip() for k, line in zip(u_keys, u_lines)]
+    if dropped:
+        kept = [(u, sp) for u, sp in zip(u_keys, spks) if u in keep]
+        kept_utts, kept_spks = [u for u, _ in kept], [sp for _, sp in kept]
+    else:
+        kept_utts, kept_spks = u_keys, spks
     speakers = set(kept_spks)
     recs_used: set[str] = set()
     if has_seg:
@@ -847,7 +920,10 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
     for name, (keys, lines) in clean.items():
         kind = key_kind(name, has_seg)
         wanted = keep if kind == UTT else speakers if kind == SPK else recs_used
-        out = [line for k, line in zip(keys, lines) if k in wanted]
+        if kind == UTT and not dropped and (name == "utt2spk" or present_sets[name] <= keep):
+            out = lines
+        else:
+            out = [line for k, line in zip(keys, lines) if k in wanted]
         if kind != UTT and len(out) < len(keys):
             notes.append(f"{name}: dropped {len(keys) - len(out)} lines for {kind}s no longer used")
         write_lines(d.file(name), out)
@@ -940,11 +1016,13 @@ def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
         names.add("segments")
     utt_src: dict[str, Path] = {}
     for d in dirs:
-        for u in d.table("utt2spk").keys:
-            if u in utt_src:
-                raise DataDirError(f"utterance '{u}' is in both {utt_src[u]} and {d.path}; "
-                                   "make the ids unique (copy_data_dir.sh --utt-prefix)")
-            utt_src[u] = d.path
+        keys = d.table("utt2spk").keys
+        if not utt_src.keys().isdisjoint(keys):
+            u = next(k for k in keys if k in utt_src)
+            raise DataDirError(f"utterance '{u}' is in both {utt_src[u]} and {d.path}; "
+                               "make the ids unique (copy_data_dir.sh --utt-prefix)")
+        utt_src.update(dict.fromkeys(keys, d.path))
+    del utt_src
     _clear_tables(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in sorted(names):
@@ -952,13 +1030,18 @@ def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
         if missing:
             log.warning("not combining %s: missing from %s", name, ", ".join(str(d.path) for d in missing))
             continue
+        keys: list[str] = []
         lines: list[str] = []
         for d in dirs:
             if name == "segments" and not d.has_segments:
-                lines.extend(f"{k} {k} 0 -1" for k in d.table("wav.scp").keys)
+                recs = d.table("wav.scp").keys
+                keys.extend(recs)
+                lines.extend(f"{k} {k} 0 -1" for k in recs)
             else:
-                lines.extend(d.table(name).lines)
-        keys = [line.split(None, 1)[0] for line in lines]
+                t = d.table(name)
+                keys.extend(t.keys)
+                lines.extend(t.lines)
+                del t
         kind = REC if (name == "wav.scp" and any_seg) else key_kind(name, any_seg)
         if kind != UTT:
             keys, lines = _dedupe_same(name, keys, lines, kind, dirs)
