@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sid.data.audio import AudioTable, read_audio
+from sid.data.audio import AudioTable, audio_duration, read_audio
 from sid.errors import AudioError, DataDirError
 
 SR = 16000
@@ -251,3 +251,24 @@ def test_real_corpus_opus(corpus, tmp_path):
         assert 100 < np.abs(x).max() <= 32768
         # Header duration and decoded length agree.
         assert len(x) == sf.info(table.spec(utt)).frames
+
+
+def test_audio_duration_headers_and_decoding(tmp_path, wav16):
+    path, ints = wav16
+    assert audio_duration(str(path)) == 1.0
+    assert audio_duration(f"cat {path} |") == 1.0
+    assert audio_duration(str(path), read_entire_file=True) == 1.0
+    opus = tmp_path / "a.opus"
+    sf.write(opus, _signal(1.5), SR, format="OGG", subtype="OPUS")
+    assert audio_duration(str(opus)) == pytest.approx(1.5, abs=0.01)
+    m4a = tmp_path / "a.m4a"
+    _encode_pyav(m4a, "aac", _signal(2.0))
+    header = audio_duration(str(m4a))
+    decoded = audio_duration(str(m4a), read_entire_file=True)
+    # AAC adds encoder priming/padding frames (1024 samples each) that a muxer may not trim.
+    assert header == pytest.approx(2.0, abs=0.15) and decoded == pytest.approx(2.0, abs=0.15)
+    with pytest.raises(AudioError, match="'u3'.*no such file"):
+        audio_duration(str(tmp_path / "none.wav"), utt="u3")
+    (tmp_path / "junk.wav").write_bytes(b"junk" * 100)
+    with pytest.raises(AudioError, match="'u3'.*cannot read"):
+        audio_duration(str(tmp_path / "junk.wav"), utt="u3")

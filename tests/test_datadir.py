@@ -237,6 +237,10 @@ def test_subset_modes(tmp_path, sid_env, repo):
         assert (sub / name).read_text().split("\n")[0].split()[0] == utts[3]
     assert (sub / "spk2gender").read_text() == "spkB f\n"
     assert (sub / "spk2utt").read_text() == f"spkB {utts[3]} {utts[4]}\n"
+    # Without segments a recording is an utterance: reco2dur is reduced like utt2dur.
+    (d / "reco2dur").write_bytes((d / "utt2dur").read_bytes())
+    assert subset("--first", str(d), "4", str(sub)) == utts[:4]
+    assert (sub / "reco2dur").read_text() == (sub / "utt2dur").read_text()
 
 
 def test_subset_errors(tmp_path):

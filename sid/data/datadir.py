@@ -4,7 +4,8 @@ A data dir holds ``key value`` tables. What a file is keyed by follows from its 
   * utterance: ``utt2*`` (utt2spk, utt2dur, utt2num_frames, utt2aug, ...), ``feats.scp``,
     ``vad.scp``, ``text``, ``segments``, and ``wav.scp`` when there is no ``segments``;
   * speaker: ``spk2*`` except ``spk2utt`` (spk2gender, ...), ``cmvn.scp``;
-  * recording: ``reco2*``, and ``wav.scp`` when there is a ``segments`` file.
+  * recording: ``reco2*`` and ``wav.scp`` when there is a ``segments`` file (without
+    one, a recording is an utterance and these are utterance-keyed).
 ``spk2utt`` is always derived from ``utt2spk`` (speakers in order of first appearance,
 as Kaldi's utt2spk_to_spk2utt.pl). Files are sorted by key in C-locale (bytewise)
 order; Python compares ``str`` by code point, which is the same order for UTF-8.
@@ -48,7 +49,7 @@ def key_kind(name: str, has_segments: bool) -> str | None:
     if name == "cmvn.scp" or name.startswith("spk2"):
         return SPK
     if name.startswith("reco2"):
-        return REC
+        return REC if has_segments else UTT  # without segments a recording is an utterance
     return None
 
 
@@ -382,7 +383,7 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
         elif recordings is not None:
             _check_same_keys(ks, recordings, "recording", rep)
         else:
-            rep.error(f"{table.path}: recording-keyed file, but there is no segments/wav.scp pair")
+            rep.error(f"{table.path}: keyed by recording, but there is no wav.scp to check it against")
         if name == "segments":
             _check_segments(table, recordings, rep)
         elif name in ("utt2dur", "reco2dur"):
