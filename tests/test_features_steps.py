@@ -34,9 +34,7 @@ def test_feature_steps_on_whole_corpus_resume_after_kill(corpus, tmp_path, sid_e
     for name in ["utt2spk", "spk2utt"]:
         (data / name).write_text((corpus / "train" / name).read_text())
     num_utts = len((data / "utt2spk").read_text().splitlines())
-    # 80 mel bins plus raw log-energy in column 0, which the VAD reads.
-    conf = tmp_path / "fbank.conf"
-    conf.write_text(f"--config={repo / 'conf' / 'fbank80.conf'}\n--use-energy=true\n")
+    conf = repo / "conf" / "fbank.conf"  # 80 mel bins plus raw log-energy in column 0, which the VAD reads
     fbank_dir, log_dir = tmp_path / "fbank", tmp_path / "exp" / "make_fbank"
     step = ["steps/make_fbank.sh", "--nj", "4", "--cmd", "run.pl", "--fbank-config", str(conf),
             str(data), str(log_dir), str(fbank_dir)]
@@ -65,7 +63,7 @@ def test_feature_steps_on_whole_corpus_resume_after_kill(corpus, tmp_path, sid_e
         assert (fbank_dir / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert not list(fbank_dir.glob(".*.tmp"))
     feats = kaldiio.load_scp(str(data / "feats.scp"))
-    assert len(feats) == num_utts
+    assert len(feats) == num_utts and feats[next(iter(feats))].shape[1] == 81
     _run(["utils/validate_data_dir.sh", str(data)], repo, sid_env)
 
     vad_step = ["steps/compute_vad_decision.sh", "--nj", "4", "--cmd", "run.pl", str(data),
