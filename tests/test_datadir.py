@@ -139,6 +139,9 @@ def test_validate_frames_against_archives(tmp_path):
     errors, _ = dd.validate(d)
     assert f"{d / 'feats.scp'}:1: '{utts[0]}' has {frames[utts[0]] + 1} frames" in errors[0]
     assert dd.validate(d, check_frames=False)[0] == []
+    os.unlink(tmp_path / "cfeats.ark")
+    assert dd.validate(d)[0][0] == (f"{d / 'feats.scp'}:1: cannot read archive '{tmp_path}/cfeats.ark' "
+                                    f"(No such file or directory; {len(utts)} entries)")
 
 
 def test_validate_shared_corpus(corpus, tmp_path, sid_env, repo):

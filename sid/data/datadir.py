@@ -469,6 +469,8 @@ def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
         if len(parts) == 2 and parts[1].isdigit():
             expected[parts[0]] = (int(parts[1]), f"{num_frames.path.name}:{num_frames.lineno(i)}")
     reader = ArkHeaderReader()
+    # A missing or unreadable archive is one problem, not one per utterance in it.
+    bad_archives: dict[str, list] = {}
     try:
         for i, value in enumerate(scp.values()):
             utt = scp.keys[i]
@@ -476,7 +478,11 @@ def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
                 continue
             try:
                 rows = reader.num_rows(value)
-            except (OSError, ValueError) as err:
+            except OSError as err:
+                entry = bad_archives.setdefault(value.rpartition(":")[0], [scp.lineno(i), 0, err.strerror or str(err)])
+                entry[1] += 1
+                continue
+            except ValueError as err:
                 rep.error(f"{scp.path}:{scp.lineno(i)}: cannot read '{utt}' ({value}): {err}")
                 continue
             want, where = expected[utt]
@@ -484,6 +490,8 @@ def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
                 rep.error(f"{scp.path}:{scp.lineno(i)}: '{utt}' has {rows} frames but {where} says {want}")
     finally:
         reader.close()
+    for archive, (lineno, count, why) in bad_archives.items():
+        rep.error(f"{scp.path}:{lineno}: cannot read archive '{archive}' ({why}; {count} entries)")
 
 
 class ArkHeaderReader:
@@ -495,6 +503,7 @@ class ArkHeaderReader:
 
     def __init__(self):
         self._files: dict[str, object] = {}
+        self._failed: dict[str, OSError] = {}
 
     def close(self) -> None:
         for f in self._files.values():
@@ -507,9 +516,15 @@ class ArkHeaderReader:
             return self._load(value)
         f = self._files.get(path)
         if f is None:
+            if path in self._failed:
+                raise self._failed[path]
             if len(self._files) > 64:
                 self.close()
-            f = self._files[path] = open(path, "rb")
+            try:
+                f = self._files[path] = open(path, "rb")
+            except OSError as err:
+                self._failed[path] = err
+                raise
         f.seek(int(offset))
         head = f.read(24)
         if head[:2] != b"\0B":
