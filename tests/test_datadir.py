@@ -411,3 +411,35 @@ def test_get_utt2dur_reports_bad_audio(tmp_path, sid_env, repo):
     assert f"'{utts[1]}'" in proc.stderr and "no such file" in proc.stderr
     assert f"'{utts[2]}'" in proc.stderr and "could not get the duration of 2 of 9" in proc.stderr
     assert not (d / "utt2dur").exists()
+
+
+def test_tools_on_shared_corpus(corpus, tmp_path, sid_env, repo):
+    """The whole chain on real data: durations, split, subset, copy, combine, fix; each result validates."""
+    d = tmp_path / "so"
+    d.mkdir()
+    src = corpus / "train"
+    (d / "wav.scp").write_text("".join(f"{k} {corpus / v}\n" for k, v in
+                                       (ln.split(None, 1) for ln in (src / "wav.scp").read_text().splitlines())))
+    for name in ("utt2spk", "spk2utt", "spk2gender"):
+        (d / name).write_bytes((src / name).read_bytes())
+    run(sid_env, repo, "utils/data/get_utt2dur.sh", "--nj", "2", str(d))
+    durs = dict(line.split() for line in (d / "utt2dur").read_text().splitlines())
+    first = next(iter(durs))
+    info = sf.info(str(corpus / (src / "wav.scp").read_text().split("\n")[0].split()[1]))
+    assert len(durs) == 2500 and float(durs[first]) == pytest.approx(info.frames / info.samplerate, abs=1e-4)
+    run(sid_env, repo, "utils/split_data.sh", str(d), "4")
+    sizes = [len(_utts(d / "split4" / str(n))) for n in range(1, 5)]
+    assert sum(sizes) == 2500 and max(sizes) - min(sizes) <= 20  # 20 utterances per speaker
+    run(sid_env, repo, "utils/subset_data_dir.sh", "--per-spk", str(d), "5", str(tmp_path / "sub"))
+    assert len(_utts(tmp_path / "sub")) == 125 * 5
+    run(sid_env, repo, "utils/copy_data_dir.sh", "--utt-prefix", "c-", "--spk-prefix", "c-",
+        str(tmp_path / "sub"), str(tmp_path / "copy"))
+    run(sid_env, repo, "utils/combine_data.sh", str(tmp_path / "both"), str(d), str(tmp_path / "copy"))
+    both = tmp_path / "both"
+    assert len(_utts(both)) == 2500 + 625
+    (both / "feats.scp").write_text("".join(f"{u} f.ark:{i}\n" for i, u in enumerate(_utts(both)) if i % 2))
+    proc = run(sid_env, repo, "utils/fix_data_dir.sh", str(both))
+    assert f"dropped {(3125 + 1) // 2} utterances not in feats.scp" in proc.stderr
+    for sub in (d / "split4" / "3", tmp_path / "sub", tmp_path / "copy", both):
+        ok = run(sid_env, repo, "utils/validate_data_dir.sh", "--no-feats", str(sub))
+        assert "Successfully validated" in ok.stdout
