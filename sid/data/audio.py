@@ -88,18 +88,20 @@ def _read_pyav(source, utt: str, spec: str):
         if not streams:
             raise AudioError(f"{_where(utt, spec)}: no audio stream")
         stream = streams[0]
-        # Planar float whatever the codec decodes to; row 0 is channel 0.
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+        # Planar float whatever the codec decodes to (row 0 is channel 0), at one rate
+        # even if the stream changes it midway; the layout is kept.
+        sr = stream.rate or None
+        resampler = av.AudioResampler(format="fltp", rate=sr)
         chunks = []
         channels = 1
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 arr = out.to_ndarray()
                 channels = arr.shape[0]
+                sr = sr or out.sample_rate
                 chunks.append(arr[0])
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray()[0])
-        sr = stream.rate
     if channels > 1:
         log.warning("%s has %d channels; using channel 0", _where(utt, spec), channels)
     data = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
