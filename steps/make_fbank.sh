@@ -41,15 +41,18 @@ name=$(basename "$data")
 for f in $data/wav.scp $data/utt2spk $fbank_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
-utils/validate_data_dir.sh --no-feats $data
+# What this step writes is replaced: set the old files aside first, so nothing reads
+# (or validates) them meanwhile; utt2num_frames describes the old features.
+for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur); do
+  if [ -f $data/$f ]; then
+    mkdir -p $data/.backup
+    echo "$0: moving $data/$f to $data/.backup"
+    mv $data/$f $data/.backup/
+  fi
+done
+utils/validate_data_dir.sh --no-feats --no-check-frames $data
 mkdir -p $fbankdir $logdir
 fbankdir=$(cd $fbankdir && pwd)  # feats.scp names the arks by absolute path
-
-if [ -f $data/feats.scp ]; then
-  mkdir -p $data/.backup
-  echo "$0: moving $data/feats.scp to $data/.backup"
-  mv $data/feats.scp $data/.backup/
-fi
 
 utils/split_data.sh $data $nj
 sdata=$data/split$nj

@@ -36,6 +36,9 @@ data_out=$2
 dir=$3
 name=$(basename "$data_in")
 
+if [ "$(readlink -m $data_in)" = "$(readlink -m $data_out)" ]; then
+  echo "$0: <out-data-dir> must differ from <in-data-dir> ($data_in)" >&2; exit 1
+fi
 for f in $data_in/feats.scp $data_in/vad.scp; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
@@ -80,12 +83,14 @@ else
   echo "$0: all $nj jobs finished before; joining their outputs"
 fi
 
-utils/copy_data_dir.sh $data_in $data_out
-rm -f $data_out/vad.scp $data_out/cmvn.scp
-for n in $(seq $nj); do cat $featdir/xvector_feats_$name.$n.scp; done > $data_out/.feats.scp.tmp
-mv $data_out/.feats.scp.tmp $data_out/feats.scp
-for n in $(seq $nj); do cat $dir/log/utt2num_frames.$n; done > $data_out/.utt2num_frames.tmp
-mv $data_out/.utt2num_frames.tmp $data_out/utt2num_frames
+# <out-data-dir> is assembled beside itself and renamed into place when complete.
+rm -rf $data_out.tmp
+utils/copy_data_dir.sh $data_in $data_out.tmp
+rm -f $data_out.tmp/vad.scp $data_out.tmp/cmvn.scp
+for n in $(seq $nj); do cat $featdir/xvector_feats_$name.$n.scp; done > $data_out.tmp/feats.scp
+for n in $(seq $nj); do cat $dir/log/utt2num_frames.$n; done > $data_out.tmp/utt2num_frames
+rm -rf $data_out
+mv $data_out.tmp $data_out
 
 nf=$(wc -l < $data_out/feats.scp)
 nu=$(wc -l < $data_in/feats.scp)

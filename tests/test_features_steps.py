@@ -88,3 +88,27 @@ def test_feature_steps_on_whole_corpus_resume_after_kill(corpus, tmp_path, sid_e
         want = select_voiced_frames(apply_cmvn_sliding(feats[utt], 300, 100, center=True), vads[utt])
         np.testing.assert_allclose(prepared[utt], want, atol=1e-4)
         assert int(num_frames[utt]) == len(want)
+
+
+def test_make_mfcc_skips_bad_utterances_and_enforces_max_fail_fraction(tmp_path, sid_env, repo):
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(3):
+        sf.write(tmp_path / f"u{i}.wav", (rng.standard_normal(16000) * 1000).astype(np.int16), 16000)
+        lines.append(f"u{i} {tmp_path}/u{i}.wav")
+    lines.append(f"u3 {tmp_path}/missing.wav")
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+    (data / "utt2spk").write_text("".join(f"u{i} s\n" for i in range(4)))
+    (data / "spk2utt").write_text("s u0 u1 u2 u3\n")
+    step = ["steps/make_mfcc.sh", "--nj", "1", "--mfcc-config", str(repo / "conf" / "mfcc.conf"), str(data),
+            str(tmp_path / "log"), str(tmp_path / "mfcc")]
+    r = subprocess.run(step, cwd=repo, env=sid_env, capture_output=True, text=True)
+    assert r.returncode == 1 and "utils/fix_data_dir.sh" in r.stderr and "max-fail-fraction" in r.stderr
+    assert "u3" in (tmp_path / "log" / "make_mfcc_data.1.log").read_text()  # the reason is in the job log
+    assert [line.split()[0] for line in (data / "feats.scp").read_text().splitlines()] == ["u0", "u1", "u2"]
+    out = _run(step[:1] + ["--max-fail-fraction", "0.5"] + step[1:], repo, sid_env)
+    assert "1 of 4 utterances got no features" in out and "all 1 jobs finished before" in out

@@ -56,23 +56,28 @@ def window_function(opts: FrameExtractionOptions) -> np.ndarray:
     return w.astype(np.float32)
 
 
+def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
+    while True:
+        low, high = idx < 0, idx >= n
+        if not (low.any() or high.any()):
+            return idx
+        idx = np.where(low, -idx - 1, np.where(high, 2 * n - 1 - idx, idx))
+
+
 def reflected_signal(samples: np.ndarray, opts: FrameExtractionOptions, frames: int) -> tuple[np.ndarray, int]:
     """The samples every frame covers, laid out contiguously so frame ``t`` is
-    ``out[t * shift : t * shift + length]``; outside the waveform it is reflected
-    (``-s - 1`` before the start, ``2N - 1 - s`` after the end, repeatedly for very
-    short signals), as Kaldi's ExtractWindow does."""
+    ``out[t * shift : t * shift + length]``, and the index of its first sample.
+    Outside the waveform it is reflected (``-s - 1`` before the start, ``2N - 1 - s``
+    after the end, repeatedly for very short signals), as Kaldi's ExtractWindow does."""
     n = len(samples)
     start = first_sample_of_frame(0, opts)
     stop = first_sample_of_frame(frames - 1, opts) + opts.window_size
     if start >= 0 and stop <= n:
         return samples[start:stop], start
-    idx = np.arange(start, stop)
-    while True:
-        low, high = idx < 0, idx >= n
-        if not (low.any() or high.any()):
-            break
-        idx = np.where(low, -idx - 1, np.where(high, 2 * n - 1 - idx, idx))
-    return samples[idx], start
+    # Only the few samples past each end need index arithmetic.
+    left = samples[_reflect(np.arange(start, min(0, stop)), n)]
+    right = samples[_reflect(np.arange(max(n, start), stop), n)]
+    return np.concatenate([left, samples[max(start, 0):min(stop, n)], right]), start
 
 
 def utterance_generator(utt: str) -> torch.Generator:
@@ -108,7 +113,7 @@ class FrameProcessor:
         coeff = opts.preemph_coeff
         for first in range(0, total, self.CHUNK):
             count = min(self.CHUNK, total - first)
-            view = signal.as_strided((count, length), (shift, 1), first * shift)
+            view = signal.as_strided((count, length), (shift, 1), signal.storage_offset() + first * shift)
             buf = torch.zeros(count, self.padded)
             frame = buf[:, :length]
             frame.copy_(view)
