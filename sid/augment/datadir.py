@@ -26,76 +26,134 @@ A copy of a copy (noise on speed-perturbed data) merges the recipes.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 import logging
 import os
-import random
 import shlex
 import shutil
+import struct
 from pathlib import Path
 from typing import Callable
 
-from sid.data.table import read_dict, write_sorted
+from sid.data.table import read_dict
 from sid.errors import DataDirError
 
 log = logging.getLogger(__name__)
 
-# Utterance-keyed files an augmented copy takes over with the new ids.
-CARRIED = ("utt2dur", "text")
+
+def _read_table(path: Path) -> dict[str, str]:
+    """``key -> value`` of a Kaldi table, fast enough for millions of lines; a malformed
+    file (empty line, key without value, duplicate key) is read again by ``read_dict``
+    for the error naming its line."""
+    with open(path, encoding="utf-8") as f:
+        pairs = [line.split(None, 1) for line in f.read().splitlines()]
+    try:
+        table = dict(pairs)
+    except ValueError:
+        table = None
+    if table is None or len(table) != len(pairs):
+        read_dict(path)  # raises, naming the line
+        raise DataDirError(f"{path}: malformed table")
+    return table
 
 
-def _read_optional(path: Path) -> dict[str, str] | None:
-    return read_dict(path) if path.is_file() else None
+class _Draws:
+    """Random draws for one utterance from BLAKE2b('<seed>-<utt>', counter).
+
+    As reproducible as seeding a generator per utterance, but seeding Python's
+    Mersenne Twister a million times costs more than all the rest of the work.
+    """
+
+    __slots__ = ("_key", "_block", "_pool")
+
+    def __init__(self, seed: int, utt: str):
+        self._key = f"{seed}-{utt}".encode()
+        self._block = 0
+        self._pool: list[int] = []
+
+    def random(self) -> float:
+        """Uniform in [0, 1), 53 bits."""
+        if not self._pool:
+            digest = hashlib.blake2b(self._key + struct.pack("<I", self._block), digest_size=64).digest()
+            self._block += 1
+            self._pool = list(struct.unpack("<8Q", digest))
+        return (self._pool.pop() >> 11) / 9007199254740992.0
+
+    def choice(self, seq):
+        return seq[int(self.random() * len(seq))]
+
+    def weighted_index(self, cumulative: list[float]) -> int:
+        return min(bisect.bisect_right(cumulative, self.random() * cumulative[-1]), len(cumulative) - 1)
 
 
 class _Source:
-    """The files of the clean data dir a copy is made from."""
+    """The data dir a copy is made from; tables other than utt2spk are read when needed."""
 
     def __init__(self, data_dir: str | os.PathLike):
         self.dir = Path(data_dir)
         for name in ("utt2spk", "wav.scp"):
             if not (self.dir / name).is_file():
                 raise DataDirError(f"{self.dir / name}: no such file (not a data dir?)")
-        self.utt2spk = read_dict(self.dir / "utt2spk")
-        self.wav = read_dict(self.dir / "wav.scp")
-        self.segments = _read_optional(self.dir / "segments")
-        self.utt2aug = _read_optional(self.dir / "utt2aug")
-        self.vad = _read_optional(self.dir / "vad.scp")
-        self.spk2gender = _read_optional(self.dir / "spk2gender")
-        self.carried = {name: _read_optional(self.dir / name) for name in CARRIED}
+        self.utt2spk = _read_table(self.dir / "utt2spk")
+        self.utt2aug = _read_table(self.dir / "utt2aug") if self.has("utt2aug") else None
+
+    def has(self, name: str) -> bool:
+        return (self.dir / name).is_file()
+
+    def table(self, name: str) -> dict[str, str]:
+        return _read_table(self.dir / name)
 
     def durations(self) -> dict[str, float]:
-        utt2dur = self.carried["utt2dur"]
-        if utt2dur is None:
+        if not self.has("utt2dur"):
             raise DataDirError(f"{self.dir}/utt2dur: no such file; make it with utils/data/get_utt2dur.sh {self.dir}")
+        utt2dur = self.table("utt2dur")
         missing = [u for u in self.utt2spk if u not in utt2dur]
         if missing:
             raise DataDirError(f"{self.dir}/utt2dur: {len(missing)} utterances have no duration, e.g. '{missing[0]}'; "
                                f"run utils/fix_data_dir.sh {self.dir}")
         return {u: float(utt2dur[u]) for u in self.utt2spk}
 
-    def base_recipe(self, utt: str) -> dict:
+    def merged(self, utt: str, recipe: str) -> str:
+        """``recipe`` (JSON) joined to the one ``utt`` already has, if any."""
         if self.utt2aug is None or utt not in self.utt2aug:
-            return {}
-        return json.loads(self.utt2aug[utt])
+            return recipe
+        base, extra = json.loads(self.utt2aug[utt]), json.loads(recipe)
+        clash = (set(base) & set(extra)) - {"seed", "additive"}
+        if clash:
+            raise DataDirError(f"{self.dir}/utt2aug: utterance '{utt}' already has {sorted(clash)}; "
+                               "augment the clean data dir instead")
+        merged = {**base, **extra}
+        if base.get("additive") and extra.get("additive"):
+            merged["additive"] = base["additive"] + extra["additive"]
+        return json.dumps(merged, separators=(",", ":"))
 
 
-def _noise_dir(data_dir: str | os.PathLike) -> tuple[list[str], dict[str, str], dict[str, float]]:
-    """Noise utterances (sorted), their audio specs and durations (utt2dur or reco2dur)."""
+class _Quoted(dict):
+    """File spec -> its JSON string, made once per noise or RIR file."""
+
+    def __missing__(self, spec: str) -> str:
+        self[spec] = json.dumps(spec)
+        return self[spec]
+
+
+def _noise_dir(data_dir: str | os.PathLike) -> tuple[list[str], list[float]]:
+    """Audio specs of a noise dir's utterances (sorted by id) and their durations (utt2dur or reco2dur)."""
     d = Path(data_dir)
-    wav = read_dict(d / "wav.scp") if (d / "wav.scp").is_file() else None
-    if wav is None:
+    if not (d / "wav.scp").is_file():
         raise DataDirError(f"{d}/wav.scp: no such file (noise dirs come from local/make_musan.py)")
     dur_file = d / "utt2dur" if (d / "utt2dur").is_file() else d / "reco2dur"
     if not dur_file.is_file():
         raise DataDirError(f"{d}: needs utt2dur (or reco2dur); make it with utils/data/get_utt2dur.sh {d}")
-    durs = read_dict(dur_file)
+    wav, durs = _read_table(d / "wav.scp"), _read_table(dur_file)
     missing = [u for u in wav if u not in durs]
     if missing:
         raise DataDirError(f"{dur_file}: no duration for {len(missing)} noises, e.g. '{missing[0]}'")
     if not wav:
         raise DataDirError(f"{d}/wav.scp: no noises")
-    return sorted(wav), wav, {u: float(durs[u]) for u in wav}
+    names = sorted(wav)
+    return [wav[u] for u in names], [float(durs[u]) for u in names]
 
 
 def read_rir_list(path: str | os.PathLike) -> list[str]:
@@ -129,54 +187,57 @@ def read_rir_list(path: str | os.PathLike) -> list[str]:
     return rirs
 
 
+def _write_lines(path: Path, lines) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
 def _write_copy(src: _Source, dest: str | os.PathLike, rename_utt: Callable[[str], str],
-                rename_spk: Callable[[str], str], recipes: dict[str, dict], dur_scale: float,
+                rename_spk: Callable[[str], str], recipes: dict[str, str], dur_scale: float,
                 carry_vad: bool) -> None:
-    """Write the copy into ``<dest>.tmp`` and rename it to ``dest`` once complete."""
+    """Write the copy into ``<dest>.tmp`` and rename it to ``dest`` once complete.
+
+    One table is read at a time and every file is written in the order of the new
+    ids (sorted once: Python's str order is UTF-8 bytewise, Kaldi's C-locale order).
+    """
     out = Path(dest)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    utts = list(src.utt2spk)
-    new = {u: rename_utt(u) for u in utts}
-    write_sorted(tmp / "utt2spk", ((new[u], rename_spk(src.utt2spk[u])) for u in utts))
+    utts = sorted(src.utt2spk, key=rename_utt)
+
+    def rekeyed(name: str, fmt=lambda v: v):
+        table = src.table(name)
+        _write_lines(tmp / name, (f"{rename_utt(u)} {fmt(table[u])}\n" for u in utts if u in table))
+
     spk2utt: dict[str, list[str]] = {}
-    for u in utts:
-        spk2utt.setdefault(rename_spk(src.utt2spk[u]), []).append(new[u])
-    write_sorted(tmp / "spk2utt", ((s, sorted(us, key=str.encode)) for s, us in spk2utt.items()))
-    if src.segments is None:
-        write_sorted(tmp / "wav.scp", ((new[u], src.wav[u]) for u in utts))
-    else:
+    with open(tmp / "utt2spk", "w", encoding="utf-8") as f:
+        for u in utts:
+            new, spk = rename_utt(u), rename_spk(src.utt2spk[u])
+            f.write(f"{new} {spk}\n")
+            spk2utt.setdefault(spk, []).append(new)
+    _write_lines(tmp / "spk2utt", (f"{s} {' '.join(spk2utt[s])}\n" for s in sorted(spk2utt)))
+    del spk2utt
+    if src.has("segments"):
         # Recordings stay as they are; only the utterances (segments) are new.
-        write_sorted(tmp / "segments", ((new[u], src.segments[u]) for u in utts))
+        rekeyed("segments")
         shutil.copyfile(src.dir / "wav.scp", tmp / "wav.scp")
-    for name, table in src.carried.items():
-        if table is None:
-            continue
-        if name == "utt2dur":
-            write_sorted(tmp / name, ((new[u], f"{float(table[u]) * dur_scale:.3f}") for u in utts if u in table))
-        else:
-            write_sorted(tmp / name, ((new[u], table[u]) for u in utts if u in table))
-    if carry_vad and src.vad is not None:
-        write_sorted(tmp / "vad.scp", ((new[u], src.vad[u]) for u in utts if u in src.vad))
-    if src.spk2gender is not None:
-        write_sorted(tmp / "spk2gender", ((rename_spk(s), g) for s, g in src.spk2gender.items()))
-    write_sorted(tmp / "utt2aug", ((new[u], json.dumps(recipes[u], separators=(",", ":"))) for u in utts))
+    else:
+        rekeyed("wav.scp")
+    if src.has("utt2dur"):
+        rekeyed("utt2dur", lambda v: f"{float(v) * dur_scale:.3f}" if dur_scale != 1 else v)
+    if src.has("text"):
+        rekeyed("text")
+    if carry_vad and src.has("vad.scp"):
+        rekeyed("vad.scp")
+    if src.has("spk2gender"):
+        genders = src.table("spk2gender")
+        _write_lines(tmp / "spk2gender", (f"{rename_spk(s)} {genders[s]}\n" for s in sorted(genders, key=rename_spk)))
+    _write_lines(tmp / "utt2aug", (f"{rename_utt(u)} {src.merged(u, recipes[u])}\n" for u in utts))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     log.info("wrote %d augmented utterances to %s", len(utts), out)
-
-
-def _merge(base: dict, extra: dict, utt: str, src_dir: Path) -> dict:
-    clash = (set(base) & set(extra)) - {"seed", "additive"}
-    if clash:
-        raise DataDirError(f"{src_dir}/utt2aug: utterance '{utt}' already has {sorted(clash)}; "
-                           "augment the clean data dir instead")
-    merged = {**base, **extra}
-    if base.get("additive") and extra.get("additive"):
-        merged["additive"] = base["additive"] + extra["additive"]
-    return merged
 
 
 def reverberate_data_dir(src_dir: str | os.PathLike, dest_dir: str | os.PathLike,
@@ -188,19 +249,21 @@ def reverberate_data_dir(src_dir: str | os.PathLike, dest_dir: str | os.PathLike
         raise DataDirError("no RIR sets given (--rir-set-parameters '<prob>, <rir_list>')")
     if not 0 <= speech_rvb_probability <= 1:
         raise DataDirError(f"--speech-rvb-probability must be within [0, 1], got {speech_rvb_probability}")
-    lists = [read_rir_list(path) for _, path in rir_sets]
     weights = [p for p, _ in rir_sets]
     if min(weights) < 0 or sum(weights) <= 0:
         raise DataDirError(f"RIR set probabilities must be non-negative with a positive sum, got {weights}")
+    quoted = _Quoted()
+    lists = [[quoted[r] for r in read_rir_list(path)] for _, path in rir_sets]
+    cumulative = [sum(weights[:i + 1]) for i in range(len(weights))]
     src = _Source(src_dir)
     recipes = {}
     for utt in src.utt2spk:
-        rng = random.Random(f"{seed}-{utt}")
-        rec: dict = {"seed": seed}
-        if rng.random() < speech_rvb_probability:
-            rirs = rng.choices(lists, weights)[0]
-            rec["rir"] = rng.choice(rirs)
-        recipes[utt] = _merge(src.base_recipe(utt), rec, utt, src.dir)
+        draw = _Draws(seed, utt)
+        if draw.random() < speech_rvb_probability:
+            rir = draw.choice(lists[draw.weighted_index(cumulative)])
+            recipes[utt] = f'{{"seed":{seed},"rir":{rir}}}'
+        else:
+            recipes[utt] = f'{{"seed":{seed}}}'
     _write_copy(src, dest_dir, lambda u: f"{u}-{utt_suffix}", lambda s: s, recipes, 1.0, carry_vad=True)
 
 
@@ -215,27 +278,29 @@ def augment_data_dir(src_dir: str | os.PathLike, dest_dir: str | os.PathLike, ut
         raise DataDirError("--fg-noise-dir needs --fg-snrs")
     if bg_noise_dir is not None and (not bg_snrs or not num_bg_noises or min(num_bg_noises) < 1):
         raise DataDirError("--bg-noise-dir needs --bg-snrs and --num-bg-noises of positive counts")
+    quoted = _Quoted()
     fg = _noise_dir(fg_noise_dir) if fg_noise_dir is not None else None
     bg = _noise_dir(bg_noise_dir) if bg_noise_dir is not None else None
+    fg_snrs, bg_snrs = [json.dumps(float(x)) for x in fg_snrs], [json.dumps(float(x)) for x in bg_snrs]
     src = _Source(src_dir)
     durs = src.durations() if fg is not None else {}
     recipes = {}
     for utt in src.utt2spk:
-        rng = random.Random(f"{seed}-{utt}")
+        draw = _Draws(seed, utt)
         additive = []
         if bg is not None:
-            names, wav, _ = bg
-            for _ in range(rng.choice(num_bg_noises)):
-                additive.append({"file": wav[rng.choice(names)], "snr": rng.choice(bg_snrs), "start": 0.0,
-                                 "fill": True})
+            for _ in range(draw.choice(num_bg_noises)):
+                spec = quoted[draw.choice(bg[0])]
+                additive.append(f'{{"file":{spec},"snr":{draw.choice(bg_snrs)},"start":0.0,"fill":true}}')
         if fg is not None:
-            names, wav, ndur = fg
+            specs, ndur = fg
             total = 0.0
             while total < durs[utt]:
-                name = rng.choice(names)
-                additive.append({"file": wav[name], "snr": rng.choice(fg_snrs), "start": round(total, 3)})
-                total += ndur[name] + fg_interval
-        recipes[utt] = _merge(src.base_recipe(utt), {"seed": seed, "additive": additive}, utt, src.dir)
+                k = int(draw.random() * len(specs))
+                additive.append(f'{{"file":{quoted[specs[k]]},"snr":{draw.choice(fg_snrs)},'
+                                f'"start":{round(total, 3)!r}}}')
+                total += ndur[k] + fg_interval
+        recipes[utt] = f'{{"seed":{seed},"additive":[{",".join(additive)}]}}'
     _write_copy(src, dest_dir, lambda u: f"{u}-{utt_suffix}", lambda s: s, recipes, 1.0, carry_vad=True)
 
 
@@ -245,5 +310,6 @@ def perturb_data_dir_speed(factor: float, src_dir: str | os.PathLike, dest_dir: 
         raise DataDirError(f"speed factor must be positive, got {factor}")
     prefix = f"sp{factor:g}-"
     src = _Source(src_dir)
-    recipes = {u: _merge(src.base_recipe(u), {"speed": factor}, u, src.dir) for u in src.utt2spk}
+    recipe = json.dumps({"speed": factor})
+    recipes = dict.fromkeys(src.utt2spk, recipe)
     _write_copy(src, dest_dir, lambda u: prefix + u, lambda s: prefix + s, recipes, 1.0 / factor, carry_vad=False)

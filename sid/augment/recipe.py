@@ -30,7 +30,6 @@ import json
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import fftconvolve, resample_poly
 
 from sid.errors import AudioError
 
@@ -81,6 +80,8 @@ def parse_recipe(recipe: str | dict) -> dict:
 
 def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:
     """``sox speed <factor>``: resample by ``1/factor`` so the audio plays ``factor`` times faster."""
+    from scipy.signal import resample_poly  # scipy loads slowly; data-dir tools never need it
+
     ratio = Fraction(1 / factor).limit_denominator(1000)
     if ratio == 1:
         return samples
@@ -103,6 +104,8 @@ def reverberate_and_add(samples: np.ndarray, sample_rate: int, rir: np.ndarray |
 
     ``additive``: ``(noise, snr_db, start_seconds, name)``, noises already filled if wanted.
     """
+    from scipy.signal import fftconvolve
+
     x = np.array(samples, dtype=np.float64)  # a copy: noise is added in place
     n = len(x)
     power_before = _power(x)
