@@ -3,6 +3,7 @@ steps/extract_embeddings.sh end to end on real features (with speaker means)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,9 +79,24 @@ def trained(corpus, repo, tmp_path_factory):
     cfg = yaml.safe_load((repo / "conf" / "xvector_small.yaml").read_text())
     cfg["training"]["epochs"] = 2
     exp = tmp_path_factory.mktemp("extract_exp") / "xvector"
+    # Validation on the way: held-out utterances, and an EER on trials among them.
+    utt2spk = dict(line.split() for line in (feats / "train" / "utt2spk").read_text().splitlines())
+    utts = sorted(utt2spk)
+    trials = exp.parent / "trials"
+    trials.write_text("".join(f"{a} {b} {'target' if utt2spk[a] == utt2spk[b] else 'nontarget'}\n"
+                              for a in utts[::10] for b in utts[5::10]))
     Trainer(str(feats / "train"), str(exp), cfg,
-            TrainOptions(num_workers=0, progress=False, tensorboard=False, valid_interval=0)).run()
+            TrainOptions(num_workers=0, progress=False, valid_interval=2, valid_utts=20,
+                         valid_data=str(feats / "train"), valid_trials=str(trials))).run()
     return feats, exp
+
+
+def test_training_validation_and_tensorboard(trained):
+    _, exp = trained
+    log = (exp / "log" / "train.log").read_text()
+    assert re.search(r"Validation after epoch 2: held-out loss [\d.]+, accuracy [\d.]+; EER [\d.]+% on ", log)
+    assert "Validation after epoch 1" not in log     # --valid-interval 2
+    assert list((exp / "tensorboard").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow

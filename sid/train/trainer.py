@@ -141,6 +141,10 @@ class Trainer:
         self.device = torch.device(f"cuda:{local_rank}" if want_cuda else "cpu")
         if want_cuda:
             torch.cuda.set_device(self.device)
+            # Chunk lengths repeat, so cuDNN's autotuned kernels pay off; TF32 for fp32 matmuls.
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if want_cuda else "gloo")
         precision = opts.precision if opts.precision != "auto" else ("bf16" if want_cuda else "fp32")
@@ -151,6 +155,8 @@ class Trainer:
         if self.is_main:
             self.models_dir.mkdir(parents=True, exist_ok=True)
             self._log_handler = _add_file_log(self.exp / "log" / "train.log")
+            if log.getEffectiveLevel() > logging.INFO:
+                log.setLevel(logging.INFO)   # train.log gets the progress even when the caller set no logging
         self.cfg = self._settle_config(cfg, data_dir)
 
     # -- set-up -----------------------------------------------------------------------------------------
@@ -195,6 +201,14 @@ class Trainer:
 
     # -- main loop --------------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.is_main:
+                logging.getLogger().removeHandler(self._log_handler)
+                self._log_handler.close()
+
+    def _run(self) -> None:
         cfg, opts = self.cfg, self.opts
         data_cfg, optim_cfg, train_cfg = _section(cfg, "data"), _section(cfg, "optim"), _section(cfg, "training")
         loss_cfg = _section(cfg, "loss")

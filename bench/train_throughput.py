@@ -1,0 +1,199 @@
+"""Training throughput per model: data pipeline, model alone, and both together.
+
+Usage: python bench/train_throughput.py [--models xvector_kaldi,xvector,ecapa_c512,ecapa_c1024,resnet34]
+           [--data DATA_DIR] [--batch-size N] [--steps N] [--workers N] [--device auto|cpu|cuda]
+
+For each conf/<model>.yaml it prints, in chunks (training examples) per second:
+  (a) data pipeline, per worker: ChunkDataset batches (random-access kaldiio reads of
+      real arks, chunk cutting, SpecAugment when the config enables it) in one process,
+      measured in CPU time (the figure a worker delivers on one core);
+  (b) model alone: forward + backward + optimiser step on synthetic batches on the
+      device (bf16 autocast on a GPU, fp32 on CPU), after warm-up;
+  (c) both: the DataLoader with --workers workers (pinned memory, prefetch) feeding the
+      same training step; and (c)/(b), the share of the model-alone rate kept.
+On a GPU (b) and (c) are wall-clock rates. On CPU, where this 2-core machine is shared
+and workers would compete with the model for the same cores, the model runs on one
+thread, rates are per CPU second of this process and (c) loads the data in-line (no
+workers), so every CPU second is counted once: per-core figures undisturbed by other load.
+Without --data it computes log-mel filterbanks (30-dim for x-vector Kaldi, 80 for the
+rest) of the shared speechocean762 corpus (../shared), applies sliding CMN and keeps
+voiced frames, into a temporary data dir of real arks. On CPU the batch and step
+counts default small; the device (GPU model or CPU) is printed with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sid.losses import build_head  # noqa: E402
+from sid.models import build_model, load_config  # noqa: E402
+from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, worker_init  # noqa: E402
+from sid.train.specaug import SpecAugment  # noqa: E402
+
+
+def make_data(dim: int, root: Path, corpus: Path, max_utts: int = 400) -> Path:
+    import kaldi_native_fbank as knf
+    import soundfile as sf
+
+    from sid.features.cmvn import apply_cmvn_sliding
+
+    out = root / f"fbank{dim}"
+    if (out / "feats.scp").exists():
+        return out
+    out.mkdir(parents=True)
+    wav = dict(line.split(maxsplit=1) for line in (corpus / "train" / "wav.scp").read_text().splitlines())
+    utt2spk = dict(line.split() for line in (corpus / "train" / "utt2spk").read_text().splitlines())
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.mel_opts.num_bins = dim
+    feats = {}
+    for utt in sorted(wav)[:max_utts]:
+        samples, sr = sf.read(str(corpus / wav[utt]), dtype="float32")
+        fb = knf.OnlineFbank(opts)
+        fb.accept_waveform(sr, (samples * 32768).tolist())
+        fb.input_finished()
+        x = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+        energy = x.mean(1)
+        feats[utt] = apply_cmvn_sliding(x, window=300, center=True)[energy > energy.mean() - 0.5 * energy.std()]
+    kaldiio.save_ark(str(out / "feats.ark"), feats, scp=str(out / "feats.scp"))
+    (out / "utt2spk").write_text("".join(f"{u} {utt2spk[u]}\n" for u in sorted(feats)))
+    (out / "utt2num_frames").write_text("".join(f"{u} {feats[u].shape[0]}\n" for u in sorted(feats)))
+    return out
+
+
+def train_step_fn(model, head, device, amp):
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+    def step(x, y):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = head(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_model(name: str, data_dir: Path, args, device) -> None:
+    cfg = load_config(REPO / "conf" / f"{name}.yaml")
+    dcfg = cfg.get("data") or {}
+    bs = args.batch_size or (int(dcfg.get("batch_size", 128)) if device.type == "cuda" else 16)
+    lo, hi = int(dcfg.get("min_frames", 200)), int(dcfg.get("max_frames", 400))
+    data = read_training_set(data_dir)
+    num_classes = 5994
+    data.labels = data.labels % num_classes
+    ds = ChunkDataset(data, seed=1, specaug=SpecAugment.from_config(dcfg.get("specaug")))
+    batches = plan_epoch(data, 1, 0, bs, lo, hi, chunks_per_utt=max(1, (bs * 40) // len(data.utts) + 1))
+    ds.set_plan(0, batches)
+
+    # (a) data pipeline, one process, CPU time.
+    n = min(len(batches), 40)
+    t = time.process_time()
+    for b in range(n):
+        ds[b]
+    data_rate = n * bs / max(time.process_time() - t, 1e-9)
+
+    # (b) model alone on synthetic batches.
+    model = build_model(cfg["model"]).to(device).train()
+    head = build_head(cfg.get("loss") or {}, model.output_dim, num_classes).to(device)
+    step = train_step_fn(model, head, device, device.type == "cuda")
+    length = (lo + hi) // 2
+    x = torch.randn(bs, length, model.feat_dim, device=device)
+    y = torch.randint(0, num_classes, (bs,), device=device)
+    for _ in range(2):
+        step(x, y)
+    sync(device)
+    clock = time.perf_counter if device.type == "cuda" else cpu_seconds
+    t = clock()
+    for _ in range(args.steps):
+        step(x, y)
+    sync(device)
+    model_rate = args.steps * bs / (clock() - t)
+
+    # (c) the DataLoader feeding the training step.
+    workers = args.workers if device.type == "cuda" else 0
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=ShardSampler(len(batches)),
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         worker_init_fn=worker_init if workers else None,
+                                         prefetch_factor=4 if workers else None)
+    it = iter(loader)
+    for _ in range(2):
+        xb, yb, _ = next(it)
+        step(xb, yb)
+    sync(device)
+    t = clock()
+    done = 0
+    for _ in range(args.steps):
+        try:
+            xb, yb, _ = next(it)
+        except StopIteration:
+            break
+        step(xb, yb)
+        done += len(yb)
+    sync(device)
+    both_rate = done / (clock() - t)
+    del it
+    print(f"{name:<14} {bs:>5} {hi if lo == hi else f'{lo}-{hi}':>8} {data_rate:>12.0f} {model_rate:>12.1f} "
+          f"{both_rate:>12.1f} {100 * both_rate / model_rate:>7.0f}%", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="xvector_kaldi,xvector,ecapa_c512,ecapa_c1024,resnet34")
+    p.add_argument("--data", default="", help="data dir with prepared features (default: computed from ../shared)")
+    p.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpora" / "speechocean762"))
+    p.add_argument("--batch-size", type=int, default=0, help="default: the config's on GPU, 16 on CPU")
+    p.add_argument("--steps", type=int, default=0, help="timed steps (default 50 on GPU, 3 on CPU)")
+    p.add_argument("--workers", type=int, default=8, help="DataLoader workers for (c) on a GPU")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    args.steps = args.steps or (50 if device.type == "cuda" else 4)
+    if device.type == "cpu":
+        # One thread: CPU time then equals the work done, without idle threads spinning under load.
+        torch.set_num_threads(1)
+    where = (f"GPU {torch.cuda.get_device_name(device)}, bf16 autocast, wall-clock rates" if device.type == "cuda"
+             else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), fp32, "
+                  "rates per CPU second")
+    feeding = f"{args.workers} DataLoader workers" if device.type == "cuda" else "data loaded in-line"
+    print(f"device: {where}; (c) with {feeding}; {args.steps} timed steps")
+    print("(a) data chunks/s per worker (CPU time), (b) model-alone training chunks/s, (c) both, (c)/(b)")
+    print(f"{'model':<14} {'batch':>5} {'frames':>8} {'(a) data':>12} {'(b) model':>12} {'(c) both':>12} {'(c)/(b)':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            cfg = load_config(REPO / "conf" / f"{name}.yaml")
+            dim = int(cfg["model"].get("feat_dim", 80))
+            data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
+            bench_model(name, data_dir, args, device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

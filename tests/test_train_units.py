@@ -1,0 +1,119 @@
+"""Units of the training package: epoch plans, sharding, held-out split, SpecAugment,
+LR schedule, checkpoint averaging and RNG state, data-dir errors."""
+
+from __future__ import annotations
+
+import random
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from sid.errors import DataDirError, SidError
+from sid.train import checkpoint
+from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, split_validation
+from sid.train.schedule import LRSchedule
+from sid.train.specaug import SpecAugment
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    feats = {f"s{s}-u{u}": rng.standard_normal((40 + 7 * u, 5)).astype(np.float32) for s in range(4) for u in range(5)}
+    kaldiio.save_ark(str(tmp_path / "feats.ark"), feats, scp=str(tmp_path / "feats.scp"))
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(feats)))
+    return tmp_path
+
+
+def test_plan_is_a_function_of_seed_and_epoch(data_dir):
+    data = read_training_set(data_dir)
+    assert data.spk2id == {"s0": 0, "s1": 1, "s2": 2, "s3": 3}
+    a = plan_epoch(data, 7, 3, 4, 30, 60, chunks_per_utt=2)
+    b = plan_epoch(data, 7, 3, 4, 30, 60, chunks_per_utt=2)
+    c = plan_epoch(data, 7, 4, 4, 30, 60, chunks_per_utt=2)
+    assert [(x.length, x.utt_index.tolist(), x.start.tolist()) for x in a] == \
+        [(x.length, x.utt_index.tolist(), x.start.tolist()) for x in b]
+    assert [x.utt_index.tolist() for x in a] != [x.utt_index.tolist() for x in c]
+    assert len(a) == 10   # 20 utterances x 2 chunks / batch 4
+    counts = np.bincount(np.concatenate([x.utt_index for x in a]))
+    assert counts.tolist() == [2] * 20
+    for x in a:
+        assert 30 <= x.length <= 60
+        assert np.all(x.start + x.length <= np.maximum(data.lengths[x.utt_index], x.length))
+    # Three ranks: the count is cut to a multiple of 3.
+    assert len(plan_epoch(data, 7, 3, 4, 30, 60, chunks_per_utt=2, world_size=3)) == 9
+
+
+def test_shard_sampler_disjoint_and_resumable():
+    r0, r1 = list(ShardSampler(10, 0, 2)), list(ShardSampler(10, 1, 2))
+    assert r0 == [0, 2, 4, 6, 8] and r1 == [1, 3, 5, 7, 9]
+    assert list(ShardSampler(10, 1, 2, start=3)) == [7, 9]
+
+
+def test_dataset_batches_and_wrap_padding(data_dir):
+    data = read_training_set(data_dir)
+    ds = ChunkDataset(data, seed=1, specaug=SpecAugment(prob=1.0, freq_width=2, time_width=5))
+    ds.set_plan(0, plan_epoch(data, 1, 0, 4, 60, 80))
+    x, y, b = ds[2]
+    assert b == 2 and x.shape[0] == 4 and x.shape[2] == 5 and x.dtype == torch.float32
+    assert torch.equal(x, ds[2][0])   # masks are a function of (seed, epoch, batch)
+    short = data.utts.index("s0-u0")   # 40 frames, chunk of 60: repeated
+    piece = ds.chunk(short, 0, 60)
+    assert np.array_equal(piece[40:], piece[:20])
+
+
+def test_split_validation_keeps_every_speaker(data_dir):
+    data = read_training_set(data_dir)
+    train, valid = split_validation(data, 6, seed=3)
+    assert len(valid.utts) == 6 and len(train.utts) == 14
+    assert not set(train.utts) & set(valid.utts)
+    assert set(train.labels.tolist()) == {0, 1, 2, 3}
+    assert split_validation(data, 0, 3)[1] is None
+
+
+def test_specaug_masks_bands_and_spans():
+    x = np.ones((8, 50, 20), dtype=np.float32)
+    SpecAugment(freq_masks=1, freq_width=4, time_masks=1, time_width=10, prob=1.0)(x, np.random.default_rng(0))
+    assert (x == 0).any()
+    for chunk in x:
+        zero_cols = np.all(chunk == 0, axis=0).sum()
+        zero_rows = np.all(chunk == 0, axis=1).sum()
+        assert zero_cols <= 4 and zero_rows <= 10
+    y = np.ones((2, 50, 20), dtype=np.float32)
+    SpecAugment(prob=0.0)(y, np.random.default_rng(0))
+    assert (y == 1).all()
+
+
+def test_lr_schedule_warmup_then_decay():
+    s = LRSchedule(0.1, total_steps=100, warmup_steps=10, decay="exponential", final_lr=0.001)
+    assert s(0) == 0.0 and s(5) == pytest.approx(0.05) and s(10) == pytest.approx(0.1)
+    assert s(100) == pytest.approx(0.001) and s(55) == pytest.approx(0.01)
+    c = LRSchedule(0.1, 100, 0, "cosine", 0.0)
+    assert c(0) == pytest.approx(0.1) and c(50) == pytest.approx(0.05) and c(100) == pytest.approx(0.0)
+    with pytest.raises(SidError):
+        LRSchedule(0.1, 100, decay="step")
+
+
+def test_average_and_rng_state_roundtrip(tmp_path):
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}
+    avg = checkpoint.average_state_dicts([a, b])
+    assert torch.equal(avg["w"], torch.tensor([2.0, 4.0])) and int(avg["n"]) == 5
+    state = checkpoint.rng_state()
+    checkpoint.save_atomic({"rng": state}, tmp_path / "s.pt")
+    expect = (random.random(), np.random.random(), torch.rand(1).item())
+    checkpoint.set_rng_state(checkpoint.load(tmp_path / "s.pt")["rng"])
+    assert (random.random(), np.random.random(), torch.rand(1).item()) == expect
+    assert not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(SidError, match="no checkpoint for epoch"):
+        checkpoint.average_epochs(tmp_path, [1])
+
+
+def test_data_dir_errors_name_the_file(data_dir):
+    (data_dir / "utt2spk").write_text("s0-u0 s0\n")
+    with pytest.raises(DataDirError, match="utt2spk has no speaker"):
+        read_training_set(data_dir)
+    (data_dir / "utt2spk").unlink()
+    with pytest.raises(DataDirError, match="utt2spk not found"):
+        read_training_set(data_dir)
