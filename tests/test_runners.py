@@ -1,6 +1,7 @@
-"""Job runners: run.pl locally, queue.pl against a fake qsub/qstat (no Grid
-Engine here), slurm.pl against a real Slurm (tools/start_slurm.sh starts a
-one-node cluster; those tests skip where `sbatch` is absent or no node answers).
+"""Job runners: run.pl locally; queue.pl against a fake qsub/qstat (always) and a
+real Grid Engine (tools/start_sge.sh starts a one-node one); slurm.pl against a
+real Slurm (tools/start_slurm.sh). The real-cluster tests skip, saying why,
+where `qsub`/`sbatch` is absent or no queue/node answers.
 In every runner a job array where one job fails must name exactly that job's log."""
 
 import os
@@ -220,6 +221,40 @@ def test_queue_pl_reports_a_task_that_vanished(tmp_path, fake_sge):
     assert res.returncode == 1
     assert failed_jobs(res.stderr, "queue.pl") == {2: "log/v.2.log"}
     assert "vanished from the queue" in res.stderr and "log/q/v.2.out" in res.stderr
+
+
+# ---------------------------------------------------------------- queue.pl, real Grid Engine
+
+# Kaldi's default asks for ram_free, a complex each site defines; a fresh Grid Engine has only mem_free.
+SGE_CONF = """command qsub -v PATH -cwd -S /bin/bash -j y -l arch=*64*
+option mem=* -l mem_free=$0
+option mem=0
+option num_threads=* -pe smp $0
+option num_threads=1
+default gpu=0
+option gpu=0
+"""
+
+
+@pytest.fixture(scope="module")
+def sge():
+    if shutil.which("qsub") is None:
+        pytest.skip("qsub not on PATH: no Grid Engine here (tools/start_sge.sh installs and starts one, as root)")
+    try:
+        res = subprocess.run(["qstat", "-f", "-q", "all.q"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.skip("qstat did not answer within 10 s: no qmaster running (tools/start_sge.sh)")
+    if not any(line.startswith("all.q@") and len(line.split()) == 5 for line in res.stdout.splitlines()):
+        pytest.skip(f"Grid Engine queue all.q is not ready (qstat: {(res.stdout + res.stderr).strip()[-200:]!r}); "
+                    "start one with tools/start_sge.sh")
+
+
+def test_queue_pl_real_sge_reports_exactly_the_failed_job(tmp_path, sid_env, sge):
+    (tmp_path / "sge.conf").write_text(SGE_CONF)
+    res = runner("queue.pl", ["--config", "sge.conf", "--mem", "50M", "--max-jobs-run", "4", *ARRAY], tmp_path, sid_env)
+    assert res.returncode == 1, res.stderr
+    assert failed_jobs(res.stderr, "queue.pl") == {3: "log/x.3.log"}
+    check_logs(tmp_path, 4, {3}, host=True)
 
 
 # ---------------------------------------------------------------- slurm.pl, real Slurm
