@@ -23,8 +23,9 @@ is reported as failed after ``$SID_JOBS_GRACE`` seconds (default 30: shared
 file systems may show a new file late).
 
 The job script ``cd``s to the submitting directory and exports the submitter's
-PATH, PYTHONPATH, VIRTUAL_ENV, LD_LIBRARY_PATH, locale and ``SID_*`` variables,
-whatever the submit command exports, then runs the task with this Python.
+PATH, PYTHONPATH, VIRTUAL_ENV, LD_LIBRARY_PATH, HOME, USER, locale, thread-count
+and ``SID_*`` variables, whatever the submit command exports (Kaldi's default
+``--export=PATH`` / ``-v PATH`` pass little), then runs the task with this Python.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ option gpu=0
 default gpu=0
 """
 
-_ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LC_ALL", "LANG", "PYTHONUNBUFFERED")
+_ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LC_ALL", "LANG", "PYTHONUNBUFFERED",
+             "HOME", "USER", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
