@@ -295,7 +295,7 @@ def test_slurm_pl_reports_a_task_killed_without_status(tmp_path, sid_env, slurm)
         "while [ $p -gt 1 ] && ! grep -q sid.jobs.task /proc/$p/cmdline; do p=$(awk '{print $4}' /proc/$p/stat); done\n"
         "[ $p -gt 1 ] && kill -9 $p; sleep 30\n")
     (tmp_path / "die.sh").chmod(0o755)
-    env = dict(sid_env, SID_JOBS_GRACE="1")
+    env = dict(sid_env, SID_JOBS_GRACE="0")
     res = runner("slurm.pl", ["JOB=1:3", "log/k.JOB.log", "test", "JOB", "!=", "2", "||", "./die.sh"],
                  tmp_path, env)
     assert res.returncode == 1, res.stderr
