@@ -2,6 +2,7 @@
 independent implementation of Kaldi's numerics), VAD and sliding CMN against
 straightforward per-frame transcriptions of Kaldi's loops, table writers, tools."""
 
+import os
 import subprocess
 import sys
 
@@ -279,3 +280,19 @@ def test_compute_tool_segments_augmentation_and_wav_ark(tmp_path, sid_env):
     assert r.returncode == 0, r.stderr
     out = dict(kaldiio.load_ark(__import__("io").BytesIO(r.stdout)))
     np.testing.assert_allclose(out["w"], Mfcc(o).compute(x), rtol=1e-5, atol=1e-3)
+
+
+def test_writer_writes_straight_into_special_files(tmp_path):
+    import stat
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with MatrixWriter(f"ark:{fifo}") as w:
+        w.write("a", np.ones((2, 2), np.float32))
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and got and got[0].startswith(b"a \0B")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]

@@ -36,6 +36,11 @@ def _is_file(name: str) -> bool:
     return name != "-" and not name.startswith("|") and not name.endswith("|")
 
 
+def _atomic(name: str) -> bool:
+    """Written under a temporary name and renamed: a regular file, not /dev/null or a FIFO."""
+    return _is_file(name) and (not os.path.exists(name) or os.path.isfile(name))
+
+
 def _temp_beside(path: str) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -71,14 +76,16 @@ class MatrixWriter:
         if self.scp_name is not None and not (_is_file(self.ark_name) and _is_file(self.scp_name)):
             raise SidError(f"wspecifier '{wspecifier}': ark,scp: needs two file names")
         self._renames: list[tuple[str, str]] = []
-        if _is_file(self.ark_name):
+        if _atomic(self.ark_name):
             tmp = _temp_beside(self.ark_name)
             self._renames.append((tmp, self.ark_name))
             self.ark = open(tmp, "wb")
         else:
             self.ark = open_like_kaldi(self.ark_name, "wb")
         self.scp = None
-        if self.scp_name is not None:
+        if self.scp_name is not None and not _atomic(self.scp_name):
+            self.scp = open(self.scp_name, "w", encoding="utf-8")
+        elif self.scp_name is not None:
             tmp = _temp_beside(self.scp_name)
             self._renames.append((tmp, self.scp_name))
             self.scp = open(tmp, "w", encoding="utf-8")
@@ -122,7 +129,7 @@ class ScalarWriter:
         if not spec["t"] or spec["scp"] is not None:
             raise SidError(f"wspecifier '{wspecifier}': scalar tables are written as text, e.g. ark,t:utt2dur")
         self.name = spec["ark"]
-        self.tmp = _temp_beside(self.name) if _is_file(self.name) else None
+        self.tmp = _temp_beside(self.name) if _atomic(self.name) else None
         self.f = open(self.tmp, "w", encoding="utf-8") if self.tmp else open_like_kaldi(self.name, "w")
 
     def write(self, key: str, value) -> None:
