@@ -66,6 +66,8 @@ def test_parse_args_forms():
         parse_args(["JOB=1:2", "log/one.log", "true"], "run.pl")
     with pytest.raises(JobsError, match="numbered from 1"):
         parse_args(["JOB=0:2", "log/x.JOB.log", "true"], "run.pl")
+    with pytest.raises(JobsError, match="neither a job range"):
+        parse_args(["JOB=1-3", "log/x.JOB.log", "true"], "run.pl")
     with pytest.raises(JobsError, match="start > end"):
         parse_args(["JOB=3:2", "log/x.JOB.log", "true"], "run.pl")
     with pytest.raises(JobsError, match="--max-jobs-run 0"):

@@ -103,6 +103,7 @@ def parse_args(argv: list[str], prog: str) -> JobArgs:
         print(USAGE.format(prog=prog), file=sys.stdout if args else sys.stderr)
         raise SystemExit(0 if args else 1)
     out = JobArgs()
+    warned = False
     # Two rounds: options may come before and after the JOB=a:b range, as in Kaldi.
     for _ in range(2):
         while len(args) >= 2 and args[0].startswith("-"):
@@ -136,10 +137,13 @@ def parse_args(argv: list[str], prog: str) -> JobArgs:
             if out.start > out.end:
                 raise JobsError(f"invalid job range {args[0]}: start > end")
             args.pop(0)
-        elif re.match(r".+=.*:.*$", args[0]):
+        elif re.match(r".+=.*:.*$", args[0]) and not warned:
+            warned = True
             print(f"{prog}: WARNING: suspicious first argument {args[0]} (not NAME=a:b)", file=sys.stderr)
     if len(args) < 2:
-        raise JobsError(f"expected a log file and a command\n" + USAGE.format(prog=prog))
+        raise JobsError("expected a log file and a command\n" + USAGE.format(prog=prog))
+    if re.match(r"^[A-Za-z_]\w*=", args[0]):
+        raise JobsError(f"'{args[0]}' is neither a job range (JOB=1:N) nor a plausible log file name")
     out.logfile = args[0]
     out.command = quote_command(args[1:])
     if out.jobname and out.end > out.start and out.jobname not in out.logfile:
