@@ -303,3 +303,14 @@ def test_slurm_pl_reports_a_task_killed_without_status(tmp_path, sid_env, slurm)
     assert res.returncode == 1, res.stderr
     assert failed_jobs(res.stderr, "slurm.pl") == {2: "log/k.2.log"}
     assert "vanished from the queue" in res.stderr and "log/q/k.2.out" in res.stderr
+
+
+def test_cmd_sh_picks_the_runner_in_one_place(tmp_path, sid_env):
+    script = f". {REPO}/cmd.sh; echo \"$train_cmd|$cuda_cmd\"; $train_cmd JOB=1:2 log/c.JOB.log echo JOB"
+    res = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=sid_env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[0] == "run.pl --mem 4G|run.pl --mem 8G --gpu 1"
+    assert "\n2\n" in (tmp_path / "log/c.2.log").read_text()
+    res = subprocess.run(["bash", "-c", f". {REPO}/cmd.sh; echo $train_cmd"], env=dict(sid_env, SID_RUNNER="slurm.pl"),
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "slurm.pl --mem 4G"
