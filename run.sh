@@ -95,13 +95,18 @@ if [ $train_set = wespeaker ]; then
   test_sets="voxceleb1 voxceleb1_test"
 fi
 
-# Runs "$@" (a data-dir tool whose last argument is the output dir) into <dir>.tmp and
-# renames it to <dir> when it succeeded, so <dir> exists only when complete.
+# make_dir <dir> <command...>: runs the command with the word DEST standing for
+# <dir>.tmp and renames that to <dir> when it succeeded, so <dir> exists only when
+# complete; an existing <dir> is kept (the step is done).
 make_dir() {
-  local dest=${!#}
+  local dest=$1 arg args=()
+  shift
   [ -d "$dest" ] && return 0
+  for arg in "$@"; do
+    if [ "$arg" = DEST ]; then args+=("$dest.tmp"); else args+=("$arg"); fi
+  done
   rm -rf "$dest.tmp"
-  "${@:1:$#-1}" "$dest.tmp"
+  "${args[@]}"
   mv "$dest.tmp" "$dest"
 }
 
@@ -126,15 +131,15 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if [ ! -f $trials_dir/veri_test.txt ] && [ ! -f $trials_dir/veri_test.txt.gz ]; then
     local/download_voxceleb_lists.sh $trials_dir
   fi
-  make_dir local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root test data/voxceleb1_test
-  make_dir local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root dev data/voxceleb1_dev
-  make_dir local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root dev data/voxceleb2_dev
+  make_dir data/voxceleb1_test local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root test DEST
+  make_dir data/voxceleb1_dev local/make_voxceleb1.py ${vox1_meta:+--meta $vox1_meta} --nj $nj $voxceleb1_root dev DEST
+  make_dir data/voxceleb2_dev local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root dev DEST
   if [ $train_set = kaldi ]; then
-    make_dir local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root test data/voxceleb2_test
-    make_dir utils/combine_data.sh data/train data/voxceleb2_dev data/voxceleb2_test data/voxceleb1_dev
+    make_dir data/voxceleb2_test local/make_voxceleb2.py ${vox2_meta:+--meta $vox2_meta} --nj $nj $voxceleb2_root test DEST
+    make_dir data/train utils/combine_data.sh DEST data/voxceleb2_dev data/voxceleb2_test data/voxceleb1_dev
   else
-    make_dir utils/copy_data_dir.sh data/voxceleb2_dev data/train
-    make_dir utils/combine_data.sh data/voxceleb1 data/voxceleb1_dev data/voxceleb1_test
+    make_dir data/train utils/copy_data_dir.sh data/voxceleb2_dev DEST
+    make_dir data/voxceleb1 utils/combine_data.sh DEST data/voxceleb1_dev data/voxceleb1_test
   fi
   for entry in $trial_lists; do
     IFS=: read -r name list dir <<< "$entry"
@@ -174,34 +179,42 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   src=train
   if [ $speed_perturb = true ]; then
     for factor in 0.9 1.1; do
-      make_dir python -m sid.bin.perturb_data_dir_speed $factor data/train data/train_sp$factor
+      make_dir data/train_sp$factor python -m sid.bin.perturb_data_dir_speed $factor data/train DEST
       make_features train_sp$factor
     done
-    make_dir utils/combine_data.sh data/train_sp data/train data/train_sp0.9 data/train_sp1.1
+    if [ ! -d data/train_sp ]; then
+      rm -rf data/train_sp.tmp
+      utils/combine_data.sh data/train_sp.tmp data/train data/train_sp0.9 data/train_sp1.1
+      # combine_data.sh leaves out utt2aug (data/train has none), but the copies made
+      # below must keep the speed: clean utterances get the empty recipe.
+      { awk '{print $1, "{}"}' data/train/utt2spk; cat data/train_sp0.9/utt2aug data/train_sp1.1/utt2aug; } \
+        | sort > data/train_sp.tmp/utt2aug
+      mv data/train_sp.tmp data/train_sp
+    fi
     src=train_sp
   fi
   [ -d data/musan_speech ] || local/make_musan.py --nj $nj $musan_root data
   [ -f data/rirs/mediumroom/rir_list ] || local/prepare_rirs.py $rirs_root data/rirs
   # Kaldi egs/voxceleb/v2 stage 2: one copy per kind; the copies carry the clean VAD.
-  make_dir python -m sid.bin.reverberate_data_dir --random-seed $aug_seed --utt-suffix reverb \
+  make_dir data/train_reverb python -m sid.bin.reverberate_data_dir --random-seed $aug_seed --utt-suffix reverb \
     --speech-rvb-probability 1 \
     --rir-set-parameters "0.5, data/rirs/smallroom/rir_list" \
-    --rir-set-parameters "0.5, data/rirs/mediumroom/rir_list" data/$src data/train_reverb
-  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix noise \
-    --fg-interval 1 --fg-snrs 15:10:5:0 --fg-noise-dir data/musan_noise data/$src data/train_noise
-  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix music \
-    --bg-snrs 15:10:8:5 --num-bg-noises 1 --bg-noise-dir data/musan_music data/$src data/train_music
-  make_dir python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix babble \
-    --bg-snrs 20:17:15:13 --num-bg-noises 3:4:5:6:7 --bg-noise-dir data/musan_speech data/$src data/train_babble
-  make_dir utils/combine_data.sh data/train_aug data/train_reverb data/train_noise data/train_music data/train_babble
+    --rir-set-parameters "0.5, data/rirs/mediumroom/rir_list" data/$src DEST
+  make_dir data/train_noise python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix noise \
+    --fg-interval 1 --fg-snrs 15:10:5:0 --fg-noise-dir data/musan_noise data/$src DEST
+  make_dir data/train_music python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix music \
+    --bg-snrs 15:10:8:5 --num-bg-noises 1 --bg-noise-dir data/musan_music data/$src DEST
+  make_dir data/train_babble python -m sid.bin.augment_data_dir --random-seed $aug_seed --utt-suffix babble \
+    --bg-snrs 20:17:15:13 --num-bg-noises 3:4:5:6:7 --bg-noise-dir data/musan_speech data/$src DEST
+  make_dir data/train_aug utils/combine_data.sh DEST data/train_reverb data/train_noise data/train_music data/train_babble
   # Kaldi stage 3: features for a subset of the copies only, then combine with the clean data.
   if [ $(wc -l < data/train_aug/utt2spk) -gt $num_aug_utts ]; then
-    make_dir utils/subset_data_dir.sh data/train_aug $num_aug_utts data/train_aug_subset
+    make_dir data/train_aug_subset utils/subset_data_dir.sh data/train_aug $num_aug_utts DEST
   else
-    make_dir utils/copy_data_dir.sh data/train_aug data/train_aug_subset
+    make_dir data/train_aug_subset utils/copy_data_dir.sh data/train_aug DEST
   fi
   make_features train_aug_subset novad
-  make_dir utils/combine_data.sh data/train_combined data/train_aug_subset data/$src
+  make_dir data/train_combined utils/combine_data.sh DEST data/train_aug_subset data/$src
   utils/validate_data_dir.sh data/train_combined
 fi
 
