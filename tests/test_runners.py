@@ -192,7 +192,9 @@ done
 echo "Your job-array 4242.${range}:1 (\"x\") has been submitted"
 """
 FAKE_QSTAT = """#!/usr/bin/env bash
-echo "Following jobs do not exist: "; echo "$2"; exit 1
+# Fake qstat -g d: the fake qsub has run every task already, so none is listed.
+echo "job-ID  prior   name       user         state submit/start at     queue    slots ja-task-ID"
+echo "------------------------------------------------------------------------------------------"
 """
 
 
@@ -259,6 +261,11 @@ def test_queue_pl_real_sge_reports_exactly_the_failed_job(tmp_path, sid_env, sge
     check_logs(tmp_path, 4, {3}, host=True)
 
 
+def test_queue_pl_real_sge_reports_a_task_killed_without_status(tmp_path, sid_env, sge):
+    (tmp_path / "sge.conf").write_text(SGE_CONF)
+    check_task_killed_without_status("queue.pl", ["--config", "sge.conf"], tmp_path, sid_env)
+
+
 # ---------------------------------------------------------------- slurm.pl, real Slurm
 
 
@@ -289,20 +296,23 @@ def test_slurm_pl_array_reports_exactly_the_failed_job(tmp_path, sid_env, slurm)
     assert "# Ended (code 1)" in (tmp_path / "log/x.3.log").read_text()
 
 
-def test_slurm_pl_reports_a_task_killed_without_status(tmp_path, sid_env, slurm):
-    # Job 2 SIGKILLs the task process on the node (as the OOM killer would): it
-    # writes no status, leaves the queue, and must still be reported.
+def check_task_killed_without_status(prog, opts, tmp_path, env):
+    """Job 2 SIGKILLs its task process on the node (as the OOM killer would): it
+    writes no status, leaves the queue, and must still be reported."""
     (tmp_path / "die.sh").write_text(
         "#!/usr/bin/env bash\np=$PPID\n"
         "while [ $p -gt 1 ] && ! grep -q sid.jobs.task /proc/$p/cmdline; do p=$(awk '{print $4}' /proc/$p/stat); done\n"
-        "[ $p -gt 1 ] && kill -9 $p; sleep 30\n")
+        "[ $p -gt 1 ] && kill -9 $p\n")
     (tmp_path / "die.sh").chmod(0o755)
-    env = dict(sid_env, SID_JOBS_GRACE="0")
-    res = runner("slurm.pl", ["JOB=1:3", "log/k.JOB.log", "test", "JOB", "!=", "2", "||", "./die.sh"],
-                 tmp_path, env)
+    res = runner(prog, [*opts, "JOB=1:3", "log/k.JOB.log", "test", "JOB", "!=", "2", "||", "./die.sh"],
+                 tmp_path, dict(env, SID_JOBS_GRACE="0"))
     assert res.returncode == 1, res.stderr
-    assert failed_jobs(res.stderr, "slurm.pl") == {2: "log/k.2.log"}
+    assert failed_jobs(res.stderr, prog) == {2: "log/k.2.log"}
     assert "vanished from the queue" in res.stderr and "log/q/k.2.out" in res.stderr
+
+
+def test_slurm_pl_reports_a_task_killed_without_status(tmp_path, sid_env, slurm):
+    check_task_killed_without_status("slurm.pl", [], tmp_path, sid_env)
 
 
 def test_cmd_sh_picks_the_runner_in_one_place(tmp_path, sid_env):

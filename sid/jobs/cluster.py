@@ -229,13 +229,12 @@ class GridEngine(Scheduler):
         return m.group(1)
 
     def alive(self, job_id, tasks):
-        res = _query(["qstat", "-j", job_id])
-        if res is None:
+        # -g d lists each array task on its own line, its number in the last column.
+        res = _query(["qstat", "-g", "d"])
+        if res is None or res.returncode != 0:
             return None
-        if "do not exist" in res.stdout + res.stderr:
-            return set()
-        # qstat -j lists the job, not which tasks are left: all are taken as pending.
-        return set(tasks) if res.returncode == 0 else None
+        rows = (line.split() for line in res.stdout.splitlines())
+        return {int(r[-1]) for r in rows if len(r) > 2 and r[0] == job_id and r[-1].isdigit()}
 
     def cancel(self, job_id):
         return ["qdel", job_id]
