@@ -40,7 +40,10 @@ KEYS = {"speed", "rir", "additive", "seed"}
 ADDITIVE_KEYS = {"file", "snr", "start", "fill"}
 
 
-@functools.lru_cache(maxsize=4096)
+# Small caches: a job's utterances draw their RIRs and noises at random from
+# thousands of files, so a hit is rare except for small sets (tests, a few RIRs),
+# and a MUSAN music file decodes to tens of MB.
+@functools.lru_cache(maxsize=64)
 def _read_rir(spec: str, sample_rate: int) -> np.ndarray:
     from sid.data.audio import read_audio
 
@@ -49,13 +52,12 @@ def _read_rir(spec: str, sample_rate: int) -> np.ndarray:
     return rir.astype(np.float64) / 32768.0
 
 
-# Noise files can be minutes long (MUSAN music): keep only a few decoded.
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=4)
 def _read_noise(spec: str, sample_rate: int) -> np.ndarray:
     from sid.data.audio import read_audio
 
     noise, _ = read_audio(spec, sample_rate=sample_rate, resample=True)
-    return noise.astype(np.float64)
+    return noise
 
 
 def parse_recipe(recipe: str | dict) -> dict:
@@ -89,6 +91,7 @@ def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _power(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
     return float(np.dot(x, x) / len(x)) if len(x) else 0.0
 
 
