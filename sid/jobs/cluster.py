@@ -37,6 +37,7 @@ import shlex
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from sid.jobs.common import Interrupt, JobArgs, JobsError, guarded, parse_args, report
@@ -142,7 +143,7 @@ def load_config(args: JobArgs, conf_name: str, default_text: str) -> Config:
         raise JobsError(f"cannot read config file {path}: {err.strerror}") from None
 
 
-class Scheduler:
+class Scheduler(ABC):
     """What differs between Slurm and SGE."""
 
     prog = ""
@@ -150,19 +151,21 @@ class Scheduler:
     default_conf = ""
     task_env = ""  # where the job script finds its array task number
 
+    @abstractmethod
     def submit_args(self, config: Config, args: JobArgs, name: str, stem: str) -> list[str]:
         """The submit command for job script ``<stem>.sh``, scheduler output to ``<stem>.<task>.out``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def job_id(self, stdout: str) -> str:
-        raise NotImplementedError
+        """The job id in the submit command's output."""
 
-    def alive(self, job_id: str, tasks: set[int]) -> set[int] | None:
+    @abstractmethod
+    def alive(self, job_id: str) -> set[int] | None:
         """Tasks the scheduler still has (pending or running); None when it cannot tell."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cancel(self, job_id: str) -> list[str]:
-        raise NotImplementedError
+        """The command that cancels the whole job."""
 
 
 def _query(argv: list[str]) -> subprocess.CompletedProcess | None:
@@ -192,7 +195,7 @@ class Slurm(Scheduler):
             raise JobsError(f"cannot find a job id in sbatch's output: {stdout.strip()!r}")
         return m.group(1)
 
-    def alive(self, job_id, tasks):
+    def alive(self, job_id):
         res = _query(["squeue", "--noheader", "--array", f"--jobs={job_id}", "--format=%K"])
         if res is None:
             return None
@@ -228,7 +231,7 @@ class GridEngine(Scheduler):
             raise JobsError(f"cannot find a job id in qsub's output: {stdout.strip()!r}")
         return m.group(1)
 
-    def alive(self, job_id, tasks):
+    def alive(self, job_id):
         # -g d lists each array task on its own line, its number in the last column.
         res = _query(["qstat", "-g", "d"])
         if res is None or res.returncode != 0:
@@ -326,7 +329,7 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
         # The scheduler is asked less often as the wait grows (every 2 s at first, 30 s at most).
         alive = None
         if now - last_query >= min(2 + (now - started) / 30, 30):
-            alive = sched.alive(job_id, pending)
+            alive = sched.alive(job_id)
             last_query = now
         if alive is not None:
             for t in sorted(pending):
