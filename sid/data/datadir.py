@@ -18,6 +18,8 @@ slices each file into its parts instead of filtering it once per part.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import itertools
 import logging
 import operator
@@ -28,7 +30,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from sid.data.table import atomic_path
 from sid.errors import DataDirError
@@ -577,10 +579,10 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
                  utts: list[str], spks: list[str]) -> None:
     """Write every table of ``src`` into each of ``dests``, part ``p`` holding the utterances with ``utt_part[u] == p``.
 
-    In a valid data dir every utterance-keyed file has utt2spk's keys in its order, so
-    when the parts are contiguous in that order (split, first/last, per-speaker) each
-    part is a slice of each file, and otherwise a mask; only files keyed differently
-    go line by line.
+    One part (subset) streams each file through a filter, so memory holds only the
+    chosen ids. For several parts: in a valid data dir every utterance-keyed file has
+    utt2spk's keys in its order, and the parts are contiguous in that order, so each
+    part is a slice of each file; files keyed otherwise go line by line.
     """
     n = len(dests)
     has_seg = src.has_segments
@@ -605,13 +607,11 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
         rec_where = {r: (next(iter(ps)) if len(ps) == 1 else tuple(sorted(ps))) for r, ps in rec_parts.items()}
 
     slices: list[tuple[int, int]] | None = None
-    mask: list[bool] | None = None
     if None not in part_of and all(map(operator.le, part_of, itertools.islice(part_of, 1, None))):
         counts = [len(us) for us in part_utts]
         ends = list(itertools.accumulate(counts))
         slices = [(e - c, e) for c, e in zip(counts, ends)]
-    elif n == 1:
-        mask = [p is not None for p in part_of]
+    del part_of
 
     for d in dests:
         d.mkdir(parents=True, exist_ok=True)
@@ -619,13 +619,15 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
         if name == "spk2utt":
             continue
         kind = key_kind(name, has_seg)
+        where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
+        if n == 1:
+            with atomic_path(dests[0] / name) as tmp, open(tmp, "w", encoding="utf-8") as out:
+                out.writelines(line + "\n" for key, _, line in _iter_keyed(src.file(name), 0) if key in where)
+            continue
         table = src.table(name)
-        if kind == UTT and table.keys == utts and slices is not None:
+        if kind == UTT and slices is not None and table.keys == utts:
             parts = [table.lines[a:b] for a, b in slices]
-        elif kind == UTT and table.keys == utts and mask is not None:
-            parts = [list(itertools.compress(table.lines, mask))]
         else:
-            where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
             parts = _distribute(table, where, n)
         del table
         for d, lines in zip(dests, parts):
@@ -1017,13 +1019,71 @@ def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "
     return len(utts)
 
 
+def _iter_keyed(path: Path, src: int) -> Iterator[tuple[str, int, str]]:
+    """``(key, src, line)`` for each non-empty line of a table file, streamed."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split(None, 1)
+            if parts:
+                yield parts[0], src, line.strip()
+
+
+class _Unsorted(Exception):
+    pass
+
+
+def _ascending(items: Iterator[tuple[str, int, str]]) -> Iterator[tuple[str, int, str]]:
+    prev = ""
+    for item in items:
+        if item[0] < prev:
+            raise _Unsorted
+        prev = item[0]
+        yield item
+
+
+def _combine_file(out_path: Path, sources: list, labels: list[str], kind: str) -> int:
+    """Merge the sources' lines into ``out_path`` in key order; returns the number of lines.
+
+    Sorted sources are merged as streams, so memory does not grow with the data;
+    an unsorted source makes it fall back to sorting everything in memory.
+    Repeated utterance ids are an error; a speaker/recording may repeat only with
+    the same value.
+    """
+    def write(items) -> int:
+        n = 0
+        prev_key, prev_src, prev_line = None, -1, ""
+        with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            for key, src, line in items:
+                if key == prev_key:
+                    if kind == UTT:
+                        where = f"twice in {labels[src]}" if src == prev_src else \
+                            f"in both {labels[prev_src]} and {labels[src]}"
+                        raise DataDirError(f"{out_path.name}: utterance '{key}' is {where}; make the ids unique "
+                                           "(copy_data_dir.sh --utt-prefix) or fix the source (fix_data_dir.sh)")
+                    if line.split()[1:] != prev_line.split()[1:]:
+                        raise DataDirError(f"{out_path.name}: {kind} '{key}' differs between {labels[prev_src]} "
+                                           f"('{prev_line}') and {labels[src]} ('{line}')")
+                    continue
+                out.write(line)
+                out.write("\n")
+                n += 1
+                prev_key, prev_src, prev_line = key, src, line
+        return n
+
+    try:
+        return write(heapq.merge(*(_ascending(make()) for make in sources)))
+    except _Unsorted:
+        log.warning("%s: a source is not sorted; sorting in memory (run fix_data_dir.sh on the sources)", out_path.name)
+        return write(sorted(itertools.chain.from_iterable(make() for make in sources)))
+
+
 def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
     """Kaldi's combine_data.sh: the union of several data dirs.
 
     A file is combined when every source has it (otherwise it is left out, with a
     warning); a source without ``segments`` gets whole-recording segments when others
-    have them. Utterance ids must be unique across sources; a recording id may repeat
-    only with the same wav.scp value.
+    have them. Utterance ids must be unique across sources; a speaker or recording id
+    may repeat only with the same value.
     """
     dirs = [DataDir(p) for p in srcs]
     if not dirs:
@@ -1031,61 +1091,42 @@ def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
     dest = Path(dest)
     for d in dirs:
         _check_dest(d, dest)
+        if not d.has("utt2spk"):
+            raise DataDirError(f"{d.path}: no utt2spk")
+    labels = [str(d.path) for d in dirs]
     any_seg = any(d.has_segments for d in dirs)
     names: set[str] = set()
     for d in dirs:
         names.update(n for n in d.table_names() if n != "spk2utt")
     if any_seg:
         names.add("segments")
-    utt_src: dict[str, Path] = {}
-    for d in dirs:
-        keys = d.table("utt2spk").keys
-        if not utt_src.keys().isdisjoint(keys):
-            u = next(k for k in keys if k in utt_src)
-            raise DataDirError(f"utterance '{u}' is in both {utt_src[u]} and {d.path}; "
-                               "make the ids unique (copy_data_dir.sh --utt-prefix)")
-        utt_src.update(dict.fromkeys(keys, d.path))
-    del utt_src
     _clear_tables(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for name in sorted(names):
-        missing = [d for d in dirs if not d.has(name) and not (name == "segments" and any_seg)]
+    # utt2spk first: a repeated utterance id stops the combination before anything else is written.
+    for name in ["utt2spk"] + sorted(names - {"utt2spk"}):
+        missing = [d for d in dirs if not d.has(name) and not (name == "segments" and any_seg and d.has("wav.scp"))]
         if missing:
             log.warning("not combining %s: missing from %s", name, ", ".join(str(d.path) for d in missing))
             continue
-        keys: list[str] = []
-        lines: list[str] = []
-        for d in dirs:
+        sources = []
+        for i, d in enumerate(dirs):
             if name == "segments" and not d.has_segments:
-                recs = d.table("wav.scp").keys
-                keys.extend(recs)
-                lines.extend(f"{k} {k} 0 -1" for k in recs)
+                sources.append(functools.partial(_whole_recordings, d.file("wav.scp"), i))
             else:
-                t = d.table(name)
-                keys.extend(t.keys)
-                lines.extend(t.lines)
-                del t
+                sources.append(functools.partial(_iter_keyed, d.file(name), i))
         kind = REC if (name == "wav.scp" and any_seg) else key_kind(name, any_seg)
-        if kind != UTT:
-            keys, lines = _dedupe_same(name, keys, lines, kind, dirs)
-        keys, lines = _sorted_by_key(keys, lines)
-        write_lines(dest / name, lines)
-    utts, spks = DataDir(dest).utt2spk()
-    write_lines(dest / "spk2utt", spk2utt_lines(utts, spks))
-    log.info("combined %d utterances from %d data dirs into %s", len(utts), len(dirs), dest)
-    return len(utts)
+        _combine_file(dest / name, sources, labels, kind)
+    groups: dict[str, list[str]] = {}
+    n = 0
+    for utt, _, line in _iter_keyed(dest / "utt2spk", 0):
+        groups.setdefault(line[len(utt):].strip(), []).append(utt)
+        n += 1
+    write_lines(dest / "spk2utt", [spk + " " + " ".join(us) for spk, us in groups.items()])
+    log.info("combined %d utterances from %d data dirs into %s", n, len(dirs), dest)
+    return n
 
 
-def _dedupe_same(name: str, keys: list[str], lines: list[str], kind: str, dirs) -> tuple[list[str], list[str]]:
-    """Speaker/recording lines may repeat across sources only when identical."""
-    seen: dict[str, str] = {}
-    ok_keys, ok_lines = [], []
-    for k, line in zip(keys, lines):
-        prev = seen.get(k)
-        if prev is None:
-            seen[k] = line
-            ok_keys.append(k)
-            ok_lines.append(line)
-        elif prev.split() != line.split():
-            raise DataDirError(f"{name}: {kind} '{k}' differs between sources ('{prev}' vs '{line}')")
-    return ok_keys, ok_lines
+def _whole_recordings(wav_scp: Path, src: int) -> Iterator[tuple[str, int, str]]:
+    """segments lines covering each recording of a wav.scp whole (end -1)."""
+    for key, _, _ in _iter_keyed(wav_scp, src):
+        yield key, src, f"{key} {key} 0 -1"
