@@ -324,3 +324,23 @@ def test_cmd_sh_picks_the_runner_in_one_place(tmp_path, sid_env):
     res = subprocess.run(["bash", "-c", f". {REPO}/cmd.sh; echo $train_cmd"], env=dict(sid_env, SID_RUNNER="slurm.pl"),
                          capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "slurm.pl --mem 4G"
+
+
+def test_slurm_pl_ctrl_c_cancels_the_job(tmp_path, sid_env, slurm):
+    proc = subprocess.Popen([str(REPO / "utils" / "slurm.pl"), "JOB=1:2", "log/c.JOB.log", "sleep", "60"],
+                            cwd=tmp_path, env=sid_env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 40
+        while not (tmp_path / "log/c.1.log").exists():
+            assert time.time() < deadline, "job 1 did not start"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    job = re.search(r"cancelled job (\d+)", err).group(1)
+    deadline = time.time() + 20
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline, f"job {job} still queued after Ctrl-C"
+        time.sleep(0.5)
