@@ -1012,7 +1012,10 @@ def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "
     order = sorted(range(len(new_utts)), key=new_utts.__getitem__)
     write_lines(dest / "spk2utt", spk2utt_lines([new_utts[i] for i in order], [new_spks[i] for i in order]))
     if renamed or s.has("utt2uniq"):
-        uniq = dict(zip(s.table("utt2uniq").keys, s.table("utt2uniq").values())) if s.has("utt2uniq") else {}
+        uniq: dict[str, str] = {}
+        if s.has("utt2uniq"):
+            t = s.table("utt2uniq")
+            uniq = dict(zip(t.keys, t.values()))
         pairs = sorted((rename(u, UTT), uniq.get(u, u)) for u in utts)
         write_lines(dest / "utt2uniq", (f"{a} {b}" for a, b in pairs))
     log.info("copied %d utterances from %s to %s", len(utts), s.path, dest)
