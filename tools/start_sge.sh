@@ -26,6 +26,11 @@ queue_up() {
 if [ "${1:-}" = --stop ]; then
   qconf -ke localhost >/dev/null 2>&1 || true
   qconf -km >/dev/null 2>&1 || true
+  pidfile=/var/spool/gridengine/qmaster/qmaster.pid  # qmaster takes a few seconds to shut down
+  for _ in $(seq 100); do
+    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.2
+  done
   exit 0
 fi
 [ $# -eq 0 ] || die "unknown argument '$1' (usage: $0 [--stop])"
