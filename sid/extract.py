@@ -55,7 +55,7 @@ def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
 @torch.no_grad()
 def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarray]], device: torch.device,
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                     batch_frames: int = 200000) -> Iterator[tuple[str, np.ndarray]]:
+                     batch_frames: int = 50000) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
     order batches complete. Items are buffered up to ``batch_frames`` frames in total,
     sorted by length within the buffer and their equal-length chunks batched."""
@@ -130,7 +130,7 @@ class Extractor:
     """Raw features + VAD in, embeddings out, prepared as the model was trained."""
 
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                 batch_frames: int = 200000):
+                 batch_frames: int = 50000):
         self.model, self.cfg = load_model_dir(model_dir, device)
         self.device = device
         self.cmvn = {**DEFAULT_CMVN, **(self.cfg.get("cmvn") or {})}

@@ -86,7 +86,7 @@ def trained(corpus, repo, tmp_path_factory):
     trials.write_text("".join(f"{a} {b} {'target' if utt2spk[a] == utt2spk[b] else 'nontarget'}\n"
                               for a in utts[::10] for b in utts[5::10]))
     Trainer(str(feats / "train"), str(exp), cfg,
-            TrainOptions(num_workers=0, progress=False, valid_interval=2, valid_utts=20,
+            TrainOptions(num_workers=0, progress=False, valid_interval=2, valid_utts=20, checkpoint_minutes=0.0005,
                          valid_data=str(feats / "train"), valid_trials=str(trials))).run()
     return feats, exp
 
@@ -96,6 +96,8 @@ def test_training_validation_and_tensorboard(trained):
     log = (exp / "log" / "train.log").read_text()
     assert re.search(r"Validation after epoch 2: held-out loss [\d.]+, accuracy [\d.]+; EER [\d.]+% on ", log)
     assert "Validation after epoch 1" not in log     # --valid-interval 2
+    # A fractional --checkpoint-minutes (30 ms here) checkpoints mid-epoch.
+    assert re.search(r"Saved checkpoint .*last.pt \(epoch 1, batch [1-9]", log)
     assert list((exp / "tensorboard").glob("events.out.tfevents.*"))
 
 

@@ -24,7 +24,7 @@ def main() -> int:
     po.register("use-gpu", "no", "yes|no|optional: compute on a CUDA device")
     po.register("max-chunk-frames", 10000, "Longest chunk the model sees; longer utterances are cut and averaged")
     po.register("min-chunk-frames", 25, "Shorter chunks are padded to this length by repeating edge frames")
-    po.register("batch-frames", 200000, "Frames buffered and batched per forward pass group")
+    po.register("batch-frames", 50000, "Frames buffered and batched per forward pass group")
     po.register("num-threads", 1, "CPU threads for the model (per job)")
     po.register("model-file", "final.pt", "Weights file inside <model-dir>")
     po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "

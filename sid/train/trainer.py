@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
+from tqdm import tqdm
 
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
@@ -289,7 +290,6 @@ class Trainer:
                 pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
                 prefetch_factor=4 if opts.num_workers else None)
             net.train()
-            from tqdm import tqdm
             bar = tqdm(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not (self.is_main and opts.progress), mininterval=1.0, dynamic_ncols=True)
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
