@@ -8,8 +8,8 @@
   target logit is kept monotonic past theta = pi - m by ``cos(theta) - m sin(m)``
   (as WeSpeaker and InsightFace do).
 
-Each head's ``forward(x, labels)`` returns ``(loss, logits)``; ``margin`` is an
-attribute the ``MarginScheduler`` sets every step.
+Each head's ``forward(x, labels)`` returns ``(loss, logits)``, computed in fp32 even
+under mixed precision; ``margin`` is an attribute the ``MarginScheduler`` sets every step.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class SoftmaxHead(nn.Module):
         self.margin = 0.0
 
     def forward(self, x, labels):
-        logits = self.fc(x.float())
+        with torch.autocast(x.device.type, enabled=False):
+            logits = self.fc(x.float())
         return F.cross_entropy(logits, labels), logits
 
 
@@ -43,7 +44,9 @@ class _CosineHead(nn.Module):
         self.scale = scale
 
     def cosine(self, x):
-        return F.linear(F.normalize(x.float()), F.normalize(self.weight.float())).clamp(-1.0, 1.0)
+        # fp32 even under autocast: the margin acts on cosines near 1, where bf16 has no resolution.
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(F.normalize(x.float()), F.normalize(self.weight.float())).clamp(-1.0, 1.0)
 
 
 class AMSoftmaxHead(_CosineHead):

@@ -93,3 +93,14 @@ def test_build_head_from_config():
     sched = MarginScheduler.from_config({"type": "aam_softmax", "margin": 0.2,
                                          "margin_schedule": {"increase_start_epoch": 1, "fix_start_epoch": 2}})
     assert sched(5) == 0.2
+
+
+def test_heads_compute_in_fp32_under_autocast():
+    torch.manual_seed(3)
+    head = AAMSoftmaxHead(16, 5, margin=0.2, scale=30.0)
+    x, labels = torch.randn(4, 16), torch.tensor([0, 1, 2, 3])
+    ref, _ = head(x, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits = head(x.bfloat16(), labels)
+    assert logits.dtype == torch.float32
+    assert torch.allclose(loss, ref, rtol=1e-2)
