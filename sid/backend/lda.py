@@ -33,12 +33,30 @@ def speaker_index(keys: list[str], utt2spk: dict[str, str]) -> tuple[np.ndarray,
     return np.array([pos.get(utt2spk.get(k), -1) for k in keys], dtype=np.int64), spks
 
 
-def class_sums(x: np.ndarray, idx: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class sums (float64) and counts of the rows of ``x``."""
+def class_sums(x: np.ndarray, idx: np.ndarray, num_classes: int, chunk: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class sums (double precision, as Kaldi) and counts of the rows of ``x``, a chunk of rows at a time."""
     import scipy.sparse  # only training needs it; keeps the per-vector tools quick to start
-    onehot = scipy.sparse.csr_matrix(
-        (np.ones(len(idx)), (idx, np.arange(len(idx)))), shape=(num_classes, len(idx)))
-    return np.asarray(onehot @ x, dtype=np.float64), np.bincount(idx, minlength=num_classes)
+
+    sums = np.zeros((num_classes, x.shape[1]))
+    for s in range(0, len(x), chunk):
+        rows = idx[s:s + chunk]
+        onehot = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))),
+                                         shape=(num_classes, len(rows)))
+        sums += onehot @ x[s:s + chunk].astype(np.float64)
+    return sums, np.bincount(idx, minlength=num_classes)
+
+
+def within_scatter(x: np.ndarray, idx: np.ndarray, means: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``sum_i (x_i - m_{s(i)}) (x_i - m_{s(i)})^T`` in double precision, a chunk of rows at a time.
+
+    Residuals (rather than ``sum x x^T - sum n m m^T``) avoid cancellation; chunks
+    avoid a double copy of all the data.
+    """
+    out = np.zeros((x.shape[1], x.shape[1]))
+    for s in range(0, len(x), chunk):
+        r = x[s:s + chunk] - means[idx[s:s + chunk]]
+        out += r.T @ r
+    return out
 
 
 def sort_eig(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,19 +90,17 @@ def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_f
     if not 0 < dim <= d:
         raise SidError(f"--dim={dim} must be between 1 and the vector dimension {d}")
     num_spk = int(spk_idx.max()) + 1
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
+    mean = x.mean(axis=0, dtype=np.float64)
     log.info("2-norm of iVector mean is %g", np.linalg.norm(mean))
     # Kaldi subtracts the double mean from its float vectors.
-    xc = (x.astype(np.float32) - mean).astype(np.float32).astype(np.float64)
+    xc = x - mean.astype(np.float32)  # a copy: the caller's vectors stay as they were
     if n - num_spk <= 0:
         raise SidError(f"LDA needs speakers with several vectors ({n} vectors of {num_spk} speakers)")
     log.info("Stats have %d speakers, %d utterances.", num_spk, n)
     sums, counts = class_sums(xc, spk_idx, num_spk)
-    scatter = xc.T @ xc
-    between_scatter = (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
-    total = scatter / n
-    within = (scatter - between_scatter) / n
+    scaled = sums / np.sqrt(counts)[:, None]
+    within = within_scatter(xc, spk_idx, sums / counts[:, None]) / n
+    total = within + scaled.T @ scaled / n
     eig = np.linalg.eigvalsh(total)
     if eig[0] <= 0 or eig[-1] / eig[0] > 1e6:  # Kaldi's SingularTotCovar test
         raise SidError(f"too little data for dimension {d}: the total covariance of {n} vectors is singular")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sid.backend import kaldi_io
-from sid.backend.lda import class_sums, fix_signs
+from sid.backend.lda import class_sums, fix_signs, within_scatter
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,6 @@ class Plda:
 
 def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) -> Plda:
     """Train Kaldi's PLDA on rows ``x`` with speaker indices ``spk_idx`` (0..S-1, each used)."""
-    x = np.asarray(x, dtype=np.float64)
     n_total, d = x.shape
     num_spk = int(spk_idx.max()) + 1
     sums, counts = class_sums(x, spk_idx, num_spk)
@@ -158,8 +157,7 @@ def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) ->
     if num_spk == n_total:
         raise SidError("No speakers with multiple utterances, unable to estimate PLDA.")
     means = sums / counts[:, None]
-    # Scatter around each speaker's mean: sum x x^T - sum_s n_s m_s m_s^T.
-    offset_scatter = x.T @ x - (sums / np.sqrt(counts)[:, None]).T @ (sums / np.sqrt(counts)[:, None])
+    offset_scatter = within_scatter(x, spk_idx, means)
     global_mean = means.sum(axis=0) / num_spk
     centred = means - global_mean
     groups = [(int(n), np.flatnonzero(counts == n)) for n in np.unique(counts)]

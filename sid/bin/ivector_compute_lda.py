@@ -8,7 +8,7 @@ the leading eigenvectors, each signed so its largest entry is positive.
 
 import logging
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.lda import compute_lda, speaker_index
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -25,6 +25,7 @@ def main() -> int:
                 "to the product of its largest eigenvalue and this number.")
     po.register("binary", True, "Write output in binary mode")
     opts, args = po.parse(num_args=3)
+    limit_blas_threads()
     keys, x = kaldi_io.read_vectors(args[0])
     utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[1])}
     idx, spks = speaker_index(keys, utt2spk)

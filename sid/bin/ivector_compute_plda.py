@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.plda import estimate_plda
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -21,6 +21,7 @@ def main() -> int:
     po.register("binary", True, "Write output in binary mode")
     po.register("num-em-iters", 10, "Number of iterations of E-M used for PLDA estimation")
     opts, args = po.parse(num_args=3)
+    limit_blas_threads()
     spk2utt = kaldi_io.read_pairs(args[0])
     keys, x = kaldi_io.read_vectors(args[1])
     row = {k: i for i, k in enumerate(keys)}

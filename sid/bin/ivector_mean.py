@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 
@@ -24,11 +24,12 @@ def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     po.register("binary", False, "Write output in binary mode (only for the 2-argument form)")
     opts, args = po.parse(num_args=(2, 4))
+    limit_blas_threads()
     if len(args) == 2:
         keys, x = kaldi_io.read_vectors(args[0])
         if not keys:
             raise SidError(f"{args[0]}: no vectors read")
-        mean = x.astype(np.float64).mean(axis=0)
+        mean = x.mean(axis=0, dtype=np.float64)
         kaldi_io.write_object(args[1], mean, opts.binary)
         log.info("Computed mean of %d iVectors; norm of mean is %g", len(keys), np.linalg.norm(mean))
         return 0

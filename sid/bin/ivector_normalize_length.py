@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.cli import KaldiOptions, run_main
 
 log = logging.getLogger("ivector_normalize_length")
@@ -19,15 +19,16 @@ def main() -> int:
     po.register("normalize", True, "Set this to false to disable normalization")
     po.register("scaleup", True, "If 'true', the normalized iVector is scaled-up by 'sqrt(dim)'")
     opts, args = po.parse(num_args=2)
+    limit_blas_threads()
     keys, x = kaldi_io.read_vectors(args[0])
     if keys:
-        norm = np.linalg.norm(x.astype(np.float64), axis=1)
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
         ratio = norm / np.sqrt(x.shape[1]) if opts.scaleup else norm
         zero = ratio == 0
         for k in np.flatnonzero(zero):
             log.warning("Zero iVector for key %s", keys[k])
         if opts.normalize:
-            x = (x / np.where(zero, 1.0, ratio)[:, None]).astype(np.float32)
+            x /= np.where(zero, 1.0, ratio).astype(np.float32)[:, None]
         log.info("Processed %d iVectors.", len(keys))
         log.info("Average ratio of iVector to expected length was %g, standard deviation was %g",
                  ratio.mean(), np.sqrt(max(np.mean(ratio ** 2) - ratio.mean() ** 2, 0.0)))

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.plda import Plda
 from sid.backend.scoring import index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main
@@ -29,6 +29,7 @@ def main() -> int:
                 "scaling to length sqrt(dim) in the PLDA space")
     po.register("num-utts", "", "Table to read the number of utterances per speaker, e.g. ark:num_utts.ark")
     opts, args = po.parse(num_args=5)
+    limit_blas_threads()
     plda = Plda.read(args[0])
     train_keys, train = train_keys0, train0 = kaldi_io.read_vectors(args[1])
     if opts.num_utts:

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.cli import KaldiOptions, run_main
 
 log = logging.getLogger("ivector_subtract_global_mean")
@@ -19,6 +19,7 @@ def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     po.register("subtract-mean", True, "If true, subtract mean; if false, just copy the input.")
     opts, args = po.parse(num_args=(2, 3))
+    limit_blas_threads()
     keys, x = kaldi_io.read_vectors(args[-2])
     if len(args) == 3:
         mean = kaldi_io.read_vector(args[0])
@@ -26,11 +27,11 @@ def main() -> int:
             from sid.errors import SidError
             raise SidError(f"{args[0]}: mean has dimension {mean.shape[0]}, vectors in {args[1]} have {x.shape[1]}")
     else:
-        mean = x.astype(np.float64).mean(axis=0) if keys else np.zeros(0)
+        mean = x.mean(axis=0, dtype=np.float64) if keys else np.zeros(0)
         log.info("Read %d iVectors.", len(keys))
         log.info("Norm of iVector mean was %g", np.linalg.norm(mean))
     if opts.subtract_mean and keys:
-        x = (x - mean).astype(np.float32)
+        x -= mean.astype(np.float32)
     kaldi_io.write_vectors(args[-1], keys, x)
     log.info("Wrote %d mean-subtracted iVectors", len(keys))
     return 0

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.lda import apply_transform
 from sid.cli import KaldiOptions, run_main
 
@@ -18,6 +18,7 @@ log = logging.getLogger("ivector_transform")
 def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     _, args = po.parse(num_args=3)
+    limit_blas_threads()
     transform = kaldi_io.read_matrix(args[0])
     keys, x = kaldi_io.read_vectors(args[1])
     y = apply_transform(transform, x) if keys else np.zeros((0, transform.shape[0]), np.float32)

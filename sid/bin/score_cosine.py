@@ -10,7 +10,7 @@ e.g.: python -m sid.bin.score_cosine "ark:python -m sid.bin.ivector_subtract_glo
 
 import logging
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.scoring import cosine_scores, index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -21,6 +21,7 @@ log = logging.getLogger("score_cosine")
 def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     _, args = po.parse(num_args=4)
+    limit_blas_threads()
     enroll_keys, enroll = kaldi_io.read_vectors(args[0])
     test_keys, test = (enroll_keys, enroll) if args[1] == args[0] else kaldi_io.read_vectors(args[1])
     if not enroll_keys or not test_keys:

@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import kaldi_io, limit_blas_threads
 from sid.backend.plda import Plda
 from sid.backend.scoring import cohort_stats, index_trials, length_normalize, read_scores, snorm, write_scores
 from sid.cli import KaldiOptions, run_main
@@ -30,6 +30,7 @@ def main() -> int:
     po.register("plda", "", "Score against the cohort with this PLDA model (default: cosine)")
     po.register("num-utts", "", "With --plda: table of the number of utterances per enrolment vector")
     opts, args = po.parse(num_args=5)
+    limit_blas_threads()
     if opts.method not in ("snorm", "asnorm"):
         raise SidError(f"--method must be snorm or asnorm, got '{opts.method}'")
     if opts.top_n <= 0:
