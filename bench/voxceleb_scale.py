@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -44,9 +45,41 @@ def build_data_dir(utt2dur_gz: list[Path], root: str, ext: str, out: Path) -> in
                 utt = voxceleb.utt_id(rel + "." + ext)
                 utts.append((utt, utt.split("-", 1)[0], f"{root}/{rel}.{ext}"))
                 durs.append(float(dur))
-    order = sorted(range(len(utts)), key=lambda i: utts[i][0].encode())
-    voxceleb.write_data_dir(out, [utts[i] for i in order], [durs[i] for i in order])
+    voxceleb.write_data_dir(out, utts, durs)
     return len(utts)
+
+
+def build_all(dur_dir: Path, work: Path) -> None:
+    """VoxCeleb2 dev and VoxCeleb1 data dirs, MUSAN-like noise dirs and RIR lists under ``work``."""
+    import numpy as np
+    import soundfile as sf
+
+    data = work / "data"
+    t0 = time.perf_counter()
+    n2 = build_data_dir([dur_dir / "vox2_dev.utt2dur.gz"], "/corpora/voxceleb2/dev/aac", "m4a", data / "vox2_dev")
+    n1 = build_data_dir([dur_dir / "vox1_dev.utt2dur.gz", dur_dir / "vox1_tst.utt2dur.gz"],
+                        "/corpora/voxceleb1/wav", "wav", data / "vox1")
+    print(f"built data dirs: VoxCeleb2 dev {n2:,} utterances, VoxCeleb1 {n1:,} "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    # Noise dirs and RIR lists the augmentation draws from (a few real tiny files:
+    # the RIR list reader checks that its files exist; recipes are only written).
+    for kind, n in (("noise", 930), ("music", 660), ("speech", 426)):
+        d = data / f"musan_{kind}"
+        d.mkdir()
+        names = [f"{kind}-{i:04d}" for i in range(n)]
+        write_sorted(d / "wav.scp", ((u, f"/corpora/musan/{kind}/{u}.wav") for u in names))
+        write_sorted(d / "utt2spk", ((u, u) for u in names))
+        write_sorted(d / "spk2utt", ((u, u) for u in names))
+        write_sorted(d / "utt2dur", ((u, f"{3 + i % 20}.0") for i, u in enumerate(names)))
+    for room in ("smallroom", "mediumroom"):
+        rdir = work / "rirs" / room
+        rdir.mkdir(parents=True)
+        lines = []
+        for i in range(200):
+            sf.write(rdir / f"r{i}.wav", np.zeros(16, np.int16), 16000)
+            lines.append(f"--rir-id {room}-{i} --room-id {room} {rdir}/r{i}.wav\n")
+        (rdir / "rir_list").write_text("".join(lines))
+
 
 
 def main():
@@ -69,34 +102,13 @@ def main():
                                      os.environ.get("PATH", "")]))
     data = work / "data"
     try:
-        t0 = time.perf_counter()
-        n2 = build_data_dir([dur_dir / "vox2_dev.utt2dur.gz"], "/corpora/voxceleb2/dev/aac", "m4a", data / "vox2_dev")
-        n1 = build_data_dir([dur_dir / "vox1_dev.utt2dur.gz", dur_dir / "vox1_tst.utt2dur.gz"],
-                            "/corpora/voxceleb1/wav", "wav", data / "vox1")
-        print(f"built data dirs: VoxCeleb2 dev {n2:,} utterances, VoxCeleb1 {n1:,} "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
-        # Noise dirs and RIR lists the augmentation draws from (a few real tiny files:
-        # the RIR list reader checks that its files exist; recipes are only written).
-        import numpy as np
-        import soundfile as sf
-
-        for kind, n in (("noise", 930), ("music", 660), ("speech", 426)):
-            d = data / f"musan_{kind}"
-            d.mkdir()
-            names = [f"{kind}-{i:04d}" for i in range(n)]
-            write_sorted(d / "wav.scp", ((u, f"/corpora/musan/{kind}/{u}.wav") for u in names))
-            write_sorted(d / "utt2spk", ((u, u) for u in names))
-            write_sorted(d / "spk2utt", ((u, u) for u in names))
-            write_sorted(d / "utt2dur", ((u, f"{3 + i % 20}.0") for i, u in enumerate(names)))
-        for room in ("smallroom", "mediumroom"):
-            rdir = work / "rirs" / room
-            rdir.mkdir(parents=True)
-            lines = []
-            for i in range(200):
-                sf.write(rdir / f"r{i}.wav", np.zeros(16, np.int16), 16000)
-                lines.append(f"--rir-id {room}-{i} --room-id {room} {rdir}/r{i}.wav\n")
-            (rdir / "rir_list").write_text("".join(lines))
-
+        # Built in a child process: a child's peak RSS starts from its parent's size at
+        # fork, so the parent must stay small for the figures below to mean anything.
+        builder = multiprocessing.get_context("spawn").Process(target=build_all, args=(dur_dir, work))
+        builder.start()
+        builder.join()
+        if builder.exitcode != 0:
+            sys.exit("building the data dirs failed")
         py = sys.executable
         v2 = str(data / "vox2_dev")
         steps = [

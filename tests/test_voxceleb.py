@@ -166,3 +166,28 @@ def test_convert_m4a_is_resumable(standin, tmp_path, repo, sid_env):
     r = run_tool(sid_env, repo / "local" / "convert_m4a.py", d, tmp_path / "flac")
     assert r.returncode == 0 and "nothing to convert" in r.stderr
     assert mtime == {p: p.stat().st_mtime_ns for p in (tmp_path / "flac").rglob("*.flac")}
+
+
+def test_musan_and_rir_lists_from_their_layouts(standin, tmp_path, repo, sid_env):
+    r = run_tool(sid_env, repo / "local" / "make_musan.py", "--use-vocals", "false", "--nj", "1",
+                 standin / "musan", tmp_path)
+    assert r.returncode == 0, r.stderr
+    music = read_dict(tmp_path / "musan_music" / "wav.scp")
+    assert sorted(music) == ["music-fma-0001", "music-fma-0002"]  # 0000 has vocals in ANNOTATIONS
+    assert len(read_dict(tmp_path / "musan_speech" / "utt2dur")) == 4
+    assert read_dict(tmp_path / "musan_noise" / "utt2spk") == {u: u for u in read_dict(tmp_path / "musan_noise" / "wav.scp")}
+    # RIRS_NOISES lists name files relative to the folder above RIRS_NOISES; the copy
+    # names them absolutely, wherever the tree is (here renamed).
+    moved = tmp_path / "rirs_renamed"
+    import shutil
+
+    shutil.copytree(standin / "RIRS_NOISES", moved)
+    r = run_tool(sid_env, repo / "local" / "prepare_rirs.py", moved, tmp_path / "rirs")
+    assert r.returncode == 0, r.stderr
+    from sid.augment.datadir import read_rir_list
+
+    rirs = read_rir_list(tmp_path / "rirs" / "smallroom" / "rir_list")
+    assert len(rirs) == 4 and all(p.startswith(str(moved)) and os.path.isfile(p) for p in rirs)
+    (moved / "simulated_rirs" / "mediumroom" / "Room002" / "Room002-00001.wav").unlink()
+    r = run_tool(sid_env, repo / "local" / "prepare_rirs.py", moved, tmp_path / "rirs2")
+    assert r.returncode == 1 and "1 of 4 RIR files are missing" in r.stderr and "Room002-00001.wav" in r.stderr

@@ -98,17 +98,20 @@ class _Source:
                 raise DataDirError(f"{self.dir / name}: no such file (not a data dir?)")
         self.utt2spk = _read_table(self.dir / "utt2spk")
         self.utt2aug = _read_table(self.dir / "utt2aug") if self.has("utt2aug") else None
+        self._utt2dur: dict[str, str] | None = None  # kept once durations() has read it
 
     def has(self, name: str) -> bool:
         return (self.dir / name).is_file()
 
     def table(self, name: str) -> dict[str, str]:
+        if name == "utt2dur" and self._utt2dur is not None:
+            return self._utt2dur
         return _read_table(self.dir / name)
 
     def durations(self) -> dict[str, float]:
         if not self.has("utt2dur"):
             raise DataDirError(f"{self.dir}/utt2dur: no such file; make it with utils/data/get_utt2dur.sh {self.dir}")
-        utt2dur = self.table("utt2dur")
+        utt2dur = self._utt2dur = self.table("utt2dur")
         missing = [u for u in self.utt2spk if u not in utt2dur]
         if missing:
             raise DataDirError(f"{self.dir}/utt2dur: {len(missing)} utterances have no duration, e.g. '{missing[0]}'; "
