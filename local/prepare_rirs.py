@@ -15,6 +15,7 @@ import logging
 import shlex
 from pathlib import Path
 
+from sid.augment.datadir import parse_rir_line
 from sid.cli import run_main, setup_logging
 from sid.data.table import atomic_path
 from sid.errors import DataDirError, SidError
@@ -26,22 +27,14 @@ def read_list(root: Path, rir_list: Path) -> list[tuple[str, str, Path]]:
     out = []
     with open(rir_list, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            tokens = shlex.split(line)
-            if not tokens:
+            if not line.strip():
                 continue
-            opts = {}
-            rest = []
-            it = iter(tokens)
-            for tok in it:
-                if tok.startswith("--"):
-                    opts[tok] = next(it, "")
-                else:
-                    rest.append(tok)
-            if len(rest) != 1 or "--rir-id" not in opts or "--room-id" not in opts:
+            opts, spec = parse_rir_line(line)
+            if not spec or " " in spec or "--rir-id" not in opts or "--room-id" not in opts:
                 raise DataDirError(f"{rir_list}:{lineno}: expected '--rir-id <id> --room-id <room> <file>', "
                                    f"got '{line.strip()}'")
-            parts = Path(rest[0]).parts
-            rel = Path(*parts[parts.index("simulated_rirs"):]) if "simulated_rirs" in parts else Path(rest[0])
+            parts = Path(spec).parts
+            rel = Path(*parts[parts.index("simulated_rirs"):]) if "simulated_rirs" in parts else Path(spec)
             out.append((opts["--rir-id"], opts["--room-id"], (root / rel).resolve()))
     return out
 

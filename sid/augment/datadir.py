@@ -159,8 +159,22 @@ def _noise_dir(data_dir: str | os.PathLike) -> tuple[list[str], list[float]]:
     return [wav[u] for u in names], [float(durs[u]) for u in names]
 
 
+def parse_rir_line(line: str) -> tuple[dict[str, str], str]:
+    """A RIRS_NOISES ``rir_list`` line ``--rir-id X --room-id Y <file>`` as its options
+    (``{"--rir-id": "X", ...}``) and the file (``""`` for an empty line)."""
+    opts, words = {}, []
+    tokens = iter(shlex.split(line))
+    for tok in tokens:
+        if tok.startswith("--"):
+            name, eq, value = tok.partition("=")
+            opts[name] = value if eq else next(tokens, "")
+        else:
+            words.append(tok)
+    return opts, " ".join(words)
+
+
 def read_rir_list(path: str | os.PathLike) -> list[str]:
-    """RIR files of a RIRS_NOISES ``rir_list`` (``--rir-id X --room-id Y <file>`` lines).
+    """RIR files of a RIRS_NOISES ``rir_list``.
 
     Relative files are taken relative to the current directory, as Kaldi does; a
     missing file is an error naming the list's line.
@@ -168,20 +182,11 @@ def read_rir_list(path: str | os.PathLike) -> list[str]:
     rirs = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            tokens = shlex.split(line)
-            if not tokens:
+            if not line.strip():
                 continue
-            words = []
-            i = 0
-            while i < len(tokens):
-                if tokens[i].startswith("--"):
-                    i += 1 if "=" in tokens[i] else 2
-                else:
-                    words.append(tokens[i])
-                    i += 1
-            if not words:
+            _, spec = parse_rir_line(line)
+            if not spec:
                 raise DataDirError(f"{path}:{lineno}: no RIR file in '{line.strip()}'")
-            spec = " ".join(words)
             if not spec.endswith("|") and not os.path.isfile(spec):
                 raise DataDirError(f"{path}:{lineno}: RIR file '{spec}' does not exist")
             rirs.append(spec)
