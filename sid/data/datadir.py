@@ -579,10 +579,9 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
                  utts: list[str], spks: list[str]) -> None:
     """Write every table of ``src`` into each of ``dests``, part ``p`` holding the utterances with ``utt_part[u] == p``.
 
-    One part (subset) streams each file through a filter, so memory holds only the
-    chosen ids. For several parts: in a valid data dir every utterance-keyed file has
-    utt2spk's keys in its order, and the parts are contiguous in that order, so each
-    part is a slice of each file; files keyed otherwise go line by line.
+    In a valid data dir every utterance-keyed file has utt2spk's keys in its order, and
+    split's parts are contiguous in that order, so each part is a slice of each file;
+    files keyed otherwise go line by line.
     """
     n = len(dests)
     has_seg = src.has_segments
@@ -620,10 +619,6 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
             continue
         kind = key_kind(name, has_seg)
         where = utt_part if kind == UTT else spk_where if kind == SPK else rec_where
-        if n == 1:
-            with atomic_path(dests[0] / name) as tmp, open(tmp, "w", encoding="utf-8") as out:
-                out.writelines(line + "\n" for key, _, line in _iter_keyed(src.file(name), 0) if key in where)
-            continue
         table = src.table(name)
         if kind == UTT and slices is not None and table.keys == utts:
             parts = [table.lines[a:b] for a, b in slices]
@@ -651,20 +646,48 @@ def _check_dest(src: DataDir, dest: Path) -> None:
         raise DataDirError(f"destination {dest} is the source data dir")
 
 
+def _filter_file(path: Path, out_path: Path, keep: set[str] | dict) -> None:
+    """Copy the lines of a table whose key is in ``keep``, streamed (memory does not grow with the file)."""
+    with open(path, encoding="utf-8") as f, atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        write = out.write
+        last = "\n"
+        for line in f:
+            parts = line.split(None, 1)
+            if parts and parts[0] in keep:
+                write(line)
+                last = line
+        if not last.endswith("\n"):
+            write("\n")
+
+
 def write_subset(src: DataDir, dest: str | os.PathLike, utts: Iterable[str],
                  utt2spk: tuple[list[str], list[str]] | None = None) -> int:
     """Write ``dest`` holding the utterances of ``src`` in ``utts``; returns how many.
 
-    ``utt2spk``: ``src.utt2spk()`` when the caller has already read it.
+    ``utt2spk``: ``src.utt2spk()`` when the caller has already read it. Each file is
+    streamed through a filter, so memory holds the ids, not the files.
     """
     dest = Path(dest)
     _check_dest(src, dest)
     all_utts, spks = utt2spk or src.utt2spk()
     keep = utts if isinstance(utts, (set, frozenset)) else set(utts)
-    part = {u: 0 for u in all_utts if u in keep}
+    mask = [u in keep for u in all_utts]
+    kept_utts = list(itertools.compress(all_utts, mask))
+    kept_spks = list(itertools.compress(spks, mask))
+    del mask
+    keep = set(kept_utts)
+    has_seg = src.has_segments
+    recordings: set[str] = set()
+    if has_seg:
+        recordings = {rec for utt, rec in zip(*src.segment_recordings()) if utt in keep}
+    where = {UTT: keep, SPK: set(kept_spks), REC: recordings}
     _clear_tables(dest)
-    _write_parts(src, [dest], part, all_utts, spks)
-    return len(part)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in src.table_names():
+        if name != "spk2utt":
+            _filter_file(src.file(name), dest / name, where[key_kind(name, has_seg)])
+    write_lines(dest / "spk2utt", spk2utt_lines(kept_utts, kept_spks))
+    return len(kept_utts)
 
 
 def subset(src: str | os.PathLike, dest: str | os.PathLike, *, utt_list: str | None = None, spk_list: str | None = None,
