@@ -123,6 +123,20 @@ def test_background_noise_is_repeated_to_the_utterance(tmp_path, speech):
     assert snr == pytest.approx(10.0, abs=1e-3)
 
 
+def test_long_background_noise_read_only_as_far_as_needed(tmp_path, speech):
+    # A noise longer than the utterance is trimmed (Kaldi: --duration); knowing its
+    # duration, only its start is read, with the same result.
+    rng = np.random.default_rng(7)
+    spec = write(tmp_path / "music.wav", coloured(rng, 5 * SR, 1.0))
+    whole = apply_recipe(speech, SR, {"additive": [{"file": spec, "snr": 8, "fill": True}]})
+    part = apply_recipe(speech, SR, {"additive": [{"file": spec, "snr": 8, "fill": True, "dur": 5.0}]})
+    np.testing.assert_array_equal(whole, part)
+    trimmed = read_back(spec)[:len(speech)]
+    c, d = fit_noise_scale(part.astype(np.float64), speech, trimmed)
+    snr = 10 * np.log10(np.mean(speech ** 2) / ((d / c) ** 2 * np.mean(trimmed ** 2)))
+    assert snr == pytest.approx(8.0, abs=1e-3)
+
+
 def test_noise_snr_is_relative_to_early_reverberation():
     # wav-reverberate measures the signal power for the SNR on the signal convolved
     # with the RIR from 1 ms before to 50 ms after its peak, not on the dry signal.
@@ -268,7 +282,8 @@ def test_babble_copy_and_its_audio(tmp_path, clean, noises):
     aug = read_dict(out / "utt2aug")
     counts = {len(json.loads(r)["additive"]) for r in aug.values()}
     assert counts <= {3, 4, 5, 6, 7} and len(counts) > 1
-    assert all(a["fill"] and a["start"] == 0 for r in aug.values() for a in json.loads(r)["additive"])
+    assert all(a["fill"] and a["start"] == 0 and a["dur"] == 2.0
+               for r in aug.values() for a in json.loads(r)["additive"])
     utt = "spkB-u5-babble"
     x, _ = sf.read(read_dict(out / "wav.scp")[utt], dtype="int16")
     y = apply_recipe(x.astype(np.float32), SR, aug[utt])

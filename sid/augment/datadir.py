@@ -297,9 +297,11 @@ def augment_data_dir(src_dir: str | os.PathLike, dest_dir: str | os.PathLike, ut
         draw = _Draws(seed, utt)
         additive = []
         if bg is not None:
+            specs, ndur = bg
             for _ in range(draw.choice(num_bg_noises)):
-                spec = quoted[draw.choice(bg[0])]
-                additive.append(f'{{"file":{spec},"snr":{draw.choice(bg_snrs)},"start":0.0,"fill":true}}')
+                k = int(draw.random() * len(specs))
+                additive.append(f'{{"file":{quoted[specs[k]]},"snr":{draw.choice(bg_snrs)},"start":0.0,'
+                                f'"fill":true,"dur":{ndur[k]!r}}}')
         if fg is not None:
             specs, ndur = fg
             total = 0.0

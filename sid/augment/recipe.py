@@ -7,12 +7,14 @@ deterministic. Keys (all optional):
   ``speed``     factor, as ``sox speed``: pitch and tempo change together, the
                 output has ``len / factor`` samples (Kaldi's perturb_data_dir_speed.sh).
   ``rir``       a room impulse response (``wav.scp``-style spec) to convolve with.
-  ``additive``  a list of ``{"file": spec, "snr": dB, "start": seconds, "fill": bool}``:
-                noises added at ``start`` seconds with the SNR in dB relative to the
-                (early-reverberation) signal power; ``fill`` repeats or trims the
-                noise to the utterance's length first (a background noise, Kaldi's
-                ``wav-reverberate --duration=<utt-dur>``); otherwise it is added as far
-                as the utterance reaches.
+  ``additive``  a list of ``{"file": spec, "snr": dB, "start": seconds, "fill": bool,
+                "dur": seconds}``: noises added at ``start`` seconds with the SNR in dB
+                relative to the (early-reverberation) signal power; ``fill`` repeats or
+                trims the noise to the utterance's length first (a background noise,
+                Kaldi's ``wav-reverberate --duration=<utt-dur>``); otherwise it is added
+                as far as the utterance reaches. ``dur``, the noise file's duration,
+                lets a long filling noise (minutes of MUSAN music) be read only as far
+                as the utterance needs.
   ``seed``      the seed the choices were drawn with (provenance; nothing random is left).
 
 RIR and noise follow ``wav-reverberate --shift-output=true`` (its defaults
@@ -37,7 +39,7 @@ from sid.errors import AudioError
 SEC_BEFORE_PEAK = 0.001
 SEC_AFTER_PEAK = 0.05
 KEYS = {"speed", "rir", "additive", "seed"}
-ADDITIVE_KEYS = {"file", "snr", "start", "fill"}
+ADDITIVE_KEYS = {"file", "snr", "start", "fill", "dur"}
 
 
 # Small caches: a job's utterances draw their RIRs and noises at random from
@@ -60,6 +62,17 @@ def _read_noise(spec: str, sample_rate: int) -> np.ndarray:
     return noise
 
 
+def _read_start(spec: str, sample_rate: int, length: int, dur: float | None) -> np.ndarray:
+    """The first ``length`` samples of a noise known to be longer, else all of it."""
+    if dur is None or dur * sample_rate <= length + 1:
+        return _read_noise(spec, sample_rate)
+    from sid.data.audio import read_audio
+
+    # Half a sample over, so that int(end * rate) is exactly ``length``.
+    noise, _ = read_audio(spec, sample_rate=sample_rate, resample=True, end=(length + 0.5) / sample_rate)
+    return noise
+
+
 def parse_recipe(recipe: str | dict) -> dict:
     """The recipe as a dict, checked; a malformed one is an error quoting it."""
     if isinstance(recipe, dict):
@@ -76,7 +89,7 @@ def parse_recipe(recipe: str | dict) -> dict:
     for add in rec.get("additive", []):
         if not isinstance(add, dict) or "file" not in add or "snr" not in add or set(add) - ADDITIVE_KEYS:
             raise AudioError(f"augmentation recipe: each additive entry needs 'file' and 'snr' "
-                             f"(and optionally 'start', 'fill'): {recipe!r}")
+                             f"(and optionally 'start', 'fill', 'dur'): {recipe!r}")
     return rec
 
 
@@ -151,9 +164,10 @@ def apply_recipe(samples: np.ndarray, sample_rate: int, recipe: str | dict) -> n
         rir = _read_rir(rec["rir"], sample_rate) if "rir" in rec else None
         additive = []
         for add in rec.get("additive", []):
-            noise = _read_noise(add["file"], sample_rate)
             if add.get("fill", False):
-                noise = _fill(noise, len(x))
+                noise = _fill(_read_start(add["file"], sample_rate, len(x), add.get("dur")), len(x))
+            else:
+                noise = _read_noise(add["file"], sample_rate)
             additive.append((noise, float(add["snr"]), float(add.get("start", 0.0)), add["file"]))
         x = reverberate_and_add(x, sample_rate, rir, additive)
     return x.astype(np.float32)
