@@ -3,9 +3,12 @@
 #  e.g.: steps/score_norm.sh --backend cosine --method asnorm --top-n 300 data/train \
 #          exp/xvector/embeddings/train exp/xvector/embeddings/voxceleb1_test exp/xvector/scores data/voxceleb1_test/trials
 # Score normalisation of <score-dir>/<trials-name>.<backend>.score (made by steps/score_<backend>.sh
-# with the same arguments) into <score-dir>/<trials-name>.<backend>_<method>.score.
+# with the same arguments) into <score-dir>/<trials-name>.<backend>_<method>.score
+# (<backend>_<method>_uttcohort with --cohort utt).
 # The cohort is the speaker-mean embeddings of the training set (<train-emb-dir>/spk_xvector.scp if
-# present, else ivector_mean over <train-data-dir>/spk2utt), like WeSpeaker's vox2_dev cohort, passed
+# present, else ivector_mean over <train-data-dir>/spk2utt), like WeSpeaker's vox2_dev cohort, or with
+# --cohort utt its utterance embeddings (a better match for PLDA, whose cohort side is scored as one
+# utterance); either is passed
 # through the back-end's own mean subtraction / LDA / length normalisation
 # (<score-dir>/backend_<backend>/). Each enrolment and test embedding is scored against the cohort
 # (cosine, or the PLDA model); the mean/std of its --top-n best cohort scores (asnorm) or of all of
@@ -16,6 +19,7 @@
 #   --backend <cosine|plda>   # which scores to normalise (default: cosine)
 #   --method <asnorm|snorm>   # adaptive (top-N) or plain symmetric normalisation (default: asnorm)
 #   --top-n <N>               # cohort size used per embedding for asnorm (default: 300)
+#   --cohort <spk|utt>        # speaker-mean or utterance embeddings of the training set (default: spk)
 
 set -euo pipefail
 
@@ -23,6 +27,7 @@ cmd=run.pl
 backend=cosine
 method=asnorm
 top_n=300
+cohort=spk
 
 echo "$0 $*"
 . parse_options.sh
@@ -34,6 +39,7 @@ fi
 train_data=$1; train_emb=$2; eval_emb=$3; dir=$4; shift 4
 case "$backend" in cosine|plda) ;; *) echo "$0: --backend must be cosine or plda, got '$backend'" >&2; exit 1 ;; esac
 case "$method" in asnorm|snorm) ;; *) echo "$0: --method must be asnorm or snorm, got '$method'" >&2; exit 1 ;; esac
+case "$cohort" in spk|utt) ;; *) echo "$0: --cohort must be spk or utt, got '$cohort'" >&2; exit 1 ;; esac
 
 b=$dir/backend_$backend
 [ -s "$b/mean.vec" ] || { echo "$0: no $b/mean.vec: run steps/score_$backend.sh first" >&2; exit 1; }
@@ -43,8 +49,13 @@ done
 bin="python -m sid.bin"
 mkdir -p "$dir/log"
 
+suffix=""
 cohort_scp=$train_emb/spk_xvector.scp
-if [ ! -f "$cohort_scp" ]; then
+if [ "$cohort" = utt ]; then
+  cohort_scp=$train_emb/xvector.scp
+  suffix=_uttcohort
+  [ -f "$cohort_scp" ] || { echo "$0: no such file $cohort_scp" >&2; exit 1; }
+elif [ ! -f "$cohort_scp" ]; then
   [ -f "$train_data/spk2utt" ] || { echo "$0: need $train_emb/spk_xvector.scp or $train_data/spk2utt" >&2; exit 1; }
   cohort_scp=$b/spk_xvector.scp
   if [ ! -s "$cohort_scp" ]; then
@@ -62,10 +73,10 @@ plda_opt=""
 for trials in "$@"; do
   name=$(basename "$trials")
   in=$dir/$name.$backend.score
-  out=$dir/$name.${backend}_$method.score
+  out=$dir/$name.${backend}_$method$suffix.score
   [ -s "$in" ] || { echo "$0: no $in: run steps/score_$backend.sh first" >&2; exit 1; }
   [ -s "$out" ] && { echo "$0: $out exists, not recomputing"; continue; }
-  $cmd "$dir/log/score_norm_${name}_${backend}_$method.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt \
+  $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt \
     "$(prep "$cohort_scp")" "$(prep "$eval_emb/xvector.scp")" "$(prep "$eval_emb/xvector.scp")" "$in" "$out"
   echo "$0: wrote $out"
 done

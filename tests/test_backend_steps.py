@@ -59,11 +59,11 @@ def test_scoring_steps(recipe, sid_env):
     args = "data/train emb/train emb/test exp/scores data/test/trials"
     sh(f"score_cosine.sh {args} data/test/trials_half", d, env)
     sh(f"score_plda.sh --lda-dim 16 {args}", d, env)
-    sh(f"score_norm.sh --top-n 20 {args} && score_norm.sh --backend plda --method snorm {args}", d, env)
+    sh(f"score_norm.sh --top-n 20 {args} && score_norm.sh --backend plda --method snorm --cohort utt {args}", d, env)
     out = sh("compute_metrics.sh --tsne-emb-dir emb/test --tsne-utt2spk data/test/utt2spk "
              "exp/scores exp/results data/test/trials data/test/trials_half", d, env)
 
-    backends = {"cosine", "plda", "cosine_asnorm", "plda_snorm"}
+    backends = {"cosine", "plda", "cosine_asnorm", "plda_snorm_uttcohort"}
     results = json.loads((d / "exp/results/results.json").read_text())
     assert set(results) == {"trials", "trials_half"}
     assert set(results["trials"]) == backends and set(results["trials_half"]) == {"cosine"}
