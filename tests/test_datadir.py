@@ -87,6 +87,43 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path):
     assert len(errors) >= 5
 
 
+def test_validate_unreadable_and_empty_files(tmp_path):
+    d, utts, _ = make_dir(tmp_path)
+    (d / "text").write_bytes(b"spkA-u0 ok\nspkA-u1 caf\xe9\n")
+    (d / "utt2dur").write_text("")
+    errors = errors_of(d)
+    assert errors == [f"{d / 'text'}:2: not UTF-8 text (invalid continuation byte)", f"{d / 'utt2dur'}: file is empty"]
+    (d / "utt2spk").write_text("")
+    assert errors_of(d) == [f"{d / 'utt2spk'}: file is empty"]
+
+
+def test_tools_refuse_broken_input(tmp_path):
+    d, utts, _ = make_dir(tmp_path)
+    (d / "utt2spk").write_text(f"{utts[0]} spkA extra\n")
+    for call in (lambda: dd.split(d, 2), lambda: dd.subset(d, tmp_path / "s", first=1),
+                 lambda: dd.copy(d, tmp_path / "c", utt_prefix="x")):
+        with pytest.raises(DataDirError, match=r"utt2spk:1: expected '<utterance> <speaker>'"):
+            call()
+    (d / "utt2spk").write_text("")
+    with pytest.raises(DataDirError, match="no utterance is present in every file"):
+        dd.fix(d)
+    (d / "utt2spk").unlink()
+    with pytest.raises(DataDirError, match="no utt2spk"):
+        dd.split(d, 2)
+
+
+def test_split_keeps_speakers_whole_when_interleaved(tmp_path):
+    d, utts, spks = make_dir(tmp_path, spk_sizes=(2, 2, 2, 2), extra=False)
+    # speakers that do not sort with utterance ids: spkA, spkB, spkA, ...
+    mixed = [("spkA", "spkB")[i % 2] for i in range(len(utts))]
+    (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in zip(utts, mixed)))
+    (d / "spk2utt").write_text("".join(line + "\n" for line in dd.spk2utt_lines(utts, mixed)))
+    out = dd.split(d, 2)
+    for n, spk in ((1, "spkA"), (2, "spkB")):
+        assert set((out / str(n) / "utt2spk").read_text().split()[1::2]) == {spk}
+        assert (out / str(n) / "wav.scp").read_text().split()[::2] == utts[n - 1::2]
+
+
 def test_validate_spk2utt_mismatch_and_speaker_order(tmp_path):
     d, utts, spks = make_dir(tmp_path)
     s2u = (d / "spk2utt").read_text().splitlines()

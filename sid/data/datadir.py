@@ -81,10 +81,16 @@ def load_table(path: str | os.PathLike) -> Table:
     """Read a table; empty lines are skipped and recorded (``empty_lines``) for the caller to judge."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise DataDirError(f"{path}: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataDirError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        lineno = data.count(b"\n", 0, err.start) + 1
+        raise DataDirError(f"{path}:{lineno}: not UTF-8 text ({err.reason})") from None
+    del data
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -333,8 +339,25 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
     if not d.has("utt2spk"):
         return rep.errors, rep.warnings
 
-    u2s = load_table(d.file("utt2spk"))
+    unreadable: set[str] = set()
+
+    def load(name: str) -> Table | None:
+        """The table, or None (reported once) when it cannot be read as text."""
+        if name in unreadable:
+            return None
+        try:
+            return load_table(d.file(name))
+        except DataDirError as err:
+            rep.error(str(err))
+            unreadable.add(name)
+            return None
+
+    u2s = load("utt2spk")
+    if u2s is None:
+        return rep.errors, rep.warnings
     utts = _check_table(u2s, rep)
+    if not u2s.lines:
+        return rep.errors, rep.warnings  # nothing to check the other files against
     spks = [v.strip() for v in _raw_values(u2s)]
     if sum(map(len, map(str.split, spks))) != len(spks) or not all(spks):
         for i, spk in enumerate(spks):
@@ -346,8 +369,8 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
                 rep.error(f"{u2s.path}:{u2s.lineno(i)}: speaker '{spks[i]}' comes after '{spks[i - 1]}': utt2spk must "
                           "also be sorted by speaker (make speaker ids prefixes of utterance ids)")
 
-    if d.has("spk2utt"):
-        s2u = load_table(d.file("spk2utt"))
+    s2u = load("spk2utt") if d.has("spk2utt") else None
+    if s2u is not None:
         _check_table(s2u, rep)
         if s2u.lines != spk2utt_lines(u2s.keys, spks):
             _check_spk2utt(s2u, u2s, utts, spks, rep)
@@ -355,8 +378,8 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
 
     has_seg = d.has_segments
     recordings: _Keys | None = None
-    if d.has("wav.scp"):
-        wav = load_table(d.file("wav.scp"))
+    wav = load("wav.scp") if d.has("wav.scp") else None
+    if wav is not None:
         wav_keys = _check_table(wav, rep)
         if has_seg:
             recordings = wav_keys
@@ -365,7 +388,7 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
         if check_audio:
             _check_audio_files(wav, rep)
         del wav, wav_keys
-    elif has_seg:
+    elif has_seg and not d.has("wav.scp"):
         rep.error(f"{d.file('segments')}: there is no wav.scp for its recordings")
 
     spk_keys: _Keys | None = None
@@ -373,8 +396,12 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
     for name in d.table_names():
         if name in ("utt2spk", "spk2utt", "wav.scp"):
             continue
-        table = load_table(d.file(name))
+        table = load(name)
+        if table is None:
+            continue
         ks = _check_table(table, rep)
+        if not table.lines:
+            continue  # reported as empty; listing every utterance it lacks would add nothing
         kind = key_kind(name, has_seg)
         if kind == UTT:
             _check_same_keys(ks, utts, "utterance", rep)
@@ -399,8 +426,9 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
                     rep.error(f"{table.path}:{table.lineno(i)}: expected '<speaker> m|f', got '{table.lines[i]}'")
     if check_frames and num_frames is not None:
         for name in ("feats.scp", "vad.scp"):
-            if d.has(name):
-                _check_frames(load_table(d.file(name)), num_frames, rep)
+            scp = load(name) if d.has(name) else None
+            if scp is not None:
+                _check_frames(scp, num_frames, rep)
     return rep.errors, rep.warnings
 
 
