@@ -432,6 +432,11 @@ def test_get_utt2dur(tmp_path, sid_env, repo):
     assert list(got) == utts and [got[u] for u in utts] == [f"0.{i % 3 + 1}" for i in range(len(utts))]
     proc = run(sid_env, repo, "utils/data/get_utt2dur.sh", str(d))
     assert "up to date" in proc.stdout
+    # The same through a job runner, one job per split.
+    expected = (d / "utt2dur").read_text()
+    (d / "utt2dur").unlink()
+    run(sid_env, repo, "utils/data/get_utt2dur.sh", "--nj", "2", "--cmd", "run.pl", str(d))
+    assert (d / "utt2dur").read_text() == expected and (d / "log" / "get_utt2dur.2.log").is_file()
     # With segments, durations come from segments (end -1: to the recording's end).
     (d / "segments").write_text(f"{utts[0]} {utts[0]} 0.02 0.07\n{utts[1]} {utts[2]} 0.1 -1\n")
     (d / "utt2spk").write_text(f"{utts[0]} spkA\n{utts[1]} spkA\n")
