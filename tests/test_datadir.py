@@ -324,6 +324,11 @@ def test_split_by_speaker_and_reuse(tmp_path, sid_env, repo):
     run(sid_env, repo, "utils/split_data.sh", str(d), "3")
     assert "vad2.ark" in (out / "2" / "vad.scp").read_text()
     assert not [p for p in os.listdir(d) if p.startswith(".split")]  # no temporary folders left
+    # Outputs get umask permissions, not the private ones of temporary files.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "1" / "utt2spk").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_split_per_utt_segments_and_errors(tmp_path, sid_env, repo):

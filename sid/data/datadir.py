@@ -18,6 +18,7 @@ slices each file into its parts instead of filtering it once per part.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import itertools
@@ -36,6 +37,20 @@ from sid.data.table import atomic_path
 from sid.errors import DataDirError
 
 log = logging.getLogger(__name__)
+
+# Temporary files and folders are created private (0600/0700); outputs get the
+# permissions a plain write would give them under the user's umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def _atomic_text(path: str | os.PathLike) -> Iterator:
+    """A text file to write that appears at ``path`` (renamed into place) only when complete."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_UMASK)
 
 UTT, SPK, REC = "utterance", "speaker", "recording"
 UTT_FILES = ("feats.scp", "vad.scp", "text", "segments")
@@ -138,7 +153,7 @@ def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     """Write lines atomically (temporary name, then rename)."""
     if not isinstance(lines, list):
         lines = list(lines)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with _atomic_text(path) as f:
         if lines:
             f.write("\n".join(lines))
             f.write("\n")
@@ -676,7 +691,7 @@ def _check_dest(src: DataDir, dest: Path) -> None:
 
 def _filter_file(path: Path, out_path: Path, keep: set[str] | dict) -> None:
     """Copy the lines of a table whose key is in ``keep``, streamed (memory does not grow with the file)."""
-    with open(path, encoding="utf-8") as f, atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+    with open(path, encoding="utf-8") as f, _atomic_text(out_path) as out:
         write = out.write
         last = "\n"
         for line in f:
@@ -853,15 +868,17 @@ def split(path: str | os.PathLike, n: int, *, per_utt: bool = False) -> Path:
     out = d.path / f"split{n}{'utt' if per_utt else ''}"
     manifest = _manifest(d)
     stamp = out / ".sources"
-    if stamp.is_file() and stamp.read_text() == manifest:
+    if stamp.is_file() and stamp.read_text() == manifest and all((out / str(p) / "utt2spk").is_file()
+                                                                for p in range(1, n + 1)):
         log.info("%s is up to date", out)
         return out
     utts, spks = d.utt2spk()
     where = split_assignment(utts, spks, n, per_utt)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=d.path))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         _write_parts(d, [tmp / str(p + 1) for p in range(n)], where, utts, spks)
-        (tmp / ".sources").write_text(manifest)
+        write_lines(tmp / ".sources", manifest.splitlines())
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=d.path))
             os.replace(out, old / out.name)
@@ -1106,7 +1123,7 @@ def _combine_file(out_path: Path, sources: list, labels: list[str], kind: str) -
     def write(items) -> int:
         n = 0
         prev_key, prev_src, prev_line = None, -1, ""
-        with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        with _atomic_text(out_path) as out:
             for key, src, line in items:
                 if key == prev_key:
                     if kind == UTT:
