@@ -121,7 +121,7 @@ class Plda:
         return enroll_term, enroll * (a * inv_v), test_term
 
     def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
-                              enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+                              enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """LLR of each trial (enroll[enroll_idx[k]], test[test_idx[k]]) on PLDA-transformed rows."""
         e64, t64 = enroll.astype(np.float64), test.astype(np.float64)
         n_of_trial = np.asarray(enroll_n)[enroll_idx]

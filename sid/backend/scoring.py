@@ -91,7 +91,7 @@ def length_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def cosine_scores(enroll: np.ndarray, test: np.ndarray, ei: np.ndarray, ti: np.ndarray,
-                  chunk: int = 1 << 16) -> np.ndarray:
+                  chunk: int = 4096) -> np.ndarray:
     """Cosine similarity of each trial (enroll[ei[k]], test[ti[k]])."""
     e = length_normalize(enroll.astype(np.float64))
     t = length_normalize(test.astype(np.float64))

@@ -56,7 +56,10 @@ def main() -> int:
         raise SidError(f"No test iVectors present in {args[2]}")
     if test.shape[1] != plda.dim:
         raise SidError(f"{args[2]}: vectors have dimension {test.shape[1]}, the PLDA model {args[0]} has {plda.dim}")
-    t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization)
+    if test is train0 and train is train0 and np.all(train_n == 1):
+        t, t_scale = e, e_scale  # same vectors, same single-utterance transform
+    else:
+        t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization)
     log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
     k1, k2, _ = read_trials(args[3])
     ei, ti, ok = index_trials(k1, k2, train_keys, test_keys)
