@@ -6,7 +6,7 @@ lines are matched on field -f (1-based, default 1) and printed in input order.
 
 import sys
 
-from sid.cli import KaldiOptions, UsageError, run_main
+from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 
 USAGE = """Usage: filter_scp [--exclude] [-f <field>] <id-list> [<in.scp>] > <out.scp>
