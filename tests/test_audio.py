@@ -272,3 +272,17 @@ def test_audio_duration_headers_and_decoding(tmp_path, wav16):
     (tmp_path / "junk.wav").write_bytes(b"junk" * 100)
     with pytest.raises(AudioError, match="'u3'.*cannot read"):
         audio_duration(str(tmp_path / "junk.wav"), utt="u3")
+
+
+def test_audio_table_segments_resampled(tmp_path):
+    path = tmp_path / "r8k.wav"
+    sf.write(path, np.full(8000, 50, np.int16), 8000, subtype="PCM_16")
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"r {path}\n")
+    (d / "segments").write_text("a r 0 0.5\nb r 0.5 -1\n")
+    with pytest.raises(AudioError, match="'a'.*8000 Hz, expected 16000"):
+        next(iter(AudioTable(d, sample_rate=16000)))
+    got = {u: (x, sr) for u, x, sr in AudioTable(d, sample_rate=16000, resample=True)}
+    assert [len(got[u][0]) for u in "ab"] == [8000, 8000] and {sr for _, sr in got.values()} == {16000}
+    np.testing.assert_allclose(got["a"][0][100:-100], 50, atol=0.5)
