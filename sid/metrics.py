@@ -71,12 +71,19 @@ def _eer_sorted(tgt: np.ndarray, non: np.ndarray) -> tuple[float, float]:
     return float(np.float32(p * 1.0 / num_tgt)), float(tgt[p])
 
 
+def eer_of(rates: ErrorRates) -> float:
+    """Kaldi's EER (as a fraction) from the sorted scores of ``error_rates``.
+
+    Sorted float64 scores stay sorted as float32, so compute-eer's two sorts are not needed.
+    """
+    s32 = rates.thresholds.astype(np.float32)
+    return _eer_sorted(s32[rates.labels], s32[~rates.labels])[0]
+
+
 def evaluate(scores: np.ndarray, labels: np.ndarray, p_targets=P_TARGETS) -> dict:
     """EER (percent) and minDCF at each p_target from one sort; keys as in results.json."""
     rates = error_rates(scores, labels)
-    # Sorted float64 scores stay sorted as float32, so Kaldi's EER reuses this sort.
-    s32 = rates.thresholds.astype(np.float32)
-    out = {"eer": _eer_sorted(s32[rates.labels], s32[~rates.labels])[0] * 100.0}
+    out = {"eer": eer_of(rates) * 100.0}
     for p in p_targets:
         out[f"mindcf_{p:g}"] = min_dcf(rates, p)[0]
     out["num_trials"] = int(len(rates.labels))

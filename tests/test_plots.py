@@ -3,7 +3,7 @@
 import matplotlib.image
 import numpy as np
 
-from sid.metrics import det_points, error_rates, evaluate
+from sid.metrics import det_points, eer_of, error_rates
 from sid.plots import plot_det, plot_histograms, plot_tsne
 
 
@@ -13,8 +13,9 @@ def test_det_and_histograms(tmp_path):
     curves = {}
     for name, shift in (("good", 3.0), ("weak", 1.0)):
         scores = np.where(labels, rng.normal(shift, 1, 3000), rng.normal(0, 1, 3000))
-        fpr, fnr = det_points(error_rates(scores, labels))
-        curves[name] = (fpr, fnr, evaluate(scores, labels, ())["eer"])
+        rates = error_rates(scores, labels)
+        fpr, fnr = det_points(rates)
+        curves[name] = (fpr, fnr, eer_of(rates) * 100.0)
         plot_histograms(scores[labels], scores[~labels], tmp_path / f"hist_{name}.png")
     plot_det(curves, tmp_path / "det.png", title="test")
     for f in ("det.png", "hist_good.png", "hist_weak.png"):

@@ -95,7 +95,7 @@ def encode(array: np.ndarray, binary: bool) -> bytes:
     return (" [" + rows + "]\n").encode()
 
 
-def _decode_binary(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
+def decode_binary(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
     """Parse a binary object whose type token starts at ``pos`` (after ``\\0B``)."""
     kind = data[pos:pos + 2]
     if kind not in _BIN_TYPES or data[pos + 2:pos + 3] != b" ":
@@ -126,7 +126,7 @@ def _decode_binary(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
     return np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(shape), end
 
 
-def _decode_text(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
+def decode_text(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
     """Parse a text ``[ ... ]`` vector or matrix starting at or after ``pos``."""
     start = data.find(b"[", pos)
     end = data.find(b"]", pos)
@@ -152,8 +152,8 @@ def _decode_text(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
 def decode(data: bytes, pos: int, where: str) -> tuple[np.ndarray, int]:
     """One vector or matrix at ``pos`` (binary or text); returns it and the position after it."""
     if data[pos:pos + 2] == b"\0B":
-        return _decode_binary(data, pos + 2, where)
-    return _decode_text(data, pos, where)
+        return decode_binary(data, pos + 2, where)
+    return decode_text(data, pos, where)
 
 
 def read_object(rxfilename: str) -> np.ndarray:
@@ -260,12 +260,6 @@ def _locate(rspecifier: str) -> Iterator[tuple[str, bytes, int, str]]:
         data = read_bytes(path)
         for key, pos in _scan_ark(data, rspecifier):
             yield key, data, pos, f"{rspecifier}: key '{key}'"
-
-
-def iter_table(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
-    """``(key, array)`` pairs of an rspecifier, in order."""
-    for key, data, pos, where in _locate(rspecifier):
-        yield key, decode(data, pos, where)[0]
 
 
 def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:

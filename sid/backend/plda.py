@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sid.backend import kaldi_io
-from sid.backend.lda import class_sums, fix_signs, within_scatter
+from sid.backend.lda import class_sums, fix_signs, sort_eig, within_scatter
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ class Plda:
         for name in ("mean", "transform", "psi"):
             where = f"{rxfilename}: PLDA {name}"
             if binary:
-                array, pos = kaldi_io._decode_binary(data, pos, where)
+                array, pos = kaldi_io.decode_binary(data, pos, where)
             else:
-                array, pos = kaldi_io._decode_text(data, pos, where)
+                array, pos = kaldi_io.decode_text(data, pos, where)
             parts.append(np.array(array, dtype=np.float64))
         if data[pos:].strip() != b"</Plda>":
             raise SidError(f"{rxfilename}: expected </Plda> after psi")
@@ -194,13 +194,11 @@ def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) ->
         raise SidError("within-class covariance is not positive definite; too little data for the dimension") from None
     transform1 = np.linalg.inv(chol)
     between_proj = transform1 @ between @ transform1.T
-    s, u = np.linalg.eigh((between_proj + between_proj.T) / 2)
+    s, u = sort_eig(between_proj)
     num_floored = int(np.sum(s < 0))
     if num_floored:
         log.warning("Floored %d eigenvalues of between-class variance to zero.", num_floored)
     s = np.maximum(s, 0.0)
-    order = np.argsort(-s, kind="stable")
-    s, u = s[order], u[:, order]
     transform = fix_signs(u.T @ transform1)
     log.info("Diagonal of between-class variance in normalized space is [ %s ]", " ".join(f"{v:g}" for v in s))
     return Plda(global_mean, transform, s)

@@ -31,7 +31,8 @@ def main() -> int:
     opts, args = po.parse(num_args=5)
     limit_blas_threads()
     plda = Plda.read(args[0])
-    train_keys, train = train_keys0, train0 = kaldi_io.read_vectors(args[1])
+    train_keys0, train0 = kaldi_io.read_vectors(args[1])
+    train_keys, train = train_keys0, train0
     if opts.num_utts:
         num_utts = kaldi_io.read_int_table(opts.num_utts)
         has = np.array([k in num_utts for k in train_keys], dtype=bool)

@@ -11,7 +11,7 @@ import os
 from sid.backend.scoring import read_scores, read_trials
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
-from sid.metrics import det_points, error_rates, evaluate, labels_for
+from sid.metrics import det_points, eer_of, error_rates, labels_for
 from sid.plots import plot_det, plot_histograms
 
 
@@ -31,7 +31,7 @@ def main() -> int:
         labels = labels_for(k1, k2, t1, t2, tlab, path)
         rates = error_rates(scores, labels)
         fpr, fnr = det_points(rates)
-        curves[backend] = (fpr, fnr, evaluate(scores, labels, ())["eer"])
+        curves[backend] = (fpr, fnr, eer_of(rates) * 100.0)
         plot_histograms(scores[labels], scores[~labels], os.path.join(out_dir, f"hist_{name}_{backend}.png"),
                         title=f"{name}: {backend} scores")
     plot_det(curves, os.path.join(out_dir, f"det_{name}.png"), title=f"DET: {name}")
