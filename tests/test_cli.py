@@ -63,3 +63,11 @@ def test_parse_options_sh(tmp_path, repo):
     assert r.returncode == 1 and "--no-such" in r.stderr
     r = run("--use-gpu", "maybe")
     assert r.returncode == 1 and "true or false" in r.stderr
+
+
+def test_parse_options_config_variable_of_the_script(tmp_path, repo):
+    # A recipe with its own `config` variable (the model YAML) gets it set, not sourced.
+    script = tmp_path / "r.sh"
+    script.write_text(f"config=conf/a.yaml\nnj=1\n. {repo}/utils/parse_options.sh\necho \"$config|$nj\"\n")
+    r = subprocess.run(["bash", str(script), "--config", "conf/b.yaml", "--nj", "3"], capture_output=True, text=True)
+    assert r.stdout == "conf/b.yaml|3\n", r.stderr

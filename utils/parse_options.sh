@@ -3,7 +3,9 @@
 # Kaldi's option parsing for shell scripts. For every variable the calling
 # script has already set, e.g. nj=4 or fbank_config=conf/fbank.conf, the
 # options --nj 8, --nj=8, --fbank-config x and --fbank-config=x set it.
-#   --config FILE   reads name=value lines (comments with #) before later options
+#   --config FILE   reads name=value lines (comments with #) before later options;
+#                   but in a script that has its own variable `config` (the recipes'
+#                   model YAML), --config sets that variable like any other option
 #   --help          prints the script's $help_message, or else its leading
 #                   comment block (the usage header), and exits 0
 # An option naming no existing variable is an error that names it. Parsing
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
   __sid_var=$(echo "${__sid_name#--}" | sed 's/-/_/g')
-  if [ "$__sid_var" = config ]; then
+  if [ "$__sid_var" = config ] && [ -z "${config+set}" ]; then
     if [ ! -r "$__sid_value" ]; then
       echo "$0: cannot read config file $__sid_value" >&2; exit 1
     fi
