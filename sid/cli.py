@@ -141,7 +141,7 @@ def prog_name() -> str:
     return os.path.basename(sys.argv[0]) or "sid"
 
 
-class _KaldiFormatter(logging.Formatter):
+class KaldiFormatter(logging.Formatter):
     LEVELS = {"DEBUG": "VLOG[1]", "INFO": "LOG", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "ERROR"}
 
     def format(self, record: logging.LogRecord) -> str:
@@ -154,7 +154,7 @@ def setup_logging(verbose: int = 0) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_sid", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_KaldiFormatter())
+        handler.setFormatter(KaldiFormatter())
         handler._sid = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)

@@ -96,11 +96,11 @@ def _same_training(a: dict, b: dict) -> bool:
 
 
 def _add_file_log(path: Path) -> logging.Handler:
-    from sid.cli import _KaldiFormatter
+    from sid.cli import KaldiFormatter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(_KaldiFormatter())
+    handler.setFormatter(KaldiFormatter())
     logging.getLogger().addHandler(handler)
     return handler
 
