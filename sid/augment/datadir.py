@@ -4,9 +4,9 @@ Kaldi writes ``wav.scp`` lines such as ``wav-reverberate --additive-signals=... 
 and runs one subprocess per utterance. Here an augmented copy keeps the CLEAN
 source in ``wav.scp`` (and ``segments``) and records what to do in ``utt2aug``
 (``<utt> <one-line JSON recipe>``, see ``sid.augment.recipe``); feature
-extraction applies it in-process. Every random choice is drawn from a generator
-seeded with ``<seed>-<source utt id>``, so a copy is the same whatever the order,
-the job split or the machine.
+extraction applies it in-process. Every random choice is drawn from a hash of
+``<seed>-<source utt id>`` (see ``_Draws``), so a copy is the same whatever the
+order, the job split, the machine or the Python version.
 
   * ``reverberate_data_dir``: Kaldi's steps/data/reverberate_data_dir.py with
     ``--rir-set-parameters "<prob>, <rir_list>"`` (RIRS_NOISES format) and
