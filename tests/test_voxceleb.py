@@ -191,3 +191,26 @@ def test_musan_and_rir_lists_from_their_layouts(standin, tmp_path, repo, sid_env
     (moved / "simulated_rirs" / "mediumroom" / "Room002" / "Room002-00001.wav").unlink()
     r = run_tool(sid_env, repo / "local" / "prepare_rirs.py", moved, tmp_path / "rirs2")
     assert r.returncode == 1 and "1 of 4 RIR files are missing" in r.stderr and "Room002-00001.wav" in r.stderr
+
+
+def test_vox1_layouts_and_test_set_from_meta(standin, tmp_path, repo, sid_env):
+    # Kaldi's layout: dev/wav/... and test/wav/... unzipped apart.
+    split = tmp_path / "vox1_split"
+    for spk in (standin / "voxceleb1" / "wav").iterdir():
+        part = "test" if spk.name >= "id10270" else "dev"
+        (split / part / "wav").mkdir(parents=True, exist_ok=True)
+        (split / part / "wav" / spk.name).symlink_to(spk)
+    r = run_tool(sid_env, repo / "local" / "make_voxceleb1.py", "--no-utt2dur", split, "all", tmp_path / "all")
+    assert r.returncode == 0, r.stderr
+    assert len(read_dict(tmp_path / "all" / "utt2spk")) == 24
+    # The merged layout takes the test speakers from the metadata's Set column when given.
+    meta = tmp_path / "meta.csv"
+    meta.write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n" + "".join(
+        f"{s.name}\tX\tm\tY\t{'test' if s.name == 'id10001' else 'dev'}\n"
+        for s in (standin / "voxceleb1" / "wav").iterdir()))
+    r = run_tool(sid_env, repo / "local" / "make_voxceleb1.py", "--no-utt2dur", "--meta", meta,
+                 standin / "voxceleb1", "test", tmp_path / "test")
+    assert r.returncode == 0, r.stderr
+    assert set(read_dict(tmp_path / "test" / "utt2spk").values()) == {"id10001"}
+    r = run_tool(sid_env, repo / "local" / "make_voxceleb1.py", tmp_path / "nowhere", "dev", tmp_path / "x")
+    assert r.returncode == 1 and "expected VoxCeleb1's wav/" in r.stderr
