@@ -169,6 +169,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       utils/filter_scp.pl data/voxceleb1_test/utt2spk data/voxceleb1/$f > data/voxceleb1_test/$f.tmp
       mv data/voxceleb1_test/$f.tmp data/voxceleb1_test/$f
     done
+    utils/fix_data_dir.sh data/voxceleb1_test  # drops utterances whose features failed
     utils/validate_data_dir.sh data/voxceleb1_test
     touch data/voxceleb1_test/.feats_done
   fi
