@@ -24,7 +24,7 @@
 #                               wespeaker: VoxCeleb2 dev only, tests on Vox1-O/E/H
 #   --nj N                      parallel jobs (through $train_cmd from cmd.sh)
 #   --feat-type fbank|mfcc      --fbank-config, --mfcc-config, --vad-config FILE
-#   --feat-dir DIR              where feature archives go
+#   --feat-dir DIR              where feature archives go (default: fbank/ or mfcc/)
 #   --num-aug-utts N            augmented utterances kept (Kaldi: 1000000)
 #   --speed-perturb true|false  also add 0.9x and 1.1x copies, each a new speaker
 #   --aug-seed N                seed of the augmentation choices
@@ -52,7 +52,7 @@ feat_type=fbank
 fbank_config=conf/fbank.conf
 mfcc_config=conf/mfcc.conf
 vad_config=conf/vad.conf
-feat_dir=features
+feat_dir=
 num_aug_utts=1000000
 speed_perturb=false
 aug_seed=123
@@ -84,6 +84,7 @@ case $feat_type in
   mfcc) feat_config=$mfcc_config ;;
   *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
 esac
+feat_dir=${feat_dir:-$feat_type}
 
 # Test sets: Vox1-O from VoxCeleb1 test; Vox1-E/H (WeSpeaker only: Kaldi trains on
 # VoxCeleb1 dev) from all of VoxCeleb1. name:list:data-dir

@@ -40,7 +40,7 @@ def run_recipe(where, standin, env, *extra):
 
 def snapshot(where: Path) -> dict:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size)
-            for top in ("data", "exp", "features") for p in (where / top).rglob("*") if p.is_file()}
+            for top in ("data", "exp", "fbank") for p in (where / top).rglob("*") if p.is_file()}
 
 
 def data_dirs(where: Path) -> list[Path]:
