@@ -423,6 +423,10 @@ class Trainer:
 
     def _finish(self, epochs: int, num_avg: int) -> None:
         final = self.exp / "final.pt"
+        last = self.models_dir / "last.pt"
+        if final.exists() and final.stat().st_mtime >= last.stat().st_mtime:
+            log.info("%s is already complete; nothing to do", final)
+            return
         chosen = list(range(max(1, epochs - num_avg + 1), epochs + 1))
         avg = checkpoint.average_epochs(self.models_dir, chosen)
         checkpoint.save_atomic(avg, final)

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Usage: ./run.sh [options]
+# Speaker verification on speechocean762 (OpenSLR 101, read English speech, 16 kHz),
+# small enough for a laptop CPU (about 10 minutes on 2 cores), with the stages of the
+# VoxCeleb recipe: data prep, 30-dim MFCC + energy VAD, sliding CMN and voiced frames,
+# a small x-vector TDNN, embedding extraction, cosine / cosine+AS-norm / LDA+PLDA
+# back-ends, EER and minDCF into <exp>/results.json, a printed table and plots.
+#
+# With only train/ in the corpus, --num-test-speakers speakers are held out for
+# evaluation and a VoxCeleb-format trial list is made for them; with test/ present,
+# train/ trains and test/ evaluates.
+#
+# Options:
+#   --corpus DIR             speechocean762 folder with WAVE/ and train/ (default:
+#                            ../shared/corpora/speechocean762 beside the checkout; else
+#                            downloads/speechocean762 from local/download.sh)
+#   --trials "FILE ..."      more VoxCeleb-format lists (1|0 path1 path2, paths relative
+#                            to the corpus root) to score
+#   --exp DIR                experiment folder: model, embeddings, scores, results.json (default exp)
+#   --data DIR               data dirs and features (default data)
+#   --config YAML            model and training config (default conf/xvector_small.yaml)
+#   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
+#                            features, 3 train, 4 extract, 5 score, 6 metrics)
+#   --nj N                   parallel jobs (default 2)
+#   --num-test-speakers N    held-out speakers without test/ (default 25)
+#   --max-train-speakers N   fewer training speakers, for a quick run (default 0: all)
+#   --min-frames N           drop training utterances with fewer voiced frames (default 100)
+#   --lda-dim N              LDA dimension before PLDA (default 48)
+# Every stage skips work that is already complete, so rerunning after a crash resumes.
+set -euo pipefail
+
+corpus=
+trials=
+exp=exp
+data=data
+config=conf/xvector_small.yaml
+stage=0
+stop_stage=6
+nj=2
+num_test_speakers=25
+max_train_speakers=0
+min_frames=100
+lda_dim=48
+
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+root=$(cd "$here/../.." && pwd)
+"$root/tools/setup_env.sh"
+. "$here/utils/parse_options.sh"
+
+# Resolve user paths before moving into the recipe folder (Kaldi recipes run from there).
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -n "$corpus" ] && corpus=$(abspath "$corpus")
+user_trials=()
+for t in $trials; do user_trials+=("$(abspath "$t")"); done
+exp=$(abspath "$exp"); data=$(abspath "$data")
+# The config may be given relative to where the user is or to the recipe folder.
+if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config; fi
+cd "$here"
+. ./cmd.sh
+. ./path.sh
+
+if [ -z "$corpus" ]; then
+  if [ -d "$root/../shared/corpora/speechocean762/train" ]; then
+    corpus=$(cd "$root/../shared/corpora/speechocean762" && pwd)
+  elif [ -d downloads/speechocean762/train ] || local/download.sh downloads; then
+    corpus=$here/downloads/speechocean762
+  else
+    echo "$0: no corpus. Pass --corpus DIR (a speechocean762 folder with WAVE/ and train/," >&2
+    echo "  e.g. the unpacked OpenSLR 101 archive), or go online so local/download.sh can fetch it." >&2
+    exit 1
+  fi
+fi
+echo "$0: corpus $corpus, data $data, exp $exp, config $config"
+mfccdir=$data/mfcc
+model=$exp/xvector
+emb=$model/embeddings
+scores=$exp/scores
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  # The split depends only on these arguments; an unchanged rerun keeps the data dirs
+  # (and so the features made from them) as they are.
+  prep_args="$corpus $num_test_speakers $max_train_speakers"
+  if [ "$(cat "$data/.prepared" 2>/dev/null)" != "$prep_args" ]; then
+    rm -rf "$data/train" "$data/test" "$data/train_no_sil"
+    local/prepare_data.py --num-test-speakers "$num_test_speakers" \
+      --max-train-speakers "$max_train_speakers" "$corpus" "$data"
+    echo "$prep_args" > "$data/.prepared"
+  fi
+  utils/validate_data_dir.sh --no-feats "$data/train"
+  utils/validate_data_dir.sh --no-feats "$data/test"
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  for x in train test; do
+    steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config conf/mfcc.conf \
+      "$data/$x" "$exp/log/make_mfcc/$x" "$mfccdir"
+    steps/compute_vad_decision.sh --nj "$nj" --cmd "$train_cmd" --vad-config conf/vad.conf \
+      "$data/$x" "$exp/log/make_vad/$x" "$mfccdir"
+    utils/fix_data_dir.sh "$data/$x"
+  done
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  # Sliding CMN and voiced frames only, then drop what is too short to cut a training
+  # chunk from, as Kaldi's recipe does.
+  if [ ! -f "$data/train_no_sil/.done" ]; then
+    steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" \
+      "$data/train" "$data/train_no_sil" "$data/mfcc_no_sil"
+    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train_no_sil/utt2num_frames" \
+      > "$data/train_no_sil/utts.keep"
+    utils/subset_data_dir.sh --utt-list "$data/train_no_sil/utts.keep" \
+      "$data/train_no_sil" "$data/train_no_sil.tmp"
+    rm -rf "$data/train_no_sil"; mv "$data/train_no_sil.tmp" "$data/train_no_sil"
+    utils/validate_data_dir.sh --no-wav "$data/train_no_sil"
+    touch "$data/train_no_sil/.done"
+  fi
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  steps/train_xvector.sh --model-config "$config" --num-workers 1 "$data/train_no_sil" "$model"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  for x in train test; do
+    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" "$model" "$data/$x" "$emb/$x"
+  done
+fi
+
+# Kaldi trials for the recipe's own list ("test") and every --trials list, each
+# named by its file name without extension: data/test/trials/<name>.
+voxceleb_lists=("$data/test/test.voxceleb.txt" "${user_trials[@]}")
+kaldi_trials=()
+for t in "${voxceleb_lists[@]}"; do
+  name=$(basename "$t"); name=${name%%.*}
+  kaldi_trials+=("$data/test/trials/$name")
+done
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  i=0
+  for t in "${voxceleb_lists[@]}"; do
+    local/convert_trials.py "$corpus" "$data/test" "$t" "${kaldi_trials[$i]}"
+    i=$((i + 1))
+  done
+  steps/score_cosine.sh --cmd "$train_cmd" "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  steps/score_norm.sh --cmd "$train_cmd" --backend cosine --method asnorm --top-n 50 \
+    "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  steps/score_plda.sh --cmd "$train_cmd" --lda-dim "$lda_dim" \
+    "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  steps/compute_metrics.sh --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
+    "$scores" "$exp" "${kaldi_trials[@]}"
+  echo "$0: results in $exp/results.json, plots in $exp/*.png"
+fi

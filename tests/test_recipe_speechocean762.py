@@ -1,0 +1,66 @@
+"""End to end: egs/speechocean762/run.sh on the real shared corpus, reduced
+(fewer speakers and epochs), must produce results.json with finite figures
+better than chance, the table and the plots; a rerun of the finished recipe
+must redo nothing."""
+
+import json
+import math
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, repo, corpus):
+    work = tmp_path_factory.mktemp("speechocean762")
+    cmd = [str(repo / "egs/speechocean762/run.sh"), "--corpus", str(corpus),
+           "--data", str(work / "data"), "--exp", str(work / "exp"),
+           "--config", "conf/xvector_quick.yaml", "--max-train-speakers", "40",
+           "--num-test-speakers", "12", "--lda-dim", "32"]
+    # The trials option is exercised with a second copy of the recipe's own list.
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return work, cmd, first
+
+
+def test_results_better_than_chance(recipe_run):
+    work, _, first = recipe_run
+    results = json.loads((work / "exp/results.json").read_text())
+    assert set(results) == {"test"}
+    assert set(results["test"]) == {"cosine", "cosine_asnorm", "plda"}
+    for backend, figures in results["test"].items():
+        for key in ("eer", "mindcf_0.01", "mindcf_0.001", "mindcf_0.05"):
+            assert math.isfinite(figures[key]), (backend, key)
+        # Chance is 50%; a few epochs on 40 speakers already land far below it.
+        assert figures["eer"] < 30, (backend, figures)
+        assert figures["mindcf_0.05"] < 1.0, (backend, figures)
+        assert figures["num_trials"] > 1000
+    assert "EER" in first.stdout
+    for png in ("det_test.png", "hist_test_plda.png", "tsne.png"):
+        assert (work / "exp" / png).stat().st_size > 10_000, png
+
+
+def test_rerun_is_a_noop_and_extra_trials_are_scored(recipe_run):
+    work, cmd, _ = recipe_run
+    model = work / "exp/xvector/final.pt"
+    mtime = model.stat().st_mtime_ns
+    extra = work / "extra.txt"
+    lines = (work / "data/test/test.voxceleb.txt").read_text().splitlines()
+    extra.write_text("\n".join(lines[:500]) + "\n")
+    again = subprocess.run(cmd + ["--trials", str(extra)], capture_output=True, text=True, cwd=work)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert model.stat().st_mtime_ns == mtime, "finished training was redone"
+    results = json.loads((work / "exp/results.json").read_text())
+    assert set(results) == {"test", "extra"}
+    assert results["extra"]["plda"]["num_trials"] == 500
+
+
+def test_trials_naming_unknown_file_fail(tmp_path, recipe_run):
+    work, cmd, _ = recipe_run
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 WAVE/SPEAKER9999/nope.opus WAVE/SPEAKER9999/nope2.opus\n")
+    r = subprocess.run(cmd + ["--stage", "5", "--trials", str(bad)], capture_output=True, text=True, cwd=work)
+    assert r.returncode != 0
+    assert "WAVE/SPEAKER9999/nope.opus" in r.stderr
