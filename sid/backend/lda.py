@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+from sid.backend import big_blas
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,19 @@ def class_sums(x: np.ndarray, idx: np.ndarray, num_classes: int, chunk: int = 1 
     return sums, np.bincount(idx, minlength=num_classes)
 
 
-def within_scatter(x: np.ndarray, idx: np.ndarray, means: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def within_scatter(x: np.ndarray, idx: np.ndarray, means: np.ndarray, chunk: int = 16384) -> np.ndarray:
     """``sum_i (x_i - m_{s(i)}) (x_i - m_{s(i)})^T`` in double precision, a chunk of rows at a time.
 
     Residuals (rather than ``sum x x^T - sum n m m^T``) avoid cancellation; chunks
-    avoid a double copy of all the data.
+    avoid a double copy of all the data. Each chunk is one double SYRK on all
+    cores. (A float32 product is 2x faster but loses 1e-3 relative accuracy in
+    the low-variance directions of an ill-conditioned scatter, which LDA keeps.)
     """
     out = np.zeros((x.shape[1], x.shape[1]))
-    for s in range(0, len(x), chunk):
-        r = x[s:s + chunk] - means[idx[s:s + chunk]]
-        out += r.T @ r
+    with big_blas():
+        for s in range(0, len(x), chunk):
+            r = x[s:s + chunk] - means[idx[s:s + chunk]]
+            out += r.T @ r
     return out
 
 
@@ -117,11 +121,14 @@ def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_f
 
 
 def apply_transform(transform: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """ivector-transform: ``x A^T`` (+ offset column if the matrix is affine)."""
+    """ivector-transform: ``x A^T`` (+ offset column if the matrix is affine), float32 like Kaldi."""
     d = x.shape[1]
-    if transform.shape[1] == d:
-        return (x @ transform.T.astype(np.float32)).astype(np.float32)
+    if transform.shape[1] not in (d, d + 1):
+        raise SidError(f"transform is {transform.shape[0]}x{transform.shape[1]}, "
+                       f"which does not fit vectors of dimension {d} (needs {d} or {d + 1} columns)")
+    x = np.asarray(x, dtype=np.float32)
+    with big_blas():
+        y = x @ transform[:, :d].T.astype(np.float32)
     if transform.shape[1] == d + 1:
-        return (x @ transform[:, :d].T.astype(np.float32) + transform[:, d].astype(np.float32)).astype(np.float32)
-    raise SidError(f"transform is {transform.shape[0]}x{transform.shape[1]}, "
-                   f"which does not fit vectors of dimension {d} (needs {d} or {d + 1} columns)")
+        y += transform[:, d].astype(np.float32)
+    return y

@@ -8,8 +8,11 @@ covariance diagonal) and ``psi`` (that diagonal). Files are Kaldi's
 Training follows PldaEstimator: within/between covariances start at I and
 each EM iteration accumulates, per speaker with n vectors and mean m
 (minus the mean of speaker means), the posterior of its speaker variable
-(covariance (B^-1 + n W^-1)^-1, mean w) into B and W stats. Speakers are
-processed in groups of equal n, so one matrix inverse serves each group.
+(covariance (B^-1 + n W^-1)^-1, mean w) into B and W stats. Rather than one
+matrix inverse per distinct n, each iteration diagonalises W and B together
+(T W T^T = I, T B T^T = diag(l)): there every posterior covariance is the
+diagonal l / (1 + n l), so all speakers are handled by elementwise
+operations and two products, whatever their numbers of vectors.
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from sid.backend import kaldi_io
-from sid.backend.lda import class_sums, fix_signs, sort_eig, within_scatter
+from sid.backend.lda import class_sums, fix_signs, within_scatter
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
 
 
-def _sym_inv(a: np.ndarray) -> np.ndarray:
-    inv = np.linalg.inv(a)
-    return (inv + inv.T) / 2
+def _joint_diagonalize(within: np.ndarray, between: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(T, T^-1, l)`` with ``T within T^T = I`` and ``T between T^T = diag(l)``."""
+    try:
+        chol = np.linalg.cholesky((within + within.T) / 2)
+    except np.linalg.LinAlgError:
+        raise SidError("within-class covariance is not positive definite; too little data for the dimension") from None
+    chol_inv = np.linalg.inv(chol)
+    lam, u = np.linalg.eigh(chol_inv @ ((between + between.T) / 2) @ chol_inv.T)
+    return u.T @ chol_inv, chol @ u, lam
 
 
 @dataclass
@@ -160,45 +169,36 @@ def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) ->
     offset_scatter = within_scatter(x, spk_idx, means)
     global_mean = means.sum(axis=0) / num_spk
     centred = means - global_mean
-    groups = [(int(n), np.flatnonzero(counts == n)) for n in np.unique(counts)]
+    n_spk = counts.astype(np.float64)[:, None]
 
     within = np.eye(d)
     between = np.eye(d)
     for it in range(num_em_iters):
         log.info("Plda estimation iteration %d of %d", it, num_em_iters)
-        between_inv = _sym_inv(between)
-        within_inv = _sym_inv(within)
-        within_stats = offset_scatter.copy()
-        within_count = float(n_total - num_spk)
-        between_stats = np.zeros((d, d))
-        between_count = 0.0
-        for n, idx in groups:
-            mixed = _sym_inv(between_inv + n * within_inv)
-            m = centred[idx]
-            w = n * (m @ within_inv) @ mixed       # rows: posterior mean of each speaker variable
-            k = len(idx)
-            between_stats += k * mixed + w.T @ w
-            between_count += k
-            diff = m - w
-            within_stats += k * n * mixed + n * (diff.T @ diff)
-            within_count += k
-        within = within_stats / within_count
-        between = between_stats / between_count
+        to_diag, back, lam = _joint_diagonalize(within, between)
+        m = centred @ to_diag.T                      # speaker means where W = I, B = diag(lam)
+        post_var = lam / (1.0 + n_spk * lam)         # (S, D): diagonal posterior covariance per speaker
+        w = n_spk * m * post_var                     # posterior means of the speaker variables
+        r = m - w
+        between_diag = post_var.sum(axis=0)
+        within_diag = (n_spk * post_var).sum(axis=0)
+        between_t = w.T @ w
+        within_t = r.T @ (n_spk * r)
+        between_t[np.diag_indices(d)] += between_diag
+        within_t[np.diag_indices(d)] += within_diag
+        within = (offset_scatter + back @ within_t @ back.T) / n_total
+        between = (back @ between_t @ back.T) / num_spk
         log.info("Trace of within-class variance is %g", np.trace(within))
         log.info("Trace of between-class variance is %g", np.trace(between))
 
     log.info("Norm of mean of iVector distribution is %g", np.linalg.norm(global_mean))
-    try:
-        chol = np.linalg.cholesky((within + within.T) / 2)
-    except np.linalg.LinAlgError:
-        raise SidError("within-class covariance is not positive definite; too little data for the dimension") from None
-    transform1 = np.linalg.inv(chol)
-    between_proj = transform1 @ between @ transform1.T
-    s, u = sort_eig(between_proj)
+    to_diag, _, lam = _joint_diagonalize(within, between)
+    order = np.argsort(-lam, kind="stable")
+    s = lam[order]
     num_floored = int(np.sum(s < 0))
     if num_floored:
         log.warning("Floored %d eigenvalues of between-class variance to zero.", num_floored)
     s = np.maximum(s, 0.0)
-    transform = fix_signs(u.T @ transform1)
+    transform = fix_signs(to_diag[order])
     log.info("Diagonal of between-class variance in normalized space is [ %s ]", " ".join(f"{v:g}" for v in s))
     return Plda(global_mean, transform, s)
