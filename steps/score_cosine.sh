@@ -4,8 +4,9 @@
 #          exp/xvector/embeddings/voxceleb1_test exp/xvector/scores data/voxceleb1_test/trials
 # Cosine back-end: subtracts the mean of <train-emb-dir>/xvector.scp (as WeSpeaker subtracts the
 # vox2_dev mean), optionally projects with an LDA trained on the training embeddings
-# (--lda-dim N; needs <train-data-dir>/utt2spk), length-normalises and scores each trials list
-# on <eval-emb-dir>/xvector.scp into <score-dir>/<trials-name>.cosine.score.
+# (--lda-dim N; needs <train-data-dir>/utt2spk), length-normalises and scores each trials list on <eval-emb-dir>/xvector.scp
+# into <score-dir>/<trials-name>.cosine.score. Training (sid.bin.train_backend --plda=false) and
+# scoring (sid.bin.score_cosine --mean --transform) each read the embeddings once, in one process.
 # Back-end files go to <score-dir>/backend_cosine/{mean.vec,transform.mat}. Finished files are
 # not recomputed; delete them to redo them.
 #
@@ -35,27 +36,26 @@ done
 [ "$lda_dim" -eq 0 ] || [ -f "$train_data/utt2spk" ] || { echo "$0: no such file $train_data/utt2spk" >&2; exit 1; }
 
 b=$dir/backend_cosine
-mkdir -p "$b/log"
+mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"
 
-if [ ! -s "$b/mean.vec" ]; then
+if [ "$lda_dim" -gt 0 ]; then
+  # Mean and LDA in one process that reads the training embeddings once.
+  if [ ! -s "$b/transform.mat" ]; then
+    $cmd "$b/log/train.log" $bin.train_backend --plda=false --lda-dim=$lda_dim \
+      --total-covariance-factor=$total_covariance_factor "scp:$train_emb/xvector.scp" "$train_data/utt2spk" "$b"
+  fi
+elif [ ! -s "$b/mean.vec" ]; then
   $cmd "$b/log/compute_mean.log" $bin.ivector_mean "scp:$train_emb/xvector.scp" "$b/mean.vec"
 fi
-project=""
-if [ "$lda_dim" -gt 0 ]; then
-  if [ ! -s "$b/transform.mat" ]; then
-    $cmd "$b/log/lda.log" $bin.ivector_compute_lda --total-covariance-factor=$total_covariance_factor \
-      --dim=$lda_dim "ark:$bin.ivector_subtract_global_mean scp:$train_emb/xvector.scp ark:- |" \
-      "ark:$train_data/utt2spk" "$b/transform.mat"
-  fi
-  project="$bin.ivector_transform $b/transform.mat ark:- ark:- |"
-fi
+transform_opt=""
+[ "$lda_dim" -gt 0 ] && transform_opt="--transform=$b/transform.mat"
 
-vectors="ark:$bin.ivector_subtract_global_mean $b/mean.vec scp:$eval_emb/xvector.scp ark:- | $project $bin.ivector_normalize_length ark:- ark:- |"
 for trials in "$@"; do
   name=$(basename "$trials")
   out=$dir/$name.cosine.score
   [ -s "$out" ] && { echo "$0: $out exists, not rescoring"; continue; }
-  $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine "$vectors" "$vectors" "$trials" "$out"
+  $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine --mean=$b/mean.vec $transform_opt \
+    "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$trials" "$out"
   echo "$0: wrote $out"
 done

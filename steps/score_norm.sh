@@ -64,9 +64,9 @@ elif [ ! -f "$cohort_scp" ]; then
   fi
 fi
 
-project=""
-[ -s "$b/transform.mat" ] && project="$bin.ivector_transform $b/transform.mat ark:- ark:- |"
-prep() { echo "ark:$bin.ivector_subtract_global_mean $b/mean.vec scp:$1 ark:- | $project $bin.ivector_normalize_length ark:- ark:- |"; }
+# Mean subtraction, LDA and length normalisation of all three tables happen inside score_norm.
+prep_opts="--mean=$b/mean.vec --normalize-input=true"
+[ -s "$b/transform.mat" ] && prep_opts="$prep_opts --transform=$b/transform.mat"
 plda_opt=""
 [ "$backend" = plda ] && plda_opt="--plda=$b/plda"
 
@@ -76,7 +76,7 @@ for trials in "$@"; do
   out=$dir/$name.${backend}_$method$suffix.score
   [ -s "$in" ] || { echo "$0: no $in: run steps/score_$backend.sh first" >&2; exit 1; }
   [ -s "$out" ] && { echo "$0: $out exists, not recomputing"; continue; }
-  $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt \
-    "$(prep "$cohort_scp")" "$(prep "$eval_emb/xvector.scp")" "$(prep "$eval_emb/xvector.scp")" "$in" "$out"
+  $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt $prep_opts \
+    "scp:$cohort_scp" "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$in" "$out"
   echo "$0: wrote $out"
 done

@@ -97,3 +97,40 @@ def test_missing_input_is_named(recipe, sid_env):
     proc = subprocess.run(["bash", "-c", "score_plda.sh data/train emb/train emb/nothing exp/x data/test/trials"],
                           cwd=recipe, env=sid_env, capture_output=True, text=True)
     assert proc.returncode == 1 and "no such file emb/nothing/xvector.scp" in proc.stderr
+
+
+def test_in_process_backend_matches_kaldi_pipes(recipe, sid_env, tmp_path):
+    """train_backend / score_plda (one process) give the files and scores of Kaldi's pipes of tools."""
+    from sid.backend.plda import Plda
+
+    d, env = recipe, sid_env
+    b = "python -m sid.bin"
+    out = tmp_path / "be"
+    sh(f"{b}.train_backend --lda-dim=16 scp:emb/train/xvector.scp data/train/utt2spk {out}", d, env)
+    sub = f"{b}.ivector_subtract_global_mean"
+    sh(f"{b}.ivector_mean scp:emb/train/xvector.scp {tmp_path}/mean.vec && "
+       f'{b}.ivector_compute_lda --total-covariance-factor=0.0 --dim=16 "ark:{sub} scp:emb/train/xvector.scp ark:- |" '
+       f"ark:data/train/utt2spk {tmp_path}/lda.mat && "
+       f'{b}.ivector_compute_plda ark:data/train/spk2utt "ark:{sub} scp:emb/train/xvector.scp ark:- | '
+       f'{b}.ivector_transform {out}/transform.mat ark:- ark:- | {b}.ivector_normalize_length ark:- ark:- |" '
+       f"{tmp_path}/plda", d, env)
+    np.testing.assert_allclose(kaldi_io.read_vector(str(out / "mean.vec")), kaldi_io.read_vector(f"{tmp_path}/mean.vec"))
+    ours, pipe = kaldi_io.read_matrix(str(out / "transform.mat")), kaldi_io.read_matrix(f"{tmp_path}/lda.mat")
+    np.testing.assert_allclose(ours, pipe, atol=1e-5)
+    ours, pipe = Plda.read(str(out / "plda")), Plda.read(f"{tmp_path}/plda")
+    np.testing.assert_allclose(ours.psi, pipe.psi, rtol=1e-5)
+    np.testing.assert_allclose(ours.transform, pipe.transform, atol=1e-5)
+
+    xf = (f"ark:{sub} {out}/mean.vec scp:emb/test/xvector.scp ark:- | {b}.ivector_transform {out}/transform.mat "
+          f"ark:- ark:- | {b}.ivector_normalize_length ark:- ark:- |")
+    sh(f'{b}.ivector_plda_scoring --normalize-length=true "{b}.ivector_copy_plda --smoothing=0.1 {out}/plda - |" '
+       f'"{xf}" "{xf}" data/test/trials {tmp_path}/pipe.score', d, env)
+    sh(f"{b}.score_plda --mean={out}/mean.vec --transform={out}/transform.mat --smoothing=0.1 {out}/plda "
+       f"scp:emb/test/xvector.scp scp:emb/test/xvector.scp data/test/trials {tmp_path}/one.score "
+       f"data/test/trials_half {tmp_path}/half.score", d, env)
+    pipe_rows = [line.split() for line in open(tmp_path / "pipe.score")]
+    one_rows = [line.split() for line in open(tmp_path / "one.score")]
+    assert [r[:2] for r in one_rows] == [r[:2] for r in pipe_rows]
+    diff = np.abs(np.array([float(r[2]) for r in one_rows]) - np.array([float(r[2]) for r in pipe_rows]))
+    assert diff.max() < 1e-3
+    assert (tmp_path / "half.score").read_text().splitlines() == (tmp_path / "one.score").read_text().splitlines()[::2]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid.backend import big_blas, kaldi_io
 from sid.backend.lda import class_sums, fix_signs, within_scatter
 from sid.errors import SidError
 
@@ -102,7 +102,10 @@ class Plda:
     def transform_vectors(self, x: np.ndarray, num_utts: np.ndarray | int = 1, normalize_length: bool = True,
                           simple_length_norm: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Kaldi's TransformIvector for each row: returns (float32 transformed rows, normalisation factors)."""
-        y = (np.asarray(x, dtype=np.float64) - self.mean) @ self.transform.T
+        # x T^T - mean T^T equals (x - mean) T^T to double rounding, and saves a pass over a 10^5-row table.
+        with big_blas():
+            y = np.asarray(x, dtype=np.float64) @ self.transform.T
+        y -= self.mean @ self.transform.T
         if simple_length_norm:
             factor = np.sqrt(self.dim) / np.linalg.norm(y, axis=1)
         else:
@@ -132,7 +135,8 @@ class Plda:
     def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
                               enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """LLR of each trial (enroll[enroll_idx[k]], test[test_idx[k]]) on PLDA-transformed rows."""
-        e64, t64 = enroll.astype(np.float64), test.astype(np.float64)
+        e64 = enroll.astype(np.float64)
+        t64 = e64 if test is enroll else test.astype(np.float64)
         n_of_trial = np.asarray(enroll_n)[enroll_idx]
         scores = np.empty(len(enroll_idx), dtype=np.float64)
         for n in np.unique(n_of_trial):

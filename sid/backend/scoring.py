@@ -13,6 +13,7 @@ for S-norm) give  s' = ((s - mu_e) / sd_e + (s - mu_t) / sd_t) / 2.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Callable
 
@@ -63,8 +64,9 @@ def index_trials(keys1, keys2, enroll_keys: list[str], test_keys: list[str], wha
     """Row indices of each trial's keys; trials with a missing key are dropped with a warning (as Kaldi)."""
     epos = {k: i for i, k in enumerate(enroll_keys)}
     tpos = {k: i for i, k in enumerate(test_keys)}
-    ei = np.fromiter((epos.get(k, -1) for k in keys1), dtype=np.int64, count=len(keys1))
-    ti = np.fromiter((tpos.get(k, -1) for k in keys2), dtype=np.int64, count=len(keys2))
+    # map() over dict.get keeps the per-trial lookup in C (10^6 trials).
+    ei = np.fromiter(map(epos.get, keys1, itertools.repeat(-1)), dtype=np.int64, count=len(keys1))
+    ti = np.fromiter(map(tpos.get, keys2, itertools.repeat(-1)), dtype=np.int64, count=len(keys2))
     ok = (ei >= 0) & (ti >= 0)
     if not ok.all():
         bad = np.flatnonzero(~ok)

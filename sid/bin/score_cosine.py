@@ -3,14 +3,15 @@
 Usage: python -m sid.bin.score_cosine <enroll-rspecifier> <test-rspecifier> <trials-rxfilename> <scores-wxfilename>
 Trials have lines "<key1> <key2> [target|nontarget]"; output lines are
 "<key1> <key2> <score>". Trials whose key has no vector are skipped with a
-warning. Pipe the vectors through ivector_subtract_global_mean /
-ivector_transform first for mean subtraction and LDA.
-e.g.: python -m sid.bin.score_cosine "ark:python -m sid.bin.ivector_subtract_global_mean mean.vec scp:xvector.scp ark:- |" "ark:..." trials scores
+warning. --mean and --transform subtract a mean and apply a matrix (LDA) first,
+in process, as the pipe ivector_subtract_global_mean | ivector_transform would;
+the table is read once when enrolment and test rspecifiers are the same.
+e.g.: python -m sid.bin.score_cosine --mean=mean.vec --transform=transform.mat scp:xvector.scp scp:xvector.scp trials scores
 """
 
 import logging
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid.backend import kaldi_io, limit_blas_threads, pipeline
 from sid.backend.scoring import cosine_scores, index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -20,10 +21,15 @@ log = logging.getLogger("score_cosine")
 
 def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
-    _, args = po.parse(num_args=4)
+    po.register("mean", "", "Mean vector to subtract first (as ivector-subtract-global-mean), e.g. mean.vec")
+    po.register("transform", "", "Matrix to apply after the mean (as ivector-transform), e.g. transform.mat")
+    opts, args = po.parse(num_args=4)
     limit_blas_threads()
-    enroll_keys, enroll = kaldi_io.read_vectors(args[0])
-    test_keys, test = (enroll_keys, enroll) if args[1] == args[0] else kaldi_io.read_vectors(args[1])
+    mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
+    transform = kaldi_io.read_matrix(opts.transform) if opts.transform else None
+    enroll_keys, enroll = pipeline.read_prepared(args[0], mean, transform, normalize=False)
+    test_keys, test = ((enroll_keys, enroll) if args[1] == args[0]
+                       else pipeline.read_prepared(args[1], mean, transform, normalize=False))
     if not enroll_keys or not test_keys:
         raise SidError(f"no vectors read from {args[0] if not enroll_keys else args[1]}")
     if enroll.shape[1] != test.shape[1]:

@@ -6,7 +6,9 @@ or PLDA with --plda, the cohort taking the test side); the mean and standard
 deviation of its --top-n best cohort scores (all for --method=snorm) give
   s' = ((s - mu_enroll) / sd_enroll + (s - mu_test) / sd_test) / 2.
 The cohort is usually the speaker-mean embeddings of the training set, passed
-through the same mean subtraction / LDA / length normalisation as the trials.
+through the same mean subtraction / LDA / length normalisation as the trials:
+--mean / --transform / --normalize-input do that in process for all three tables
+(as the pipe ivector_subtract_global_mean | ivector_transform | ivector_normalize_length).
 e.g.: python -m sid.bin.score_norm --method=asnorm --top-n=300 ark:cohort.ark ark:enroll.ark ark:test.ark scores scores_asnorm
 """
 
@@ -14,7 +16,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid.backend import kaldi_io, limit_blas_threads, pipeline
 from sid.backend.plda import Plda
 from sid.backend.scoring import cohort_stats, index_trials, length_normalize, read_scores, snorm, write_scores
 from sid.cli import KaldiOptions, run_main
@@ -29,15 +31,24 @@ def main() -> int:
     po.register("top-n", 300, "Number of best cohort scores per vector for asnorm")
     po.register("plda", "", "Score against the cohort with this PLDA model (default: cosine)")
     po.register("num-utts", "", "With --plda: table of the number of utterances per enrolment vector")
+    po.register("mean", "", "Mean vector to subtract from every table first (as ivector-subtract-global-mean)")
+    po.register("transform", "", "Matrix to apply after the mean (as ivector-transform), e.g. transform.mat")
+    po.register("normalize-input", False, "Scale every vector to length sqrt(dim) after the transforms "
+                "(as ivector-normalize-length)")
     opts, args = po.parse(num_args=5)
     limit_blas_threads()
+    mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
+    transform = kaldi_io.read_matrix(opts.transform) if opts.transform else None
     if opts.method not in ("snorm", "asnorm"):
         raise SidError(f"--method must be snorm or asnorm, got '{opts.method}'")
     if opts.top_n <= 0:
         raise SidError(f"--top-n must be positive, got {opts.top_n}")
-    cohort_keys, cohort = kaldi_io.read_vectors(args[0])
-    enroll_keys, enroll = kaldi_io.read_vectors(args[1])
-    test_keys, test = (enroll_keys, enroll) if args[2] == args[1] else kaldi_io.read_vectors(args[2])
+    def read(rspecifier):
+        return pipeline.read_prepared(rspecifier, mean, transform, opts.normalize_input)
+
+    cohort_keys, cohort = read(args[0])
+    enroll_keys, enroll = read(args[1])
+    test_keys, test = (enroll_keys, enroll) if args[2] == args[1] else read(args[2])
     for name, keys in (("cohort", cohort_keys), ("enrolment", enroll_keys), ("test", test_keys)):
         if not keys:
             raise SidError(f"no {name} vectors read")

@@ -1,0 +1,74 @@
+"""score_plda: the recipe's PLDA scoring pipe in one process, reading each embedding table once.
+
+Usage: python -m sid.bin.score_plda [options] <plda> <enroll-rspecifier> <test-rspecifier> <trials> <scores> [<trials> <scores> ...]
+e.g.: python -m sid.bin.score_plda --mean=backend/mean.vec --transform=backend/transform.mat backend/plda \
+        scp:xvector.scp scp:xvector.scp data/voxceleb1_test/trials scores/trials.plda.score
+Raw embeddings go through what Kaldi's recipe pipes into ivector-plda-scoring:
+  ivector-subtract-global-mean mean.vec | ivector-transform transform.mat | ivector-normalize-length
+(each stage only if its option is given; length normalisation unless --normalize-input=false),
+then the PLDA (after ivector-copy-plda --smoothing) scores every trial like
+ivector-plda-scoring: same scores (within float rounding), same "<key1> <key2> <score>" output.
+Several trial lists may follow, each with its output file. Trials whose key has no vector are
+skipped with a warning. Outputs are written atomically.
+"""
+
+import logging
+
+import numpy as np
+
+from sid.backend import kaldi_io, limit_blas_threads, pipeline
+from sid.backend.plda import Plda
+from sid.backend.scoring import index_trials, read_trials, write_scores
+from sid.cli import KaldiOptions, UsageError, run_main
+from sid.errors import SidError
+
+log = logging.getLogger("score_plda")
+
+
+def main() -> int:
+    po = KaldiOptions(__doc__.split("\n", 2)[2])
+    po.register("mean", "", "Mean vector to subtract first (as ivector-subtract-global-mean), e.g. mean.vec")
+    po.register("transform", "", "Matrix to apply after the mean (as ivector-transform), e.g. transform.mat")
+    po.register("normalize-input", True, "Scale the (transformed) vectors to length sqrt(dim) before PLDA "
+                "(as ivector-normalize-length)")
+    po.register("smoothing", 0.0, "Factor to smooth within-class covariance (as ivector-copy-plda --smoothing)")
+    po.register("normalize-length", True, "If true, do length normalization as part of PLDA")
+    po.register("simple-length-normalization", False, "If true, replace the default length normalization by "
+                "scaling to length sqrt(dim) in the PLDA space")
+    opts, args = po.parse(num_args=(5, 1001))
+    if len(args) % 2 == 0:
+        raise UsageError("each trials file needs its scores file")
+    limit_blas_threads()
+    plda = Plda.read(args[0])
+    if opts.smoothing:
+        plda.smooth_within_class_covariance(opts.smoothing)
+    mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
+    transform = kaldi_io.read_matrix(opts.transform) if opts.transform else None
+
+    def load(rspecifier: str) -> tuple[list[str], np.ndarray]:
+        keys, x = pipeline.read_prepared(rspecifier, mean, transform, opts.normalize_input)
+        if not keys:
+            raise SidError(f"No iVectors present in {rspecifier}")
+        if x.shape[1] != plda.dim:
+            raise SidError(f"{rspecifier}: vectors have dimension {x.shape[1]} after the given transforms, "
+                           f"the PLDA model {args[0]} has {plda.dim}")
+        return keys, plda.transform_vectors(x, 1, opts.normalize_length, opts.simple_length_normalization)[0]
+
+    enroll_keys, enroll = load(args[1])
+    test_keys, test = (enroll_keys, enroll) if args[2] == args[1] else load(args[2])
+    log.info("Read %d enrolment and %d test vectors", len(enroll_keys), len(test_keys))
+    status = 0
+    for trials, out in zip(args[3::2], args[4::2]):
+        k1, k2, _ = read_trials(trials)
+        ei, ti, ok = index_trials(k1, k2, enroll_keys, test_keys)
+        scores = plda.log_likelihood_ratios(enroll, np.ones(len(enroll_keys), dtype=np.int64), test, ei[ok], ti[ok])
+        write_scores(out, k1[ok], k2[ok], scores)
+        if len(scores):
+            log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
+        log.info("%s: processed %d trials, %d had errors.", trials, int(ok.sum()), int((~ok).sum()))
+        status = status or (0 if ok.any() else 1)
+    return status
+
+
+if __name__ == "__main__":
+    run_main(main)
