@@ -7,7 +7,12 @@
 #   stage 2  augmented copies (RIR reverberation, MUSAN noise/music/babble; speed
 #            perturbation as an option), a subset of them with features, combined with
 #            the clean training data into data/train_combined
-#   stages 3-7  prepare for training, train, extract, back-ends, score (not wired yet)
+#   stage 3  training features: sliding CMN, voiced frames only, short utterances and
+#            speakers with few utterances dropped (data/train_combined_no_sil)
+#   stage 4  train the model of --config into exp/<config-name> (through $cuda_cmd)
+#   stage 5  embeddings of the clean training set and the test sets
+#   stage 6  back-ends and scores: cosine, cosine + AS-norm, mean/LDA/PLDA, per trial list
+#   stage 7  EER and minDCF into exp/<config-name>/results.json, the table and plots
 # A finished stage is skipped on rerun; a data dir appears only when complete.
 #
 # Options (defaults below):
@@ -30,6 +35,11 @@
 #   --aug-seed N                seed of the augmentation choices
 #   --config FILE               model YAML for the training stages (here, unlike
 #                               Kaldi's --config, it is not a file of options)
+#   --min-len N                 training utterances need N voiced frames (Kaldi: 400)
+#   --min-num-utts N            training speakers need N utterances (Kaldi: 8)
+#   --ngpu N --num-workers N    GPUs (processes) and data loader workers for training
+#   --lda-dim N                 LDA dimension before PLDA (Kaldi: 200)
+#   --cohort-top-n N            AS-norm cohort size (WeSpeaker: 300)
 # e.g. ./run.sh --voxceleb1-root /data/voxceleb1 --voxceleb2-root /data/voxceleb2 \
 #        --musan-root /data/musan --rirs-root /data/RIRS_NOISES --stop-stage 2
 
@@ -56,19 +66,14 @@ feat_dir=
 num_aug_utts=1000000
 speed_perturb=false
 aug_seed=123
-model_config=conf/xvector_small.yaml
+config=conf/xvector.yaml
+min_len=400
+min_num_utts=8
+ngpu=1
+num_workers=4
+lda_dim=200
+cohort_top_n=300
 
-# --config names the model YAML here: take it out before utils/parse_options.sh,
-# which would read it as a file of name=value options.
-args=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --config) model_config=${2:?--config needs a file}; shift 2 ;;
-    --config=*) model_config=${1#--config=}; shift ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
-set -- "${args[@]}"
 . utils/parse_options.sh
 
 if [ $# -ne 0 ]; then
@@ -220,27 +225,75 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   utils/validate_data_dir.sh data/train_combined
 fi
 
+name=$(basename "$config" .yaml)
+exp=exp/$name
+emb=$exp/embeddings
+use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "$0: stage 3 (CMN, voiced frames, filtering for training) is not wired yet" >&2
-  exit 1
+  echo "$0: stage 3: training features"
+  if [ ! -d data/train_combined_no_sil ]; then
+    [ -d data/train_combined_cmn ] || steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
+      data/train_combined data/train_combined_cmn $feat_dir/train_combined_cmn
+    # Kaldi v2: drop utterances with fewer than --min-len voiced frames, then speakers
+    # with fewer than --min-num-utts utterances.
+    rm -rf data/train_combined_no_sil.tmp; mkdir -p data/train_combined_no_sil.tmp
+    awk -v min=$min_len '$2 >= min' data/train_combined_cmn/utt2num_frames \
+      | utils/filter_scp.pl - data/train_combined_cmn/utt2spk > data/train_combined_no_sil.tmp/utt2spk.long
+    utils/utt2spk_to_spk2utt.pl data/train_combined_no_sil.tmp/utt2spk.long \
+      | awk -v min=$min_num_utts 'NF - 1 >= min {print $1}' > data/train_combined_no_sil.tmp/spk.keep
+    utils/filter_scp.pl -f 2 data/train_combined_no_sil.tmp/spk.keep data/train_combined_no_sil.tmp/utt2spk.long \
+      > data/train_combined_no_sil.tmp/utt.keep
+    utils/subset_data_dir.sh --utt-list data/train_combined_no_sil.tmp/utt.keep \
+      data/train_combined_cmn data/train_combined_no_sil.tmp/dir
+    mv data/train_combined_no_sil.tmp/dir data/train_combined_no_sil
+    rm -r data/train_combined_no_sil.tmp
+    utils/validate_data_dir.sh --no-wav data/train_combined_no_sil
+  fi
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  echo "$0: stage 4 (training with $model_config) is not wired yet" >&2
-  exit 1
+  echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
+  mkdir -p $exp/log
+  $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
+    steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
+      data/train_combined_no_sil $exp
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "$0: stage 5 (embedding extraction) is not wired yet" >&2
-  exit 1
+  echo "$0: stage 5: embeddings"
+  for set in train $test_sets; do
+    steps/extract_embeddings.sh --nj $nj --cmd "$([ $use_gpu = true ] && echo "$cuda_cmd" || echo "$train_cmd")" \
+      --use-gpu $use_gpu $exp data/$set $emb/$set
+  done
 fi
 
+# Trial lists per test set: data/<set>/trials_<name>.
+trials_of() {
+  local entry name list dir
+  for entry in $trial_lists; do
+    IFS=: read -r name list dir <<< "$entry"
+    [ $dir = $1 ] && [ -f data/$dir/trials_$name ] && echo data/$dir/trials_$name
+  done
+  return 0
+}
+
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "$0: stage 6 (back-ends) is not wired yet" >&2
-  exit 1
+  echo "$0: stage 6: back-ends and scores"
+  for set in $test_sets; do
+    trials=$(trials_of $set)
+    [ -n "$trials" ] || continue
+    steps/score_cosine.sh --cmd "$train_cmd" data/train $emb/train $emb/$set $exp/scores $trials
+    steps/score_norm.sh --cmd "$train_cmd" --backend cosine --method asnorm --top-n $cohort_top_n \
+      data/train $emb/train $emb/$set $exp/scores $trials
+    steps/score_plda.sh --cmd "$train_cmd" --lda-dim $lda_dim data/train $emb/train $emb/$set $exp/scores $trials
+  done
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  echo "$0: stage 7 (scoring) is not wired yet" >&2
-  exit 1
+  echo "$0: stage 7: results"
+  all_trials=$(for set in $test_sets; do trials_of $set; done)
+  steps/compute_metrics.sh --tsne-emb-dir $emb/${test_sets##* } --tsne-utt2spk data/${test_sets##* }/utt2spk \
+    $exp/scores $exp $all_trials
+  echo "$0: results in $exp/results.json"
 fi

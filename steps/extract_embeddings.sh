@@ -57,9 +57,16 @@ $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 
 for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$dir/.xvector.scp.tmp"
-mv "$dir/.xvector.scp.tmp" "$dir/xvector.scp"
+# An unchanged result keeps its files (and times), so a rerun redoes nothing downstream.
+if cmp -s "$dir/.xvector.scp.tmp" "$dir/xvector.scp"; then
+  rm "$dir/.xvector.scp.tmp"
+else
+  mv "$dir/.xvector.scp.tmp" "$dir/xvector.scp"
+fi
 
 # Speaker means, as extract_xvectors.sh does with ivector-mean.
-python -m sid.bin.ivector_mean "ark:$data/spk2utt" "scp:$dir/xvector.scp" \
-  "ark,scp:$dir/spk_xvector.ark,$dir/spk_xvector.scp" "ark,t:$dir/num_utts.ark"
+if [ ! -f "$dir/num_utts.ark" ] || [ "$dir/xvector.scp" -nt "$dir/num_utts.ark" ]; then
+  python -m sid.bin.ivector_mean "ark:$data/spk2utt" "scp:$dir/xvector.scp" \
+    "ark,scp:$dir/spk_xvector.ark,$dir/spk_xvector.scp" "ark,t:$dir/num_utts.ark"
+fi
 echo "$0: wrote $(wc -l < "$dir/xvector.scp") embeddings to $dir/xvector.scp"

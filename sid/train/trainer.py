@@ -211,6 +211,11 @@ class Trainer:
 
     def _run(self) -> None:
         cfg, opts = self.cfg, self.opts
+        final, last = self.exp / "final.pt", self.models_dir / "last.pt"
+        if final.exists() and last.exists() and final.stat().st_mtime >= last.stat().st_mtime:
+            # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
+            log.info("%s is already complete; nothing to do", final)
+            return
         data_cfg, optim_cfg, train_cfg = _section(cfg, "data"), _section(cfg, "optim"), _section(cfg, "training")
         loss_cfg = _section(cfg, "loss")
         epochs = int(train_cfg.get("epochs", 10))
@@ -423,10 +428,6 @@ class Trainer:
 
     def _finish(self, epochs: int, num_avg: int) -> None:
         final = self.exp / "final.pt"
-        last = self.models_dir / "last.pt"
-        if final.exists() and final.stat().st_mtime >= last.stat().st_mtime:
-            log.info("%s is already complete; nothing to do", final)
-            return
         chosen = list(range(max(1, epochs - num_avg + 1), epochs + 1))
         avg = checkpoint.average_epochs(self.models_dir, chosen)
         checkpoint.save_atomic(avg, final)
