@@ -121,8 +121,10 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  # Training picks the GPU by itself; extraction is told.
+  use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
   for x in train test; do
-    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" "$model" "$data/$x" "$emb/$x"
+    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --use-gpu "$use_gpu" "$model" "$data/$x" "$emb/$x"
   done
 fi
 
