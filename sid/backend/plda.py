@@ -99,26 +99,33 @@ class Plda:
         log.info("New value of Psi is [ %s ]", " ".join(f"{v:g}" for v in self.psi))
 
     # ------------------------------------------------------------ scoring
+    # Products over whole tables and trial lists are float32 (rows are float32, as Kaldi keeps
+    # them); the sums that set a score's scale (squared norms, log-determinants, per-vector
+    # terms) are double. Scores agree with Kaldi's double arithmetic to ~1e-5 (parity: 1e-3)
+    # at a fifth of the time.
     def transform_vectors(self, x: np.ndarray, num_utts: np.ndarray | int = 1, normalize_length: bool = True,
                           simple_length_norm: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Kaldi's TransformIvector for each row: returns (float32 transformed rows, normalisation factors)."""
-        # x T^T - mean T^T equals (x - mean) T^T to double rounding, and saves a pass over a 10^5-row table.
+        # x T^T - mean T^T is (x - mean) T^T, without a copy of the table.
         with big_blas():
-            y = np.asarray(x, dtype=np.float64) @ self.transform.T
-        y -= self.mean @ self.transform.T
+            y = np.asarray(x, dtype=np.float32) @ self.transform.T.astype(np.float32)
+        y -= (self.mean @ self.transform.T).astype(np.float32)
         if simple_length_norm:
-            factor = np.sqrt(self.dim) / np.linalg.norm(y, axis=1)
+            factor = np.sqrt(self.dim / np.einsum("ij,ij->i", y, y, dtype=np.float64))
         else:
             n = np.broadcast_to(np.asarray(num_utts, dtype=np.float64), (y.shape[0],))
-            inv_covar = 1.0 / (self.psi[None, :] + 1.0 / n[:, None])
-            factor = np.sqrt(self.dim / np.einsum("ij,ij->i", y * y, inv_covar))
+            if np.all(n == n[:1]):
+                inv_covar = 1.0 / (self.psi + 1.0 / (n[0] if len(n) else 1.0))
+                quad = np.einsum("ij,ij,j->i", y, y, inv_covar, dtype=np.float64)
+            else:
+                quad = np.einsum("ij,ij,ij->i", y, y, 1.0 / (self.psi[None, :] + 1.0 / n[:, None]), dtype=np.float64)
+            factor = np.sqrt(self.dim / quad)
         if normalize_length:
-            y = y * factor[:, None]
-        # Kaldi keeps transformed vectors in float.
-        return y.astype(np.float32), factor
+            y *= factor.astype(np.float32)[:, None]
+        return y, factor
 
     def _llr_terms(self, enroll: np.ndarray, test: np.ndarray, n: int):
-        """Per-enrolment term, enrolment weights for the cross term, and per-test term of the LLR.
+        """Per-enrolment term (double), enrolment weights for the cross term (float32), per-test term (double).
 
         Same-speaker hypothesis: test ~ N(a e, diag(v)) with a = n psi / (n psi + 1),
         v = 1 + psi / (n psi + 1); different-speaker: test ~ N(0, I + psi).
@@ -128,35 +135,38 @@ class Plda:
         a = n * psi / (n * psi + 1.0)
         inv_v = 1.0 / (1.0 + psi / (n * psi + 1.0))
         inv_tot = 1.0 / (1.0 + psi)
-        enroll_term = -0.5 * ((enroll * enroll) @ (a * a * inv_v) - np.sum(np.log(inv_v)))
-        test_term = 0.5 * (np.sum(np.log(1.0 + psi)) + (test * test) @ (inv_tot - inv_v))
-        return enroll_term, enroll * (a * inv_v), test_term
+        enroll_term = -0.5 * (np.einsum("ij,ij,j->i", enroll, enroll, a * a * inv_v, dtype=np.float64)
+                              - np.sum(np.log(inv_v)))
+        test_term = 0.5 * (np.sum(np.log(1.0 + psi))
+                           + np.einsum("ij,ij,j->i", test, test, inv_tot - inv_v, dtype=np.float64))
+        return enroll_term, enroll * (a * inv_v).astype(np.float32), test_term
 
     def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
                               enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """LLR of each trial (enroll[enroll_idx[k]], test[test_idx[k]]) on PLDA-transformed rows."""
-        e64 = enroll.astype(np.float64)
-        t64 = e64 if test is enroll else test.astype(np.float64)
+        enroll = np.asarray(enroll, dtype=np.float32)
+        test = np.asarray(test, dtype=np.float32)
         n_of_trial = np.asarray(enroll_n)[enroll_idx]
         scores = np.empty(len(enroll_idx), dtype=np.float64)
         for n in np.unique(n_of_trial):
-            enroll_term, cross, test_term = self._llr_terms(e64, t64, n)
+            enroll_term, cross, test_term = self._llr_terms(enroll, test, n)
             sel = np.flatnonzero(n_of_trial == n)
             for start in range(0, len(sel), chunk):
                 k = sel[start:start + chunk]
                 ei, ti = enroll_idx[k], test_idx[k]
-                scores[k] = enroll_term[ei] + test_term[ti] + np.einsum("ij,ij->i", cross[ei], t64[ti])
+                scores[k] = enroll_term[ei] + test_term[ti] + np.einsum("ij,ij->i", cross[ei], test[ti])
         return scores
 
     def score_matrix(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray) -> np.ndarray:
         """LLRs of every enrolment row against every test row (cohort scoring)."""
-        e64, t64 = enroll.astype(np.float64), test.astype(np.float64)
-        enroll_n = np.broadcast_to(np.asarray(enroll_n), (len(e64),))
-        out = np.empty((len(e64), len(t64)))
+        enroll = np.asarray(enroll, dtype=np.float32)
+        test = np.asarray(test, dtype=np.float32)
+        enroll_n = np.broadcast_to(np.asarray(enroll_n), (len(enroll),))
+        out = np.empty((len(enroll), len(test)))
         for n in np.unique(enroll_n):
             rows = np.flatnonzero(enroll_n == n)
-            enroll_term, cross, test_term = self._llr_terms(e64[rows], t64, n)
-            out[rows] = enroll_term[:, None] + test_term[None, :] + cross @ t64.T
+            enroll_term, cross, test_term = self._llr_terms(enroll[rows], test, n)
+            out[rows] = enroll_term[:, None] + test_term[None, :] + cross @ test.T
         return out
 
 
