@@ -248,3 +248,29 @@ def test_tool_error_is_clean(tmp_path, sid_env):
     assert "ERROR (ivector_compute_lda): --dim=10 must be between 1 and the vector dimension 4" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "lda.mat").exists()
+
+
+def test_scp_reader_fast_path_and_fallbacks(tmp_path):
+    """Float-vector scps over several archives take the vectorised path; anything else the general one."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(2, 4)).astype(np.float32)
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/a.ark,{tmp_path}/a.scp", ["a0", "a1", "a2"], a)
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/b.ark,{tmp_path}/b.scp", ["b0", "b1"], b)
+    lines = (tmp_path / "a.scp").read_text().splitlines() + (tmp_path / "b.scp").read_text().splitlines()
+    (tmp_path / "ab.scp").write_text("\n".join([lines[3], lines[0], lines[4], lines[1], lines[2]]) + "\n")
+    keys, got = kaldi_io.read_vectors(f"scp:{tmp_path}/ab.scp")
+    assert keys == ["b0", "a0", "b1", "a1", "a2"]
+    np.testing.assert_array_equal(got, np.stack([b[0], a[0], b[1], a[1], a[2]]))
+    # A double vector among floats, and a blank line: the general reader, same values.
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/d.ark,{tmp_path}/d.scp", ["d0"], b[:1].astype(np.float64))
+    (tmp_path / "mixed.scp").write_text(lines[0] + "\n\n" + (tmp_path / "d.scp").read_text())
+    keys, got = kaldi_io.read_vectors(f"scp:{tmp_path}/mixed.scp")
+    assert keys == ["a0", "d0"]
+    np.testing.assert_allclose(got, np.stack([a[0], b[0]]))
+    # A truncated archive is reported by the general reader with the scp line.
+    (tmp_path / "a.ark").write_bytes((tmp_path / "a.ark").read_bytes()[:-8])
+    with pytest.raises(SidError, match=r"a.scp:3 .*truncated"):
+        kaldi_io.read_vectors(f"scp:{tmp_path}/a.scp")
+    (tmp_path / "dup.scp").write_text(lines[3] + "\n" + lines[3] + "\n")
+    with pytest.raises(SidError, match="duplicate key 'b0'"):
+        kaldi_io.read_vectors(f"scp:{tmp_path}/dup.scp")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import struct
 import subprocess
@@ -268,12 +269,14 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     Plain binary float vectors (the common case) are copied straight from the
     archive bytes into one preallocated matrix, with no per-vector array.
     """
+    opts, path = split_specifier(rspecifier)
+    fast = _read_scp_float_vectors(path) if "scp" in opts else None
+    if fast is not None:
+        _check_unique(fast[0], rspecifier)
+        return fast
     items = list(_locate(rspecifier))
     keys = [k for k, _, _, _ in items]
-    if len(set(keys)) != len(keys):
-        seen: set[str] = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
-        raise SidError(f"{rspecifier}: duplicate key '{dup}'")
+    _check_unique(keys, rspecifier)
     if not items:
         return keys, np.zeros((0, 0), dtype=np.float32)
     first_key, data0, pos0, _ = items[0]
@@ -296,6 +299,77 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     out = np.empty((len(rows), max(dim, 0)), dtype=np.float32)
     for i, (row, (key, data, pos, where)) in enumerate(zip(rows, items)):
         out[i] = _vector_row(key, data, pos, where, dim, first_key, rspecifier, row)
+    return keys, out
+
+
+def _check_unique(keys: list[str], rspecifier: str) -> None:
+    if len(set(keys)) != len(keys):
+        seen: set[str] = set()
+        dup = next(k for k in keys if k in seen or seen.add(k))
+        raise SidError(f"{rspecifier}: duplicate key '{dup}'")
+
+
+@contextlib.contextmanager
+def _mapped(rxfilename: str):
+    """A regular file memory-mapped (no copy of a 300 MB archive; 2-3x faster than reading it), else its bytes."""
+    name = rxfilename.strip()
+    try:
+        f = open(name, "rb")
+    except OSError:
+        yield read_bytes(name)  # pipes, stdin, or an error message naming the file
+        return
+    with f:
+        try:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):  # empty or unmappable: read it
+            yield f.read()
+            return
+        with m:
+            yield m
+
+
+def _read_scp_float_vectors(path: str) -> tuple[list[str], np.ndarray] | None:
+    """The common case of an scp of ``key ark:offset`` lines onto binary float vectors of one dimension,
+    parsed with numpy: headers are checked and rows copied with no per-line parsing in Python
+    (Vox1-scale tables have 10^5 lines). None for anything else, which the general reader handles
+    (and reports with file and line)."""
+    text = read_bytes(path).decode()
+    tokens = text.split()
+    if not tokens or len(tokens) != 2 * len(text.splitlines()):
+        return None
+    keys = tokens[0::2]
+    parts = [t.rpartition(":") for t in tokens[1::2]]
+    try:
+        offsets = np.array([p[2] for p in parts]).astype(np.int64)
+    except ValueError:
+        return None
+    if any(not p[1] for p in parts):
+        return None
+    files: dict[str, list[int]] = {}
+    for i, p in enumerate(parts):
+        files.setdefault(p[0], []).append(i)
+    out = None
+    for fname, rows in files.items():
+        with _mapped(fname) as data:
+            off = offsets[rows]
+            if out is None:
+                if off[0] + 10 > len(data) or data[off[0]:off[0] + 6] != b"\0BFV \x04":
+                    return None
+                head = np.frombuffer(data[off[0]:off[0] + 10], dtype=np.uint8)
+                dim = int(struct.unpack_from("<i", data, off[0] + 6)[0])
+                nbytes = 4 * dim
+                out = np.empty((len(keys), dim), dtype=np.float32)
+                dst = memoryview(out).cast("B")
+            if np.any(off < 0) or np.any(off + 10 + nbytes > len(data)):
+                return None
+            buf = np.frombuffer(data, dtype=np.uint8)
+            same = np.array_equal(buf[off[:, None] + np.arange(10)], np.broadcast_to(head, (len(off), 10)))
+            del buf  # an mmap cannot close while numpy holds its buffer
+            if not same:
+                return None
+            with memoryview(data) as src:
+                for i, start in zip(rows, (off + 10).tolist()):
+                    dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
     return keys, out
 
 
