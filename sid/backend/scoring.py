@@ -63,7 +63,7 @@ def _is_float(text: str) -> bool:
 def index_trials(keys1, keys2, enroll_keys: list[str], test_keys: list[str], what: str = "trials"):
     """Row indices of each trial's keys; trials with a missing key are dropped with a warning (as Kaldi)."""
     epos = {k: i for i, k in enumerate(enroll_keys)}
-    tpos = {k: i for i, k in enumerate(test_keys)}
+    tpos = epos if test_keys is enroll_keys else {k: i for i, k in enumerate(test_keys)}
     # map() over dict.get keeps the per-trial lookup in C (10^6 trials).
     ei = np.fromiter(map(epos.get, keys1, itertools.repeat(-1)), dtype=np.int64, count=len(keys1))
     ti = np.fromiter(map(tpos.get, keys2, itertools.repeat(-1)), dtype=np.int64, count=len(keys2))
