@@ -274,3 +274,20 @@ def test_scp_reader_fast_path_and_fallbacks(tmp_path):
     (tmp_path / "dup.scp").write_text(lines[3] + "\n" + lines[3] + "\n")
     with pytest.raises(SidError, match="duplicate key 'b0'"):
         kaldi_io.read_vectors(f"scp:{tmp_path}/dup.scp")
+
+
+def test_ark_reader_fast_path_and_fallbacks(tmp_path):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    kaldi_io.write_vectors(f"ark:{tmp_path}/a.ark", ["k0", "k1", "k2", "k3"], x)
+    keys, got = kaldi_io.read_vectors(f"ark:cat {tmp_path}/a.ark |")
+    assert keys == ["k0", "k1", "k2", "k3"]
+    np.testing.assert_array_equal(got, x)
+    # Vectors of another dimension after the first: the general reader names the key.
+    kaldi_io.write_vectors(f"ark:{tmp_path}/b.ark", ["k4"], x[:1, :2])
+    (tmp_path / "ab.ark").write_bytes((tmp_path / "a.ark").read_bytes() + (tmp_path / "b.ark").read_bytes())
+    with pytest.raises(SidError, match="key 'k4' has dimension 2, expected 3"):
+        kaldi_io.read_vectors(f"ark:{tmp_path}/ab.ark")
+    (tmp_path / "cut.ark").write_bytes((tmp_path / "a.ark").read_bytes()[:-4])
+    with pytest.raises(SidError, match="key 'k3'.*truncated"):
+        kaldi_io.read_vectors(f"ark:{tmp_path}/cut.ark")

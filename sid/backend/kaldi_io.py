@@ -252,13 +252,11 @@ def _iter_scp(path: str) -> Iterator[tuple[str, bytes, int, str]]:
             yield key, read_bytes(target), 0, f"{where} ({target})"
 
 
-def _locate(rspecifier: str) -> Iterator[tuple[str, bytes, int, str]]:
-    """``(key, buffer, object position, where)`` for each item of an rspecifier, in order."""
-    opts, path = split_specifier(rspecifier)
+def _locate(opts: set[str], path: str, rspecifier: str, data: bytes | None) -> Iterator[tuple[str, bytes, int, str]]:
+    """``(key, buffer, object position, where)`` for each item of a table (``data``: an archive already read)."""
     if "scp" in opts:
         yield from _iter_scp(path)
     else:
-        data = read_bytes(path)
         for key, pos in _scan_ark(data, rspecifier):
             yield key, data, pos, f"{rspecifier}: key '{key}'"
 
@@ -270,11 +268,12 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     archive bytes into one preallocated matrix, with no per-vector array.
     """
     opts, path = split_specifier(rspecifier)
-    fast = _read_scp_float_vectors(path) if "scp" in opts else None
+    data = None if "scp" in opts else read_bytes(path)
+    fast = _read_scp_float_vectors(path) if data is None else _read_ark_float_vectors(data)
     if fast is not None:
         _check_unique(fast[0], rspecifier)
         return fast
-    items = list(_locate(rspecifier))
+    items = list(_locate(opts, path, rspecifier, data))
     keys = [k for k, _, _, _ in items]
     _check_unique(keys, rspecifier)
     if not items:
@@ -307,6 +306,36 @@ def _check_unique(keys: list[str], rspecifier: str) -> None:
         seen: set[str] = set()
         dup = next(k for k in keys if k in seen or seen.add(k))
         raise SidError(f"{rspecifier}: duplicate key '{dup}'")
+
+
+def _read_ark_float_vectors(data: bytes) -> tuple[list[str], np.ndarray] | None:
+    """A binary archive of float vectors of one dimension (what every tool of a pipe writes), in one
+    tight loop: each item is ``key``, a space, the same 10-byte header, then the values. None for
+    anything else, which the general reader handles (and reports)."""
+    space = data.find(b" ")
+    head = data[space + 1:space + 11]
+    if space <= 0 or len(head) < 10 or head[:6] != b"\0BFV \x04":
+        return None
+    nbytes = 4 * struct.unpack_from("<i", head, 6)[0]
+    find, n = data.find, len(data)
+    keys, starts = [], []
+    pos = 0
+    while pos < n:
+        space = find(b" ", pos)
+        if space < 0 or data[space + 1:space + 11] != head or space + 11 + nbytes > n:
+            return None
+        keys.append(data[pos:space])
+        starts.append(space + 11)
+        pos = space + 11 + nbytes
+    out = np.empty((len(keys), nbytes // 4), dtype=np.float32)
+    dst = memoryview(out).cast("B")
+    with memoryview(data) as src:
+        for i, start in enumerate(starts):
+            dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
+    try:
+        return [k.decode() for k in keys], out
+    except UnicodeDecodeError:
+        return None
 
 
 @contextlib.contextmanager
