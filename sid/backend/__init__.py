@@ -7,6 +7,7 @@
 ``pipeline``  the recipe's mean -> LDA -> length-norm -> PLDA chain in one process.
 """
 
+import math
 import os
 
 
@@ -26,15 +27,15 @@ def big_blas():
     """A context in which BLAS may use the idle cores, for large products (``SID_BLAS_THREADS`` overrides).
 
     Only products over 10^5 rows go here (scatter matrices, transforms of whole
-    tables). On an idle 2-core machine 2 threads run a 200k x 512 SYRK 1.7x
-    faster than 1, but with the other core busy they run 2x slower than 1 (the
-    threads wait for each other at every step), so the count is the number of
-    cores minus the 1-minute load average, at least 1.
+    tables). On a 2-core machine 2 threads ran a 200k x 512 SYRK 1.7x faster
+    than 1 at a load average of 1.0, but 2x slower at 1.5 (the threads wait for
+    each other at every step), so a core counts as free while the 1-minute load
+    average leaves at least 0.2 of it idle.
     """
     from threadpoolctl import threadpool_limits
 
     threads = int(os.environ.get("SID_BLAS_THREADS", "0"))
     if threads <= 0:
         cores = os.cpu_count() or 1
-        threads = max(1, min(cores, round(cores - os.getloadavg()[0])))
+        threads = max(1, min(cores, math.floor(cores - os.getloadavg()[0] + 0.8)))
     return threadpool_limits(threads, user_api="blas")

@@ -19,7 +19,7 @@ import numpy as np
 from sid.backend import kaldi_io, limit_blas_threads, pipeline
 from sid.backend.plda import Plda
 from sid.backend.scoring import index_trials, read_trials, write_scores
-from sid.cli import KaldiOptions, UsageError, run_main
+from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 
 log = logging.getLogger("score_plda")
@@ -37,7 +37,7 @@ def main() -> int:
                 "scaling to length sqrt(dim) in the PLDA space")
     opts, args = po.parse(num_args=(5, 1001))
     if len(args) % 2 == 0:
-        raise UsageError("each trials file needs its scores file")
+        raise SidError(f"each trials file needs its scores file; got {len(args) - 3} file names after the tables")
     limit_blas_threads()
     plda = Plda.read(args[0])
     if opts.smoothing:
