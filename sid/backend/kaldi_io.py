@@ -349,7 +349,7 @@ def _mapped(rxfilename: str):
         return
     with f:
         try:
-            m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except (ValueError, OSError):  # empty or unmappable: read it
             yield f.read()
             return
