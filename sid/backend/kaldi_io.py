@@ -449,7 +449,7 @@ class TableWriter:
             parts += body
             if self._scp is not None:
                 scp.append(f"{key} {self.path}:{pos + len(head)}\n")
-            pos += len(head) + sum(len(p) for p in body)
+            pos += len(head) + sum(map(len, body))
         self._f.write(b"".join(parts))
         if scp:
             self._scp.write("".join(scp).encode())
