@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import stat
 import time
 
 import kaldiio
@@ -490,3 +491,20 @@ def test_tools_on_shared_corpus(corpus, tmp_path, sid_env, repo):
     for sub in (d / "split4" / "3", tmp_path / "sub", tmp_path / "copy", both):
         ok = run(sid_env, repo, "utils/validate_data_dir.sh", "--no-feats", str(sub))
         assert "Successfully validated" in ok.stdout
+
+
+def test_atomic_writes_leave_special_files_alone(tmp_path):
+    from sid.data.table import write_table
+
+    write_table(os.devnull, {"a": "1"})
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    import threading
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_table(fifo, {"a": "1"})
+    reader.join(5)
+    assert got == ["a 1\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)

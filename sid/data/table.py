@@ -59,6 +59,10 @@ def read_keys(path: str | os.PathLike) -> list[str]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # /dev/null, a FIFO or a device: renaming over it would replace it with a file.
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
