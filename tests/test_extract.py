@@ -18,7 +18,7 @@ from sid.extract import chunk_spans, embed_utterances, pad_chunk
 from sid.models import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_helpers import corpus_features  # noqa: E402
+from training_data import corpus_features  # noqa: E402
 
 
 class MeanModel(torch.nn.Module):

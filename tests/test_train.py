@@ -17,7 +17,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_helpers import corpus_features  # noqa: E402
+from training_data import corpus_features  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
