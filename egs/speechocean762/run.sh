@@ -16,8 +16,9 @@
 #                            downloads/speechocean762 from local/download.sh)
 #   --trials "FILE ..."      more VoxCeleb-format lists (1|0 path1 path2, paths relative
 #                            to the corpus root) to score
-#   --exp DIR                experiment folder: model, embeddings, scores, results.json (default exp)
-#   --data DIR               data dirs and features (default data)
+#   --exp DIR                experiment folder: model, embeddings, scores, results.json
+#                            (default exp/ in this recipe's folder)
+#   --data DIR               data dirs and features (default data/ in this recipe's folder)
 #   --config YAML            model and training config (default conf/xvector_small.yaml)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
@@ -31,8 +32,8 @@ set -euo pipefail
 
 corpus=
 trials=
-exp=exp
-data=data
+exp=
+data=
 config=conf/xvector_small.yaml
 stage=0
 stop_stage=6
@@ -52,7 +53,7 @@ abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 [ -n "$corpus" ] && corpus=$(abspath "$corpus")
 user_trials=()
 for t in $trials; do user_trials+=("$(abspath "$t")"); done
-exp=$(abspath "$exp"); data=$(abspath "$data")
+exp=$(abspath "${exp:-$here/exp}"); data=$(abspath "${data:-$here/data}")
 # The config may be given relative to where the user is or to the recipe folder.
 if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config; fi
 cd "$here"
