@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sid.cli import KaldiOptions, run_main
+from sid.data.table import atomic_path
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
 dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
@@ -118,15 +119,9 @@ def _write(wspec: str, out_scp: str, embeddings: dict) -> None:
     if out_scp:
         opts, _, paths = wspec.partition(":")
         ark = paths.split(",")[0]
-        tmp = f"{out_scp}.{os.getpid()}.tmp"
-        try:
-            with kaldiio.WriteHelper(f"{opts}:{ark},{tmp}") as w:
-                for k in keys:
-                    w(k, embeddings[k])
-            os.replace(tmp, out_scp)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(out_scp) as tmp, kaldiio.WriteHelper(f"{opts}:{ark},{tmp}") as w:
+            for k in keys:
+                w(k, embeddings[k])
         return
     with kaldiio.WriteHelper(wspec) as w:
         for k in keys:
