@@ -28,7 +28,8 @@
 #   --train-set kaldi|wespeaker kaldi: VoxCeleb2 dev+test and VoxCeleb1 dev, tests on Vox1-O;
 #                               wespeaker: VoxCeleb2 dev only, tests on Vox1-O/E/H
 #   --nj N                      parallel jobs (through $train_cmd from cmd.sh)
-#   --feat-type fbank|mfcc      --fbank-config, --mfcc-config, --vad-config FILE
+#   --feat-type fbank|mfcc      --fbank-config, --mfcc-config, --vad-config FILE (with fbank,
+#                               the energy VAD is decided on MFCCs computed beside them)
 #   --feat-dir DIR              where feature archives go (default: fbank/ or mfcc/)
 #   --num-aug-utts N            augmented utterances kept (Kaldi: 1000000)
 #   --speed-perturb true|false  also add 0.9x and 1.1x copies, each a new speaker
@@ -59,7 +60,7 @@ vox2_meta=
 train_set=kaldi
 nj=40
 feat_type=fbank
-fbank_config=conf/fbank.conf
+fbank_config=conf/fbank80.conf
 mfcc_config=conf/mfcc.conf
 vad_config=conf/vad.conf
 feat_dir=
@@ -123,9 +124,21 @@ make_features() {
   steps/make_$feat_type.sh --$feat_type-config $feat_config --write-utt2num-frames true \
     --nj $nj --cmd "$train_cmd" data/$name exp/make_$feat_type/$name $feat_dir
   utils/fix_data_dir.sh data/$name
-  if [ $vad = vad ]; then
+  if [ $vad = vad ] && [ $feat_type = mfcc ]; then
     steps/compute_vad_decision.sh --vad-config $vad_config --nj $nj --cmd "$train_cmd" \
       data/$name exp/make_vad/$name $feat_dir
+    utils/fix_data_dir.sh data/$name
+  elif [ $vad = vad ]; then
+    # Energy VAD decides on MFCC C0, as in Kaldi v2: MFCCs (same framing as the fbank
+    # configs) in a side copy of the data dir, whose vad.scp this data dir takes.
+    rm -rf data/${name}_vad_mfcc
+    utils/copy_data_dir.sh data/$name data/${name}_vad_mfcc
+    steps/make_mfcc.sh --mfcc-config $mfcc_config --write-utt2num-frames true \
+      --nj $nj --cmd "$train_cmd" data/${name}_vad_mfcc exp/make_vad/$name $feat_dir
+    steps/compute_vad_decision.sh --vad-config $vad_config --nj $nj --cmd "$train_cmd" \
+      data/${name}_vad_mfcc exp/make_vad/$name $feat_dir
+    cp data/${name}_vad_mfcc/vad.scp data/$name/vad.scp
+    rm -r data/${name}_vad_mfcc
     utils/fix_data_dir.sh data/$name
   fi
   utils/validate_data_dir.sh data/$name
