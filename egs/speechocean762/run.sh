@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: ./run.sh [options]
 # Speaker verification on speechocean762 (OpenSLR 101, read English speech, 16 kHz),
-# small enough for a laptop CPU (about 10 minutes on 2 cores), with the stages of the
+# small enough for a laptop CPU (about 3 minutes on 2 cores), with the stages of the
 # VoxCeleb recipe: data prep, 30-dim MFCC + energy VAD, sliding CMN and voiced frames,
 # a small x-vector TDNN, embedding extraction, cosine / cosine+AS-norm / LDA+PLDA
 # back-ends, EER and minDCF into <exp>/results.json, a printed table and plots.
