@@ -11,7 +11,6 @@ Not needed: m4a files are decoded in-process when features are made.
 e.g. local/convert_m4a.py --nj 8 data/voxceleb2_dev /data/voxceleb2_flac
 """
 
-import argparse
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.data.audio import read_audio
 from sid.data.table import read_dict, write_sorted
 from sid.errors import AudioError, DataDirError
@@ -45,8 +44,7 @@ def convert(job: tuple[str, str, str]) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--format", choices=["flac", "wav"], default="flac")
     ap.add_argument("--nj", type=int, default=4, help="parallel conversions")
     ap.add_argument("data_dir")

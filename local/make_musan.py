@@ -11,12 +11,11 @@ only when complete.
 e.g. local/make_musan.py /data/musan data
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from sid import voxceleb
-from sid.cli import parse_bool, run_main, setup_logging
+from sid.cli import doc_argparser, parse_bool, run_main, setup_logging
 from sid.errors import DataDirError, SidError
 
 
@@ -54,8 +53,7 @@ def collect(root: Path, part: str, use_vocals: bool) -> list[tuple[str, str, str
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--use-vocals", type=parse_bool, default=True, help="keep music with vocals")
     ap.add_argument("--nj", type=int, default=4, help="processes reading durations")
     ap.add_argument("root")

@@ -19,7 +19,6 @@ The "cleaned" lists leave out the trials of one file, as the official ones do.
 The tree appears only when complete.
 """
 
-import argparse
 import base64
 import hashlib
 import logging
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.data.audio import read_audio
 from sid.data.table import read_dict
 from sid.errors import SidError
@@ -162,8 +161,7 @@ def make_musan_and_rirs(out: Path, corpus: Path, spk2utt: dict, wav: dict, speec
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--vox1-dev-speakers", type=int, default=3)
     ap.add_argument("--vox1-test-speakers", type=int, default=3)
     ap.add_argument("--vox2-dev-speakers", type=int, default=3)

@@ -10,18 +10,16 @@ id10270-x6uYqmx31kE-00001. The data dir appears only when complete.
 e.g. local/make_voxceleb1.py --meta vox1_meta.csv /data/voxceleb1 test data/voxceleb1_test
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from sid import voxceleb
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.errors import SidError
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--meta", help="vox1_meta.csv: speaker genders (and dev/test sets)")
     ap.add_argument("--nj", type=int, default=4, help="processes reading durations")
     ap.add_argument("--no-utt2dur", action="store_true", help="skip reading every file's duration")

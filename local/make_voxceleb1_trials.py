@@ -9,19 +9,17 @@ in its utt2spk, else the error counts and lists the missing ones.
 e.g. local/make_voxceleb1_trials.py --data-dir data/voxceleb1_test veri_test2.txt data/voxceleb1_test/trials_vox1_O_clean
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from sid import voxceleb
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.data.table import read_keys
 from sid.errors import DataDirError
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--data-dir", help="test data dir whose utt2spk must hold every trial's utterances")
     ap.add_argument("official_list")
     ap.add_argument("trials")

@@ -10,18 +10,16 @@ id00012-21Uxsk56VDQ-00001. The data dir appears only when complete.
 e.g. local/make_voxceleb2.py --nj 8 /data/voxceleb2 dev data/voxceleb2_dev
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from sid import voxceleb
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.errors import SidError
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--meta", help="vox2_meta.csv: speaker genders")
     ap.add_argument("--nj", type=int, default=4, help="processes reading durations")
     ap.add_argument("--no-utt2dur", action="store_true", help="skip reading every file's duration")

@@ -10,13 +10,12 @@ and naming them.
 e.g. local/prepare_rirs.py /data/RIRS_NOISES data/rirs
 """
 
-import argparse
 import logging
 import shlex
 from pathlib import Path
 
 from sid.augment.datadir import parse_rir_line
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 from sid.data.table import atomic_path
 from sid.errors import DataDirError, SidError
 
@@ -40,8 +39,7 @@ def read_list(root: Path, rir_list: Path) -> list[tuple[str, str, Path]]:
 
 
 def main():
-    ap = argparse.ArgumentParser(usage=__doc__.splitlines()[0][7:], description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__)
     ap.add_argument("--rooms", default="smallroom,mediumroom", help="comma-separated simulated_rirs subfolders")
     ap.add_argument("root")
     ap.add_argument("out_dir")

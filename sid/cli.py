@@ -133,6 +133,14 @@ class KaldiOptions:
         return opts, positional
 
 
+def doc_argparser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser for a script whose docstring is its documentation: the first
+    line ``Usage: ...`` is the usage, the text after the blank line the description."""
+    return argparse.ArgumentParser(prog=prog, usage=doc.splitlines()[0][len("Usage: "):],
+                                   description=doc.split("\n", 2)[2],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def prog_name() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)

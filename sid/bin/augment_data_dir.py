@@ -11,7 +11,7 @@ sid.augment.datadir). Kaldi egs/voxceleb/v2 uses:
 import argparse
 
 from sid.augment import augment_data_dir
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 
 
 def colon_list(kind):
@@ -24,9 +24,7 @@ def colon_list(kind):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog="augment_data_dir", usage=__doc__.splitlines()[0][7:],
-                                 description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__, prog="augment_data_dir")
     ap.add_argument("--utt-suffix", required=True, help="new utterance ids are <utt>-<suffix>")
     ap.add_argument("--fg-snrs", type=colon_list(float), default=[], help="foreground SNRs (dB), e.g. 15:10:5:0")
     ap.add_argument("--bg-snrs", type=colon_list(float), default=[], help="background SNRs (dB), e.g. 15:10:8:5")

@@ -8,16 +8,13 @@ vad.scp is not carried over: compute VAD on the copy's features.
 e.g. python -m sid.bin.perturb_data_dir_speed 0.9 data/train data/train_sp0.9
 """
 
-import argparse
 
 from sid.augment import perturb_data_dir_speed
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 
 
 def main():
-    ap = argparse.ArgumentParser(prog="perturb_data_dir_speed", usage=__doc__.splitlines()[0][7:],
-                                 description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__, prog="perturb_data_dir_speed")
     ap.add_argument("factor", type=float)
     ap.add_argument("input_dir")
     ap.add_argument("output_dir")

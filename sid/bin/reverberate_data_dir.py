@@ -12,7 +12,7 @@ New utterance ids are <utt>-<suffix>. Kaldi egs/voxceleb/v2 uses:
 import argparse
 
 from sid.augment import reverberate_data_dir
-from sid.cli import run_main, setup_logging
+from sid.cli import doc_argparser, run_main, setup_logging
 
 
 def rir_set(text):
@@ -24,9 +24,7 @@ def rir_set(text):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog="reverberate_data_dir", usage=__doc__.splitlines()[0][7:],
-                                 description=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_argparser(__doc__, prog="reverberate_data_dir")
     ap.add_argument("--rir-set-parameters", type=rir_set, action="append", required=True,
                     help="'<probability>, <rir_list>' (repeatable)")
     ap.add_argument("--speech-rvb-probability", type=float, default=1.0,
