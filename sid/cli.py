@@ -92,7 +92,15 @@ class KaldiOptions:
             self._apply(values, line, f" ({path}:{lineno})")
 
     def help_text(self) -> str:
-        lines = [self.usage, "", "Options:"]
+        """Every tool's help has one form: the Usage line (and its e.g.), the description, Options."""
+        usage = self.usage.splitlines()
+        first = next((i for i, line in enumerate(usage) if line.startswith("Usage:")), 0)
+        if first:  # Kaldi puts the description first; move it after the usage and example lines
+            end = first + 1
+            while end < len(usage) and usage[end].startswith((" ", "\t")):
+                end += 1
+            usage = usage[first:end] + usage[:first] + usage[end:]
+        lines = ["\n".join(usage), "", "Options:"]
         for key, (typ, default, text) in sorted(self._opts.items()):
             shown = str(default).lower() if typ is bool else default
             lines.append(f"  --{key:<28} : {text} ({typ.__name__}, default = {shown})")
@@ -133,12 +141,25 @@ class KaldiOptions:
         return opts, positional
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse help in the form of the other tools': ``Usage: ...``, the description, ``Options:``."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, prefix="Usage: ")
+
+
+def argparser(**kwargs) -> argparse.ArgumentParser:
+    """An ``argparse.ArgumentParser`` whose help has the form of the other tools'."""
+    ap = argparse.ArgumentParser(formatter_class=HelpFormatter, **kwargs)
+    ap._positionals.title = "Arguments"
+    ap._optionals.title = "Options"
+    return ap
+
+
 def doc_argparser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser for a script whose docstring is its documentation: the first
     line ``Usage: ...`` is the usage, the text after the blank line the description."""
-    return argparse.ArgumentParser(prog=prog, usage=doc.splitlines()[0][len("Usage: "):],
-                                   description=doc.split("\n", 2)[2],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparser(prog=prog, usage=doc.splitlines()[0][len("Usage: "):], description=doc.split("\n", 2)[2])
 
 
 def prog_name() -> str:
