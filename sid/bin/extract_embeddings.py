@@ -34,7 +34,7 @@ def main() -> int:
 
     import kaldiio
     import torch
-    from tqdm import tqdm
+    from sid.progress import progress
 
     from sid.errors import SidError
     from sid.extract import Extractor, pick_device
@@ -59,7 +59,7 @@ def main() -> int:
         except Exception as err:
             raise SidError(f"cannot open features {feats_rspec}: {err}") from None
         with reader:
-            for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
+            for utt, feats in progress(reader, desc="extract_embeddings", unit="utt"):
                 if utt not in vad:
                     log.warning("no VAD for utterance %s; skipping it", utt)
                     counts["no_vad"] += 1

@@ -9,14 +9,12 @@ headerless audio, in --nj worker processes.
 
 import logging
 import multiprocessing as mp
-import sys
-
-from tqdm import tqdm
 
 from sid.cli import KaldiOptions, run_main
 from sid.data.audio import audio_duration
 from sid.data.datadir import DataDir, write_lines
 from sid.errors import AudioError, DataDirError, SidError
+from sid.progress import progress
 
 USAGE = """Usage: get_utt2dur [options] <data-dir>
  e.g.: get_utt2dur --nj=8 data/train"""
@@ -37,7 +35,7 @@ def durations(items: list[tuple[str, str]], nj: int, read_entire_file: bool) -> 
     jobs = [(k, v, read_entire_file) for k, v in items]
     out: dict[str, float] = {}
     errors = []
-    bar = tqdm(total=len(jobs), desc="utt2dur", unit="file", file=sys.stderr, disable=len(jobs) < 1000)
+    bar = progress(total=len(jobs), desc="utt2dur", unit="file", disable=len(jobs) < 1000)
     if nj > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(nj) as pool:
             results = pool.imap(_one, jobs, chunksize=max(1, min(256, len(jobs) // (nj * 8) or 1)))

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sid.cli import KaldiOptions
 from sid.errors import AudioError, SidError
@@ -24,6 +23,7 @@ from sid.features.compute import Fbank, Mfcc
 from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_wavs
 from sid.features.options import FbankOptions, MfccOptions
 from sid.features.window import num_frames
+from sid.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
         writer = stack.enter_context(MatrixWriter(feats_wspecifier, compression_method=method))
         dur_writer = stack.enter_context(ScalarWriter(opts.write_utt2dur)) if opts.write_utt2dur else None
         nf_writer = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
-        for utt, where, read in tqdm(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
-                                     unit="utt", mininterval=10, disable=None):
+        for utt, where, read in progress(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
+                                         unit="utt"):
             num_utts += 1
             try:
                 samples, sr = read(None, False)

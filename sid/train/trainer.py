@@ -33,13 +33,13 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from sid.config import OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.losses import MarginScheduler, build_head
 from sid.models import build_model, count_parameters
+from sid.progress import progress
 from sid.train import checkpoint
 from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
                             read_training_set, split_validation, worker_init)
@@ -277,8 +277,8 @@ class Trainer:
                 pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
                 prefetch_factor=4 if opts.num_workers else None)
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
-                       disable=not (self.is_main and opts.progress), mininterval=1.0, dynamic_ncols=True)
+            bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
+                           unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
             t0 = time.monotonic()
             for feats, labels, _ in bar:
