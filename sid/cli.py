@@ -169,7 +169,8 @@ def setup_logging(verbose: int = 0) -> None:
 
 
 def run_main(main) -> None:
-    """Run ``main()``; a ``SidError`` ends the program with its message and status 1, no traceback."""
+    """Run ``main()``; a ``SidError`` or ``OSError`` ends the program with its message and status 1,
+    no traceback."""
     from sid.errors import SidError
 
     try:
@@ -178,5 +179,10 @@ def run_main(main) -> None:
         print(f"ERROR ({prog_name()}): {err}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as err:
+        # The environment (a folder that cannot be written, a vanished file): what and where, no traceback.
+        where = f": {err.filename}" if err.filename else ""
+        print(f"ERROR ({prog_name()}): {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(1)
     sys.exit(status or 0)
