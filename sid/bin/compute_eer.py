@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 from sid.metrics import compute_eer

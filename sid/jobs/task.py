@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from sid.data.table import atomic_path
 from sid.jobs.common import Interrupt, JobArgs, run_logged
 
 
@@ -26,11 +27,8 @@ def main(argv: list[str]) -> int:
     interrupt.install()
     rc = run_logged(job.command_for(task), job.log_for(task), threads=spec["threads"], interrupt=interrupt,
                     show_host=True)
-    status = f"{spec['stem']}.{task}.status"
-    tmp = f"{status}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{rc}\n")
-    os.replace(tmp, status)
+    with atomic_path(f"{spec['stem']}.{task}.status") as tmp:
+        tmp.write_text(f"{rc}\n", encoding="utf-8")
     return 0 if rc == 0 else 1
 
 
