@@ -181,8 +181,16 @@ def run_main(main) -> None:
     except BrokenPipeError:
         sys.exit(1)
     except OSError as err:
-        # The environment (a folder that cannot be written, a vanished file): what and where, no traceback.
-        where = f": {err.filename}" if err.filename else ""
-        print(f"ERROR ({prog_name()}): {err.strerror or err}{where}", file=sys.stderr)
+        import errno
+
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A write outside sid.kaldi_io's writers (a log, a plot): still one clear line.
+            from sid.data.table import disk_full
+
+            print(f"ERROR ({prog_name()}): {disk_full(err.filename, 0)}", file=sys.stderr)
+        else:
+            # The environment (a folder that cannot be written, a vanished file): what and where.
+            where = f": {err.filename}" if err.filename else ""
+            print(f"ERROR ({prog_name()}): {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(1)
     sys.exit(status or 0)
