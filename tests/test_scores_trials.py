@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.plda import Plda
 from sid.backend.scoring import match_scores, read_scores, read_trials
 from sid.errors import SidError
