@@ -93,7 +93,7 @@ class FrameProcessor:
     of one big batch is several times slower) and memory flat in utterance length.
     """
 
-    CHUNK = 256
+    CHUNK = 128
 
     def __init__(self, opts: FrameExtractionOptions):
         self.opts = opts
