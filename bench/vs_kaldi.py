@@ -56,7 +56,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sid.backend import kaldi_io  # noqa: E402
+from sid import kaldi_io  # noqa: E402
 
 SHARED = Path(os.environ.get("SID_SHARED", REPO.parent / "shared"))
 REF = SHARED / "reference" / "kaldi"
@@ -232,9 +232,7 @@ def probe(kaldi_bin: Path) -> str | None:
 # ---------------------------------------------------------------- parity
 
 def _tables(path: Path) -> dict:
-    import kaldiio
-
-    return dict(kaldiio.load_ark(str(path)))
+    return dict(kaldi_io.read_matrices(f"ark:{path}"))
 
 
 def parity(kind: str, kaldi: Path, ours: Path, kaldi_out: str, ours_out: str) -> tuple[bool, str]:
