@@ -199,7 +199,7 @@ def tool(side: str, name: str, kaldi_bin: Path) -> str:
 
 
 def expand(template: str, side: str, kaldi_bin: Path) -> str:
-    return re.sub(r"\{([a-z][a-z-]*)\}", lambda m: tool(side, m.group(1), kaldi_bin), template)
+    return re.sub(r"\{([a-z][a-z_-]*)\}", lambda m: tool(side, m.group(1), kaldi_bin), template)
 
 
 def side_env(kaldi_bin: Path, threads: str) -> dict:
