@@ -168,6 +168,19 @@ def setup_logging(verbose: int = 0) -> None:
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
 
 
+def progress(iterable, **kwargs):
+    """``tqdm(iterable, disable=None, **kwargs)``: a bar on a terminal, nothing in a pipe or log.
+
+    tqdm is imported only when the bar can show, since its import (package metadata)
+    is a tenth of a tool's start-up budget and jobs run with stderr in a log file.
+    """
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=None, **kwargs)
+
+
 def run_main(main) -> None:
     """Run ``main()``; a ``SidError`` or ``OSError`` ends the program with its message and status 1,
     no traceback."""

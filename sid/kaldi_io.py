@@ -706,11 +706,39 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     archive bytes into one preallocated matrix, with no per-vector array.
     """
     opts, path = split_specifier(rspecifier)
-    data = None if "scp" in opts else read_bytes(path)
-    fast = _read_scp_float_vectors(path) if data is None else _read_ark_float_vectors(data)
-    if fast is not None:
-        _check_unique(fast[0], rspecifier)
-        return fast
+    if "scp" in opts:
+        fast = _read_scp_float_vectors(path)
+        if fast is not None:
+            _check_unique(fast[0], rspecifier)
+            return fast
+        return _read_vectors_general(opts, path, rspecifier, None)
+    # Archives (files, pipes) are parsed a few MB at a time straight into the result, so the
+    # archive's bytes are never held beside it: a pipe stage needs about the table's size, as Kaldi.
+    keys: list[str] = []
+    out = None
+    n = 0
+    for block_keys, block in iter_vector_blocks(rspecifier):
+        if out is None or n + len(block) > len(out) or block.shape[1:] != out.shape[1:]:
+            if out is not None and block.shape[1:] != out.shape[1:]:
+                raise SidError(f"{rspecifier}: key '{block_keys[0]}' has dimension {block.shape[1]}, "
+                               f"expected {out.shape[1]} like '{keys[0]}'")
+            # Room for 2^31 bytes of rows at first: pages never written take no memory.
+            grown = np.empty((max(2 * n, n + len(block), (1 << 31) // max(4 * block.shape[1], 1)),
+                              block.shape[1]), dtype=np.float32)
+            if out is not None:
+                grown[:n] = out[:n]
+            out = grown
+        out[n:n + len(block)] = block
+        n += len(block)
+        keys += block_keys
+    _check_unique(keys, rspecifier)
+    if out is None:
+        return keys, np.zeros((0, 0), dtype=np.float32)
+    return keys, out[:n]
+
+
+def _read_vectors_general(opts: set[str], path: str, rspecifier: str, data: bytes | None) -> tuple[list[str], np.ndarray]:
+    """Any table of vectors (text, double, compressed, mixed) held in memory, one key at a time."""
     items = list(_locate(opts, path, rspecifier, data))
     keys = [k for k, _, _, _ in items]
     _check_unique(keys, rspecifier)
@@ -739,41 +767,99 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     return keys, out
 
 
+def iter_vector_blocks(rspecifier: str, rows: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The vectors of a table in order, as ``(keys, float32 [n, dim])`` blocks of at most ``rows``,
+    holding one block at a time as Kaldi's sequential readers hold one vector: for the tools that
+    stream (ivector-mean's global mean, subtract / transform / normalize). Binary float vector
+    archives (what every tool of a pipe writes; files are memory-mapped) and scp files onto them
+    are read a block at a time; anything else is read whole and cut into blocks. Keys are not
+    checked for duplicates here (nor do Kaldi's sequential readers)."""
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts:
+        keys, x = read_vectors(rspecifier)
+        for start in range(0, len(keys), rows):
+            yield keys[start:start + rows], x[start:start + rows]
+        return
+    with open_input(path) as f:
+        buf = bytearray()
+        done = 0  # bytes of the stream before buf
+        eof = False
+        while True:
+            if not eof and len(buf) < (1 << 22):
+                chunk = f.read(1 << 22)
+                eof = not chunk
+                buf += chunk
+            parsed = _split_float_vectors(buf, rows)
+            if parsed is None:  # not (or no longer) plain binary float vectors: the general reader
+                rest = bytes(buf) + (b"" if eof else f.read())
+                keys, x = _read_vectors_general({"ark"}, path, rspecifier, rest)
+                for start in range(0, len(keys), rows):
+                    yield keys[start:start + rows], x[start:start + rows]
+                return
+            keys, block, used = parsed
+            if keys:
+                yield keys, block
+                del buf[:used]
+                done += used
+                continue
+            if eof:
+                if buf.strip():
+                    key = bytes(buf[:buf.find(b" ")] if b" " in buf else buf[:50]).decode(errors="replace")
+                    raise SidError(f"{rspecifier}: key '{key}' at byte {done}: truncated Kaldi object "
+                                   f"(the archive ends {len(buf)} bytes later)")
+                return
+            if len(buf) >= (1 << 22):  # one item larger than the buffer: read more first
+                chunk = f.read(len(buf))
+                eof = not chunk
+                buf += chunk
+
+
+def _split_float_vectors(buf: bytearray, rows: int) -> tuple[list[str], np.ndarray, int] | None:
+    """The whole ``key \\0BFV <dim> values`` items at the start of ``buf`` (at most ``rows``), the block of
+    their values and the bytes they take; None when an item there is of another kind."""
+    n = len(buf)
+    pos = 0
+    while pos < n and buf[pos] in b" \t\n\r":
+        pos += 1
+    space = buf.find(b" ", pos)
+    if space < 0 or space + 11 > n:
+        return [], np.zeros((0, 0), np.float32), 0
+    head = bytes(buf[space + 1:space + 11])
+    if head[:6] != b"\0BFV \x04":
+        return None
+    nbytes = 4 * struct.unpack_from("<i", head, 6)[0]
+    find = buf.find
+    keys, starts = [], []
+    while len(keys) < rows:
+        while pos < n and buf[pos] in b" \t\n\r":
+            pos += 1
+        space = find(b" ", pos)
+        if space < 0 or space + 11 + nbytes > n:
+            break
+        if buf[space + 1:space + 11] != head:
+            if not keys:
+                return None
+            break
+        keys.append(bytes(buf[pos:space]))
+        starts.append(space + 11)
+        pos = space + 11 + nbytes
+    out = np.empty((len(keys), nbytes // 4), dtype=np.float32)
+    if out.size:
+        dst = memoryview(out).cast("B")
+        with memoryview(buf) as src:
+            for i, start in enumerate(starts):
+                dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
+    try:
+        return [k.decode() for k in keys], out, (starts[-1] + nbytes if starts else 0)
+    except UnicodeDecodeError:
+        return None
+
+
 def _check_unique(keys: list[str], rspecifier: str) -> None:
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         dup = next(k for k in keys if k in seen or seen.add(k))
         raise SidError(f"{rspecifier}: duplicate key '{dup}'")
-
-
-def _read_ark_float_vectors(data: bytes) -> tuple[list[str], np.ndarray] | None:
-    """A binary archive of float vectors of one dimension (what every tool of a pipe writes), in one
-    tight loop: each item is ``key``, a space, the same 10-byte header, then the values. None for
-    anything else, which the general reader handles (and reports)."""
-    space = data.find(b" ")
-    head = data[space + 1:space + 11]
-    if space <= 0 or len(head) < 10 or head[:6] != b"\0BFV \x04":
-        return None
-    nbytes = 4 * struct.unpack_from("<i", head, 6)[0]
-    find, n = data.find, len(data)
-    keys, starts = [], []
-    pos = 0
-    while pos < n:
-        space = find(b" ", pos)
-        if space < 0 or data[space + 1:space + 11] != head or space + 11 + nbytes > n:
-            return None
-        keys.append(data[pos:space])
-        starts.append(space + 11)
-        pos = space + 11 + nbytes
-    out = np.empty((len(keys), nbytes // 4), dtype=np.float32)
-    dst = memoryview(out).cast("B")
-    with memoryview(data) as src:
-        for i, start in enumerate(starts):
-            dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
-    try:
-        return [k.decode() for k in keys], out
-    except UnicodeDecodeError:
-        return None
 
 
 @contextlib.contextmanager
@@ -940,18 +1026,22 @@ def write_vectors(wspecifier: str, keys, matrix: np.ndarray, batch: int = 4096) 
     sliced straight from the matrix bytes and written a batch at a time (Vox1-scale tables have 10^5 rows)."""
     keys = list(keys)
     with TableWriter(wspecifier) as w:
-        if not w.binary:
-            for key, row in zip(keys, matrix):
-                w.write_encoded([key], [(encode(row, False),)])
-            return
-        matrix = np.ascontiguousarray(matrix, dtype=np.float64 if matrix.dtype == np.float64 else np.float32)
-        dim = matrix.shape[1] if matrix.ndim == 2 else 0
-        head = b"\0B" + (b"DV " if matrix.dtype == np.float64 else b"FV ") + struct.pack("<bi", 4, dim)
-        nbytes = dim * matrix.itemsize
         for start in range(0, len(keys), batch):
-            block = memoryview(matrix[start:start + batch]).cast("B")
-            n = min(batch, len(keys) - start)
-            w.write_encoded(keys[start:start + n], [(head, block[i * nbytes:(i + 1) * nbytes]) for i in range(n)])
+            write_vector_block(w, keys[start:start + batch], matrix[start:start + batch])
+
+
+def write_vector_block(w: "TableWriter", keys: list[str], matrix: np.ndarray) -> None:
+    """Write the rows of ``matrix`` (float32, or float64 as Kaldi's DV) to an open writer in one write."""
+    if not w.binary:
+        for key, row in zip(keys, matrix):
+            w.write_encoded([key], [(encode(row, False),)])
+        return
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64 if matrix.dtype == np.float64 else np.float32)
+    dim = matrix.shape[1] if matrix.ndim == 2 else 0
+    head = b"\0B" + (b"DV " if matrix.dtype == np.float64 else b"FV ") + struct.pack("<bi", 4, dim)
+    nbytes = dim * matrix.itemsize
+    block = memoryview(matrix).cast("B")
+    w.write_encoded(keys, [(head, block[i * nbytes:(i + 1) * nbytes]) for i in range(len(keys))])
 
 
 class ScalarWriter:
