@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sid.cli import doc_argparser, run_main, setup_logging
+from sid.cli import doc_argparser, progress, run_main, setup_logging
 from sid.data.audio import read_audio
 from sid.data.table import read_dict, write_sorted
 from sid.errors import AudioError, DataDirError
-from sid.progress import progress
 
 
 def convert(job: tuple[str, str, str]) -> str:

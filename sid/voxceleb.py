@@ -149,7 +149,7 @@ def _duration_or_error(path: str) -> tuple[float | None, str]:
 
 def durations(paths: list[str], nj: int = 1) -> list[float]:
     """Duration of every file; unreadable or empty files are one error listing them."""
-    from sid.progress import progress
+    from sid.cli import progress
 
     if nj > 1 and len(paths) > 1:
         with ProcessPoolExecutor(nj) as pool:

@@ -10,11 +10,10 @@ headerless audio, in --nj worker processes.
 import logging
 import multiprocessing as mp
 
-from sid.cli import KaldiOptions, run_main
+from sid.cli import KaldiOptions, progress, run_main
 from sid.data.audio import audio_duration
 from sid.data.datadir import DataDir, write_lines
 from sid.errors import AudioError, DataDirError, SidError
-from sid.progress import progress
 
 USAGE = """Usage: get_utt2dur [options] <data-dir>
  e.g.: get_utt2dur --nj=8 data/train"""
