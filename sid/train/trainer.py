@@ -67,6 +67,7 @@ class TrainOptions:
     tensorboard: bool = True
     write_chunk_lists: bool = False
     progress: bool = True
+    num_threads: int = 0
 
 
 class _Net(nn.Module):
@@ -196,6 +197,8 @@ class Trainer:
 
     def _run(self) -> None:
         cfg, opts = self.cfg, self.opts
+        if opts.num_threads > 0:
+            torch.set_num_threads(opts.num_threads)
         final, last = self.exp / "final.pt", self.models_dir / "last.pt"
         if final.exists() and last.exists() and final.stat().st_mtime >= last.stat().st_mtime:
             # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
