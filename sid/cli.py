@@ -182,7 +182,8 @@ def progress(iterable, **kwargs):
 
 
 def run_main(main) -> None:
-    """Run ``main()``; a ``SidError`` ends the program with its message and status 1, no traceback."""
+    """Run ``main()``; a ``SidError`` or ``OSError`` ends the program with its message and status 1,
+    no traceback."""
     from sid.errors import SidError
 
     try:
@@ -195,11 +196,14 @@ def run_main(main) -> None:
     except OSError as err:
         import errno
 
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # A write outside sid.kaldi_io's writers (a log, a plot): still one clear line.
-        from sid.data.table import disk_full
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A write outside sid.kaldi_io's writers (a log, a plot): still one clear line.
+            from sid.data.table import disk_full
 
-        print(f"ERROR ({prog_name()}): {disk_full(err.filename, 0)}", file=sys.stderr)
+            print(f"ERROR ({prog_name()}): {disk_full(err.filename, 0)}", file=sys.stderr)
+        else:
+            # The environment (a folder that cannot be written, a vanished file): what and where.
+            where = f": {err.filename}" if err.filename else ""
+            print(f"ERROR ({prog_name()}): {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(1)
     sys.exit(status or 0)
