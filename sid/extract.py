@@ -11,6 +11,11 @@ visited in order of length so that equal lengths meet (the chunks of long uttera
 are mostly ``max_chunk_frames`` long). Batching never changes an embedding: the
 models have no padding across chunks and run in eval mode.
 
+D-vector models instead embed a long utterance as the mean of its 1.6 s windows at
+50% overlap, each unit-length, re-normalised (``window_spans``; the convention of
+GE2E and Resemblyzer): ``chunking: windows`` in the config's ``extract`` section, or
+``--chunking`` at extraction, selects it beside Kaldi's chunk averaging.
+
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
 features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
 unless the config's ``cmvn`` section says otherwise) then voiced-frame selection.
@@ -43,6 +48,18 @@ def chunk_spans(num_frames: int, max_chunk_frames: int) -> list[tuple[int, int]]
     return [(i * size, min(size, num_frames - i * size)) for i in range(num)]
 
 
+def window_spans(num_frames: int, window: int, shift: int) -> list[tuple[int, int]]:
+    """(start, length) of overlapping windows: every ``shift`` frames while a whole
+    window fits, plus one window ending at the last frame when the tail is not yet
+    covered; an utterance shorter than a window is one (short) window."""
+    if num_frames <= window:
+        return [(0, num_frames)]
+    spans = [(s, window) for s in range(0, num_frames - window + 1, shift)]
+    if spans[-1][0] + window < num_frames:
+        spans.append((num_frames - window, window))
+    return spans
+
+
 def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
     n = chunk.shape[0]
     if n >= min_frames:
@@ -55,10 +72,12 @@ def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
 @torch.no_grad()
 def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarray]], device: torch.device,
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                     batch_frames: int = 50000) -> Iterator[tuple[str, np.ndarray]]:
+                     batch_frames: int = 50000, windows: tuple[int, int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
     order batches complete. Items are buffered up to ``batch_frames`` frames in total,
-    sorted by length within the buffer and their equal-length chunks batched."""
+    sorted by length within the buffer and their equal-length chunks batched.
+    ``windows=(window, shift)`` averages unit-length window embeddings (d-vector
+    convention) instead of Kaldi's length-weighted chunks."""
     model.eval()
     min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
     buffer: list[tuple[str, np.ndarray]] = []
@@ -69,17 +88,19 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
         buffer.append((utt, feats))
         size += feats.shape[0]
         if size >= batch_frames:
-            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows)
             buffer, size = [], 0
     if buffer:
-        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows)
 
 
-def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames):
+def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows=None):
     by_len: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
     ordered = sorted(buffer, key=lambda x: x[1].shape[0])
     for u, (_, feats) in enumerate(ordered):
-        for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
+        spans = chunk_spans(feats.shape[0], max_chunk_frames) if windows is None else \
+            window_spans(feats.shape[0], *windows)
+        for start, length in spans:
             chunk = pad_chunk(feats[start:start + length], min_chunk_frames)
             by_len[chunk.shape[0]].append((u, length, chunk))
     sums: list[np.ndarray | None] = [None] * len(ordered)
@@ -90,11 +111,17 @@ def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, bat
             part = chunks[i:i + per_batch]
             x = torch.from_numpy(np.stack([c for _, _, c in part]).astype(np.float32)).to(device)
             emb = model.embed(x).float().cpu().numpy().astype(np.float64)
+            if windows is not None:
+                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             for (u, w, _), e in zip(part, emb):
+                w = 1 if windows is not None else w
                 sums[u] = w * e if sums[u] is None else sums[u] + w * e
                 totals[u] += w
     for u, (utt, _) in enumerate(ordered):
-        yield utt, (sums[u] / totals[u]).astype(np.float32)
+        e = sums[u] / totals[u]
+        if windows is not None:
+            e /= max(np.linalg.norm(e), 1e-12)
+        yield utt, e.astype(np.float32)
 
 
 def pick_device(use_gpu: str) -> torch.device:
@@ -130,8 +157,15 @@ class Extractor:
     """Raw features + VAD in, embeddings out, prepared as the model was trained."""
 
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                 batch_frames: int = 50000):
+                 batch_frames: int = 50000, chunking: str = ""):
         self.model, self.cfg = load_model_dir(model_dir, device)
+        ext = self.cfg.get("extract") or {}
+        chunking = chunking or ext.get("chunking", "kaldi")
+        if chunking not in ("kaldi", "windows"):
+            raise SidError(f"chunking must be kaldi or windows, got '{chunking}'")
+        self.windows = None
+        if chunking == "windows":
+            self.windows = (int(ext.get("window_frames", 160)), int(ext.get("window_shift", 80)))
         self.device = device
         self.cmvn = {**DEFAULT_CMVN, **(self.cfg.get("cmvn") or {})}
         self.max_chunk_frames = max_chunk_frames
@@ -153,4 +187,4 @@ class Extractor:
 
     def embed(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
         return embed_utterances(self.model, items, self.device, self.max_chunk_frames, self.min_chunk_frames,
-                                self.batch_frames)
+                                self.batch_frames, self.windows)

@@ -26,7 +26,8 @@ def main() -> int:
         raise SidError("--num-classes must be positive")
     cfg = load_config(opts.model_config)
     model = build_model(cfg["model"])
-    head = build_head(cfg.get("loss") or {}, model.output_dim, opts.num_classes)
+    head = build_head(cfg.get("loss") or {}, model.output_dim, opts.num_classes,
+                      int((cfg.get("data") or {}).get("utts_per_speaker", 0)))
     feat_dim = model.feat_dim
     n_model, n_head = count_parameters(model), count_parameters(head)
     per_sec, per_chunk = macs_per_second(model, feat_dim, opts.frames_per_second)

@@ -3,7 +3,7 @@
 A config's ``model`` section names the architecture and its arguments::
 
     model:
-      type: ecapa_tdnn        # xvector | ecapa_tdnn | resnet
+      type: ecapa_tdnn        # xvector | ecapa_tdnn | resnet | resnet_se | dvector | gru | conv_gru
       feat_dim: 80
       channels: 512
 
@@ -21,10 +21,13 @@ from torch import nn
 
 from sid.errors import SidError
 from sid.models.ecapa import ECAPATDNN
+from sid.models.recurrent import ConvGRUEmbedder, DVector, GRUEmbedder
 from sid.models.resnet import ResNet
+from sid.models.resnet_se import ResNetSE
 from sid.models.tdnn import XVector
 
-MODELS = {"xvector": XVector, "ecapa_tdnn": ECAPATDNN, "resnet": ResNet}
+MODELS = {"xvector": XVector, "ecapa_tdnn": ECAPATDNN, "resnet": ResNet, "resnet_se": ResNetSE, "dvector": DVector,
+          "gru": GRUEmbedder, "conv_gru": ConvGRUEmbedder}
 
 
 def load_config(path: str | Path) -> dict:
@@ -48,8 +51,9 @@ def build_model(model_cfg: dict) -> nn.Module:
         raise SidError(f"model type '{kind}' unknown; choose one of {', '.join(sorted(MODELS))}")
     if "dilations" in cfg:
         cfg["dilations"] = tuple(cfg["dilations"])
-    if "num_blocks" in cfg:
-        cfg["num_blocks"] = tuple(cfg["num_blocks"])
+    for key in ("num_blocks", "strides"):
+        if key in cfg:
+            cfg[key] = tuple(cfg[key])
     try:
         return MODELS[kind](**cfg)
     except TypeError as err:
