@@ -6,13 +6,13 @@ USAGE = """Compute the front-end a model config names in its 'frontend' section 
 log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its num_mel_bins), with
 Kaldi's frame count (25 ms / 10 ms) so VAD decisions made on Kaldi features apply. Unreadable, empty
 or too short utterances are warned about and skipped; the program fails if none succeeded.
-Usage:  compute_frontend_feats [options] --config=<yaml> <wav-rspecifier> <feats-wspecifier>
- e.g.:  compute_frontend_feats --config=conf/resnetse34l_ap.yaml scp:data/train/wav.scp ark,scp:fe.ark,fe.scp"""
+Usage:  compute_frontend_feats [options] --model-config=<yaml> <wav-rspecifier> <feats-wspecifier>
+ e.g.:  compute_frontend_feats --model-config=conf/resnetse34l_ap.yaml scp:data/train/wav.scp ark,scp:fe.ark,fe.scp"""
 
 
 def main() -> int:
     po = KaldiOptions(USAGE)
-    po.register("config", "", "Model config with a 'frontend' section (required)")
+    po.register("model-config", "", "Model config with a 'frontend' section (required)")
     po.register("snip-edges", False, "Frame count as Kaldi's --snip-edges (match the features the VAD came from)")
     po.register("write-num-frames", "", "Wspecifier for the frame count of each utterance, e.g. 'ark,t:utt2num_frames'")
     po.register("compress", False, "Write compressed matrices (copy-feats --compress=true)")
@@ -33,12 +33,12 @@ def main() -> int:
     from sid.models import load_config
 
     log = logging.getLogger("compute_frontend_feats")
-    if not opts.config:
-        raise SidError("--config=<yaml> is required")
-    cfg = load_config(opts.config)
+    if not opts.model_config:
+        raise SidError("--model-config=<yaml> is required")
+    cfg = load_config(opts.model_config)
     fe_cfg = cfg.get("frontend")
     if not isinstance(fe_cfg, dict):
-        raise SidError(f"{opts.config} has no 'frontend' section")
+        raise SidError(f"{opts.model_config} has no 'frontend' section")
     torch.set_num_threads(1)
     frontend = build_frontend(fe_cfg)
     if frontend is None:
