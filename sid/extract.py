@@ -6,14 +6,18 @@ An utterance of ``n`` frames is cut into ``ceil(n / c)`` consecutive chunks of
 (half on each side); the utterance's embedding is the mean of its chunks' embeddings
 weighted by their unpadded lengths.
 
-Chunks of the same length, from any utterances, are run in one batch; utterances are
-visited in order of length so that equal lengths meet (the chunks of long utterances
-are mostly ``max_chunk_frames`` long). Batching never changes an embedding: the
-models have no padding across chunks and run in eval mode.
+Batching never changes an embedding. Utterances are buffered (``SORT_BATCHES`` times
+``batch_frames`` frames) and their chunks sorted by length. A model whose ``embed``
+takes ``lengths`` (x-vector, ECAPA-TDNN, ResNet) gets batches of chunks of
+neighbouring lengths zero-padded to the longest, at most ``batch_frames`` frames
+padding included (this bounds memory); it masks the padding so that each chunk's
+embedding is the one it has alone (``tests/test_extract.py`` checks this on real
+speech for each model). Other models get batches of chunks of equal length only.
+Models run in eval mode, so batch norm uses its running statistics.
 
 D-vector models instead embed a long utterance as the mean of its 1.6 s windows at
 50% overlap, each unit-length, re-normalised (``window_spans``; the convention of
-GE2E and Resemblyzer): ``chunking: windows`` in the config's ``extract`` section, or
+GE2E and Resemblyzer): ``extract.chunking: windows`` in the config, or
 ``--chunking`` at extraction, selects it beside Kaldi's chunk averaging.
 
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
@@ -23,20 +27,23 @@ unless the config's ``cmvn`` section says otherwise) then voiced-frame selection
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import yaml
 
+from sid.config import load_config
 from sid.errors import SidError
 from sid.models import build_model
 from sid.train import checkpoint
 
 log = logging.getLogger(__name__)
+
+# The sorting buffer holds this many batches, so that batches meet chunks of similar length.
+SORT_BATCHES = 8
 
 DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
 
@@ -74,12 +81,13 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
                      batch_frames: int = 50000, windows: tuple[int, int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
-    order batches complete. Items are buffered up to ``batch_frames`` frames in total,
-    sorted by length within the buffer and their equal-length chunks batched.
-    ``windows=(window, shift)`` averages unit-length window embeddings (d-vector
-    convention) instead of Kaldi's length-weighted chunks."""
+    order batches complete. A batch holds at most ``batch_frames`` frames (padding
+    included), or one chunk where a chunk is longer. ``windows=(window, shift)``
+    averages unit-length window embeddings (the d-vector convention) instead of
+    Kaldi's length-weighted chunks."""
     model.eval()
     min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
+    padded = "lengths" in inspect.signature(model.embed).parameters
     buffer: list[tuple[str, np.ndarray]] = []
     size = 0
     for utt, feats in items:
@@ -87,37 +95,60 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
             raise SidError(f"utterance '{utt}': no frames to embed")
         buffer.append((utt, feats))
         size += feats.shape[0]
-        if size >= batch_frames:
-            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows)
+        if size >= SORT_BATCHES * batch_frames:
+            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded,
+                                     windows)
             buffer, size = [], 0
     if buffer:
-        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows)
+        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded,
+                                 windows)
 
 
-def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, windows=None):
-    by_len: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    ordered = sorted(buffer, key=lambda x: x[1].shape[0])
-    for u, (_, feats) in enumerate(ordered):
-        spans = chunk_spans(feats.shape[0], max_chunk_frames) if windows is None else \
-            window_spans(feats.shape[0], *windows)
-        for start, length in spans:
-            chunk = pad_chunk(feats[start:start + length], min_chunk_frames)
-            by_len[chunk.shape[0]].append((u, length, chunk))
-    sums: list[np.ndarray | None] = [None] * len(ordered)
-    totals = np.zeros(len(ordered))
-    for length, chunks in by_len.items():
-        per_batch = max(1, batch_frames // length)
-        for i in range(0, len(chunks), per_batch):
-            part = chunks[i:i + per_batch]
-            x = torch.from_numpy(np.stack([c for _, _, c in part]).astype(np.float32)).to(device)
-            emb = model.embed(x).float().cpu().numpy().astype(np.float64)
-            if windows is not None:
-                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            for (u, w, _), e in zip(part, emb):
-                w = 1 if windows is not None else w
-                sums[u] = w * e if sums[u] is None else sums[u] + w * e
-                totals[u] += w
-    for u, (utt, _) in enumerate(ordered):
+def _batches(lengths: list[int], batch_frames: int, padded: bool) -> Iterator[list[int]]:
+    """Indices of the chunks of each batch: longest first (so memory peaks at once);
+    padded, neighbours in length while (count x longest) fits ``batch_frames``;
+    else equal lengths only."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and ((len(batch) + 1) * lengths[batch[0]] > batch_frames
+                      or (not padded and lengths[i] != lengths[batch[0]])):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded, windows=None):
+    chunks: list[tuple[int, int, np.ndarray]] = []  # (utterance, weight, chunk)
+    for u, (_, feats) in enumerate(buffer):
+        if windows is None:
+            for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
+                chunks.append((u, length, pad_chunk(feats[start:start + length], min_chunk_frames)))
+        else:
+            for start, length in window_spans(feats.shape[0], *windows):
+                chunks.append((u, 1, pad_chunk(feats[start:start + length], min_chunk_frames)))
+    sums: list[np.ndarray | None] = [None] * len(buffer)
+    totals = np.zeros(len(buffer))
+    for batch in _batches([c.shape[0] for _, _, c in chunks], batch_frames, padded):
+        lengths = [chunks[i][2].shape[0] for i in batch]
+        x = np.zeros((len(batch), lengths[0], chunks[batch[0]][2].shape[1]), dtype=np.float32)
+        for row, i in enumerate(batch):
+            x[row, :lengths[row]] = chunks[i][2]
+        x_t = torch.from_numpy(x).to(device)
+        if padded:
+            emb = model.embed(x_t, torch.tensor(lengths, device=device))
+        else:
+            emb = model.embed(x_t)
+        emb = emb.float().cpu().numpy().astype(np.float64)
+        if windows is not None:
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        for i, e in zip(batch, emb):
+            u, w, _ = chunks[i]
+            sums[u] = w * e if sums[u] is None else sums[u] + w * e
+            totals[u] += w
+    for u, (utt, _) in enumerate(buffer):
         e = sums[u] / totals[u]
         if windows is not None:
             e /= max(np.linalg.norm(e), 1e-12)
@@ -143,12 +174,11 @@ def load_model_dir(model_dir: str | Path, device: torch.device, model_file: str 
     cfg_path = model_dir / "config.yaml"
     if not cfg_path.exists():
         raise SidError(f"{cfg_path} not found: is {model_dir} a model dir written by steps/train_xvector.sh?")
-    with open(cfg_path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+    cfg = load_config(cfg_path, recorded=True)
     weights = model_dir / model_file
     if not weights.exists():
         raise SidError(f"{weights} not found: training has not finished (rerun steps/train_xvector.sh to resume it)")
-    model = build_model(cfg["model"])
+    model = build_model(cfg.model)
     model.load_state_dict(checkpoint.load(weights)["model"])
     return model.to(device).eval(), cfg
 
@@ -159,15 +189,13 @@ class Extractor:
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
                  batch_frames: int = 50000, chunking: str = ""):
         self.model, self.cfg = load_model_dir(model_dir, device)
-        ext = self.cfg.get("extract") or {}
-        chunking = chunking or ext.get("chunking", "kaldi")
+        ext = self.cfg.extract
+        chunking = chunking or ext.chunking
         if chunking not in ("kaldi", "windows"):
-            raise SidError(f"chunking must be kaldi or windows, got '{chunking}'")
-        self.windows = None
-        if chunking == "windows":
-            self.windows = (int(ext.get("window_frames", 160)), int(ext.get("window_shift", 80)))
+            raise SidError(f"--chunking must be kaldi or windows, got '{chunking}'")
+        self.windows = (ext.window_frames, ext.window_shift) if chunking == "windows" else None
         self.device = device
-        self.cmvn = {**DEFAULT_CMVN, **(self.cfg.get("cmvn") or {})}
+        self.cmvn = DEFAULT_CMVN
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -176,9 +204,8 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        if self.cmvn.get("enabled", True):
-            feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
-                                       center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
+                                   center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
         if vad is not None:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sid.config import LossConfig
 from sid.errors import SidError
 
 
@@ -216,34 +217,26 @@ class TripletHead(nn.Module):
 METRIC_LOSSES = ("ge2e", "angular_prototypical", "softmax_proto", "triplet")
 
 
-def build_head(loss_cfg: dict, in_dim: int, num_classes: int, utts_per_speaker: int = 0) -> nn.Module:
-    """``loss_cfg``: ``{type: softmax|am_softmax|aam_softmax, margin, scale, easy_margin}``, or a metric
-    loss (``ge2e`` with ``variant``, ``angular_prototypical``, ``softmax_proto``, with ``init_w``,
-    ``init_b``; ``triplet`` with ``margin``, ``hard_negative``) over batches of ``utts_per_speaker``
+def build_head(loss: LossConfig, in_dim: int, num_classes: int, utts_per_speaker: int = 0) -> nn.Module:
+    """The head of a ``loss`` section; metric losses score batches of ``utts_per_speaker``
     utterances per speaker."""
-    cfg = dict(loss_cfg or {})
-    kind = cfg.pop("type", "softmax")
-    cfg.pop("margin_schedule", None)
-    if kind == "softmax":
+    if loss.type in METRIC_LOSSES and utts_per_speaker < 2:
+        raise SidError(f"loss '{loss.type}' needs data.sampler: speaker_balanced with utts_per_speaker >= 2")
+    if loss.type == "softmax":
         return SoftmaxHead(in_dim, num_classes)
-    if kind in METRIC_LOSSES and utts_per_speaker < 2:
-        raise SidError(f"loss '{kind}' needs data.sampler: speaker_balanced with utts_per_speaker >= 2")
-    wb = {"init_w": float(cfg.get("init_w", 10.0)), "init_b": float(cfg.get("init_b", -5.0))}
-    if kind == "ge2e":
-        return GE2EHead(utts_per_speaker, cfg.get("variant", "softmax"), **wb)
-    if kind == "angular_prototypical":
-        return AngularPrototypicalHead(utts_per_speaker, **wb)
-    if kind == "softmax_proto":
-        return SoftmaxProtoHead(in_dim, num_classes, utts_per_speaker, **wb)
-    if kind == "triplet":
-        return TripletHead(utts_per_speaker, float(cfg.get("margin", 0.1)), bool(cfg.get("hard_negative", False)))
-    margin = float(cfg.get("margin", 0.2))
-    scale = float(cfg.get("scale", 30.0))
-    if kind == "am_softmax":
-        return AMSoftmaxHead(in_dim, num_classes, margin, scale)
-    if kind == "aam_softmax":
-        return AAMSoftmaxHead(in_dim, num_classes, margin, scale, bool(cfg.get("easy_margin", False)))
-    raise SidError(f"loss type '{kind}' unknown; choose softmax, am_softmax, aam_softmax, {', '.join(METRIC_LOSSES)}")
+    if loss.type == "am_softmax":
+        return AMSoftmaxHead(in_dim, num_classes, loss.margin, loss.scale)
+    if loss.type == "aam_softmax":
+        return AAMSoftmaxHead(in_dim, num_classes, loss.margin, loss.scale, loss.easy_margin)
+    if loss.type == "ge2e":
+        return GE2EHead(utts_per_speaker, loss.variant, loss.init_w, loss.init_b)
+    if loss.type == "angular_prototypical":
+        return AngularPrototypicalHead(utts_per_speaker, loss.init_w, loss.init_b)
+    if loss.type == "softmax_proto":
+        return SoftmaxProtoHead(in_dim, num_classes, utts_per_speaker, loss.init_w, loss.init_b)
+    if loss.type == "triplet":
+        return TripletHead(utts_per_speaker, loss.margin, loss.hard_negative)
+    raise SidError(f"loss type '{loss.type}' has no head")
 
 
 class MarginScheduler:
@@ -255,8 +248,8 @@ class MarginScheduler:
     smooth and a function of the training position alone, hence resumable.
     """
 
-    def __init__(self, final_margin: float, increase_start_epoch: float = 0.0, fix_start_epoch: float = 0.0,
-                 increase_type: str = "exp", initial_margin: float = 0.0):
+    def __init__(self, final_margin: float, increase_start_epoch: float, fix_start_epoch: float,
+                 increase_type: str, initial_margin: float):
         if increase_type not in ("exp", "linear"):
             raise SidError(f"margin increase_type must be exp or linear, got '{increase_type}'")
         if fix_start_epoch < increase_start_epoch:
@@ -279,12 +272,10 @@ class MarginScheduler:
         return self.initial + (self.final - self.initial) * ratio
 
     @classmethod
-    def from_config(cls, loss_cfg: dict):
+    def from_config(cls, loss: LossConfig):
         """None where the loss has no margin or no schedule (the margin then stays fixed)."""
-        cfg = loss_cfg or {}
-        sched = cfg.get("margin_schedule")
-        if cfg.get("type", "softmax") in ("softmax", *METRIC_LOSSES) or not sched:
+        sched = loss.margin_schedule
+        if loss.type == "softmax" or sched is None:
             return None
-        return cls(float(cfg.get("margin", 0.2)), float(sched.get("increase_start_epoch", 0)),
-                   float(sched.get("fix_start_epoch", 0)), sched.get("increase_type", "exp"),
-                   float(sched.get("initial_margin", 0.0)))
+        return cls(loss.margin, sched.increase_start_epoch, sched.fix_start_epoch, sched.increase_type,
+                   sched.initial_margin)

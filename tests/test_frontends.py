@@ -66,14 +66,16 @@ def test_frontend_frames_equal_kaldis(n, snip):
     assert np.allclose(flat[:min(n, len(flat))], x[:len(flat)], atol=1e-6)   # rows are the samples, in order
 
 
-def test_build_frontend_errors():
+def test_frontend_section_is_validated():
+    from sid.config import FrontendConfig, parse_config
     from sid.errors import SidError
 
-    assert build_frontend({"type": "fbank", "num_mel_bins": 40}) is None
-    with pytest.raises(SidError, match="unknown"):
-        build_frontend({"type": "mfcc"})
-    with pytest.raises(SidError, match="bad arguments"):
-        build_frontend({"type": "vt_mel", "bins": 3})
+    assert build_frontend(FrontendConfig("fbank", 40)) is None
+    assert isinstance(build_frontend(FrontendConfig("vt_mel", 64)), VTMel)
+    with pytest.raises(SidError, match="frontend.type"):
+        parse_config({"model": {"type": "dvector"}, "frontend": {"type": "mfcc"}})
+    with pytest.raises(SidError, match="frontend.bins"):
+        parse_config({"model": {"type": "dvector"}, "frontend": {"type": "vt_mel", "bins": 3}})
 
 
 def test_window_spans():

@@ -48,30 +48,31 @@ def waveform_dir(corpus, feats, tmp_path_factory):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_trains_with_falling_loss(name, repo, feats, waveform_dir):
+    from sid.config import load_config
     from sid.losses import build_head
-    from sid.models import build_model, load_config
+    from sid.models import build_model
     from sid.train.data import ChunkDataset, plan_epoch_balanced, read_training_set
     from sid.train.trainer import _build_optimizer
 
     cfg = load_config(repo / "conf" / f"{name}.yaml")
-    data_dir = waveform_dir if cfg["model"]["type"] == "conv_gru" else feats / "train"
+    data_dir = waveform_dir if cfg.model.type == "conv_gru" else feats / "train"
     data = read_training_set(data_dir)
-    model_cfg = dict(cfg["model"])
+    model_cfg = cfg.model.to_dict()
     if model_cfg["type"] != "conv_gru":
         model_cfg["feat_dim"] = 30                      # the shared test features
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = build_model(model_cfg)
-    m = cfg["data"]["utts_per_speaker"]
-    head = build_head(cfg["loss"], model.output_dim, len(data.spk2id), m)
+    m = cfg.data.utts_per_speaker
+    head = build_head(cfg.loss, model.output_dim, len(data.spk2id), m)
     net = torch.nn.ModuleDict({"model": model, "head": head})
-    opt = _build_optimizer(net.parameters(), cfg["optim"])
+    opt = _build_optimizer(net.parameters(), cfg.optim)
     # The config's N x M sampler with 3 speakers per batch and 0.3 s chunks; three batches, four passes,
     # the config's optimiser and gradient clipping.
     ds = ChunkDataset(data, seed=1)
     ds.set_plan(0, plan_epoch_balanced(data, 1, 0, 3, m, 30, 30)[:3])
     batches = [ds[i][:2] for i in range(3)]
-    clip = float(cfg["optim"].get("grad_clip", 0.0))
+    clip = cfg.optim.grad_clip
     losses = []
     for _ in range(4):
         for x, y in batches:

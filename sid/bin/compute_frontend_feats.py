@@ -30,20 +30,20 @@ def main() -> int:
     from sid.features.frontends import build_frontend, frontend_features, kaldi_frames
     from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_wavs
     from sid.features.options import FbankOptions
-    from sid.models import load_config
+    from sid.config import load_config
 
     log = logging.getLogger("compute_frontend_feats")
     if not opts.model_config:
         raise SidError("--model-config=<yaml> is required")
     cfg = load_config(opts.model_config)
-    fe_cfg = cfg.get("frontend")
-    if not isinstance(fe_cfg, dict):
+    fe_cfg = cfg.frontend
+    if fe_cfg is None:
         raise SidError(f"{opts.model_config} has no 'frontend' section")
     torch.set_num_threads(1)
     frontend = build_frontend(fe_cfg)
     if frontend is None:
         fb_opts = FbankOptions()
-        fb_opts.mel_opts.num_bins = int(fe_cfg.get("num_mel_bins", 40))
+        fb_opts.mel_opts.num_bins = fe_cfg.num_mel_bins
         fb_opts.frame_opts.snip_edges = opts.snip_edges
         fbank = Fbank(fb_opts)
     done = tried = 0
@@ -71,7 +71,7 @@ def main() -> int:
             done += 1
         if done == 0:
             raise SidError(f"no utterance of {tried} in '{wav_rspecifier}' gave features (see the warnings above)")
-    log.info("Computed %s features of %d of %d utterances", fe_cfg.get("type", "fbank"), done, tried)
+    log.info("Computed %s features of %d of %d utterances", fe_cfg.type, done, tried)
     return 0
 
 

@@ -12,9 +12,9 @@ do not use Kaldi's features: input (batch, samples) at 16 kHz in int16 range (wh
   scaled to [-1, 1), so chunks, voiced-frame selection and batching treat audio like
   any feature matrix (``conv_gru`` reads it).
 
-A config names its front-end in a ``frontend`` section (``type: fbank`` with
-``num_mel_bins`` is Kaldi's filterbank, ``vt_mel`` with ``num_mel_bins``, or
-``waveform``); ``python -m sid.bin.compute_frontend_feats`` writes it as features
+A config names its front-end in a ``frontend`` section (``sid.config.FrontendConfig``:
+``type: fbank`` with ``num_mel_bins`` is Kaldi's filterbank, ``vt_mel`` with
+``num_mel_bins``, or ``waveform`` with ``frame_samples``); ``python -m sid.bin.compute_frontend_feats`` writes it as features
 whose frame count equals Kaldi's (25 ms / 10 ms, snip-edges) so Kaldi's VAD applies.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sid.errors import SidError
+from sid.config import FrontendConfig
 
 
 def htk_mel(f):
@@ -81,21 +81,14 @@ class Waveform(nn.Module):
         return (wav[:, :n * self.frame_samples].float() / 32768.0).reshape(wav.shape[0], n, self.frame_samples)
 
 
-def build_frontend(cfg: dict) -> nn.Module | None:
-    """The torch module of a config's ``frontend`` section; None for Kaldi's fbank/MFCC
-    (computed by ``sid.features.compute``)."""
-    cfg = dict(cfg or {})
-    kind = cfg.pop("type", "fbank")
-    if kind == "fbank":
-        return None
-    try:
-        if kind == "vt_mel":
-            return VTMel(**cfg)
-        if kind == "waveform":
-            return Waveform(**cfg)
-    except TypeError as err:
-        raise SidError(f"frontend '{kind}': bad arguments: {err}") from None
-    raise SidError(f"frontend type '{kind}' unknown; choose fbank, vt_mel or waveform")
+def build_frontend(cfg: FrontendConfig) -> nn.Module | None:
+    """The torch module of a config's ``frontend`` section; None for Kaldi's filterbank
+    (``sid.features.compute.Fbank``)."""
+    if cfg.type == "vt_mel":
+        return VTMel(cfg.num_mel_bins)
+    if cfg.type == "waveform":
+        return Waveform(cfg.frame_samples)
+    return None
 
 
 def kaldi_frames(num_samples: int, snip_edges: bool, window: int = 400, shift: int = 160) -> int:

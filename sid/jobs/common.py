@@ -34,6 +34,7 @@ Options:
   --num-threads N    threads per job
   --gpu N            GPUs per job
   --time T           time limit per job (cluster runners)
+  --num-nodes N      one job spanning N nodes, the command run on each (cluster runners)
   --config FILE      Kaldi-format config (slurm.pl: conf/slurm.conf, queue.pl: conf/queue.conf)
 Words of the command without whitespace are passed unquoted (\\| makes a pipe)."""
 

@@ -25,8 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sid.errors import SidError
-
 
 class _LastFrame(nn.Module):
     embed_dim: int
@@ -43,7 +41,7 @@ class DVector(_LastFrame):
         self.lstm = nn.LSTM(feat_dim, hidden, num_layers, batch_first=True, proj_size=proj_dim)
         if proj_dim:
             if embed_dim != proj_dim:
-                raise SidError(f"dvector: with proj_dim the embedding is the projection: embed_dim must be {proj_dim}")
+                raise ValueError(f"with proj_dim the embedding is the projection: embed_dim must be {proj_dim}")
             self.linear = None
         else:
             self.linear = nn.Linear(hidden, embed_dim)
@@ -80,10 +78,10 @@ class ConvGRUEmbedder(GRUEmbedder):
     """Raw waveform rows of ``feat_dim`` samples -> conv encoder -> GRU. ``strides``
     must multiply to ``feat_dim``; kernels are twice the stride (half overlap)."""
 
-    def __init__(self, feat_dim: int = 160, conv_channels: int = 256, strides=(5, 4, 2, 2, 2), hidden: int = 786,
-                 num_layers: int = 3, embed_dim: int = 256):
+    def __init__(self, feat_dim: int = 160, conv_channels: int = 256, strides: tuple[int, ...] = (5, 4, 2, 2, 2),
+                 hidden: int = 786, num_layers: int = 3, embed_dim: int = 256):
         if math.prod(strides) != feat_dim:
-            raise SidError(f"conv_gru: the strides {list(strides)} multiply to {math.prod(strides)}, "
+            raise ValueError(f"the strides {list(strides)} multiply to {math.prod(strides)}, "
                            f"not to the {feat_dim} samples of a waveform row")
         super().__init__(conv_channels, hidden, num_layers, embed_dim)
         layers, cin = [], 1

@@ -18,6 +18,8 @@ mels 8,028,492 (as the published models).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -76,13 +78,11 @@ class AttentiveStatsPoolV2(nn.Module):
 
 
 class ResNetSE(nn.Module):
-    def __init__(self, feat_dim: int = 40, variant: str = "L", base_channels: int = 16, num_blocks=(3, 4, 6, 3),
-                 embed_dim: int = 512):
+    def __init__(self, feat_dim: int = 40, variant: Literal["L", "V2"] = "L", base_channels: int = 16,
+                 num_blocks: tuple[int, ...] = (3, 4, 6, 3), embed_dim: int = 512):
         super().__init__()
-        from sid.errors import SidError
-
         if variant not in ("L", "V2"):
-            raise SidError(f"resnet_se variant must be L or V2, got '{variant}'")
+            raise ValueError(f"variant must be L or V2, got '{variant}'")
         c = [base_channels * 2 ** i for i in range(4)]
         if variant == "L":
             self.stem = nn.Sequential(nn.Conv2d(1, c[0], 7, stride=(2, 1), padding=3, bias=False),

@@ -20,6 +20,7 @@ uninterrupted one (bit-exact on CPU with the same thread count).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from sid.config import OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
@@ -82,19 +84,6 @@ def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _section(cfg: dict, name: str) -> dict:
-    value = cfg.get(name) or {}
-    if not isinstance(value, dict):
-        raise SidError(f"config section '{name}' must be a mapping")
-    return value
-
-
-def _same_training(a: dict, b: dict) -> bool:
-    keys = ("model", "loss", "data", "optim", "training")
-    strip = lambda c: {k: c.get(k) for k in keys}  # noqa: E731
-    return yaml.safe_dump(strip(a), sort_keys=True) == yaml.safe_dump(strip(b), sort_keys=True)
-
-
 def _add_file_log(path: Path) -> logging.Handler:
     from sid.cli import KaldiFormatter
 
@@ -105,18 +94,15 @@ def _add_file_log(path: Path) -> logging.Handler:
     return handler
 
 
-def _build_optimizer(params, cfg: dict):
-    kind = cfg.get("type", "sgd")
-    lr = float(cfg.get("lr", 0.1))
-    wd = float(cfg.get("weight_decay", 0.0))
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)),
-                               nesterov=bool(cfg.get("nesterov", True)), weight_decay=wd)
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise SidError(f"optimizer '{kind}' unknown; choose sgd, adam or adamw")
+def _build_optimizer(params, cfg: OptimConfig):
+    if cfg.type == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.type == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.type == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise SidError(f"optimizer '{cfg.type}' has no implementation")
 
 
 def _valid_batches(valid: TrainingSet, seed: int, batch_size: int, length: int) -> list[Batch]:
@@ -130,7 +116,7 @@ def _valid_batches(valid: TrainingSet, seed: int, batch_size: int, length: int) 
 
 
 class Trainer:
-    def __init__(self, data_dir: str, exp_dir: str, cfg: dict, opts: TrainOptions):
+    def __init__(self, data_dir: str, exp_dir: str, cfg: TrainConfig, opts: TrainOptions):
         self.opts = opts
         self.exp = Path(exp_dir)
         self.models_dir = self.exp / "models"
@@ -161,7 +147,7 @@ class Trainer:
         self.cfg = self._settle_config(cfg, data_dir)
 
     # -- set-up -----------------------------------------------------------------------------------------
-    def _settle_config(self, cfg: dict, data_dir: str) -> dict:
+    def _settle_config(self, cfg: TrainConfig, data_dir: str) -> TrainConfig:
         saved_cfg = self.exp / "config.yaml"
         spk2id_path = self.exp / "spk2id"
         spk2id = None
@@ -169,15 +155,14 @@ class Trainer:
             spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
         data = read_training_set(data_dir, spk2id)
         dim = self._feat_dim(data)
-        model_cfg = _section(cfg, "model")
-        if int(model_cfg.get("feat_dim", dim)) != dim:
+        if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
             raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
-                           f"{model_cfg['feat_dim']}")
-        cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": len(data.spk2id)}
+                           f"{cfg.model.args['feat_dim']}")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
+                                  num_classes=len(data.spk2id))
         if saved_cfg.exists():
-            with open(saved_cfg, encoding="utf-8") as f:
-                old = yaml.safe_load(f)
-            if not _same_training(old, cfg):
+            old = load_config(saved_cfg, recorded=True)
+            if old.training_settings() != cfg.training_settings():
                 raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
                                "use a new exp dir, or remove it to start over")
         self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
@@ -187,7 +172,7 @@ class Trainer:
             if not saved_cfg.exists():
                 from sid.data.table import atomic_path
                 with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(cfg, f, sort_keys=False)
+                    yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
         return cfg
 
     @staticmethod
@@ -216,14 +201,11 @@ class Trainer:
             # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
             log.info("%s is already complete; nothing to do", final)
             return
-        data_cfg, optim_cfg, train_cfg = _section(cfg, "data"), _section(cfg, "optim"), _section(cfg, "training")
-        loss_cfg = _section(cfg, "loss")
-        epochs = int(train_cfg.get("epochs", 10))
-        min_frames, max_frames = int(data_cfg.get("min_frames", 200)), int(data_cfg.get("max_frames", 400))
-        chunks_per_utt = int(data_cfg.get("chunks_per_utt", 1))
-        sampler_kind = data_cfg.get("sampler", "random")
-        if sampler_kind == "speaker_balanced":
-            n_spk, m_utt = int(data_cfg.get("speakers_per_batch", 0)), int(data_cfg.get("utts_per_speaker", 0))
+        data_cfg, optim_cfg = cfg.data, cfg.optim
+        epochs = cfg.training.epochs
+        min_frames, max_frames = data_cfg.min_frames, data_cfg.max_frames
+        if data_cfg.sampler == "speaker_balanced":
+            n_spk, m_utt = data_cfg.speakers_per_batch, data_cfg.utts_per_speaker
             if n_spk < 2 or m_utt < 1:
                 raise SidError("data.sampler: speaker_balanced needs speakers_per_batch >= 2 and utts_per_speaker >= 1")
             batch_size = n_spk * m_utt
@@ -231,34 +213,31 @@ class Trainer:
             def plan(ep: int) -> list[Batch]:
                 return plan_epoch_balanced(self.train_set, opts.seed, ep, n_spk, m_utt, min_frames, max_frames,
                                            self.world)
-        elif sampler_kind == "random":
-            batch_size, m_utt = int(data_cfg.get("batch_size", 128)), 0
+        else:
+            batch_size, m_utt = data_cfg.batch_size, 0
 
             def plan(ep: int) -> list[Batch]:
                 return plan_epoch(self.train_set, opts.seed, ep, batch_size, min_frames, max_frames,
-                                  chunks_per_utt, self.world)
-        else:
-            raise SidError(f"data.sampler must be random or speaker_balanced, got '{sampler_kind}'")
-        if loss_cfg.get("type") in METRIC_LOSSES and opts.valid_utts > 0:
-            raise SidError(f"--valid-utts measures a classification loss; with loss '{loss_cfg['type']}' "
+                                  data_cfg.chunks_per_utt, self.world)
+        if cfg.loss.type in METRIC_LOSSES and opts.valid_utts > 0:
+            raise SidError(f"--valid-utts measures a classification loss; with loss '{cfg.loss.type}' "
                            "validate with --valid-trials and --valid-data instead")
         torch.manual_seed(opts.seed)
-        model = build_model(cfg["model"])
+        model = build_model(cfg.model)
         if min_frames < model.min_frames or max_frames < min_frames:
             raise SidError(f"data.min_frames/max_frames ({min_frames}/{max_frames}) must satisfy "
                            f"{model.min_frames} <= min_frames <= max_frames for this model")
-        head = build_head(loss_cfg, model.output_dim, cfg["num_classes"], m_utt)
+        head = build_head(cfg.loss, model.output_dim, cfg.num_classes, m_utt)
         net = _Net(model, head).to(self.device)
         optimizer = _build_optimizer(net.parameters(), optim_cfg)
         steps_per_epoch = self._steps_per_epoch(len(plan(0)), batch_size)
         total = steps_per_epoch * epochs
-        warmup = int(round(float(optim_cfg.get("warmup_epochs", 0)) * steps_per_epoch))
-        lr_fn = LRSchedule(float(optim_cfg.get("lr", 0.1)), total, warmup, optim_cfg.get("decay", "exponential"),
-                           optim_cfg.get("final_lr"), float(optim_cfg.get("warmup_start_lr", 0.0)))
+        warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
+        lr_fn = LRSchedule(optim_cfg.lr, total, warmup, optim_cfg.decay, optim_cfg.final_lr, optim_cfg.warmup_start_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_fn(s) / lr_fn.lr)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        margin_fn = MarginScheduler.from_config(loss_cfg)
-        grad_clip = float(optim_cfg.get("grad_clip", 0.0))
+        margin_fn = MarginScheduler.from_config(cfg.loss)
+        grad_clip = optim_cfg.grad_clip
 
         epoch, pos, step = 0, 0, 0
         last = self.models_dir / "last.pt"
@@ -274,10 +253,10 @@ class Trainer:
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
         elif self.is_main:
-            log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg["model"].get("type"),
-                     count_parameters(model), count_parameters(net), cfg["num_classes"], loss_cfg.get("type", "softmax"))
+            log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
+                     count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
             log.info("%d training utterances of %d speakers, %d held out; %d steps per epoch (batch %d, %d rank(s)), "
-                     "device %s, precision %s", len(self.train_set.utts), cfg["num_classes"],
+                     "device %s, precision %s", len(self.train_set.utts), cfg.num_classes,
                      0 if self.valid_set is None else len(self.valid_set.utts), steps_per_epoch, batch_size,
                      self.world, self.device, self.precision)
 
@@ -289,7 +268,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(self.exp / "tensorboard"), purge_step=step)
 
-        dataset = ChunkDataset(self.train_set, opts.seed, SpecAugment.from_config(data_cfg.get("specaug")))
+        dataset = ChunkDataset(self.train_set, opts.seed, SpecAugment.from_config(data_cfg.specaug))
         last_save = time.monotonic()
 
         def save(epoch_: int, pos_: int) -> None:
@@ -375,7 +354,7 @@ class Trainer:
         if writer is not None:
             writer.close()
         if self.is_main:
-            self._finish(epochs, int(train_cfg.get("num_avg", 1)))
+            self._finish(epochs, cfg.training.num_avg)
         if self.world > 1:
             dist.barrier()
 
