@@ -96,7 +96,7 @@ def _cmd(cfg: Path, data: Path, exp: Path, *extra: str) -> list[str]:
 def ge2e_config(repo, tmp_path_factory):
     cfg = yaml.safe_load((repo / "conf" / "dvector_small.yaml").read_text())
     cfg["model"].update(hidden=32, embed_dim=32)
-    del cfg["model"]["feat_dim"]
+    cfg["model"]["feat_dim"] = 30                      # the shared test features
     cfg["data"].update(speakers_per_batch=5, utts_per_speaker=2, min_frames=40, max_frames=60)
     cfg["training"]["epochs"] = 3
     path = tmp_path_factory.mktemp("cfg") / "ge2e.yaml"

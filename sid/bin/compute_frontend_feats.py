@@ -16,6 +16,9 @@ def main() -> int:
     po.register("snip-edges", False, "Frame count as Kaldi's --snip-edges (match the features the VAD came from)")
     po.register("write-num-frames", "", "Wspecifier for the frame count of each utterance, e.g. 'ark,t:utt2num_frames'")
     po.register("compress", False, "Write compressed matrices (copy-feats --compress=true)")
+    po.register("write-utt2dur", "", "Wspecifier for the duration of each utterance in seconds, e.g. 'ark,t:utt2dur'")
+    po.register("segments", "", "Segments file '<utt> <recording> <start> <end>': the segments of the recordings "
+                "in scp:wav.scp")
     opts, (wav_rspecifier, feats_wspecifier) = po.parse(num_args=2)
 
     import contextlib
@@ -51,7 +54,8 @@ def main() -> int:
         writer = stack.enter_context(MatrixWriter(feats_wspecifier,
                                                   compression_method=AUTOMATIC_COMPRESSION if opts.compress else None))
         nf = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
-        for utt, where, read in tqdm(read_wavs(wav_rspecifier), desc="compute_frontend_feats", unit="utt",
+        dur = stack.enter_context(ScalarWriter(opts.write_utt2dur)) if opts.write_utt2dur else None
+        for utt, where, read in tqdm(read_wavs(wav_rspecifier, opts.segments), desc="compute_frontend_feats", unit="utt",
                                      mininterval=10, disable=None):
             tried += 1
             try:
@@ -68,6 +72,8 @@ def main() -> int:
             writer.write(utt, feats)
             if nf:
                 nf.write(utt, feats.shape[0])
+            if dur:
+                dur.write(utt, f"{len(samples) / 16000:g}")
             done += 1
         if done == 0:
             raise SidError(f"no utterance of {tried} in '{wav_rspecifier}' gave features (see the warnings above)")
