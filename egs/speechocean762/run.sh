@@ -59,8 +59,13 @@ abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 user_trials=()
 for t in $trials; do user_trials+=("$(abspath "$t")"); done
 exp=$(abspath "${exp:-$here/exp}"); data=$(abspath "${data:-$here/data}")
-# The config may be given relative to where the user is or to the recipe folder.
-if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config; fi
+# The config may be given relative to where the user is, to the recipe folder or to the
+# project root (conf/dvector_ge2e.yaml etc.).
+if [ -f "$config" ]; then config=$(abspath "$config")
+elif [ -f "$here/$config" ]; then config=$here/$config
+elif [ -f "$root/$config" ]; then config=$root/$config
+else echo "$0: no config $config (looked here, in $here and in $root)" >&2; exit 1
+fi
 cd "$here"
 . ./cmd.sh
 . ./path.sh
