@@ -31,7 +31,8 @@ def main() -> int:
     from sid.errors import SidError
     from sid.features.compute import Fbank
     from sid.features.frontends import build_frontend, frontend_features, kaldi_frames
-    from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_wavs
+    from sid.features.extract import read_wavs
+    from sid.kaldi_io import AUTOMATIC_COMPRESSION, ScalarWriter, TableWriter
     from sid.features.options import FbankOptions
     from sid.config import load_config
 
@@ -51,7 +52,7 @@ def main() -> int:
         fbank = Fbank(fb_opts)
     done = tried = 0
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(MatrixWriter(feats_wspecifier,
+        writer = stack.enter_context(TableWriter(feats_wspecifier,
                                                   compression_method=AUTOMATIC_COMPRESSION if opts.compress else None))
         nf = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
         dur = stack.enter_context(ScalarWriter(opts.write_utt2dur)) if opts.write_utt2dur else None

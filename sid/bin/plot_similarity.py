@@ -9,7 +9,7 @@ e.g.: python -m sid.bin.plot_similarity --num-speakers=10 --utts-per-speaker=10 
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 
