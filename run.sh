@@ -38,7 +38,10 @@
 #                               Kaldi's --config, it is not a file of options)
 #   --min-len N                 training utterances need N voiced frames (Kaldi: 400)
 #   --min-num-utts N            training speakers need N utterances (Kaldi: 8)
-#   --ngpu N --num-workers N    GPUs (processes) and data loader workers for training
+#   --ngpu N --num-workers N    GPUs (processes) per node and data loader workers for training
+#   --num-nodes N               training nodes: one job spanning N nodes ($cuda_cmd --num-nodes,
+#                               so slurm.pl or queue.pl; see README "On a cluster")
+#   --use-gpu auto|true|false   extraction on GPUs (one per job); auto: if this machine has one
 #   --lda-dim N                 LDA dimension before PLDA (Kaldi: 200)
 #   --cohort-top-n N            AS-norm cohort size (WeSpeaker: 300)
 # e.g. ./run.sh --voxceleb1-root /data/voxceleb1 --voxceleb2-root /data/voxceleb2 \
@@ -71,7 +74,9 @@ config=conf/xvector.yaml
 min_len=400
 min_num_utts=8
 ngpu=1
+num_nodes=1
 num_workers=4
+use_gpu=auto
 lda_dim=200
 cohort_top_n=300
 
@@ -241,7 +246,13 @@ fi
 name=$(basename "$config" .yaml)
 exp=exp/$name
 emb=$exp/embeddings
-use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+if [ "$use_gpu" = auto ]; then
+  use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+fi
+case $use_gpu in
+  true|false) ;;
+  *) echo "$0: --use-gpu must be auto, true or false, got '$use_gpu'" >&2; exit 1 ;;
+esac
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "$0: stage 3: training features"
@@ -268,7 +279,7 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
   mkdir -p $exp/log
-  $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
+  $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
     steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
       data/train_combined_no_sil $exp
 fi
