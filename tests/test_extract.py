@@ -234,3 +234,23 @@ def test_extract_tool_errors(trained, sid_env, repo, tmp_path):
                           f"scp:{feats}/raw/feats.scp", f"scp:{feats}/raw/vad.scp", f"ark:{tmp_path}/x.ark"],
                          env=sid_env, capture_output=True, text=True, cwd=repo)
     assert res.returncode == 1 and "--use-gpu" in res.stderr
+
+
+def test_extract_truncated_archive_fails_naming_it(trained, sid_env, repo, tmp_path):
+    from sid import kaldi_io
+
+    feats, exp = trained
+    utts = sorted(kaldi_io.ScpTable.open(str(feats / "raw" / "feats.scp")))[:3]
+    raw = kaldi_io.random_access(f"scp:{feats}/raw/feats.scp")
+    with kaldi_io.TableWriter(f"ark,scp:{tmp_path}/f.ark,{tmp_path}/f.scp") as w:
+        for u in utts:
+            w.write(u, raw[u])
+    data = (tmp_path / "f.ark").read_bytes()
+    (tmp_path / "f.ark").write_bytes(data[:len(data) - 100])   # the last utterance is cut short
+    for rspec in (f"scp:{tmp_path}/f.scp", f"ark:{tmp_path}/f.ark"):
+        out = f"ark,scp:{tmp_path}/x.ark,{tmp_path}/x.scp"
+        res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", str(exp), rspec,
+                              f"scp:{feats}/raw/vad.scp", out], env=sid_env, capture_output=True, text=True, cwd=repo)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert re.search(rf"{tmp_path}/f.ark: truncated archive.*'{utts[-1]}'", res.stderr), res.stderr[-2000:]
+        assert not (tmp_path / "x.ark").exists() and not (tmp_path / "x.scp").exists()

@@ -9,7 +9,8 @@
 #                   `config` (the recipes' model YAML), --config sets that variable
 #                   like any other option
 #   --help          prints the script's $help_message, or else its leading
-#                   comment block (the usage header), and exits 0
+#                   comment block (the usage header) and the default of each
+#                   option the header names, and exits 0
 # An option naming no existing variable is an error that names it. Parsing
 # stops at the first argument that does not start with --; those are left in
 # "$@" for the script.
@@ -17,10 +18,18 @@
 __sid_usage() {
   if [ -n "${help_message:-}" ]; then
     echo -e "$help_message"
-  else
-    # The header: comment lines after the shebang, up to the first other line.
-    sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"
+    return
   fi
+  # The header: comment lines after the shebang, up to the first other line.
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"
+  # Then the value each option it names has now: the script's default.
+  local opt var shown=
+  for opt in $(sed -n '2,${/^#/!q;p}' "$0" | grep -o -- '--[a-z][a-z0-9-]*' | awk '!seen[$0]++'); do
+    var=${opt#--}; var=${var//-/_}
+    [ -n "${!var+set}" ] || continue
+    [ -n "$shown" ] || { echo; echo "Defaults:"; shown=1; }
+    printf '  %-24s %s\n' "$opt" "${!var:-\"\"}"
+  done
 }
 
 # Config files first, in command-line order, so that the command line overrides them.
@@ -75,4 +84,22 @@ while [ $# -gt 0 ]; do
   shift $__sid_shift
 done
 unset __sid_name __sid_value __sid_shift __sid_var
+
+# The steps/ scripts, like Kaldi's, pass data, exp, log and feature paths unquoted
+# through job runners and rspecifiers: a path with whitespace (given, or from the
+# current directory) would break deep inside a job. Stop first, naming it. The utils/
+# data-dir tools and sid.bin tools take such paths.
+case "$0" in
+  steps/*|*/steps/*)
+    for __sid_arg in "$@"; do
+      case "$__sid_arg" in /*) __sid_path=$__sid_arg ;; *) __sid_path=$PWD/$__sid_arg ;; esac
+      if [[ "$__sid_path" =~ [[:space:]] ]]; then
+        if [[ "$__sid_arg" =~ [[:space:]] ]]; then __sid_what="'$__sid_arg'"; else __sid_what="'$__sid_arg' (in the current directory '$PWD')"; fi
+        echo "$0: $__sid_what: the steps scripts do not support paths with whitespace (nor do Kaldi's);" \
+          "rename the directory or reach it through a symbolic link whose path has none" >&2
+        exit 1
+      fi
+    done
+    unset __sid_arg __sid_path __sid_what ;;
+esac
 true

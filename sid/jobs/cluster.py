@@ -45,6 +45,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from sid.data.table import atomic_path
 from sid.jobs.common import Interrupt, JobArgs, JobsError, guarded, parse_args, report
 
 DEFAULT_SLURM_CONF = """\
@@ -263,11 +264,9 @@ def _job_name(args: JobArgs) -> str:
 
 
 def _write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, mode)
 
 
 def _script(prog: str, command: str, body: str) -> str:

@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 
+from sid.data.table import atomic_path
 from sid.jobs.common import Interrupt, JobArgs, run_logged
 from sid.jobs.nodes import slurm_command
 
@@ -38,11 +39,8 @@ def main(argv: list[str]) -> int:
     interrupt.install()
     rc = run_logged(command, job.log_for(task), threads=spec["threads"], interrupt=interrupt,
                     show_host=True)
-    status = f"{spec['stem']}.{task}.status"
-    tmp = f"{status}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{rc}\n")
-    os.replace(tmp, status)
+    with atomic_path(f"{spec['stem']}.{task}.status") as tmp:
+        tmp.write_text(f"{rc}\n", encoding="utf-8")
     return 0 if rc == 0 else 1
 
 

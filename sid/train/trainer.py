@@ -33,11 +33,12 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from tqdm import tqdm
 
+from sid.cli import progress
 from sid.config import OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
+from sid.kaldi_io import ScpTable
 from sid.losses import MarginScheduler, build_head
 from sid.models import build_model, count_parameters
 from sid.train import checkpoint
@@ -66,6 +67,7 @@ class TrainOptions:
     tensorboard: bool = True
     write_chunk_lists: bool = False
     progress: bool = True
+    num_threads: int = 0
 
 
 class _Net(nn.Module):
@@ -177,8 +179,7 @@ class Trainer:
 
     @staticmethod
     def _feat_dim(data: TrainingSet) -> int:
-        from sid.train.data import FeatureReader
-        return int(FeatureReader({data.utts[0]: data.feats[data.utts[0]]})[data.utts[0]].shape[1])
+        return int(ScpTable({data.utts[0]: data.feats[data.utts[0]]})[data.utts[0]].shape[1])
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -196,6 +197,8 @@ class Trainer:
 
     def _run(self) -> None:
         cfg, opts = self.cfg, self.opts
+        if opts.num_threads > 0:
+            torch.set_num_threads(opts.num_threads)
         final, last = self.exp / "final.pt", self.models_dir / "last.pt"
         if final.exists() and last.exists() and final.stat().st_mtime >= last.stat().st_mtime:
             # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
@@ -277,8 +280,8 @@ class Trainer:
                 pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
                 prefetch_factor=4 if opts.num_workers else None)
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
-                       disable=not (self.is_main and opts.progress), mininterval=1.0, dynamic_ncols=True)
+            bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
+                           unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
             t0 = time.monotonic()
             for feats, labels, _ in bar:
@@ -391,7 +394,6 @@ class Trainer:
 
     def _trial_eer(self, model) -> float:
         from sid.extract import embed_utterances
-        from sid.train.data import FeatureReader
 
         if not self.opts.valid_data:
             raise SidError("--valid-trials needs --valid-data, a data dir with the trial utterances' "
@@ -402,7 +404,7 @@ class Trainer:
         missing = [u for u in utts if u not in feats]
         if missing:
             raise SidError(f"{self.opts.valid_data}/feats.scp lacks trial utterance '{missing[0]}'")
-        reader = FeatureReader(feats)
+        reader = ScpTable(feats)
         emb = dict(embed_utterances(model, ((u, reader[u]) for u in utts), self.device))
         norm = {u: e / max(np.linalg.norm(e), 1e-12) for u, e in emb.items()}
         scores = np.array([float(norm[a] @ norm[b]) for a, b, _ in trials])
