@@ -91,6 +91,10 @@ case $feat_type in
   *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_dir=${feat_dir:-$feat_type}
+# A second run of this recipe here waits: for data/ until this one's data stages are done,
+# for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
+. utils/lock_dirs.sh
+lock_dirs data
 
 # Test sets: Vox1-O from VoxCeleb1 test; Vox1-E/H (WeSpeaker only: Kaldi trains on
 # VoxCeleb1 dev) from all of VoxCeleb1. name:list:data-dir
@@ -240,6 +244,7 @@ fi
 
 name=$(basename "$config" .yaml)
 exp=exp/$name
+lock_dirs $exp
 emb=$exp/embeddings
 use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
 
@@ -264,6 +269,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     utils/validate_data_dir.sh --no-wav data/train_combined_no_sil
   fi
 fi
+
+unlock_dirs data  # the training data are complete; other runs may use data/ from here
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"

@@ -1,4 +1,5 @@
 # Sourced by steps/*.sh and the recipes' run.sh:  . lock_dirs.sh; lock_dirs <dir>...
+# (and unlock_dirs <dir>... where a script is done with a dir before it ends).
 # Takes an exclusive lock (flock) on each directory for the rest of the calling script, so
 # two runs on the same data/exp dirs cannot interleave: the second one waits, saying who
 # holds the lock, and goes on once it is free (finding the first run's finished work), or
@@ -9,6 +10,7 @@
 # (SID_LOCKED) are skipped: a step run by a locked recipe does not wait for itself.
 lock_dirs() {
   local d lock fd owner dirs
+  declare -gA _sid_lock_fd
   # In one order everywhere (sorted absolute paths), so two steps never hold one lock each
   # while waiting for the other's. Links are kept as given (not resolved).
   mapfile -t dirs < <(for d in "$@"; do realpath -ms -- "$d"; done | LC_ALL=C sort -u)
@@ -30,5 +32,19 @@ lock_dirs() {
     fi
     echo "$0 (pid $$ on $(hostname), since $(date '+%F %T'))" > "$lock"
     export SID_LOCKED="${SID_LOCKED:+$SID_LOCKED:}$d"
+    _sid_lock_fd[$d]=$fd
+  done
+}
+
+unlock_dirs() {
+  local d fd
+  for d in "$@"; do
+    d=$(realpath -ms -- "$d")
+    fd=${_sid_lock_fd[$d]:-}
+    [ -n "$fd" ] || continue
+    flock -u "$fd"
+    exec {fd}>&-
+    unset "_sid_lock_fd[$d]"
+    SID_LOCKED=$(echo ":$SID_LOCKED:" | sed "s|:$d:|:|; s|^:||; s|:$||")
   done
 }

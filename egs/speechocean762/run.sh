@@ -59,6 +59,8 @@ if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config
 cd "$here"
 . ./cmd.sh
 . ./path.sh
+. utils/lock_dirs.sh
+lock_dirs "$data" "$exp"  # a second run on these dirs waits for this one (saying for whom)
 
 if [ -z "$corpus" ]; then
   if [ -d "$root/../shared/corpora/speechocean762/train" ]; then
