@@ -150,3 +150,17 @@ def test_lock_held_elsewhere_stops_with_sid_lock_wait_false(setup, repo):
     assert res.returncode == 1
     assert f"{tmp_path}/exp/train_cmn is in use by another run (the test (pid 1)); stopping" in res.stderr
     assert not (tmp_path / "data" / "train_cmn").exists()
+
+
+def test_recipe_stops_while_another_run_holds_its_data_dir(tmp_path, sid_env, repo):
+    lock = tmp_path / ".data.lock"
+    with open(lock, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("run A")
+        f.flush()
+        res = subprocess.run(["bash", "egs/speechocean762/run.sh", "--data", str(tmp_path / "data"),
+                              "--exp", str(tmp_path / "exp")], cwd=repo, env=dict(sid_env, SID_LOCK_WAIT="false"),
+                             capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"{tmp_path}/data is in use by another run (run A); stopping" in res.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
