@@ -46,7 +46,7 @@
 
 . ./cmd.sh
 . ./path.sh
-set -e
+set -eo pipefail  # a failing command inside a pipe stops the run too
 
 stage=0
 stop_stage=7
