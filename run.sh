@@ -51,7 +51,7 @@
 
 . ./cmd.sh
 . ./path.sh
-set -e
+set -eo pipefail  # a failing command inside a pipe stops the run too
 
 stage=0
 stop_stage=7
@@ -99,6 +99,10 @@ case $feat_type in
   *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_dir=${feat_dir:-$feat_type}
+# A second run of this recipe here waits: for data/ until this one's data stages are done,
+# for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
+. utils/lock_dirs.sh
+lock_dirs data
 
 # The corpora before anything else: a missing one is named by its option.
 check_dir() {  # check_dir <option> <dir> <what it holds>
@@ -273,6 +277,7 @@ fi
 
 name=$(basename "$config" .yaml)
 exp=exp/$name
+lock_dirs $exp
 emb=$exp/embeddings
 if [ "$use_gpu" = auto ]; then
   use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
@@ -304,6 +309,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     utils/validate_data_dir.sh --no-wav data/train_combined_no_sil
   fi
 fi
+
+unlock_dirs data  # the training data are complete; other runs may use data/ from here
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"

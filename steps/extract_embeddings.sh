@@ -48,6 +48,8 @@ case "$use_gpu" in
   *) echo "$0: --use-gpu must be true or false, got '$use_gpu'" >&2; exit 1 ;;
 esac
 
+. lock_dirs.sh
+lock_dirs "$data" "$dir"  # a second run on these dirs waits for this one
 mkdir -p "$dir/log"
 utils/split_data.sh "$data" "$nj"
 sdata=$data/split$nj
@@ -59,12 +61,13 @@ $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log
     "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 
-for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$dir/.xvector.scp.tmp"
+tmp=$dir/.xvector.scp.$$.tmp
+for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$tmp"
 # An unchanged result keeps its files (and times), so a rerun redoes nothing downstream.
-if cmp -s "$dir/.xvector.scp.tmp" "$dir/xvector.scp"; then
-  rm "$dir/.xvector.scp.tmp"
+if cmp -s "$tmp" "$dir/xvector.scp"; then
+  rm "$tmp"
 else
-  mv "$dir/.xvector.scp.tmp" "$dir/xvector.scp"
+  mv "$tmp" "$dir/xvector.scp"
 fi
 
 # Speaker means, as extract_xvectors.sh does with ivector-mean.
