@@ -46,7 +46,8 @@ def embedder_from_opts(opts, **kwargs):
 
 def main() -> int:
     parser = embedder_parser(__doc__)
-    parser.add_argument("--batch-frames", type=int, default=50000, help="frames per batch of chunks")
+    parser.add_argument("--batch-frames", type=int, default=0,
+                        help="frames per batch of chunks (default 0: the device's, sid.extract.DEFAULT_BATCH_FRAMES)")
     parser.add_argument("source", help="an audio file, or scp:wav.scp")
     parser.add_argument("wspec", help="where the embeddings go, e.g. ark,t:- or ark,scp:emb.ark,emb.scp")
     opts = parser.parse_args()
