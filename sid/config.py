@@ -109,6 +109,14 @@ class FeaturesRecord:
     cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
 
 
+@dataclass
+class TrainDataRecord:
+    """Which utterances and speakers training read; written by training, checked on resume."""
+    num_utts: int
+    num_speakers: int
+    utt2spk_md5: str                        # of its sorted "utt spk" lines
+
+
 TRAINING_SECTIONS = ("model", "loss", "data", "optim", "training")
 
 
@@ -122,6 +130,7 @@ class TrainConfig:
     # Recorded by training in <exp>/config.yaml, not settings:
     num_classes: int | None = None
     features: FeaturesRecord | None = None
+    train_data: TrainDataRecord | None = None
 
     def to_dict(self) -> dict:
         out = {"model": self.model.to_dict()}
@@ -131,13 +140,43 @@ class TrainConfig:
                 out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return out
 
-    def training_settings(self) -> dict:
-        """The sections that decide the trained weights (a resumed run must not change them)."""
-        d = self.to_dict()
-        return {k: d[k] for k in TRAINING_SECTIONS}
+    def differences(self, other: TrainConfig) -> list[str]:
+        """``key: this -> other`` for every dotted key whose value differs."""
+        out: list[str] = []
+
+        def walk(a, b, key):
+            if isinstance(a, dict) and isinstance(b, dict):
+                for k in list(a) + [k for k in b if k not in a]:
+                    walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+            elif a != b:
+                out.append(f"{key}: {_short(a)} -> {_short(b)}")
+        walk(self.to_dict(), other.to_dict(), "")
+        return out
+
+    def dump(self, path: str | Path, header: str = "") -> None:
+        """Write as YAML (multi-line strings as blocks), atomically, under ``header`` comment lines."""
+        import yaml
+
+        from sid.data.table import atomic_path
+
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        def text(dumper, value):
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+        Dumper.add_representer(str, text)
+        body = yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body,
+                           encoding="utf-8")
 
 
-RECORDED = ("num_classes", "features")
+def _short(value) -> str:
+    text = "(none)" if value is None else str(value)
+    return text if len(text) <= 60 and "\n" not in text else text.replace("\n", " ")[:57] + "..."
+
+
+RECORDED = ("num_classes", "features", "train_data")
 
 
 # -- loading ----------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ are mostly ``max_chunk_frames`` long). Batching never changes an embedding: the
 models have no padding across chunks and run in eval mode.
 
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
-features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
-unless the config's ``cmvn`` section says otherwise) then voiced-frame selection.
+features as Kaldi's ``extract_xvectors.sh`` does: the sliding CMN the training features
+had (``features.cmvn_opts`` of the config, recorded from the training data dir) then
+voiced-frame selection.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from sid.models import build_model
 from sid.train import checkpoint
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
-
 
 def chunk_spans(num_frames: int, max_chunk_frames: int) -> list[tuple[int, int]]:
     """(start, length) of the chunks Kaldi cuts an utterance into."""
@@ -132,7 +130,11 @@ class Extractor:
                  batch_frames: int = 50000):
         self.model, self.cfg = load_model_dir(model_dir, device)
         self.device = device
-        self.cmvn = DEFAULT_CMVN
+        if self.cfg.features is None:
+            raise SidError(f"{Path(model_dir) / 'config.yaml'} has no 'features' record: it does not say how its "
+                           "training features were normalised")
+        from sid.provenance import parse_cmvn_opts
+        self.cmn = parse_cmvn_opts(self.cfg.features.cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -141,8 +143,8 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
-                                   center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
+                                   center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
         if vad is not None:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")

@@ -103,17 +103,20 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
-  # chunk from, as Kaldi's recipe does.
-  if [ ! -f "$data/train_no_sil/.done" ]; then
+  # chunk from, as Kaldi's recipe does. The done-marker records what made the result
+  # (--min-frames and the features' and VAD's records): a change makes it again.
+  done_args="$min_frames $(cat "$data/train/.feats_done" conf/vad.conf "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
+  if [ "$(cat "$data/train_no_sil/.done" 2>/dev/null)" != "$done_args" ]; then
+    rm -rf "$data/train_cmn" "$data/train_no_sil.tmp"
     steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" \
-      "$data/train" "$data/train_no_sil" "$data/mfcc_no_sil"
-    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train_no_sil/utt2num_frames" \
-      > "$data/train_no_sil/utts.keep"
-    utils/subset_data_dir.sh --utt-list "$data/train_no_sil/utts.keep" \
-      "$data/train_no_sil" "$data/train_no_sil.tmp"
-    rm -rf "$data/train_no_sil"; mv "$data/train_no_sil.tmp" "$data/train_no_sil"
-    utils/validate_data_dir.sh --no-wav "$data/train_no_sil"
-    touch "$data/train_no_sil/.done"
+      "$data/train" "$data/train_cmn" "$data/mfcc_no_sil"
+    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train_cmn/utt2num_frames" > "$data/train_cmn/utts.keep"
+    utils/subset_data_dir.sh --utt-list "$data/train_cmn/utts.keep" "$data/train_cmn" "$data/train_no_sil.tmp"
+    python -m sid.bin.feature_record copy "$data/train_cmn" "$data/train_no_sil.tmp"
+    utils/validate_data_dir.sh --no-wav "$data/train_no_sil.tmp"
+    echo "$done_args" > "$data/train_no_sil.tmp/.done"
+    rm -rf "$data/train_no_sil" "$data/train_cmn"
+    mv "$data/train_no_sil.tmp" "$data/train_no_sil"
   fi
 fi
 

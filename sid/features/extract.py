@@ -22,14 +22,14 @@ from sid.cli import KaldiOptions
 from sid.errors import AudioError, SidError
 from sid.features.compute import Fbank, Mfcc
 from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_wavs
-from sid.features.options import FbankOptions, MfccOptions
+from sid.features.options import FEATURE_TYPES
 from sid.features.window import num_frames
 
 log = logging.getLogger(__name__)
 
 KINDS = {
-    "fbank": ("Create Mel-filterbank features from a wav file.", FbankOptions, Fbank),
-    "mfcc": ("Create MFCC feature files.", MfccOptions, Mfcc),
+    "fbank": ("Create Mel-filterbank features from a wav file.", FEATURE_TYPES["fbank"], Fbank),
+    "mfcc": ("Create MFCC feature files.", FEATURE_TYPES["mfcc"], Mfcc),
 }
 
 
