@@ -35,12 +35,14 @@ from sid.errors import SidError
 # -- sections ---------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    """``type`` and the keyword arguments of that model's constructor (all of them, defaults filled)."""
+    """``type`` and the keyword arguments given for that model's constructor (validated); the
+    constructor supplies the rest (``to_dict`` writes them all, so a record is complete)."""
     type: str
     args: dict[str, Any]
 
     def to_dict(self) -> dict:
-        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+        full = {n: p.default for n, p in _model_params(self.type).items()} | self.args
+        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}}
 
 
 @dataclass
@@ -216,8 +218,7 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
     kind = raw.get("type")
     if kind not in models:
         raise SidError(f"{source}: {key}.type: '{kind}' is not a model; allowed: {', '.join(models)}")
-    params = {n: p for n, p in inspect.signature(models[kind]).parameters.items()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    params = _model_params(kind)
     hints = typing.get_type_hints(models[kind].__init__)
     args = {}
     for name, value in raw.items():
@@ -227,11 +228,14 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
             _unknown(source, key, name, ["type", *params], "key")
         args[name] = _convert(value, hints.get(name, Any), f"{key}.{name}", source)
     for name, p in params.items():
-        if name not in args:
-            if p.default is inspect.Parameter.empty:
-                raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
-            args[name] = p.default
-    return ModelConfig(kind, {n: args[n] for n in params})
+        if name not in args and p.default is inspect.Parameter.empty:
+            raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
+    return ModelConfig(kind, args)
+
+
+def _model_params(kind: str) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(_models()[kind]).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _models() -> dict:
