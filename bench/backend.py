@@ -37,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sid.backend import kaldi_io  # noqa: E402
+from sid import kaldi_io  # noqa: E402
 from sid.backend.scoring import read_scores, read_trials  # noqa: E402
 from sid.metrics import evaluate, labels_for  # noqa: E402
 from sid.voxceleb import utt_id  # noqa: E402

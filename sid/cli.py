@@ -194,4 +194,14 @@ def run_main(main) -> None:
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as err:
+        import errno
+
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A write outside sid.kaldi_io's writers (a log, a plot): still one clear line.
+        from sid.data.table import disk_full
+
+        print(f"ERROR ({prog_name()}): {disk_full(err.filename, 0)}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(status or 0)

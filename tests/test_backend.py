@@ -7,7 +7,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.lda import apply_transform, compute_lda
 from sid.backend.plda import Plda, estimate_plda
 from sid.backend.scoring import cohort_stats, cosine_scores, snorm

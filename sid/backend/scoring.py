@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ the leading eigenvectors, each signed so its largest entry is positive.
 
 import logging
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.backend.lda import compute_lda, speaker_index
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError

@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.cli import KaldiOptions, run_main
 
 log = logging.getLogger("ivector_normalize_length")
