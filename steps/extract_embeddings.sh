@@ -5,9 +5,10 @@
 # and voiced-frame selection are applied in-process as the model's config says) with the model
 # in <model-dir> (config.yaml, final.pt from steps/train_xvector.sh), like Kaldi's
 # extract_xvectors.sh. <data-dir>'s features must be made as the training features were
-# (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops. One job per split of the data dir (utils/split_data.sh); a rerun skips the
-# jobs already done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means
-# spk_xvector.scp/ark and num_utts.ark.
+# (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops.
+# One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
+# done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
+# and num_utts.ark.
 #
 # Options:
 #   --nj <N>                   # number of jobs (default: 4)
