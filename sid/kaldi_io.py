@@ -19,7 +19,7 @@ a failing or interrupted writer removes its temporary files. A full disk is repo
 with the file system, its free space and the size being written.
 
 Two readers exist for speed. Vector tables (the back-ends: 145k Vox1-E vectors) are
-parsed whole from memory (mmap for files) with no per-item Python object where the
+parsed a block at a time (positioned reads for scp files) with no per-item Python object where the
 archive is the usual one-dimension binary one. Matrices (features) stream one item
 at a time, reading exactly the bytes each header announces.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import mmap
 import os
 import struct
 import subprocess
@@ -706,11 +705,50 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     archive bytes into one preallocated matrix, with no per-vector array.
     """
     opts, path = split_specifier(rspecifier)
-    data = None if "scp" in opts else read_bytes(path)
-    fast = _read_scp_float_vectors(path) if data is None else _read_ark_float_vectors(data)
-    if fast is not None:
-        _check_unique(fast[0], rspecifier)
-        return fast
+    if "scp" in opts:
+        # Read with positioned reads into the result: a memory map of the archives would add
+        # every page of them to the process's resident memory, doubling it.
+        keys, blocks = [], []
+        for block_keys, block in _scp_vector_blocks(path, 1 << 14):
+            keys += block_keys
+            blocks.append(block)
+        _check_unique(keys, rspecifier)
+        if not blocks:
+            return keys, np.zeros((0, 0), dtype=np.float32)
+        out = np.empty((len(keys), blocks[0].shape[1]), dtype=np.float32)
+        n = 0
+        while blocks:  # each block freed once copied: the peak is the table plus one block
+            block = blocks.pop(0)
+            out[n:n + len(block)] = block
+            n += len(block)
+        return keys, out
+    # Archives (files, pipes) are parsed a few MB at a time straight into the result, so the
+    # archive's bytes are never held beside it: a pipe stage needs about the table's size, as Kaldi.
+    keys: list[str] = []
+    out = None
+    n = 0
+    for block_keys, block in iter_vector_blocks(rspecifier):
+        if out is None or n + len(block) > len(out) or block.shape[1:] != out.shape[1:]:
+            if out is not None and block.shape[1:] != out.shape[1:]:
+                raise SidError(f"{rspecifier}: key '{block_keys[0]}' has dimension {block.shape[1]}, "
+                               f"expected {out.shape[1]} like '{keys[0]}'")
+            # Room for 2^31 bytes of rows at first: pages never written take no memory.
+            grown = np.empty((max(2 * n, n + len(block), (1 << 31) // max(4 * block.shape[1], 1)),
+                              block.shape[1]), dtype=np.float32)
+            if out is not None:
+                grown[:n] = out[:n]
+            out = grown
+        out[n:n + len(block)] = block
+        n += len(block)
+        keys += block_keys
+    _check_unique(keys, rspecifier)
+    if out is None:
+        return keys, np.zeros((0, 0), dtype=np.float32)
+    return keys, out[:n]
+
+
+def _read_vectors_general(opts: set[str], path: str, rspecifier: str, data: bytes | None) -> tuple[list[str], np.ndarray]:
+    """Any table of vectors (text, double, compressed, mixed) held in memory, one key at a time."""
     items = list(_locate(opts, path, rspecifier, data))
     keys = [k for k, _, _, _ in items]
     _check_unique(keys, rspecifier)
@@ -739,6 +777,92 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
     return keys, out
 
 
+def iter_vector_blocks(rspecifier: str, rows: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The vectors of a table in order, as ``(keys, float32 [n, dim])`` blocks of at most ``rows``,
+    holding one block at a time as Kaldi's sequential readers hold one vector: for the tools that
+    stream (ivector-mean's global mean, subtract / transform / normalize). Binary float vector
+    archives (what every tool of a pipe writes; files are memory-mapped) and scp files onto them
+    are read a block at a time; anything else is read whole and cut into blocks. Keys are not
+    checked for duplicates here (nor do Kaldi's sequential readers)."""
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts:
+        yield from _scp_vector_blocks(path, rows)
+        return
+    with open_input(path) as f:
+        buf = bytearray()
+        done = 0  # bytes of the stream before buf
+        eof = False
+        while True:
+            if not eof and len(buf) < (1 << 22):
+                chunk = f.read(1 << 22)
+                eof = not chunk
+                buf += chunk
+            parsed = _split_float_vectors(buf, rows)
+            if parsed is None:  # not (or no longer) plain binary float vectors: the general reader
+                rest = bytes(buf) + (b"" if eof else f.read())
+                keys, x = _read_vectors_general({"ark"}, path, rspecifier, rest)
+                for start in range(0, len(keys), rows):
+                    yield keys[start:start + rows], x[start:start + rows]
+                return
+            keys, block, used = parsed
+            if keys:
+                yield keys, block
+                del buf[:used]
+                done += used
+                continue
+            if eof:
+                if buf.strip():
+                    key = bytes(buf[:buf.find(b" ")] if b" " in buf else buf[:50]).decode(errors="replace")
+                    raise SidError(f"{rspecifier}: key '{key}' at byte {done}: truncated Kaldi object "
+                                   f"(the archive ends {len(buf)} bytes later)")
+                return
+            if len(buf) >= (1 << 22):  # one item larger than the buffer: read more first
+                chunk = f.read(len(buf))
+                eof = not chunk
+                buf += chunk
+
+
+def _split_float_vectors(buf: bytearray, rows: int) -> tuple[list[str], np.ndarray, int] | None:
+    """The whole ``key \\0BFV <dim> values`` items at the start of ``buf`` (at most ``rows``), the block of
+    their values and the bytes they take; None when an item there is of another kind."""
+    n = len(buf)
+    pos = 0
+    while pos < n and buf[pos] in b" \t\n\r":
+        pos += 1
+    space = buf.find(b" ", pos)
+    if space < 0 or space + 11 > n:
+        return [], np.zeros((0, 0), np.float32), 0
+    head = bytes(buf[space + 1:space + 11])
+    if head[:6] != b"\0BFV \x04":
+        return None
+    nbytes = 4 * struct.unpack_from("<i", head, 6)[0]
+    find = buf.find
+    keys, starts = [], []
+    while len(keys) < rows:
+        while pos < n and buf[pos] in b" \t\n\r":
+            pos += 1
+        space = find(b" ", pos)
+        if space < 0 or space + 11 + nbytes > n:
+            break
+        if buf[space + 1:space + 11] != head:
+            if not keys:
+                return None
+            break
+        keys.append(bytes(buf[pos:space]))
+        starts.append(space + 11)
+        pos = space + 11 + nbytes
+    out = np.empty((len(keys), nbytes // 4), dtype=np.float32)
+    if out.size:
+        dst = memoryview(out).cast("B")
+        with memoryview(buf) as src:
+            for i, start in enumerate(starts):
+                dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
+    try:
+        return [k.decode() for k in keys], out, (starts[-1] + nbytes if starts else 0)
+    except UnicodeDecodeError:
+        return None
+
+
 def _check_unique(keys: list[str], rspecifier: str) -> None:
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
@@ -746,98 +870,98 @@ def _check_unique(keys: list[str], rspecifier: str) -> None:
         raise SidError(f"{rspecifier}: duplicate key '{dup}'")
 
 
-def _read_ark_float_vectors(data: bytes) -> tuple[list[str], np.ndarray] | None:
-    """A binary archive of float vectors of one dimension (what every tool of a pipe writes), in one
-    tight loop: each item is ``key``, a space, the same 10-byte header, then the values. None for
-    anything else, which the general reader handles (and reports)."""
-    space = data.find(b" ")
-    head = data[space + 1:space + 11]
-    if space <= 0 or len(head) < 10 or head[:6] != b"\0BFV \x04":
-        return None
-    nbytes = 4 * struct.unpack_from("<i", head, 6)[0]
-    find, n = data.find, len(data)
-    keys, starts = [], []
-    pos = 0
-    while pos < n:
-        space = find(b" ", pos)
-        if space < 0 or data[space + 1:space + 11] != head or space + 11 + nbytes > n:
-            return None
-        keys.append(data[pos:space])
-        starts.append(space + 11)
-        pos = space + 11 + nbytes
-    out = np.empty((len(keys), nbytes // 4), dtype=np.float32)
-    dst = memoryview(out).cast("B")
-    with memoryview(data) as src:
-        for i, start in enumerate(starts):
-            dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
-    try:
-        return [k.decode() for k in keys], out
-    except UnicodeDecodeError:
-        return None
+def _scp_vector_blocks(path: str, rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``(keys, float32 block)`` of at most ``rows`` for an scp of vectors, in scp order.
 
-
-@contextlib.contextmanager
-def _mapped(rxfilename: str):
-    """A regular file memory-mapped (no copy of a 300 MB archive; 2-3x faster than reading it), else its bytes."""
-    name = rxfilename.strip()
-    try:
-        f = open(name, "rb")
-    except OSError:
-        yield read_bytes(name)  # pipes, stdin, or an error message naming the file
+    The common case, ``key ark:offset`` lines onto binary float vectors of one dimension laid
+    out in order, is one positioned read of the span a block covers, headers checked with numpy
+    and rows copied with no per-line decoding; any other entry (another file order, double or
+    text vectors, pipes) is read on its own through ``RandomAccessReader``. Dimensions must agree.
+    """
+    entries = []
+    for lineno, line in enumerate(read_bytes(path).decode().splitlines(), 1):
+        key, _, value = line.strip().partition(" ")
+        if not key:
+            continue
+        value = value.strip()
+        if not value:
+            raise SidError(f"{path}:{lineno}: key '{key}' has no value")
+        entries.append((key, value, lineno))
+    if not entries:
         return
-    with f:
-        try:
-            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (ValueError, OSError):  # empty or unmappable: read it
-            yield f.read()
-            return
-        with m:
-            yield m
-
-
-def _read_scp_float_vectors(path: str) -> tuple[list[str], np.ndarray] | None:
-    """The common case of an scp of ``key ark:offset`` lines onto binary float vectors of one dimension,
-    parsed with numpy: headers are checked and rows copied with no per-line parsing in Python
-    (Vox1-scale tables have 10^5 lines). None for anything else, which the general reader handles
-    (and reports with file and line)."""
-    text = read_bytes(path).decode()
-    tokens = text.split()
-    if not tokens or len(tokens) != 2 * len(text.splitlines()):
-        return None
-    keys = tokens[0::2]
-    parts = [t.rpartition(":") for t in tokens[1::2]]
+    reader = RandomAccessReader()
     try:
-        offsets = np.array([p[2] for p in parts]).astype(np.int64)
-    except ValueError:
-        return None
-    if any(not p[1] for p in parts):
-        return None
-    files: dict[str, list[int]] = {}
-    for i, p in enumerate(parts):
-        files.setdefault(p[0], []).append(i)
-    out = None
-    for fname, rows in files.items():
-        with _mapped(fname) as data:
-            off = offsets[rows]
-            if out is None:
-                if off[0] + 10 > len(data) or data[off[0]:off[0] + 6] != b"\0BFV \x04":
-                    return None
-                head = np.frombuffer(data[off[0]:off[0] + 10], dtype=np.uint8)
-                dim = int(struct.unpack_from("<i", data, off[0] + 6)[0])
-                nbytes = 4 * dim
-                out = np.empty((len(keys), dim), dtype=np.float32)
-                dst = memoryview(out).cast("B")
-            if np.any(off < 0) or np.any(off + 10 + nbytes > len(data)):
-                return None
-            buf = np.frombuffer(data, dtype=np.uint8)
-            same = np.array_equal(buf[off[:, None] + np.arange(10)], np.broadcast_to(head, (len(off), 10)))
-            del buf  # an mmap cannot close while numpy holds its buffer
-            if not same:
-                return None
-            with memoryview(data) as src:
-                for i, start in zip(rows, (off + 10).tolist()):
-                    dst[i * nbytes:(i + 1) * nbytes] = src[start:start + nbytes]
-    return keys, out
+        first_key, first_value, first_line = entries[0]
+        first = _scp_entry(reader, path, first_line, first_key, first_value)
+        if first.ndim != 1:
+            raise SidError(f"{path}:{first_line}: key '{first_key}' holds a matrix, expected a vector")
+        dim = first.shape[0]
+        head = b"\0BFV \x04" + struct.pack("<i", dim)
+        for start in range(0, len(entries), rows):
+            block = entries[start:start + rows]
+            out = np.empty((len(block), dim), dtype=np.float32)
+            done = np.zeros(len(block), dtype=bool)
+            _fill_from_span(block, out, done, dim, head)
+            for i in np.flatnonzero(~done).tolist():
+                key, value, lineno = block[i]
+                out[i] = _checked_row(_scp_entry(reader, path, lineno, key, value), dim, path, lineno, key,
+                                      first_key)
+            yield [e[0] for e in block], out
+    finally:
+        reader.close()
+
+
+def _scp_entry(reader: "RandomAccessReader", path: str, lineno: int, key: str, value: str) -> np.ndarray:
+    try:
+        return reader.read(value, key)
+    except SidError as err:
+        raise SidError(f"{path}:{lineno} ({err})") from None
+
+
+def _checked_row(row: np.ndarray, dim: int, path: str, lineno: int, key: str, first_key: str) -> np.ndarray:
+    if row.ndim != 1:
+        raise SidError(f"{path}:{lineno}: key '{key}' holds a matrix, expected a vector")
+    if row.shape[0] != dim:
+        raise SidError(f"{path}:{lineno}: key '{key}' has dimension {row.shape[0]}, expected {dim} like '{first_key}'")
+    return row
+
+
+def _fill_from_span(block: list, out: np.ndarray, done: np.ndarray, dim: int, head: bytes) -> None:
+    """Copy the rows of ``block`` that are plain float vectors of ``dim`` in one archive, in
+    increasing order, from one read of the bytes they span; mark them in ``done``."""
+    parts = [e[1].rpartition(":") for e in block]
+    todo = [i for i, (f, sep, off) in enumerate(parts) if not done[i] and sep and off.isdigit()
+            and not f.endswith("|") and "[" not in f]
+    if not todo:
+        return
+    fname = parts[todo[0]][0]
+    todo = [i for i in todo if parts[i][0] == fname]
+    offs = np.array([int(parts[i][2]) for i in todo], dtype=np.int64)
+    nbytes = 10 + 4 * dim
+    if len(offs) > 1 and np.any(np.diff(offs) < nbytes):
+        return  # not laid out in order: the entries are read one by one
+    lo, hi = int(offs[0]), int(offs[-1]) + nbytes
+    if hi - lo > 4 * nbytes * len(offs) + (1 << 20):
+        return  # too sparse to read as one span
+    try:
+        with open(fname, "rb") as f:
+            span = os.pread(f.fileno(), hi - lo, lo)
+    except OSError:
+        return  # the one-by-one reads report it with the entry
+    if len(span) < hi - lo:
+        return
+    buf = np.frombuffer(span, dtype=np.uint8)
+    rel = offs - lo
+    good = np.all(buf[rel[:, None] + np.arange(10)] == np.frombuffer(head, dtype=np.uint8), axis=1)
+    del buf
+    dst = memoryview(out).cast("B") if out.size else None
+    with memoryview(span) as src:
+        row_bytes = 4 * dim
+        for i, r, ok in zip(todo, rel.tolist(), good.tolist()):
+            if ok:
+                if dst is not None:
+                    dst[i * row_bytes:(i + 1) * row_bytes] = src[r + 10:r + nbytes]
+                done[i] = True
 
 
 def _vector_row(key, data, pos, where, dim, first_key, rspecifier, row=None) -> np.ndarray:
@@ -940,18 +1064,22 @@ def write_vectors(wspecifier: str, keys, matrix: np.ndarray, batch: int = 4096) 
     sliced straight from the matrix bytes and written a batch at a time (Vox1-scale tables have 10^5 rows)."""
     keys = list(keys)
     with TableWriter(wspecifier) as w:
-        if not w.binary:
-            for key, row in zip(keys, matrix):
-                w.write_encoded([key], [(encode(row, False),)])
-            return
-        matrix = np.ascontiguousarray(matrix, dtype=np.float64 if matrix.dtype == np.float64 else np.float32)
-        dim = matrix.shape[1] if matrix.ndim == 2 else 0
-        head = b"\0B" + (b"DV " if matrix.dtype == np.float64 else b"FV ") + struct.pack("<bi", 4, dim)
-        nbytes = dim * matrix.itemsize
         for start in range(0, len(keys), batch):
-            block = memoryview(matrix[start:start + batch]).cast("B")
-            n = min(batch, len(keys) - start)
-            w.write_encoded(keys[start:start + n], [(head, block[i * nbytes:(i + 1) * nbytes]) for i in range(n)])
+            write_vector_block(w, keys[start:start + batch], matrix[start:start + batch])
+
+
+def write_vector_block(w: "TableWriter", keys: list[str], matrix: np.ndarray) -> None:
+    """Write the rows of ``matrix`` (float32, or float64 as Kaldi's DV) to an open writer in one write."""
+    if not w.binary:
+        for key, row in zip(keys, matrix):
+            w.write_encoded([key], [(encode(row, False),)])
+        return
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64 if matrix.dtype == np.float64 else np.float32)
+    dim = matrix.shape[1] if matrix.ndim == 2 else 0
+    head = b"\0B" + (b"DV " if matrix.dtype == np.float64 else b"FV ") + struct.pack("<bi", 4, dim)
+    nbytes = dim * matrix.itemsize
+    block = memoryview(matrix).cast("B")
+    w.write_encoded(keys, [(head, block[i * nbytes:(i + 1) * nbytes]) for i in range(len(keys))])
 
 
 class ScalarWriter:

@@ -16,10 +16,9 @@ import time
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from sid.cli import KaldiOptions
+from sid.backend import limit_blas_threads
+from sid.cli import KaldiOptions, progress
 from sid.data.audio import read_audio
 from sid.data.table import iter_lines, read_table
 from sid.errors import AudioError, SidError
@@ -57,7 +56,7 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
                 "e.g. 'ark,t:utt2num_frames' (copy-feats --write-num-frames).")
     opts, (wav_rspecifier, feats_wspecifier) = po.parse(argv, num_args=2)
     feat_opts = options_cls.from_opts(opts)
-    torch.set_num_threads(1)  # jobs run in parallel; one core each is what Kaldi uses too
+    limit_blas_threads()  # jobs run in parallel; one core each is what Kaldi uses too
     computer = computer_cls(feat_opts)
     frame_opts = feat_opts.frame_opts
     samp_freq = int(frame_opts.samp_freq)
@@ -80,8 +79,8 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
                                                  expected_items=_count_entries(wav_rspecifier, opts.segments)))
         dur_writer = stack.enter_context(ScalarWriter(opts.write_utt2dur)) if opts.write_utt2dur else None
         nf_writer = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
-        for utt, where, read in tqdm(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
-                                     unit="utt", mininterval=10, disable=None):
+        for utt, where, read in progress(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
+                                         unit="utt", mininterval=10):
             num_utts += 1
             try:
                 samples, sr = read(None, False)
