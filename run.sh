@@ -104,6 +104,29 @@ done
 python -m sid.bin.feature_record validate $feat_type $feat_config
 python -m sid.bin.feature_record validate mfcc $mfcc_config
 
+# The corpora before anything else: a missing one is named by its option.
+check_dir() {  # check_dir <option> <dir> <what it holds>
+  [ -d "$2" ] && return 0
+  echo "$0: $1 $2: no such directory (pass $1 DIR, DIR holding $3)" >&2
+  exit 1
+}
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  { [ -d data/voxceleb1_test ] && [ -d data/voxceleb1_dev ]; } || \
+    check_dir --voxceleb1-root "$voxceleb1_root" "wav/idXXXXX/<video>/NNNNN.wav (or dev/wav, test/wav)"
+  [ -d data/train ] || check_dir --voxceleb2-root "$voxceleb2_root" "dev/aac/idXXXXX/<video>/NNNNN.m4a, test/aac/..."
+fi
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -d data/train_combined ]; then
+  [ -d data/musan_speech ] || check_dir --musan-root "$musan_root" "music/ noise/ speech/"
+  [ -f data/rirs/mediumroom/rir_list ] || check_dir --rirs-root "$rirs_root" "simulated_rirs/{smallroom,mediumroom}/"
+fi
+
+# need <file> <stage>: a stage's input, or an error saying which stage makes it.
+need() {
+  [ -e "$1" ] && return 0
+  echo "$0: $1 is missing: stage $2 makes it (run with --stage $2, or without --stage)" >&2
+  exit 1
+}
+
 # Test sets: Vox1-O from VoxCeleb1 test; Vox1-E/H (WeSpeaker only: Kaldi trains on
 # VoxCeleb1 dev) from all of VoxCeleb1. name:list:data-dir
 trial_lists="vox1_O:veri_test.txt:voxceleb1_test vox1_O_clean:veri_test2.txt:voxceleb1_test"
@@ -240,6 +263,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   echo "$0: stage 1: $feat_type features and VAD"
+  need data/train/utt2spk 0
   make_features train
   make_features ${test_sets%% *}
   # (Its marker has another name than make_features' so that data/voxceleb1, made from
@@ -269,6 +293,7 @@ combine_sp() {
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stage 2: augmentation"
+  need data/train/.feats_vad_done 1
   src=train
   if [ $speed_perturb = true ]; then
     for factor in 0.9 1.1; do
@@ -310,6 +335,7 @@ use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "$0: stage 3: training features"
+  need data/train_combined/feats.scp 2
   make_dir data/train_combined_cmn steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
     data/train_combined DEST $feat_dir/train_combined_cmn
   make_dir data/train_combined_no_sil select_training_utts $min_len $min_num_utts data/train_combined_cmn DEST
@@ -317,6 +343,7 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
+  need data/train_combined_no_sil/feats.scp 3
   mkdir -p $exp/log
   $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
     steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
@@ -325,6 +352,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "$0: stage 5: embeddings"
+  need $exp/final.pt 4
   for set in train $test_sets; do
     steps/extract_embeddings.sh --nj $nj --cmd "$([ $use_gpu = true ] && echo "$cuda_cmd" || echo "$train_cmd")" \
       --use-gpu $use_gpu $exp data/$set $emb/$set
@@ -343,6 +371,7 @@ trials_of() {
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "$0: stage 6: back-ends and scores"
+  for set in train $test_sets; do need $emb/$set/xvector.scp 5; done
   for set in $test_sets; do
     trials=$(trials_of $set)
     [ -n "$trials" ] || continue

@@ -26,8 +26,9 @@ tsne_utt2spk=
 tsne_speakers=10
 allow_partial=false
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -lt 3 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2

@@ -27,8 +27,9 @@ max_chunk_frames=10000
 min_chunk_frames=25
 num_threads=1
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -ne 3 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2

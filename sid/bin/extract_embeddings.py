@@ -5,7 +5,7 @@ import logging
 import os
 from pathlib import Path
 
-from sid.cli import KaldiOptions, run_main
+from sid.cli import KaldiOptions, progress, run_main
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
 dir written by steps/train_xvector.sh. Features get the sliding CMN the training features had
@@ -32,7 +32,6 @@ def main() -> int:
     opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
 
     import torch
-    from tqdm import tqdm
 
     from sid import kaldi_io
     from sid.errors import SidError
@@ -52,7 +51,7 @@ def main() -> int:
 
     def items():
         reader = kaldi_io.read_matrices(feats_rspec)
-        for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
+        for utt, feats in progress(reader, desc="extract_embeddings", unit="utt"):
             if utt not in vad:
                 log.warning("no VAD for utterance %s; skipping it", utt)
                 counts["no_vad"] += 1

@@ -31,6 +31,9 @@ def main() -> int:
     po.register("tensorboard", True, "Write TensorBoard scalars to <exp-dir>/tensorboard")
     po.register("write-chunk-lists", False, "Write each rank's chunks per epoch to <exp-dir>/log/chunks/ (audit)")
     po.register("progress", True, "Show a tqdm progress bar (rank 0)")
+    po.register("num-threads", 0, "Intra-op threads per process on CPU; 0: torch's default (the cores or "
+                "OMP_NUM_THREADS). CPU kernels sum in an order that depends on it, so a fixed value gives the "
+                "same model on every machine")
     opts, (data_dir, exp_dir) = po.parse(num_args=2)
 
     from sid.errors import SidError
