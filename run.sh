@@ -41,7 +41,10 @@
 #                               Kaldi's --config, it is not a file of options)
 #   --min-len N                 training utterances need N voiced frames (Kaldi: 400)
 #   --min-num-utts N            training speakers need N utterances (Kaldi: 8)
-#   --ngpu N --num-workers N    GPUs (processes) and data loader workers for training
+#   --ngpu N --num-workers N    GPUs (processes) per node and data loader workers for training
+#   --num-nodes N               training nodes: one job spanning N nodes ($cuda_cmd --num-nodes,
+#                               so slurm.pl or queue.pl; see README "On a cluster")
+#   --use-gpu auto|true|false   extraction on GPUs (one per job); auto: if this machine has one
 #   --lda-dim N                 LDA dimension before PLDA (Kaldi: 200)
 #   --cohort-top-n N            AS-norm cohort size (WeSpeaker: 300)
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
@@ -51,7 +54,7 @@
 
 . ./cmd.sh
 . ./path.sh
-set -e
+set -eo pipefail  # a failing command inside a pipe stops the run too
 
 stage=0
 stop_stage=7
@@ -76,7 +79,9 @@ config=conf/xvector.yaml
 min_len=400
 min_num_utts=8
 ngpu=1
+num_nodes=1
 num_workers=4
+use_gpu=auto
 lda_dim=200
 cohort_top_n=300
 allow_partial=false
@@ -103,6 +108,10 @@ for f in $feat_config $mfcc_config $vad_config $config; do
 done
 python -m sid.bin.feature_record validate $feat_type $feat_config
 python -m sid.bin.feature_record validate mfcc $mfcc_config
+# A second run of this recipe here waits: for data/ until this one's data stages are done,
+# for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
+. utils/lock_dirs.sh
+lock_dirs data
 
 # The corpora before anything else: a missing one is named by its option.
 check_dir() {  # check_dir <option> <dir> <what it holds>
@@ -330,8 +339,15 @@ fi
 
 name=$(basename "$config" .yaml)
 exp=exp/$name
+lock_dirs $exp
 emb=$exp/embeddings
-use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+if [ "$use_gpu" = auto ]; then
+  use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+fi
+case $use_gpu in
+  true|false) ;;
+  *) echo "$0: --use-gpu must be auto, true or false, got '$use_gpu'" >&2; exit 1 ;;
+esac
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   echo "$0: stage 3: training features"
@@ -341,11 +357,13 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   make_dir data/train_combined_no_sil select_training_utts $min_len $min_num_utts data/train_combined_cmn DEST
 fi
 
+unlock_dirs data  # the training data are complete; other runs may use data/ from here
+
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
   need data/train_combined_no_sil/feats.scp 3
   mkdir -p $exp/log
-  $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
+  $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
     steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
       data/train_combined_no_sil $exp
 fi

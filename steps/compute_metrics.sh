@@ -36,6 +36,8 @@ if [ $# -lt 3 ]; then
 fi
 score_dir=$1; results_dir=$2; shift 2
 bin="python -m sid.bin"
+. lock_dirs.sh
+lock_dirs "$results_dir"  # results.json is read and rewritten: one run at a time
 mkdir -p "$results_dir"
 
 for trials in "$@"; do

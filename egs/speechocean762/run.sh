@@ -81,6 +81,8 @@ fi
 "$root/tools/setup_env.sh"
 . ./cmd.sh
 . ./path.sh
+. utils/lock_dirs.sh
+lock_dirs "$data" "$exp"  # a second run on these dirs waits for this one (saying for whom)
 
 # need <file> <stage>: a stage's input, or an error saying which stage makes it.
 need() {

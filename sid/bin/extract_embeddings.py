@@ -24,7 +24,8 @@ def main() -> int:
     po.register("use-gpu", "no", "yes|no|optional: compute on a CUDA device")
     po.register("max-chunk-frames", 10000, "Longest chunk the model sees; longer utterances are cut and averaged")
     po.register("min-chunk-frames", 25, "Shorter chunks are padded to this length by repeating edge frames")
-    po.register("batch-frames", 50000, "Frames buffered and batched per forward pass group")
+    po.register("batch-frames", 0, "Most frames per batch, padding included: bounds memory "
+                "(0: 50000 on a GPU, 4000 on CPU); utterances of different lengths are batched")
     po.register("num-threads", 1, "CPU threads for the model (per job)")
     po.register("model-file", "final.pt", "Weights file inside <model-dir>")
     po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "
