@@ -35,12 +35,14 @@ from sid.errors import SidError
 # -- sections ---------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    """``type`` and the keyword arguments of that model's constructor (all of them, defaults filled)."""
+    """``type`` and the keyword arguments given for that model's constructor (validated); the
+    constructor supplies the rest (``to_dict`` writes them all, so a record is complete)."""
     type: str
     args: dict[str, Any]
 
     def to_dict(self) -> dict:
-        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+        full = {n: p.default for n, p in _model_params(self.type).items()} | self.args
+        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}}
 
 
 @dataclass
@@ -139,6 +141,14 @@ class FeaturesRecord:
     cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
 
 
+@dataclass
+class TrainDataRecord:
+    """Which utterances and speakers training read; written by training, checked on resume."""
+    num_utts: int
+    num_speakers: int
+    utt2spk_md5: str                        # of its sorted "utt spk" lines
+
+
 TRAINING_SECTIONS = ("model", "loss", "data", "optim", "training")
 
 
@@ -154,6 +164,7 @@ class TrainConfig:
     # Recorded by training in <exp>/config.yaml, not settings:
     num_classes: int | None = None
     features: FeaturesRecord | None = None
+    train_data: TrainDataRecord | None = None
 
     def to_dict(self) -> dict:
         out = {"model": self.model.to_dict()}
@@ -163,13 +174,43 @@ class TrainConfig:
                 out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return out
 
-    def training_settings(self) -> dict:
-        """The sections that decide the trained weights (a resumed run must not change them)."""
-        d = self.to_dict()
-        return {k: d[k] for k in TRAINING_SECTIONS}
+    def differences(self, other: TrainConfig) -> list[str]:
+        """``key: this -> other`` for every dotted key whose value differs."""
+        out: list[str] = []
+
+        def walk(a, b, key):
+            if isinstance(a, dict) and isinstance(b, dict):
+                for k in list(a) + [k for k in b if k not in a]:
+                    walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+            elif a != b:
+                out.append(f"{key}: {_short(a)} -> {_short(b)}")
+        walk(self.to_dict(), other.to_dict(), "")
+        return out
+
+    def dump(self, path: str | Path, header: str = "") -> None:
+        """Write as YAML (multi-line strings as blocks), atomically, under ``header`` comment lines."""
+        import yaml
+
+        from sid.data.table import atomic_path
+
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        def text(dumper, value):
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+        Dumper.add_representer(str, text)
+        body = yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body,
+                           encoding="utf-8")
 
 
-RECORDED = ("num_classes", "features")
+def _short(value) -> str:
+    text = "(none)" if value is None else str(value)
+    return text if len(text) <= 60 and "\n" not in text else text.replace("\n", " ")[:57] + "..."
+
+
+RECORDED = ("num_classes", "features", "train_data")
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -209,8 +250,7 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
     kind = raw.get("type")
     if kind not in models:
         raise SidError(f"{source}: {key}.type: '{kind}' is not a model; allowed: {', '.join(models)}")
-    params = {n: p for n, p in inspect.signature(models[kind]).parameters.items()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    params = _model_params(kind)
     hints = typing.get_type_hints(models[kind].__init__)
     args = {}
     for name, value in raw.items():
@@ -220,11 +260,14 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
             _unknown(source, key, name, ["type", *params], "key")
         args[name] = _convert(value, hints.get(name, Any), f"{key}.{name}", source)
     for name, p in params.items():
-        if name not in args:
-            if p.default is inspect.Parameter.empty:
-                raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
-            args[name] = p.default
-    return ModelConfig(kind, {n: args[n] for n in params})
+        if name not in args and p.default is inspect.Parameter.empty:
+            raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
+    return ModelConfig(kind, args)
+
+
+def _model_params(kind: str) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(_models()[kind]).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _models() -> dict:

@@ -22,8 +22,9 @@ GE2E and Resemblyzer): ``extract.chunking: windows`` in the config, or
 ``--chunking`` at extraction, selects it beside Kaldi's chunk averaging.
 
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
-features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
-unless the config's ``cmvn`` section says otherwise) then voiced-frame selection.
+features as Kaldi's ``extract_xvectors.sh`` does: the sliding CMN the training features
+had (``features.cmvn_opts`` of the config, recorded from the training data dir) then
+voiced-frame selection.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 SORT_BATCHES = 8
 # Frames per batch when not given (measured with bench/extract_throughput.py).
 DEFAULT_BATCH_FRAMES = {"cuda": 50000, "cpu": 4000}
-
-DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
 
 
 def chunk_spans(num_frames: int, max_chunk_frames: int) -> list[tuple[int, int]]:
@@ -199,7 +198,11 @@ class Extractor:
             raise SidError(f"--chunking must be kaldi or windows, got '{chunking}'")
         self.windows = (ext.window_frames, ext.window_shift) if chunking == "windows" else None
         self.device = device
-        self.cmvn = DEFAULT_CMVN
+        if self.cfg.features is None:
+            raise SidError(f"{Path(model_dir) / 'config.yaml'} has no 'features' record: it does not say how its "
+                           "training features were normalised")
+        from sid.provenance import parse_cmvn_opts
+        self.cmn = parse_cmvn_opts(self.cfg.features.cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -208,8 +211,8 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
-                                   center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
+                                   center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
         if vad is not None:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")

@@ -4,9 +4,11 @@
 # Extracts one embedding per utterance of <data-dir> (raw feats.scp and vad.scp; sliding CMN
 # and voiced-frame selection are applied in-process as the model's config says) with the model
 # in <model-dir> (config.yaml, final.pt from steps/train_xvector.sh), like Kaldi's
-# extract_xvectors.sh. One job per split of the data dir (utils/split_data.sh); a rerun skips the
-# jobs already done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means
-# spk_xvector.scp/ark and num_utts.ark.
+# extract_xvectors.sh. <data-dir>'s features must be made as the training features were
+# (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops.
+# One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
+# done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
+# and num_utts.ark.
 #
 # Options:
 #   --nj <N>                   # number of jobs (default: 4)
@@ -45,6 +47,8 @@ dir=$3
 for f in "$srcdir/final.pt" "$srcdir/config.yaml" "$data/feats.scp" "$data/vad.scp" "$data/utt2spk"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+# Features made with another config than the training features would give wrong embeddings.
+python -m sid.bin.feature_record match "$srcdir" "$data"
 case "$use_gpu" in
   true) gpu_opt="--gpu 1"; tool_gpu=yes ;;
   false) gpu_opt=""; tool_gpu=no ;;

@@ -6,7 +6,10 @@
 # Computes the features of every utterance in <data-dir>/wav.scp (segments
 # honoured) in --nj parallel jobs through $cmd, one ark/scp per job in <feat-dir>
 # (default <data-dir>/data; logs in <data-dir>/log), then writes <data-dir>/feats.scp
-# (and utt2num_frames, utt2dur) once every job has succeeded.
+# (and utt2num_frames, utt2dur) once every job has succeeded. It records how: the
+# config is copied to <data-dir>/conf/<feat-type>.conf and the done-marker
+# <data-dir>/.feats_done holds the feature type and the checksum of the options.
+# A config that does not parse stops the step before anything is replaced.
 # Resumable: a job's ark+scp appear only when it finished (the scp last), and a
 # rerun keeps every finished job whose inputs are unchanged, running only the rest.
 # With <data-dir>/utt2aug, each utterance is augmented by its recipe before extraction.
@@ -53,11 +56,13 @@ name=$(basename "$data")
 for f in $data/wav.scp $data/utt2spk $feat_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+# A config that cannot be used stops the step before it sets anything aside.
+python -m sid.bin.feature_record validate $feat_type $feat_config
 . lock_dirs.sh
 lock_dirs $data $logdir  # a second run on this data dir waits for this one
 # What this step writes is replaced: set the old files aside first, so nothing reads
 # (or validates) them meanwhile; utt2num_frames describes the old features.
-for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur); do
+for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur) .feats_done; do
   if [ -f $data/$f ]; then
     mkdir -p $data/.backup
     echo "$0: moving $data/$f to $data/.backup"
@@ -137,4 +142,7 @@ if [ $nf -ne $nu ]; then
     exit 1
   fi
 fi
+# The record of how the features were made (sid.provenance), written last: the config
+# copied to $data/conf/$feat_type.conf, the done-marker $data/.feats_done.
+python -m sid.bin.feature_record write $feat_type $feat_config $data
 echo "$0: succeeded creating $desc features for $name"

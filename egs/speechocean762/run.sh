@@ -161,17 +161,21 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
-  # chunk from, as Kaldi's recipe does.
-  if [ ! -f "$data/train${feat}_no_sil/.done" ]; then
+  # chunk from, as Kaldi's recipe does. The done-marker records what made the result
+  # (--min-frames and the features' and VAD's records): a change makes it again.
+  done_args="$min_frames $(cat "$data/train$feat/.feats_done" conf/vad.conf "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
+  if [ "$(cat "$data/train${feat}_no_sil/.done" 2>/dev/null)" != "$done_args" ]; then
+    rm -rf "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
     steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" ${fe:+--compress false} \
-      "$data/train$feat" "$data/train${feat}_no_sil" "$data/${fe:-mfcc}_no_sil"
-    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train${feat}_no_sil/utt2num_frames" \
-      > "$data/train${feat}_no_sil/utts.keep"
-    utils/subset_data_dir.sh --utt-list "$data/train${feat}_no_sil/utts.keep" \
-      "$data/train${feat}_no_sil" "$data/train${feat}_no_sil.tmp"
-    rm -rf "$data/train${feat}_no_sil"; mv "$data/train${feat}_no_sil.tmp" "$data/train${feat}_no_sil"
-    utils/validate_data_dir.sh --no-wav "$data/train${feat}_no_sil"
-    touch "$data/train${feat}_no_sil/.done"
+      "$data/train$feat" "$data/train${feat}_cmn" "$data/${fe:-mfcc}_no_sil"
+    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train${feat}_cmn/utt2num_frames" > "$data/train${feat}_cmn/utts.keep"
+    utils/subset_data_dir.sh --utt-list "$data/train${feat}_cmn/utts.keep" "$data/train${feat}_cmn" \
+      "$data/train${feat}_no_sil.tmp"
+    python -m sid.bin.feature_record copy "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
+    utils/validate_data_dir.sh --no-wav "$data/train${feat}_no_sil.tmp"
+    echo "$done_args" > "$data/train${feat}_no_sil.tmp/.done"
+    rm -rf "$data/train${feat}_no_sil" "$data/train${feat}_cmn"
+    mv "$data/train${feat}_no_sil.tmp" "$data/train${feat}_no_sil"
   fi
 fi
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from sid.cli import KaldiOptions, progress, run_main
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
-dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
-window 300, centred by default) and voiced-frame selection; utterances longer than
+dir written by steps/train_xvector.sh. Features get the sliding CMN the training features had
+(features.cmvn_opts in <model-dir>/config.yaml) and voiced-frame selection; utterances longer than
 --max-chunk-frames are cut into chunks whose embeddings are averaged, weighted by length
 (Kaldi's semantics; chunks under --min-chunk-frames are edge-padded).
 Usage:  extract_embeddings [options] <model-dir> <feats-rspecifier> <vad-rspecifier> <xvector-wspecifier>

@@ -3,7 +3,9 @@
 
 Exp dir layout::
 
-    config.yaml     the training config, with num_classes added (read by extraction)
+    config.yaml     the training config in full, with what training recorded: num_classes, the
+                    training data's features (type, config, checksum, cmvn_opts; read by
+                    extraction) and which utterances it read (checked on resume)
     spk2id          speaker -> class index
     models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N)
     final.pt        mean of the last ``num_avg`` epoch weights
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -31,16 +34,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 from sid.cli import progress
-from sid.config import OptimConfig, TrainConfig, load_config
+from sid.config import OptimConfig, TrainConfig, TrainDataRecord, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.kaldi_io import ScpTable
 from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
 from sid.models import build_model, count_parameters
+from sid.provenance import training_record
 from sid.train import checkpoint
 from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
                             plan_epoch_balanced, read_training_set, split_validation, worker_init)
@@ -84,6 +87,19 @@ class _Net(nn.Module):
 
 def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+CONFIG_HEADER = """The config this model was trained with (sid.config), read back by extraction.
+features: how the training features were made. For new audio: steps/make_<features.type>.sh
+with a config file holding features.config, energy VAD (steps/compute_vad_decision.sh); then
+steps/extract_embeddings.sh applies the sliding CMN of features.cmvn_opts, keeps the voiced
+frames, and refuses features whose <data>/.feats_done differs from features.checksum."""
+
+
+def _train_data_record(data: TrainingSet) -> TrainDataRecord:
+    id2spk = {i: s for s, i in data.spk2id.items()}
+    lines = "".join(f"{u} {id2spk[int(label)]}\n" for u, label in zip(data.utts, data.labels))
+    return TrainDataRecord(len(data.utts), len(set(data.labels.tolist())), hashlib.md5(lines.encode()).hexdigest())
 
 
 def _add_file_log(path: Path) -> logging.Handler:
@@ -161,20 +177,19 @@ class Trainer:
             raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
                            f"{cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=len(data.spk2id))
+                                  num_classes=len(data.spk2id), features=training_record(data_dir),
+                                  train_data=_train_data_record(data))
         if saved_cfg.exists():
-            old = load_config(saved_cfg, recorded=True)
-            if old.training_settings() != cfg.training_settings():
-                raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
-                               "use a new exp dir, or remove it to start over")
+            changed = load_config(saved_cfg, recorded=True).differences(cfg)
+            if changed:
+                raise SidError(f"{self.exp} was started with other settings or data ({saved_cfg}); now: "
+                               + "; ".join(changed) + ". Use a new exp dir, or remove this one to start over")
         self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
         if self.is_main:
             if spk2id is None:
                 write_table(spk2id_path, [(s, str(i)) for s, i in data.spk2id.items()])
             if not saved_cfg.exists():
-                from sid.data.table import atomic_path
-                with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+                cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
 
     @staticmethod
