@@ -119,3 +119,20 @@ def test_compute_frontend_feats_cli(corpus, repo, sid_env, tmp_path):
                           f"scp:{tmp_path}/wav.scp", f"ark:{tmp_path}/x.ark"], cwd=repo, env=sid_env,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "no 'frontend' section" in bad.stderr
+
+
+def test_make_frontend_feats_step_records_the_frontend(corpus, repo, sid_env, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    wav = (corpus / "train" / "wav.scp").read_text().splitlines()[:4]
+    pairs = [line.split() for line in wav]
+    (data / "wav.scp").write_text("".join(f"{u} {corpus / p}\n" for u, p in pairs))
+    (data / "utt2spk").write_text("".join(f"{u} {u[:5]}\n" for u, _ in pairs))
+    (data / "spk2utt").write_text(f"{pairs[0][0][:5]} {' '.join(u for u, _ in pairs)}\n")
+    res = subprocess.run(["bash", "steps/make_frontend_feats.sh", "--nj", "1", "--model-config",
+                          "conf/convgru_embedder.yaml", str(data)], cwd=repo, env=sid_env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "feat_type frontend" in (data / ".feats_done").read_text()
+    assert "type: waveform" in (data / "conf" / "frontend.conf").read_text()
+    feats = dict(kaldiio.load_scp(str(data / "feats.scp")))
+    assert len(feats) == 4 and all(m.shape[1] == 160 for m in feats.values())
