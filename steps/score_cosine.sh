@@ -39,6 +39,8 @@ for f in "$train_emb/xvector.scp" "$eval_emb/xvector.scp" "$@"; do
 done
 [ "$lda_dim" -eq 0 ] || [ -f "$train_data/utt2spk" ] || { echo "$0: no such file $train_data/utt2spk" >&2; exit 1; }
 
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 b=$dir/backend_cosine
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"

@@ -51,6 +51,8 @@ for f in "$eval_emb/xvector.scp" "$@"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 bin="python -m sid.bin"
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 mkdir -p "$dir/log"
 
 suffix=""

@@ -48,6 +48,8 @@ for f in "$train_data/utt2spk" "$train_emb/xvector.scp" "$eval_emb/xvector.scp" 
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 b=$dir/backend_plda
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"

@@ -86,6 +86,12 @@ else
   rdzv=(--node-rank="$node_rank" --master-addr="$master_addr" --master-port="$master_port")
 fi
 
+# One training per exp dir at a time: a second run waits (the first node holds the lock for all).
+if [ "$node_rank" -eq 0 ]; then
+  . lock_dirs.sh
+  lock_dirs "$dir"
+fi
+
 if [ "$ngpu" -le 1 ] && [ "$nnodes" -le 1 ]; then
   python -m sid.bin.train_xvector "${args[@]}"
 else
