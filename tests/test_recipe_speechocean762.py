@@ -5,6 +5,7 @@ must redo nothing."""
 
 import json
 import math
+import os
 import subprocess
 
 import pytest
@@ -20,7 +21,7 @@ def recipe_run(tmp_path_factory, repo, corpus):
            "--config", "conf/xvector_quick.yaml", "--max-train-speakers", "40",
            "--num-test-speakers", "12", "--lda-dim", "32"]
     # The trials option is exercised with a second copy of the recipe's own list.
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=dict(os.environ, OMP_NUM_THREADS="2"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return work, cmd, first
 
@@ -64,6 +65,20 @@ def test_trials_naming_unknown_file_fail(tmp_path, recipe_run):
     r = subprocess.run(cmd + ["--stage", "5", "--trials", str(bad)], capture_output=True, text=True, cwd=work)
     assert r.returncode != 0
     assert "WAVE/SPEAKER9999/nope.opus" in r.stderr
+
+
+def test_figures_do_not_depend_on_the_thread_count(recipe_run):
+    """RESULTS.md's figures hold on any machine: the same run from training on (stages 0-2 made
+    the same data) with another OMP_NUM_THREADS gives the same results.json, to the last digit.
+    (Before the test below, which remakes the training data with another --min-frames.)"""
+    work, cmd, _ = recipe_run
+    exp = work / "exp_1thread"
+    again = [str(exp) if arg == str(work / "exp") else arg for arg in cmd] + ["--stage", "3"]
+    r = subprocess.run(again, capture_output=True, text=True, cwd=work, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    one = json.loads((exp / "results.json").read_text())
+    two = json.loads((work / "exp/results.json").read_text())
+    assert one["test"] == two["test"]
 
 
 def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
