@@ -64,6 +64,12 @@ class TrainOptions:
     tensorboard: bool = True
     write_chunk_lists: bool = False
     progress: bool = True
+    # Audio source (data.source: audio): the fbank config and the augmentation sources.
+    fbank_config: str = ""
+    rir_list: str = ""
+    noise_dir: str = ""
+    music_dir: str = ""
+    babble_dir: str = ""
 
 
 class _Net(nn.Module):
@@ -167,13 +173,31 @@ class Trainer:
         spk2id = None
         if spk2id_path.exists():
             spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
-        data = read_training_set(data_dir, spk2id)
-        dim = self._feat_dim(data)
+        data_cfg = _section(cfg, "data")
+        self.source = data_cfg.get("source", "features")
+        if self.source not in ("features", "audio"):
+            raise SidError(f"data.source must be features or audio, got '{self.source}'")
+        self.frontend = None
+        if self.source == "audio":
+            from sid.train import audio
+
+            if not self.opts.fbank_config:
+                raise SidError("data.source 'audio' needs --fbank-config (e.g. conf/fbank80.conf, the features "
+                               "extraction computes)")
+            self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+            data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
+            dim = self.frontend.dim
+            where = f"--fbank-config {self.opts.fbank_config} gives"
+            classes = audio.num_classes(len(data.spk2id), data_cfg.get("speed_perturb", "none"))
+        else:
+            data = read_training_set(data_dir, spk2id)
+            dim = self._feat_dim(data)
+            where = f"{data_dir}/feats.scp has"
+            classes = len(data.spk2id)
         model_cfg = _section(cfg, "model")
         if int(model_cfg.get("feat_dim", dim)) != dim:
-            raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
-                           f"{model_cfg['feat_dim']}")
-        cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": len(data.spk2id)}
+            raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {model_cfg['feat_dim']}")
+        cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": classes}
         if saved_cfg.exists():
             with open(saved_cfg, encoding="utf-8") as f:
                 old = yaml.safe_load(f)
@@ -184,16 +208,37 @@ class Trainer:
         if self.is_main:
             if spk2id is None:
                 write_table(spk2id_path, [(s, str(i)) for s, i in data.spk2id.items()])
+            from sid.data.table import atomic_path
+            if self.frontend is not None:
+                # The exp records the front-end it was trained with (extraction must match it).
+                text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
+                conf = self.exp / "fbank.conf"
+                if not conf.exists() or conf.read_text(encoding="utf-8") != text:
+                    with atomic_path(conf) as tmp:
+                        Path(tmp).write_text(text, encoding="utf-8")
             if not saved_cfg.exists():
-                from sid.data.table import atomic_path
                 with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
                     yaml.safe_dump(cfg, f, sort_keys=False)
         return cfg
 
-    @staticmethod
-    def _feat_dim(data: TrainingSet) -> int:
-        from sid.train.data import FeatureReader
-        return int(FeatureReader({data.utts[0]: data.feats[data.utts[0]]})[data.utts[0]].shape[1])
+    def _dataset(self, data: TrainingSet, data_cfg: dict, train: bool) -> ChunkDataset:
+        """The chunk dataset of the configured source; held-out chunks get no augmentation."""
+        specaug = SpecAugment.from_config(data_cfg.get("specaug")) if train else None
+        if self.source == "features":
+            return ChunkDataset(data, self.opts.seed, specaug)
+        from sid.train import audio
+
+        opts = self.opts
+        aug_prob = float(data_cfg.get("aug_prob", audio.AUG_DEFAULTS["aug_prob"])) if train else 0.0
+        augmenter = None
+        if aug_prob > 0:
+            get = lambda k: data_cfg.get(k, audio.AUG_DEFAULTS[k])  # noqa: E731
+            noise_dirs = {"noise": opts.noise_dir, "music": opts.music_dir, "babble": opts.babble_dir}
+            augmenter = audio.Augmenter(int(self.frontend.frame_opts.samp_freq), get("aug_kinds"),
+                                        [p for p in opts.rir_list.split(",") if p], noise_dirs,
+                                        get("noise_snr"), get("music_snr"), get("babble_snr"), get("babble_speakers"))
+        speed = data_cfg.get("speed_perturb", "none") if train else "none"
+        return audio.AudioChunkDataset(data, opts.seed, self.frontend, specaug, augmenter, aug_prob, speed)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -269,7 +314,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(self.exp / "tensorboard"), purge_step=step)
 
-        dataset = ChunkDataset(self.train_set, opts.seed, SpecAugment.from_config(data_cfg.get("specaug")))
+        dataset = self._dataset(self.train_set, data_cfg, train=True)
         last_save = time.monotonic()
 
         def save(epoch_: int, pos_: int) -> None:
@@ -288,7 +333,7 @@ class Trainer:
                                  chunks_per_utt, self.world)
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
-                self._write_chunk_list(epoch, batches)
+                self._write_chunk_list(epoch, batches, dataset)
             sampler = ShardSampler(len(batches), self.rank, self.world, start=pos)
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=None, sampler=sampler, num_workers=opts.num_workers,
@@ -375,21 +420,29 @@ class Trainer:
         log.warning("checkpoint was written by %d rank(s), now %d: resuming at global batch %d", old_world, self.world, done)
         return max(0, -(-(done - self.rank) // self.world))
 
-    def _write_chunk_list(self, epoch: int, batches: list[Batch]) -> None:
+    def _write_chunk_list(self, epoch: int, batches: list[Batch], dataset: ChunkDataset) -> None:
+        """``<batch>-<pos> <utt> <start> <frames>`` per chunk, and from audio its speed and augmentation."""
         path = self.exp / "log" / "chunks" / f"epoch{epoch + 1}.rank{self.rank}.txt"
         from sid.data.table import atomic_path
+        draw = getattr(dataset, "draw", None)
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for b in range(self.rank, len(batches), self.world):
                 batch = batches[b]
                 for j, (i, s) in enumerate(zip(batch.utt_index, batch.start)):
-                    f.write(f"{b}-{j} {self.train_set.utts[i]} {s} {batch.length}\n")
+                    extra = ""
+                    if draw is not None:
+                        from sid.train.audio import SPEED_FACTORS
+
+                        choice = draw(b, j, 0)
+                        extra = f" speed={SPEED_FACTORS[choice.speed]:g} aug={choice.aug['kind'] if choice.aug else 'none'}"
+                    f.write(f"{b}-{j} {self.train_set.utts[i]} {s} {batch.length}{extra}\n")
 
     def _validate(self, net: _Net, epoch: int, step: int, writer, batch_size: int, length: int) -> None:
         if self.is_main and (self.valid_set is not None or self.opts.valid_trials):
             net.eval()
             msg = []
             if self.valid_set is not None:
-                ds = ChunkDataset(self.valid_set, self.opts.seed)
+                ds = self._dataset(self.valid_set, _section(self.cfg, "data"), train=False)
                 ds.set_plan(0, _valid_batches(self.valid_set, self.opts.seed, batch_size, length))
                 loss, acc = chunk_loss_acc(net.model, net.head, ((ds[i][0], ds[i][1]) for i in range(len(ds))),
                                            self.device, self._autocast)
