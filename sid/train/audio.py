@@ -30,6 +30,8 @@ makes exactly the chunks an uninterrupted one makes, whatever the worker count.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from dataclasses import dataclass
@@ -66,10 +68,12 @@ AUG_DEFAULTS = {
 @dataclass(frozen=True)
 class AudioSpan:
     """Where an utterance's samples are: a ``wav.scp`` value and, for a segment,
-    its start and end in seconds (``end`` None: to the end of the recording)."""
+    its start and end in seconds (``end`` None: to the end of the recording); or a
+    member of a tar shard (``spec`` is then the tar file)."""
     spec: str
     start: float = 0.0
     end: float | None = None
+    member: object = None   # sid.data.shards.Member
 
 
 def _read_durations(path: Path) -> dict[str, float]:
@@ -109,6 +113,12 @@ def read_audio_training_set(data_dir: str | Path, frame_opts, spk2id: dict[str, 
     from sid.features.window import num_frames
 
     data_dir = Path(data_dir)
+    from sid.data.shards import is_shard_dir
+
+    if is_shard_dir(data_dir):
+        from sid.train.data import read_shard_training_set
+
+        return read_shard_training_set(data_dir, "audio", frame_opts, spk2id)
     for name in ("utt2spk", "utt2dur"):
         if not (data_dir / name).is_file():
             hint = f" (utils/data/get_utt2dur.sh {data_dir})" if name == "utt2dur" else ""
@@ -146,22 +156,32 @@ class AudioReader:
     def __getstate__(self):
         return {"spans": self.spans, "sample_rate": self.sample_rate, "_decoded": None}
 
-    def _seekable(self, spec: str) -> bool:
+    def _seekable(self, span: AudioSpan) -> bool:
         from sid.data.audio import PYAV_EXTENSIONS
 
-        spec = spec.strip()
+        if span.member is not None:
+            return True
+        spec = span.spec.strip()
         return not spec.endswith("|") and spec != "-" and Path(spec).suffix.lower() not in PYAV_EXTENSIONS
+
+    def _open(self, span: AudioSpan, stack: contextlib.ExitStack):
+        import soundfile as sf
+
+        if span.member is None:
+            return stack.enter_context(sf.SoundFile(span.spec.strip()))
+        from sid.data.shards import MemberFile
+
+        raw = stack.enter_context(MemberFile(span.member))
+        return stack.enter_context(sf.SoundFile(raw))
 
     def _read_seek(self, utt: str, span: AudioSpan, first: int, count: int) -> np.ndarray | None:
         """Samples by seeking, or None where the file cannot be read that way."""
-        import soundfile as sf
-
         path = span.spec.strip()
-        try:
-            f = sf.SoundFile(path)
-        except Exception:
-            return None
-        with f:
+        with contextlib.ExitStack() as stack:
+            try:
+                f = self._open(span, stack)
+            except Exception:
+                return None
             if f.samplerate != self.sample_rate:
                 raise AudioError(f"utterance '{utt}' ({path}): sample rate {f.samplerate} Hz, the front-end "
                                  f"expects {self.sample_rate} Hz")
@@ -179,15 +199,34 @@ class AudioReader:
 
         if self._decoded is None or self._decoded[0] != utt:
             self._decoded = None
-            samples, _ = read_audio(span.spec, utt=utt, sample_rate=self.sample_rate, start=span.start, end=span.end)
+            if span.member is not None:
+                samples = self._decode_member(utt, span)
+            else:
+                samples, _ = read_audio(span.spec, utt=utt, sample_rate=self.sample_rate, start=span.start, end=span.end)
             self._decoded = (utt, samples)
         return self._decoded[1][first:first + count]
+
+    def _decode_member(self, utt: str, span: AudioSpan) -> np.ndarray:
+        import soundfile as sf
+
+        from sid.data.shards import MemberFile
+
+        m = span.member
+        with MemberFile(m) as raw:
+            payload = raw.read()
+        try:
+            data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+        except Exception as err:
+            raise AudioError(f"utterance '{utt}' ({m.path}, member {m.name}): cannot decode: {err}") from None
+        if sr != self.sample_rate:
+            raise AudioError(f"utterance '{utt}' ({m.path}): sample rate {sr} Hz, the front-end expects {self.sample_rate} Hz")
+        return data[:, 0] * 32768.0
 
     def read(self, utt: str, first: int, count: int) -> np.ndarray:
         """``count`` samples from sample ``first`` of ``utt``; past its end the piece read
         is repeated (wrap padding); an utterance starting past its end reads from 0."""
         span = self.spans[utt]
-        piece = self._read_seek(utt, span, first, count) if self._seekable(span.spec) else None
+        piece = self._read_seek(utt, span, first, count) if self._seekable(span) else None
         if piece is None:
             piece = self._read_decoded(utt, span, first, count)
         if len(piece) == 0 and first > 0:

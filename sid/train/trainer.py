@@ -240,6 +240,10 @@ class Trainer:
         speed = data_cfg.get("speed_perturb", "none") if train else "none"
         return audio.AudioChunkDataset(data, opts.seed, self.frontend, specaug, augmenter, aug_prob, speed)
 
+    @staticmethod
+    def _feat_dim(data: TrainingSet) -> int:
+        return int(ChunkDataset(data, 0).reader[data.utts[0]].shape[1])
+
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -330,7 +334,7 @@ class Trainer:
 
         while epoch < epochs:
             batches = plan_epoch(self.train_set, opts.seed, epoch, batch_size, min_frames, max_frames,
-                                 chunks_per_utt, self.world)
+                                 chunks_per_utt, self.world, int(data_cfg.get("shuffle_buffer", 1000)))
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
                 self._write_chunk_list(epoch, batches, dataset)
