@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sid.losses import build_head  # noqa: E402
-from sid.models import build_model, load_config  # noqa: E402
+from sid.config import load_config  # noqa: E402
+from sid.models import build_model  # noqa: E402
 from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, worker_init  # noqa: E402
 from sid.train.specaug import SpecAugment  # noqa: E402
 
@@ -102,13 +103,12 @@ def sync(device):
 
 def bench_model(name: str, data_dir: Path, args, device) -> None:
     cfg = load_config(REPO / "conf" / f"{name}.yaml")
-    dcfg = cfg.get("data") or {}
-    bs = args.batch_size or (int(dcfg.get("batch_size", 128)) if device.type == "cuda" else 16)
-    lo, hi = int(dcfg.get("min_frames", 200)), int(dcfg.get("max_frames", 400))
+    bs = args.batch_size or (cfg.data.batch_size if device.type == "cuda" else 16)
+    lo, hi = cfg.data.min_frames, cfg.data.max_frames
     data = read_training_set(data_dir)
     num_classes = 5994
     data.labels = data.labels % num_classes
-    ds = ChunkDataset(data, seed=1, specaug=SpecAugment.from_config(dcfg.get("specaug")))
+    ds = ChunkDataset(data, seed=1, specaug=SpecAugment.from_config(cfg.data.specaug))
     batches = plan_epoch(data, 1, 0, bs, lo, hi, chunks_per_utt=max(1, (bs * 40) // len(data.utts) + 1))
     ds.set_plan(0, batches)
 
@@ -120,8 +120,8 @@ def bench_model(name: str, data_dir: Path, args, device) -> None:
     data_rate = n * bs / max(time.process_time() - t, 1e-9)
 
     # (b) model alone on synthetic batches.
-    model = build_model(cfg["model"]).to(device).train()
-    head = build_head(cfg.get("loss") or {}, model.output_dim, num_classes).to(device)
+    model = build_model(cfg.model).to(device).train()
+    head = build_head(cfg.loss, model.output_dim, num_classes).to(device)
     step = train_step_fn(model, head, device, device.type == "cuda")
     length = (lo + hi) // 2
     x = torch.randn(bs, length, model.feat_dim, device=device)
@@ -189,7 +189,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             cfg = load_config(REPO / "conf" / f"{name}.yaml")
-            dim = int(cfg["model"].get("feat_dim", 80))
+            dim = cfg.model.args["feat_dim"]
             data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
             bench_model(name, data_dir, args, device)
     return 0

@@ -25,8 +25,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import yaml
 
+from sid.config import load_config
 from sid.errors import SidError
 from sid.models import build_model
 from sid.train import checkpoint
@@ -116,12 +116,11 @@ def load_model_dir(model_dir: str | Path, device: torch.device, model_file: str 
     cfg_path = model_dir / "config.yaml"
     if not cfg_path.exists():
         raise SidError(f"{cfg_path} not found: is {model_dir} a model dir written by steps/train_xvector.sh?")
-    with open(cfg_path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+    cfg = load_config(cfg_path, recorded=True)
     weights = model_dir / model_file
     if not weights.exists():
         raise SidError(f"{weights} not found: training has not finished (rerun steps/train_xvector.sh to resume it)")
-    model = build_model(cfg["model"])
+    model = build_model(cfg.model)
     model.load_state_dict(checkpoint.load(weights)["model"])
     return model.to(device).eval(), cfg
 
@@ -133,7 +132,7 @@ class Extractor:
                  batch_frames: int = 50000):
         self.model, self.cfg = load_model_dir(model_dir, device)
         self.device = device
-        self.cmvn = {**DEFAULT_CMVN, **(self.cfg.get("cmvn") or {})}
+        self.cmvn = DEFAULT_CMVN
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -142,9 +141,8 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        if self.cmvn.get("enabled", True):
-            feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
-                                       center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
+                                   center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
         if vad is not None:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sid.config import LossConfig
 from sid.errors import SidError
 
 
@@ -76,20 +77,14 @@ class AAMSoftmaxHead(_CosineHead):
         return F.cross_entropy(logits, labels), self.scale * cos
 
 
-def build_head(loss_cfg: dict, in_dim: int, num_classes: int) -> nn.Module:
-    """``loss_cfg``: ``{type: softmax|am_softmax|aam_softmax, margin, scale, easy_margin}``."""
-    cfg = dict(loss_cfg or {})
-    kind = cfg.pop("type", "softmax")
-    cfg.pop("margin_schedule", None)
-    if kind == "softmax":
+def build_head(loss: LossConfig, in_dim: int, num_classes: int) -> nn.Module:
+    if loss.type == "softmax":
         return SoftmaxHead(in_dim, num_classes)
-    margin = float(cfg.get("margin", 0.2))
-    scale = float(cfg.get("scale", 30.0))
-    if kind == "am_softmax":
-        return AMSoftmaxHead(in_dim, num_classes, margin, scale)
-    if kind == "aam_softmax":
-        return AAMSoftmaxHead(in_dim, num_classes, margin, scale, bool(cfg.get("easy_margin", False)))
-    raise SidError(f"loss type '{kind}' unknown; choose softmax, am_softmax or aam_softmax")
+    if loss.type == "am_softmax":
+        return AMSoftmaxHead(in_dim, num_classes, loss.margin, loss.scale)
+    if loss.type == "aam_softmax":
+        return AAMSoftmaxHead(in_dim, num_classes, loss.margin, loss.scale, loss.easy_margin)
+    raise SidError(f"loss type '{loss.type}' has no head")
 
 
 class MarginScheduler:
@@ -101,8 +96,8 @@ class MarginScheduler:
     smooth and a function of the training position alone, hence resumable.
     """
 
-    def __init__(self, final_margin: float, increase_start_epoch: float = 0.0, fix_start_epoch: float = 0.0,
-                 increase_type: str = "exp", initial_margin: float = 0.0):
+    def __init__(self, final_margin: float, increase_start_epoch: float, fix_start_epoch: float,
+                 increase_type: str, initial_margin: float):
         if increase_type not in ("exp", "linear"):
             raise SidError(f"margin increase_type must be exp or linear, got '{increase_type}'")
         if fix_start_epoch < increase_start_epoch:
@@ -125,12 +120,10 @@ class MarginScheduler:
         return self.initial + (self.final - self.initial) * ratio
 
     @classmethod
-    def from_config(cls, loss_cfg: dict):
+    def from_config(cls, loss: LossConfig):
         """None where the loss has no margin or no schedule (the margin then stays fixed)."""
-        cfg = loss_cfg or {}
-        sched = cfg.get("margin_schedule")
-        if cfg.get("type", "softmax") == "softmax" or not sched:
+        sched = loss.margin_schedule
+        if loss.type == "softmax" or sched is None:
             return None
-        return cls(float(cfg.get("margin", 0.2)), float(sched.get("increase_start_epoch", 0)),
-                   float(sched.get("fix_start_epoch", 0)), sched.get("increase_type", "exp"),
-                   float(sched.get("initial_margin", 0.0)))
+        return cls(loss.margin, sched.increase_start_epoch, sched.fix_start_epoch, sched.increase_type,
+                   sched.initial_margin)

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from sid.config import parse_config
 from sid.extract import chunk_spans, embed_utterances, pad_chunk
 from sid.models import build_model
 
@@ -78,6 +79,7 @@ def trained(corpus, repo, tmp_path_factory):
     feats = corpus_features(corpus, tmp_path_factory.mktemp("extract_feats"))
     cfg = yaml.safe_load((repo / "conf" / "xvector_small.yaml").read_text())
     cfg["training"]["epochs"] = 2
+    cfg = parse_config(cfg)
     exp = tmp_path_factory.mktemp("extract_exp") / "xvector"
     # Validation on the way: held-out utterances, and an EER on trials among them.
     utt2spk = dict(line.split() for line in (feats / "train" / "utt2spk").read_text().splitlines())

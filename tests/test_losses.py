@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sid.config import LossConfig, MarginScheduleConfig, parse_config
 from sid.errors import SidError
 from sid.losses import AAMSoftmaxHead, AMSoftmaxHead, MarginScheduler, SoftmaxHead, build_head
 
@@ -73,26 +74,29 @@ def test_zero_margin_heads_agree_and_train():
 
 
 def test_margin_schedule_hold_ramp_fix():
-    lin = MarginScheduler(0.2, 20, 40, "linear")
+    lin = MarginScheduler(0.2, 20, 40, "linear", 0.0)
     assert lin(0) == 0.0 and lin(19.99) == 0.0
     assert lin(30) == pytest.approx(0.1)
     assert lin(40) == 0.2 and lin(100) == 0.2
-    exp = MarginScheduler(0.2, 20, 40, "exp")
+    exp = MarginScheduler(0.2, 20, 40, "exp", 0.0)
     values = [exp(e) for e in (20, 25, 30, 35, 40)]
     assert values[0] == pytest.approx(0.0) and values[-1] == pytest.approx(0.2)
     assert all(a < b for a, b in zip(values, values[1:]))
     assert values[1] > 0.1   # the exponential ramp is fast at first
     with pytest.raises(SidError):
-        MarginScheduler(0.2, 40, 20)
+        MarginScheduler(0.2, 40, 20, "exp", 0.0)
 
 
 def test_build_head_from_config():
-    head = build_head({"type": "aam_softmax", "margin": 0.3, "scale": 35, "easy_margin": True}, 16, 10)
+    loss = parse_config({"model": {"type": "xvector"}, "loss": {"type": "aam_softmax", "margin": 0.3, "scale": 35,
+                                                                "easy_margin": True}}).loss
+    head = build_head(loss, 16, 10)
     assert isinstance(head, AAMSoftmaxHead) and head.margin == 0.3 and head.scale == 35 and head.easy_margin
-    assert MarginScheduler.from_config({"type": "softmax"}) is None
-    sched = MarginScheduler.from_config({"type": "aam_softmax", "margin": 0.2,
-                                         "margin_schedule": {"increase_start_epoch": 1, "fix_start_epoch": 2}})
-    assert sched(5) == 0.2
+    assert MarginScheduler.from_config(LossConfig("softmax")) is None
+    assert MarginScheduler.from_config(LossConfig("aam_softmax")) is None     # no schedule: fixed margin
+    sched = MarginScheduler.from_config(LossConfig("aam_softmax", margin=0.2, margin_schedule=MarginScheduleConfig(
+        increase_start_epoch=1, fix_start_epoch=2)))
+    assert sched(0.5) == 0.0 and sched(5) == 0.2
 
 
 def test_heads_compute_in_fp32_under_autocast():

@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from sid.config import DataConfig
 from sid.train.audio import (SPEED_FACTORS, AudioChunkDataset, AudioReader, AudioSpan, Augmenter, FbankFrontend,
                              fbank_options, read_audio_training_set, samples_for_frames)
 from sid.train.data import plan_epoch
@@ -35,7 +36,7 @@ def _dataset(audio_data, aug_prob=0.0, speed="none", seed=3):
     opts = fbank_options(audio_data["conf"])
     front = FbankFrontend(opts)
     data = read_audio_training_set(audio_data["train"], opts.frame_opts)
-    aug = Augmenter(16000, rir_lists=[audio_data["rir_list"]], noise_dirs=audio_data["noises"]) if aug_prob else None
+    aug = Augmenter.from_config(16000, DataConfig(), [audio_data["rir_list"]], audio_data["noises"]) if aug_prob else None
     ds = AudioChunkDataset(data, seed, front, augmenter=aug, aug_prob=aug_prob, speed_perturb=speed)
     ds.set_plan(0, plan_epoch(data, seed, 0, 8, 100, 300, chunks_per_utt=2))
     return ds
@@ -128,9 +129,11 @@ def test_missing_sources_are_clear_errors(audio_data, tmp_path):
     from sid.errors import SidError
 
     with pytest.raises(SidError, match="--music-dir"):
-        Augmenter(16000, kinds=["music"])
+        Augmenter.from_config(16000, DataConfig(aug_kinds=["music"]), [], {})
     with pytest.raises(SidError, match="rir"):
-        Augmenter(16000, kinds=["reverb"])
+        Augmenter.from_config(16000, DataConfig(aug_kinds=["reverb"]), [], {})
+    with pytest.raises(SidError, match="babble_snr"):
+        Augmenter.from_config(16000, DataConfig(babble_snr=[20.0, 13.0]), [audio_data["rir_list"]], audio_data["noises"])
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "wav.scp").write_text("u1 /x.wav\n")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sid.config import SpecAugConfig
 from sid.errors import DataDirError, SidError
 from sid.train import checkpoint
 from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, split_validation
@@ -53,7 +54,7 @@ def test_shard_sampler_disjoint_and_resumable():
 
 def test_dataset_batches_and_wrap_padding(data_dir):
     data = read_training_set(data_dir)
-    ds = ChunkDataset(data, seed=1, specaug=SpecAugment(prob=1.0, freq_width=2, time_width=5))
+    ds = ChunkDataset(data, seed=1, specaug=SpecAugment(SpecAugConfig(prob=1.0, freq_width=2, time_width=5)))
     ds.set_plan(0, plan_epoch(data, 1, 0, 4, 60, 80))
     x, y, b = ds[2]
     assert b == 2 and x.shape[0] == 4 and x.shape[2] == 5 and x.dtype == torch.float32
@@ -74,25 +75,25 @@ def test_split_validation_keeps_every_speaker(data_dir):
 
 def test_specaug_masks_bands_and_spans():
     x = np.ones((8, 50, 20), dtype=np.float32)
-    SpecAugment(freq_masks=1, freq_width=4, time_masks=1, time_width=10, prob=1.0)(x, np.random.default_rng(0))
+    SpecAugment(SpecAugConfig(freq_masks=1, freq_width=4, time_masks=1, time_width=10, prob=1.0))(x, np.random.default_rng(0))
     assert (x == 0).any()
     for chunk in x:
         zero_cols = np.all(chunk == 0, axis=0).sum()
         zero_rows = np.all(chunk == 0, axis=1).sum()
         assert zero_cols <= 4 and zero_rows <= 10
     y = np.ones((2, 50, 20), dtype=np.float32)
-    SpecAugment(prob=0.0)(y, np.random.default_rng(0))
+    SpecAugment(SpecAugConfig(prob=0.0))(y, np.random.default_rng(0))
     assert (y == 1).all()
 
 
 def test_lr_schedule_warmup_then_decay():
-    s = LRSchedule(0.1, total_steps=100, warmup_steps=10, decay="exponential", final_lr=0.001)
+    s = LRSchedule(0.1, total_steps=100, warmup_steps=10, decay="exponential", final_lr=0.001, warmup_start_lr=0.0)
     assert s(0) == 0.0 and s(5) == pytest.approx(0.05) and s(10) == pytest.approx(0.1)
     assert s(100) == pytest.approx(0.001) and s(55) == pytest.approx(0.01)
-    c = LRSchedule(0.1, 100, 0, "cosine", 0.0)
+    c = LRSchedule(0.1, 100, 0, "cosine", 0.0, 0.0)
     assert c(0) == pytest.approx(0.1) and c(50) == pytest.approx(0.05) and c(100) == pytest.approx(0.0)
     with pytest.raises(SidError):
-        LRSchedule(0.1, 100, decay="step")
+        LRSchedule(0.1, 100, 0, "step", None, 0.0)
 
 
 def test_average_and_rng_state_roundtrip(tmp_path):

@@ -17,7 +17,8 @@ def main() -> int:
 
     from sid.errors import SidError
     from sid.losses import build_head
-    from sid.models import build_model, count_parameters, load_config
+    from sid.config import load_config
+    from sid.models import build_model, count_parameters
     from sid.models.complexity import macs_per_second
 
     if not opts.model_config:
@@ -25,17 +26,17 @@ def main() -> int:
     if opts.num_classes < 1:
         raise SidError("--num-classes must be positive")
     cfg = load_config(opts.model_config)
-    model = build_model(cfg["model"])
-    head = build_head(cfg.get("loss") or {}, model.output_dim, opts.num_classes)
+    model = build_model(cfg.model)
+    head = build_head(cfg.loss, model.output_dim, opts.num_classes)
     feat_dim = model.feat_dim
     n_model, n_head = count_parameters(model), count_parameters(head)
     per_sec, per_chunk = macs_per_second(model, feat_dim, opts.frames_per_second)
     two_s = 2 * per_sec + per_chunk
     print(f"config                        {opts.model_config}")
-    print(f"model                         {cfg['model'].get('type')} ({feat_dim}-dim input, {model.embed_dim}-dim embedding)")
+    print(f"model                         {cfg.model.type} ({feat_dim}-dim input, {model.embed_dim}-dim embedding)")
     print(f"parameters without output     {n_model:,} ({n_model / 1e6:.2f}M)")
     print(f"parameters with output        {n_model + n_head:,} ({(n_model + n_head) / 1e6:.2f}M, "
-          f"{opts.num_classes} classes, {(cfg.get('loss') or {}).get('type', 'softmax')})")
+          f"{opts.num_classes} classes, {cfg.loss.type})")
     print(f"multiply-adds per second      {per_sec / 1e9:.3f} G (a 2 s chunk: {two_s / 1e9:.3f} G)")
     return 0
 

@@ -40,7 +40,7 @@ def main() -> int:
     opts, (data_dir, exp_dir) = po.parse(num_args=2)
 
     from sid.errors import SidError
-    from sid.models import load_config
+    from sid.config import load_config
     from sid.train.trainer import TrainOptions, Trainer
 
     if not opts.model_config:

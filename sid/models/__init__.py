@@ -1,6 +1,7 @@
 """Speaker-embedding networks built from a YAML config.
 
-A config's ``model`` section names the architecture and its arguments::
+A config's ``model`` section names the architecture and its constructor's arguments
+(``sid.config`` validates it against the constructor, whose defaults are the only ones)::
 
     model:
       type: ecapa_tdnn        # xvector | ecapa_tdnn | resnet
@@ -14,11 +15,9 @@ speaker embedding, ``embed_dim``), ``forward(x)`` (what the loss head classifies
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from torch import nn
 
+from sid.config import ModelConfig, parse_model
 from sid.errors import SidError
 from sid.models.ecapa import ECAPATDNN
 from sid.models.resnet import ResNet
@@ -27,33 +26,14 @@ from sid.models.tdnn import XVector
 MODELS = {"xvector": XVector, "ecapa_tdnn": ECAPATDNN, "resnet": ResNet}
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a model/training YAML; errors name the file."""
+def build_model(model: ModelConfig | dict) -> nn.Module:
+    """The network of a ``model`` section (a mapping is validated by ``sid.config.parse_model``)."""
+    if not isinstance(model, ModelConfig):
+        model = parse_model(model)
     try:
-        with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
-    except OSError as err:
-        raise SidError(f"cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise SidError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise SidError(f"{path}: expected a mapping with a 'model' section")
-    return cfg
-
-
-def build_model(model_cfg: dict) -> nn.Module:
-    cfg = dict(model_cfg)
-    kind = cfg.pop("type", None)
-    if kind not in MODELS:
-        raise SidError(f"model type '{kind}' unknown; choose one of {', '.join(sorted(MODELS))}")
-    if "dilations" in cfg:
-        cfg["dilations"] = tuple(cfg["dilations"])
-    if "num_blocks" in cfg:
-        cfg["num_blocks"] = tuple(cfg["num_blocks"])
-    try:
-        return MODELS[kind](**cfg)
-    except TypeError as err:
-        raise SidError(f"bad arguments for model '{kind}': {err}") from None
+        return MODELS[model.type](**model.args)
+    except ValueError as err:   # constraints between arguments (e.g. channels divisible by scale)
+        raise SidError(f"model '{model.type}': {err}") from None
 
 
 def count_parameters(module: nn.Module) -> int:

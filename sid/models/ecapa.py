@@ -79,7 +79,7 @@ class ECAPATDNN(nn.Module):
     """Input (B, T, feat_dim); output the ``embed_dim`` embedding (also the head's input)."""
 
     def __init__(self, feat_dim: int = 80, channels: int = 512, embed_dim: int = 192, scale: int = 8,
-                 dilations=(2, 3, 4), mfa_channels: int = 1536, attention_bottleneck: int = 128,
+                 dilations: tuple[int, ...] = (2, 3, 4), mfa_channels: int = 1536, attention_bottleneck: int = 128,
                  se_bottleneck: int = 128, global_context: bool = True):
         super().__init__()
         self.stem = _ConvReluBn(feat_dim, channels, kernel=5)

@@ -38,7 +38,7 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Input (B, T, feat_dim); output the embedding (also the head's input)."""
 
-    def __init__(self, feat_dim: int = 80, base_channels: int = 32, num_blocks=(3, 4, 6, 3), embed_dim: int = 256):
+    def __init__(self, feat_dim: int = 80, base_channels: int = 32, num_blocks: tuple[int, ...] = (3, 4, 6, 3), embed_dim: int = 256):
         super().__init__()
         c = base_channels
         self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU())

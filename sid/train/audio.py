@@ -52,17 +52,6 @@ SPEED_FACTORS = (1.0, 0.9, 1.1)
 # libsndfile formats whose decoders need pre-roll: a seek does not give the samples
 # a full decode gives, so they are decoded whole.
 LOSSY_FORMATS = {"OGG", "MPEG"}
-# Defaults of the data section's augmentation keys (WeSpeaker's probability; SNR
-# ranges spanning Kaldi's discrete choices and WeSpeaker's uniform draws).
-AUG_DEFAULTS = {
-    "aug_prob": 0.0,
-    "aug_kinds": list(AUG_KINDS),
-    "noise_snr": [0.0, 15.0],
-    "music_snr": [5.0, 15.0],
-    "babble_snr": [13.0, 20.0],
-    "babble_speakers": [3, 7],
-    "speed_perturb": "none",
-}
 
 
 @dataclass(frozen=True)
@@ -259,8 +248,8 @@ class Augmenter:
     writes them. Only the kinds in ``kinds`` need their sources.
     """
 
-    def __init__(self, sample_rate: int, kinds=AUG_KINDS, rir_lists=(), noise_dirs: dict | None = None,
-                 noise_snr=(0.0, 15.0), music_snr=(5.0, 15.0), babble_snr=(13.0, 20.0), babble_speakers=(3, 7)):
+    def __init__(self, sample_rate: int, kinds, rir_lists, noise_dirs: dict, noise_snr, music_snr, babble_snr,
+                 babble_speakers):
         from sid.augment.datadir import read_rir_list
 
         bad = [k for k in kinds if k not in AUG_KINDS]
@@ -269,11 +258,11 @@ class Augmenter:
         self.sample_rate = sample_rate
         self.kinds = list(kinds)
         self.snr = {"noise": tuple(noise_snr), "music": tuple(music_snr), "babble": tuple(babble_snr)}
-        for kind, (lo, hi) in self.snr.items():
-            if lo > hi:
-                raise SidError(f"data.{kind}_snr: low end {lo} is above high end {hi}")
-        self.babble_speakers = (int(babble_speakers[0]), int(babble_speakers[1]))
-        if not 1 <= self.babble_speakers[0] <= self.babble_speakers[1]:
+        for kind, rng in self.snr.items():
+            if len(rng) != 2 or rng[0] > rng[1]:
+                raise SidError(f"data.{kind}_snr must be [low, high] with low <= high, got {list(rng)}")
+        self.babble_speakers = tuple(babble_speakers)
+        if len(self.babble_speakers) != 2 or not 1 <= self.babble_speakers[0] <= self.babble_speakers[1]:
             raise SidError(f"data.babble_speakers must be [min, max] with 1 <= min <= max, got {list(babble_speakers)}")
         self.rirs: list[str] = []
         if "reverb" in self.kinds:
@@ -290,6 +279,12 @@ class Augmenter:
                                    "from local/make_musan.py)")
                 self.noises[kind] = _noise_table(noise_dirs[kind])
         self._reader = None
+
+    @classmethod
+    def from_config(cls, sample_rate: int, data_cfg, rir_lists, noise_dirs: dict) -> "Augmenter":
+        """From the ``data`` section (``sid.config.DataConfig``) and the sources' paths."""
+        return cls(sample_rate, data_cfg.aug_kinds, rir_lists, noise_dirs, data_cfg.noise_snr, data_cfg.music_snr,
+                   data_cfg.babble_snr, data_cfg.babble_speakers)
 
     def draw(self, rng: np.random.Generator, num_samples: int) -> dict:
         """The random choices of one augmentation (a recipe, for logs and tests)."""

@@ -11,8 +11,8 @@ from sid.errors import SidError
 
 
 class LRSchedule:
-    def __init__(self, lr: float, total_steps: int, warmup_steps: int = 0, decay: str = "exponential",
-                 final_lr: float | None = None, warmup_start_lr: float = 0.0):
+    def __init__(self, lr: float, total_steps: int, warmup_steps: int, decay: str, final_lr: float | None,
+                 warmup_start_lr: float):
         if decay not in ("exponential", "cosine", "constant"):
             raise SidError(f"lr decay must be exponential, cosine or constant, got '{decay}'")
         self.lr = lr

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from sid.config import SpecAugConfig
+
 
 class SpecAugment:
-    def __init__(self, freq_masks: int = 1, freq_width: int = 8, time_masks: int = 1, time_width: int = 10,
-                 prob: float = 0.6):
-        self.freq_masks = freq_masks
-        self.freq_width = freq_width
-        self.time_masks = time_masks
-        self.time_width = time_width
-        self.prob = prob
+    def __init__(self, cfg: SpecAugConfig):
+        self.freq_masks = cfg.freq_masks
+        self.freq_width = cfg.freq_width
+        self.time_masks = cfg.time_masks
+        self.time_width = cfg.time_width
+        self.prob = cfg.prob
 
     @classmethod
-    def from_config(cls, cfg: dict | None):
+    def from_config(cls, cfg: SpecAugConfig | None):
         """None where the config has no ``specaug`` section or it is disabled."""
-        if not cfg or not cfg.get("enabled", True):
+        if cfg is None or not cfg.enabled:
             return None
-        return cls(**{k: v for k, v in cfg.items() if k != "enabled"})
+        return cls(cfg)
 
     def __call__(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Mask ``feats`` (batch, frames, dim) in place with generator ``rng``."""

@@ -20,6 +20,7 @@ uninterrupted one (bit-exact on CPU with the same thread count).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from sid.config import DataConfig, OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.losses import MarginScheduler, build_head
@@ -88,19 +90,6 @@ def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _section(cfg: dict, name: str) -> dict:
-    value = cfg.get(name) or {}
-    if not isinstance(value, dict):
-        raise SidError(f"config section '{name}' must be a mapping")
-    return value
-
-
-def _same_training(a: dict, b: dict) -> bool:
-    keys = ("model", "loss", "data", "optim", "training")
-    strip = lambda c: {k: c.get(k) for k in keys}  # noqa: E731
-    return yaml.safe_dump(strip(a), sort_keys=True) == yaml.safe_dump(strip(b), sort_keys=True)
-
-
 def _add_file_log(path: Path) -> logging.Handler:
     from sid.cli import KaldiFormatter
 
@@ -111,18 +100,15 @@ def _add_file_log(path: Path) -> logging.Handler:
     return handler
 
 
-def _build_optimizer(params, cfg: dict):
-    kind = cfg.get("type", "sgd")
-    lr = float(cfg.get("lr", 0.1))
-    wd = float(cfg.get("weight_decay", 0.0))
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)),
-                               nesterov=bool(cfg.get("nesterov", True)), weight_decay=wd)
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise SidError(f"optimizer '{kind}' unknown; choose sgd, adam or adamw")
+def _build_optimizer(params, cfg: OptimConfig):
+    if cfg.type == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.type == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.type == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise SidError(f"optimizer '{cfg.type}' has no implementation")
 
 
 def _valid_batches(valid: TrainingSet, seed: int, batch_size: int, length: int) -> list[Batch]:
@@ -136,7 +122,7 @@ def _valid_batches(valid: TrainingSet, seed: int, batch_size: int, length: int) 
 
 
 class Trainer:
-    def __init__(self, data_dir: str, exp_dir: str, cfg: dict, opts: TrainOptions):
+    def __init__(self, data_dir: str, exp_dir: str, cfg: TrainConfig, opts: TrainOptions):
         self.opts = opts
         self.exp = Path(exp_dir)
         self.models_dir = self.exp / "models"
@@ -167,16 +153,13 @@ class Trainer:
         self.cfg = self._settle_config(cfg, data_dir)
 
     # -- set-up -----------------------------------------------------------------------------------------
-    def _settle_config(self, cfg: dict, data_dir: str) -> dict:
+    def _settle_config(self, cfg: TrainConfig, data_dir: str) -> TrainConfig:
         saved_cfg = self.exp / "config.yaml"
         spk2id_path = self.exp / "spk2id"
         spk2id = None
         if spk2id_path.exists():
             spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
-        data_cfg = _section(cfg, "data")
-        self.source = data_cfg.get("source", "features")
-        if self.source not in ("features", "audio"):
-            raise SidError(f"data.source must be features or audio, got '{self.source}'")
+        self.source = cfg.data.source
         self.frontend = None
         if self.source == "audio":
             from sid.train import audio
@@ -188,20 +171,19 @@ class Trainer:
             data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
             dim = self.frontend.dim
             where = f"--fbank-config {self.opts.fbank_config} gives"
-            classes = audio.num_classes(len(data.spk2id), data_cfg.get("speed_perturb", "none"))
+            classes = audio.num_classes(len(data.spk2id), cfg.data.speed_perturb)
         else:
             data = read_training_set(data_dir, spk2id)
             dim = self._feat_dim(data)
             where = f"{data_dir}/feats.scp has"
             classes = len(data.spk2id)
-        model_cfg = _section(cfg, "model")
-        if int(model_cfg.get("feat_dim", dim)) != dim:
-            raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {model_cfg['feat_dim']}")
-        cfg = {**cfg, "model": {**model_cfg, "feat_dim": dim}, "num_classes": classes}
+        if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
+            raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
+                                  num_classes=classes)
         if saved_cfg.exists():
-            with open(saved_cfg, encoding="utf-8") as f:
-                old = yaml.safe_load(f)
-            if not _same_training(old, cfg):
+            old = load_config(saved_cfg, recorded=True)
+            if old.training_settings() != cfg.training_settings():
                 raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
                                "use a new exp dir, or remove it to start over")
         self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
@@ -218,26 +200,24 @@ class Trainer:
                         Path(tmp).write_text(text, encoding="utf-8")
             if not saved_cfg.exists():
                 with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(cfg, f, sort_keys=False)
+                    yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
         return cfg
 
-    def _dataset(self, data: TrainingSet, data_cfg: dict, train: bool) -> ChunkDataset:
+    def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
-        specaug = SpecAugment.from_config(data_cfg.get("specaug")) if train else None
+        specaug = SpecAugment.from_config(data_cfg.specaug) if train else None
         if self.source == "features":
             return ChunkDataset(data, self.opts.seed, specaug)
         from sid.train import audio
 
         opts = self.opts
-        aug_prob = float(data_cfg.get("aug_prob", audio.AUG_DEFAULTS["aug_prob"])) if train else 0.0
+        aug_prob = data_cfg.aug_prob if train else 0.0
         augmenter = None
         if aug_prob > 0:
-            get = lambda k: data_cfg.get(k, audio.AUG_DEFAULTS[k])  # noqa: E731
             noise_dirs = {"noise": opts.noise_dir, "music": opts.music_dir, "babble": opts.babble_dir}
-            augmenter = audio.Augmenter(int(self.frontend.frame_opts.samp_freq), get("aug_kinds"),
-                                        [p for p in opts.rir_list.split(",") if p], noise_dirs,
-                                        get("noise_snr"), get("music_snr"), get("babble_snr"), get("babble_speakers"))
-        speed = data_cfg.get("speed_perturb", "none") if train else "none"
+            augmenter = audio.Augmenter.from_config(int(self.frontend.frame_opts.samp_freq), data_cfg,
+                                                    [p for p in opts.rir_list.split(",") if p], noise_dirs)
+        speed = data_cfg.speed_perturb if train else "none"
         return audio.AudioChunkDataset(data, opts.seed, self.frontend, specaug, augmenter, aug_prob, speed)
 
     @staticmethod
@@ -265,29 +245,26 @@ class Trainer:
             # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
             log.info("%s is already complete; nothing to do", final)
             return
-        data_cfg, optim_cfg, train_cfg = _section(cfg, "data"), _section(cfg, "optim"), _section(cfg, "training")
-        loss_cfg = _section(cfg, "loss")
-        epochs = int(train_cfg.get("epochs", 10))
-        batch_size = int(data_cfg.get("batch_size", 128))
-        min_frames, max_frames = int(data_cfg.get("min_frames", 200)), int(data_cfg.get("max_frames", 400))
-        chunks_per_utt = int(data_cfg.get("chunks_per_utt", 1))
+        data_cfg, optim_cfg = cfg.data, cfg.optim
+        epochs = cfg.training.epochs
+        batch_size, chunks_per_utt = data_cfg.batch_size, data_cfg.chunks_per_utt
+        min_frames, max_frames = data_cfg.min_frames, data_cfg.max_frames
         torch.manual_seed(opts.seed)
-        model = build_model(cfg["model"])
+        model = build_model(cfg.model)
         if min_frames < model.min_frames or max_frames < min_frames:
             raise SidError(f"data.min_frames/max_frames ({min_frames}/{max_frames}) must satisfy "
                            f"{model.min_frames} <= min_frames <= max_frames for this model")
-        head = build_head(loss_cfg, model.output_dim, cfg["num_classes"])
+        head = build_head(cfg.loss, model.output_dim, cfg.num_classes)
         net = _Net(model, head).to(self.device)
         optimizer = _build_optimizer(net.parameters(), optim_cfg)
         steps_per_epoch = self._steps_per_epoch(batch_size, chunks_per_utt)
         total = steps_per_epoch * epochs
-        warmup = int(round(float(optim_cfg.get("warmup_epochs", 0)) * steps_per_epoch))
-        lr_fn = LRSchedule(float(optim_cfg.get("lr", 0.1)), total, warmup, optim_cfg.get("decay", "exponential"),
-                           optim_cfg.get("final_lr"), float(optim_cfg.get("warmup_start_lr", 0.0)))
+        warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
+        lr_fn = LRSchedule(optim_cfg.lr, total, warmup, optim_cfg.decay, optim_cfg.final_lr, optim_cfg.warmup_start_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_fn(s) / lr_fn.lr)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        margin_fn = MarginScheduler.from_config(loss_cfg)
-        grad_clip = float(optim_cfg.get("grad_clip", 0.0))
+        margin_fn = MarginScheduler.from_config(cfg.loss)
+        grad_clip = optim_cfg.grad_clip
 
         epoch, pos, step = 0, 0, 0
         last = self.models_dir / "last.pt"
@@ -303,10 +280,10 @@ class Trainer:
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
         elif self.is_main:
-            log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg["model"].get("type"),
-                     count_parameters(model), count_parameters(net), cfg["num_classes"], loss_cfg.get("type", "softmax"))
+            log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
+                     count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
             log.info("%d training utterances of %d speakers, %d held out; %d steps per epoch (batch %d, %d rank(s)), "
-                     "device %s, precision %s", len(self.train_set.utts), cfg["num_classes"],
+                     "device %s, precision %s", len(self.train_set.utts), cfg.num_classes,
                      0 if self.valid_set is None else len(self.valid_set.utts), steps_per_epoch, batch_size,
                      self.world, self.device, self.precision)
 
@@ -334,7 +311,7 @@ class Trainer:
 
         while epoch < epochs:
             batches = plan_epoch(self.train_set, opts.seed, epoch, batch_size, min_frames, max_frames,
-                                 chunks_per_utt, self.world, int(data_cfg.get("shuffle_buffer", 1000)))
+                                 chunks_per_utt, self.world, data_cfg.shuffle_buffer)
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
                 self._write_chunk_list(epoch, batches, dataset)
@@ -404,7 +381,7 @@ class Trainer:
         if writer is not None:
             writer.close()
         if self.is_main:
-            self._finish(epochs, int(train_cfg.get("num_avg", 1)))
+            self._finish(epochs, cfg.training.num_avg)
         if self.world > 1:
             dist.barrier()
 
@@ -446,7 +423,7 @@ class Trainer:
             net.eval()
             msg = []
             if self.valid_set is not None:
-                ds = self._dataset(self.valid_set, _section(self.cfg, "data"), train=False)
+                ds = self._dataset(self.valid_set, self.cfg.data, train=False)
                 ds.set_plan(0, _valid_batches(self.valid_set, self.opts.seed, batch_size, length))
                 loss, acc = chunk_loss_acc(net.model, net.head, ((ds[i][0], ds[i][1]) for i in range(len(ds))),
                                            self.device, self._autocast)

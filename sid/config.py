@@ -1,0 +1,318 @@
+"""The one schema of the training YAML (``--model-config``) and of ``<exp>/config.yaml``.
+
+Each section is a dataclass whose field defaults are the ONLY defaults of the training
+settings; code reads the typed fields (``cfg.optim.lr``), never ``dict.get(key, default)``.
+Loading is strict: an unknown key, a misspelt section or a value of the wrong type is a
+``SidError`` naming the file, the dotted key and what is allowed.
+
+The ``model`` section is checked against the constructor of the model its ``type`` names
+(``sid.models.MODELS``): the constructor's parameters, annotations and defaults are that
+section's schema, so a model's settings live in one place.
+
+To add a setting: add a typed field with its default to the section's dataclass below
+(``Literal[...]`` for a choice, ``X | None`` for optional, another dataclass for a nested
+mapping, ``field(metadata={"min": v})`` for a lower bound) and read it where it is used.
+To add a section: a dataclass plus a field of ``TrainConfig``. To add a model: a
+constructor with annotated, defaulted parameters, registered in ``sid.models.MODELS``.
+Old exp dirs keep their meaning: their ``config.yaml`` records every value in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sid.errors import SidError
+
+
+# -- sections ---------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    """``type`` and the keyword arguments of that model's constructor (all of them, defaults filled)."""
+    type: str
+    args: dict[str, Any]
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+
+
+@dataclass
+class MarginScheduleConfig:
+    increase_start_epoch: float = field(default=0.0, metadata={"min": 0})
+    fix_start_epoch: float = field(default=0.0, metadata={"min": 0})
+    increase_type: Literal["exp", "linear"] = "exp"
+    initial_margin: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    type: Literal["softmax", "am_softmax", "aam_softmax"] = "softmax"
+    margin: float = 0.2                     # am/aam_softmax only
+    scale: float = field(default=30.0, metadata={"min": 0})
+    easy_margin: bool = False               # aam_softmax only
+    margin_schedule: MarginScheduleConfig | None = None   # none: the margin is fixed
+
+
+@dataclass
+class SpecAugConfig:
+    enabled: bool = True                    # a section present is on unless it says otherwise
+    freq_masks: int = field(default=1, metadata={"min": 0})
+    freq_width: int = field(default=8, metadata={"min": 0})
+    time_masks: int = field(default=1, metadata={"min": 0})
+    time_width: int = field(default=10, metadata={"min": 0})
+    prob: float = field(default=0.6, metadata={"min": 0})
+
+
+AugKind = Literal["reverb", "noise", "music", "babble"]
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = field(default=128, metadata={"min": 1})
+    min_frames: int = field(default=200, metadata={"min": 1})
+    max_frames: int = field(default=400, metadata={"min": 1})
+    chunks_per_utt: int = field(default=1, metadata={"min": 1})
+    specaug: SpecAugConfig | None = None    # none: no SpecAugment
+    # What the workers read (sid.train.audio): prepared features, or audio turned into fbank per chunk.
+    source: Literal["features", "audio"] = "features"
+    shuffle_buffer: int = field(default=1000, metadata={"min": 1})   # chunks; training from shards only
+    # Audio source only: per-chunk augmentation probability and its kinds, SNR ranges (dB) and
+    # babble speaker counts ([low, high], drawn uniformly), speed perturbation 0.9/1.1.
+    aug_prob: float = field(default=0.0, metadata={"min": 0})
+    aug_kinds: list[AugKind] = field(default_factory=lambda: ["reverb", "noise", "music", "babble"])
+    noise_snr: list[float] = field(default_factory=lambda: [0.0, 15.0])
+    music_snr: list[float] = field(default_factory=lambda: [5.0, 15.0])
+    babble_snr: list[float] = field(default_factory=lambda: [13.0, 20.0])
+    babble_speakers: list[int] = field(default_factory=lambda: [3, 7])
+    speed_perturb: Literal["none", "speakers", "plain"] = "none"
+
+
+@dataclass
+class OptimConfig:
+    type: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = field(default=0.1, metadata={"min": 0})
+    final_lr: float | None = None           # none: lr throughout the decay (no decay)
+    momentum: float = field(default=0.9, metadata={"min": 0})   # sgd only
+    nesterov: bool = True                   # sgd only
+    weight_decay: float = field(default=0.0, metadata={"min": 0})
+    warmup_epochs: float = field(default=0.0, metadata={"min": 0})
+    warmup_start_lr: float = field(default=0.0, metadata={"min": 0})
+    decay: Literal["exponential", "cosine", "constant"] = "exponential"
+    grad_clip: float = field(default=0.0, metadata={"min": 0})  # 0: no clipping
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = field(default=10, metadata={"min": 1})
+    num_avg: int = field(default=1, metadata={"min": 1})  # final.pt: mean of the last num_avg epochs
+
+
+@dataclass
+class FeaturesRecord:
+    """How the training features were made; written by training into ``<exp>/config.yaml``
+    from the data dir (never set by hand), read by extraction."""
+    type: str                               # fbank | mfcc | ... (steps/make_<type>.sh)
+    config: str                             # the feature config's text (Kaldi options, one a line)
+    checksum: str                           # of the options, as in the data dir's done-marker
+    cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
+
+
+TRAINING_SECTIONS = ("model", "loss", "data", "optim", "training")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    # Recorded by training in <exp>/config.yaml, not settings:
+    num_classes: int | None = None
+    features: FeaturesRecord | None = None
+
+    def to_dict(self) -> dict:
+        out = {"model": self.model.to_dict()}
+        for f in dataclasses.fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return out
+
+    def training_settings(self) -> dict:
+        """The sections that decide the trained weights (a resumed run must not change them)."""
+        d = self.to_dict()
+        return {k: d[k] for k in TRAINING_SECTIONS}
+
+
+RECORDED = ("num_classes", "features")
+
+
+# -- loading ----------------------------------------------------------------------------------------
+def load_config(path: str | Path, recorded: bool = False) -> TrainConfig:
+    """Read and validate a training YAML. ``recorded``: it is an exp dir's ``config.yaml``, which
+    may hold what training recorded (``num_classes``, ``features``); a user's config may not."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as err:
+        raise SidError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SidError(f"{path}: invalid YAML: {err}") from None
+    return parse_config(raw, str(path), recorded)
+
+
+def parse_config(raw: Any, source: str = "<config>", recorded: bool = False) -> TrainConfig:
+    if not isinstance(raw, dict):
+        raise SidError(f"{source}: expected a mapping with sections {', '.join(TRAINING_SECTIONS)}")
+    if not recorded:
+        for key in RECORDED:
+            if key in raw:
+                raise SidError(f"{source}: '{key}' is recorded by training from the data dir, not a setting; "
+                               "remove it")
+    if "model" not in raw:
+        raise SidError(f"{source}: the 'model' section is required (model.type: one of {', '.join(_models())})")
+    return _parse_dataclass(raw, TrainConfig, "", source, "section")
+
+
+def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> ModelConfig:
+    """The ``model`` section, checked against the constructor of ``sid.models.MODELS[type]``."""
+    models = _models()
+    if not isinstance(raw, dict):
+        raise SidError(f"{source}: {key}: expected a mapping with 'type' ({', '.join(models)}) and its settings")
+    kind = raw.get("type")
+    if kind not in models:
+        raise SidError(f"{source}: {key}.type: '{kind}' is not a model; allowed: {', '.join(models)}")
+    params = {n: p for n, p in inspect.signature(models[kind]).parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    hints = typing.get_type_hints(models[kind].__init__)
+    args = {}
+    for name, value in raw.items():
+        if name == "type":
+            continue
+        if name not in params:
+            _unknown(source, key, name, ["type", *params], "key")
+        args[name] = _convert(value, hints.get(name, Any), f"{key}.{name}", source)
+    for name, p in params.items():
+        if name not in args:
+            if p.default is inspect.Parameter.empty:
+                raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
+            args[name] = p.default
+    return ModelConfig(kind, {n: args[n] for n in params})
+
+
+def _models() -> dict:
+    from sid.models import MODELS   # imports torch: only where a model section is read
+
+    return MODELS
+
+
+def _unknown(source: str, parent: str, name: str, allowed: list[str], what: str) -> None:
+    where = f"{parent}.{name}" if parent else str(name)
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise SidError(f"{source}: unknown {what} '{where}'{hint}; allowed: {', '.join(allowed)}")
+
+
+def _parse_dataclass(raw: Any, cls: type, key: str, source: str, what: str = "key"):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SidError(f"{source}: {key}: expected a mapping of {', '.join(fields)}, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in raw.items():
+        if name not in fields:
+            _unknown(source, key, name, list(fields), what)
+        sub = f"{key}.{name}" if key else name
+        if name == "model" and cls is TrainConfig:
+            kwargs[name] = parse_model(value, source, sub)
+            continue
+        kwargs[name] = _convert(value, hints[name], sub, source)
+        low = fields[name].metadata.get("min")
+        if low is not None and kwargs[name] is not None and kwargs[name] < low:
+            raise SidError(f"{source}: {sub}: must be >= {low}, got {value!r}")
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise SidError(f"{source}: {key + ': ' if key else ''}'{missing[0]}' is required")
+    return cls(**kwargs)
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin in (tuple, list):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping of " + ", ".join(f.name for f in dataclasses.fields(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = SidError(f"{source}: {key}: expected {_describe(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:    # X | None: X's own message, which may name a nested key
+            return _convert(value, options[0], key, source)
+        for a in options:
+            try:
+                return _convert(value, a, key, source)
+            except SidError:
+                pass
+        raise bad
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(value, tp, key, source)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise bad
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        items = [_convert(v, args[0] if args else Any, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            # YAML 1.1 reads 5e-5 (no dot) as a string; a number written so is still a number.
+            try:
+                number = float(value)
+            except ValueError:
+                raise bad from None
+        if number is None or not math.isfinite(number):
+            raise bad
+        return number
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    raise SidError(f"{source}: {key}: the schema has an unsupported type {tp!r}")
