@@ -124,18 +124,3 @@ def det_points(rates: ErrorRates, max_points: int = 2000) -> tuple[np.ndarray, n
         half = np.unique(np.geomspace(1, n / 2, max_points // 2).astype(np.int64)) - 1
         idx = np.unique(np.concatenate([half, n - 1 - half]))
     return rates.fprs[idx], rates.fnrs[idx]
-
-
-def labels_for(keys1, keys2, trial_keys1, trial_keys2, trial_labels, where: str) -> np.ndarray:
-    """Target flags for scored pairs from a trials list; a scored pair absent from the trials is an error."""
-    bad = set(np.unique(trial_labels).tolist()) - {"target", "nontarget"}
-    if bad:
-        raise SidError(f"{where}: trial labels must be target or nontarget, found '{sorted(bad)[0]}'")
-    lookup = {f"{a} {b}": lab == "target" for a, b, lab in zip(trial_keys1, trial_keys2, trial_labels)}
-    out = np.empty(len(keys1), dtype=bool)
-    for i, (a, b) in enumerate(zip(keys1, keys2)):
-        try:
-            out[i] = lookup[f"{a} {b}"]
-        except KeyError:
-            raise SidError(f"{where}: no trial for scored pair '{a} {b}'") from None
-    return out

@@ -16,6 +16,8 @@
 #   --tsne-emb-dir <dir>     # embeddings (xvector.scp) for the t-SNE map (default: none)
 #   --tsne-utt2spk <file>    # their utt2spk
 #   --tsne-speakers <N>      # number of speakers on the map (default: 10)
+#   --allow-partial <true|false>  # evaluate score files that cover only part of a trials list
+#                            # (with a warning) instead of stopping with an error (default: false)
 
 set -euo pipefail
 
@@ -23,6 +25,7 @@ plots=true
 tsne_emb_dir=
 tsne_utt2spk=
 tsne_speakers=10
+allow_partial=false
 
 echo "$0 $*"
 . parse_options.sh
@@ -45,13 +48,13 @@ for trials in "$@"; do
     backend=${backend%.score}
     threshold_opt=""
     [ -f "${score%.score}.threshold" ] && threshold_opt="--threshold=${score%.score}.threshold"
-    $bin.compute_metrics --backend="$backend" --trials-name="$name" $threshold_opt \
+    $bin.compute_metrics --allow-partial=$allow_partial --backend="$backend" --trials-name="$name" $threshold_opt \
       "$trials" "$score" "$results_dir/results.json" >/dev/null
     pairs+=("$backend=$score")
   done
   [ ${#pairs[@]} -gt 0 ] || { echo "$0: no score files $score_dir/$name.*.score" >&2; exit 1; }
   if [ "$plots" = true ]; then
-    $bin.plot_scores --trials-name="$name" "$trials" "$results_dir" "${pairs[@]}"
+    $bin.plot_scores --allow-partial=$allow_partial --trials-name="$name" "$trials" "$results_dir" "${pairs[@]}"
   fi
 done
 

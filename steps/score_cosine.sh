@@ -14,12 +14,15 @@
 #   --cmd <cmd>       # job runner (default: run.pl)
 #   --lda-dim <N>     # LDA dimension, 0 for none (default: 0)
 #   --total-covariance-factor <f>   # LDA's interpolation (default: 0.0)
+#   --allow-partial <true|false>    # trials whose embedding is missing are skipped with a warning
+#                                   # instead of an error (default: false)
 
 set -euo pipefail
 
 cmd=run.pl
 lda_dim=0
 total_covariance_factor=0.0
+allow_partial=false
 
 echo "$0 $*"
 . parse_options.sh
@@ -55,7 +58,7 @@ for trials in "$@"; do
   name=$(basename "$trials")
   out=$dir/$name.cosine.score
   [ -s "$out" ] && { echo "$0: $out exists, not rescoring"; continue; }
-  $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine --mean=$b/mean.vec $transform_opt \
+  $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine --allow-partial=$allow_partial --mean=$b/mean.vec $transform_opt \
     "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$trials" "$out"
   echo "$0: wrote $out"
 done

@@ -20,6 +20,8 @@
 #   --method <asnorm|snorm>   # adaptive (top-N) or plain symmetric normalisation (default: asnorm)
 #   --top-n <N>               # cohort size used per embedding for asnorm (default: 300)
 #   --cohort <spk|utt>        # speaker-mean or utterance embeddings of the training set (default: spk)
+#   --allow-partial <true|false>  # scores whose embedding is missing are dropped with a warning
+#                                 # instead of an error (default: false)
 
 set -euo pipefail
 
@@ -28,6 +30,7 @@ backend=cosine
 method=asnorm
 top_n=300
 cohort=spk
+allow_partial=false
 
 echo "$0 $*"
 . parse_options.sh
@@ -76,7 +79,7 @@ for trials in "$@"; do
   out=$dir/$name.${backend}_$method$suffix.score
   [ -s "$in" ] || { echo "$0: no $in: run steps/score_$backend.sh first" >&2; exit 1; }
   [ -s "$out" ] && { echo "$0: $out exists, not recomputing"; continue; }
-  $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --method=$method --top-n=$top_n $plda_opt $prep_opts \
+  $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --allow-partial=$allow_partial --method=$method --top-n=$top_n $plda_opt $prep_opts \
     "scp:$cohort_scp" "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$in" "$out"
   echo "$0: wrote $out"
 done

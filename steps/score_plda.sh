@@ -22,6 +22,8 @@
 #   --total-covariance-factor <f>   # LDA's interpolation (default: 0.0, as the recipe)
 #   --num-em-iters <N>              # PLDA EM iterations (default: 10)
 #   --smoothing <f>                 # ivector_copy_plda --smoothing when scoring (default: 0.0)
+#   --allow-partial <true|false>    # trials whose embedding is missing are skipped with a warning
+#                                   # instead of an error (default: false)
 
 set -euo pipefail
 
@@ -30,6 +32,7 @@ lda_dim=200
 total_covariance_factor=0.0
 num_em_iters=10
 smoothing=0.0
+allow_partial=false
 
 echo "$0 $*"
 . parse_options.sh
@@ -67,7 +70,7 @@ for trials in "$@"; do
   names+=("$name")
 done
 if [ ${#pairs[@]} -gt 0 ]; then
-  $cmd "$dir/log/score_plda.log" $bin.score_plda --mean=$b/mean.vec $transform_opt --smoothing=$smoothing \
+  $cmd "$dir/log/score_plda.log" $bin.score_plda --allow-partial=$allow_partial --mean=$b/mean.vec $transform_opt --smoothing=$smoothing \
     "$b/plda" "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "${pairs[@]}"
   for name in "${names[@]}"; do echo "$0: wrote $dir/$name.plda.score"; done
 fi

@@ -1,5 +1,6 @@
 """sid.data.audio: every supported format, pipes, segments, rates and the errors a user sees."""
 
+import subprocess
 import sys
 
 import numpy as np
@@ -286,3 +287,27 @@ def test_audio_table_segments_resampled(tmp_path):
     got = {u: (x, sr) for u, x, sr in AudioTable(d, sample_rate=16000, resample=True)}
     assert [len(got[u][0]) for u in "ab"] == [8000, 8000] and {sr for _, sr in got.values()} == {16000}
     np.testing.assert_allclose(got["a"][0][100:-100], 50, atol=0.5)
+
+
+def test_truncated_wav_and_short_pipe_warn_like_kaldi(tmp_path, wav16, caplog, sid_env):
+    """A wav (file or pipe) with less data than its header promises: the samples there are,
+    and Kaldi's WaveData warning naming the utterance; a complete one does not warn."""
+    path, ints = wav16
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:44 + 2 * 5000 + 1])  # an odd byte count: the half sample is dropped
+    for spec in (str(cut), f"head -c {44 + 2 * 5000 + 1} {path} |"):
+        caplog.clear()
+        x, _ = read_audio(spec, utt="u1")
+        np.testing.assert_array_equal(x, ints[:5000].astype(np.float32))
+        assert f"utterance 'u1' ({spec}): Expected {2 * SR} bytes of wave data, but read only 10001 bytes. " \
+               "Truncated file?" in caplog.text
+    caplog.clear()
+    read_audio(str(path), utt="u2")
+    read_audio(f"cat {path} |", utt="u2")
+    assert "Truncated" not in caplog.text
+    # Through a feature tool: the warning, the features of what there is, exit status 0.
+    (tmp_path / "wav.scp").write_text(f"u1 {cut}\n")
+    proc = subprocess.run([sys.executable, "-m", "sid.bin.compute_fbank_feats", f"scp:{tmp_path / 'wav.scp'}",
+                           f"ark:{tmp_path / 'feats.ark'}"], env=sid_env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "Truncated file?" in proc.stderr and "Traceback" not in proc.stderr

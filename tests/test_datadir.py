@@ -90,10 +90,13 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path):
 
 def test_validate_unreadable_and_empty_files(tmp_path):
     d, utts, _ = make_dir(tmp_path)
-    (d / "text").write_bytes(b"spkA-u0 ok\nspkA-u1 caf\xe9\n")
+    # Text that is not UTF-8 is read (as Kaldi reads bytes) but, as in Kaldi, not valid unless --non-print.
+    (d / "text").write_bytes(b"".join(u.encode() + (b" caf\xe9\n" if i == 1 else b" ok\n") for i, u in enumerate(utts)))
     (d / "utt2dur").write_text("")
     errors = errors_of(d)
-    assert errors == [f"{d / 'text'}:2: not UTF-8 text (invalid continuation byte)", f"{d / 'utt2dur'}: file is empty"]
+    assert errors == [f"{d / 'text'}:2: 1 lines with non-printable characters or bytes that are not UTF-8 "
+                      "(e.g. this one; --non-print allows them)", f"{d / 'utt2dur'}: file is empty"]
+    assert errors_of(d, non_print=True) == [f"{d / 'utt2dur'}: file is empty"]
     (d / "utt2spk").write_text("")
     assert errors_of(d) == [f"{d / 'utt2spk'}: file is empty"]
 
@@ -106,7 +109,7 @@ def test_tools_refuse_broken_input(tmp_path):
         with pytest.raises(DataDirError, match=r"utt2spk:1: expected '<utterance> <speaker>'"):
             call()
     (d / "utt2spk").write_text("")
-    with pytest.raises(DataDirError, match="no utterance is present in every file"):
+    with pytest.raises(DataDirError, match="no utterances remained"):
         dd.fix(d)
     (d / "utt2spk").unlink()
     with pytest.raises(DataDirError, match="no utt2spk"):
@@ -220,11 +223,11 @@ def test_fix_data_dir(tmp_path, sid_env, repo):
     (d / "spk2gender").write_text("spkA m\nspkB f\nspkC m\nspkQ f\n")
     proc = run(sid_env, repo, "utils/fix_data_dir.sh", str(d))
     log = proc.stderr
-    assert "dropped 1 utterances not in wav.scp" in log
-    assert "dropped 2 utterances not in feats.scp" in log
+    assert "dropped 1 utterances: not in wav.scp" in log
+    assert "dropped 2 utterances: not in feats.scp" in log
     assert "wav.scp: dropped 1 lines with a duplicate key" in log
     assert "utt2spk: dropped 1 empty lines" in log
-    assert "spk2gender: dropped 1 lines for speakers no longer used" in log
+    assert "spk2gender: dropped 1 lines for speakers not in use" in log
     assert "kept 6 of 9 utterances" in log
     kept = [u for u in utts if u not in (utts[2], utts[5], utts[6])]
     assert (d / "utt2spk").read_text().split()[::2] == kept
@@ -240,11 +243,11 @@ def test_fix_with_segments_and_nothing_left(tmp_path):
     (d / "wav.scp").write_text("\n".join(recs[:2]) + "\n")
     (d / "segments").write_text("".join(f"{u} {recs[i % 3].split()[0]} 0 0.05\n" for i, u in enumerate(utts)))
     reasons = dd.fix(d)
-    assert reasons == {"with a malformed segment or a recording not in wav.scp": 3}
+    assert reasons == {"its recording is not in wav.scp": 3}
     assert len((d / "utt2spk").read_text().splitlines()) == 6
     assert dd.validate(d, no_feats=True)[0] == []
     (d / "feats.scp").write_text("other x.ark:1\n")
-    with pytest.raises(DataDirError, match="no utterance is present in every file"):
+    with pytest.raises(DataDirError, match="no utterances remained"):
         dd.fix(d)
 
 
@@ -267,9 +270,11 @@ def test_subset_modes(tmp_path, sid_env, repo):
     assert subset("--first", "2", str(d), str(sub)) == utts[:2]          # option-with-value form
     assert subset("--last", str(d), "3", str(sub)) == utts[-3:]
     assert subset("--per-spk", str(d), "2", str(sub)) == [utts[0], utts[1], utts[3], utts[4], utts[5], utts[7]]
-    r1 = subset("--seed", "3", str(d), "5", str(sub))
-    assert len(r1) == 5 and r1 == sorted(r1) and set(r1) <= set(utts)
-    assert subset("--seed", "3", str(d), "5", str(sub)) == r1
+    # No option: spread evenly, as Kaldi's subset_scp.pl (halving range and count).
+    assert subset(str(d), "5", str(sub)) == [utts[i] for i in (1, 3, 5, 6, 8)]
+    # --speakers: whole speakers in shuffle_list.pl's order (srand 0) until there are 3 utterances.
+    assert subset("--speakers", str(d), "3", str(sub)) == [u for u, s in zip(utts, spks) if s == dd.shuffle_list(
+        ["spkA", "spkB", "spkC"])[0]]
     (tmp_path / "list").write_text(f"{utts[8]}\n{utts[0]} extra fields\n")
     assert subset("--utt-list", str(tmp_path / "list"), str(d), str(sub)) == [utts[0], utts[8]]
     (tmp_path / "spks").write_text("spkB\n")
@@ -289,7 +294,9 @@ def test_subset_errors(tmp_path):
     with pytest.raises(DataDirError, match="exactly one"):
         dd.subset(d, tmp_path / "s", first=2, last=2)
     with pytest.raises(DataDirError, match="only 9"):
-        dd.subset(d, tmp_path / "s", random_n=100)
+        dd.subset(d, tmp_path / "s", num=100)
+    with pytest.raises(DataDirError, match="only 9"):
+        dd.subset(d, tmp_path / "s", first=10)
     with pytest.raises(DataDirError, match="is the source"):
         dd.subset(d, d, first=2)
     (tmp_path / "l").write_text("nobody\n")
@@ -349,12 +356,11 @@ def test_split_per_utt_segments_and_errors(tmp_path, sid_env, repo):
     assert proc.returncode == 1 and "cannot split 2 speakers into 3 parts" in proc.stderr
 
 
-def test_balanced_bounds():
-    counts = [10, 1, 1, 1, 10, 1, 1, 1, 10, 1, 1, 1]
-    b = dd._balanced_bounds(counts, 3)
-    totals = [sum(counts[b[i]:b[i + 1]]) for i in range(3)]
-    assert b[0] == 0 and b[-1] == len(counts) and totals == [13, 13, 13]
-    assert dd._balanced_bounds([100, 1, 1], 3) == [0, 1, 2, 3]  # every part gets a speaker
+def test_kaldi_speaker_split():
+    # split_scp.pl: speaker i starts in part i*n//m, then edge speakers move while that evens the counts.
+    assert dd._kaldi_speaker_split([10, 1, 1, 1, 10, 1, 1, 1, 10, 1, 1, 1], 3) == [0] * 4 + [1] * 4 + [2] * 4
+    assert dd._kaldi_speaker_split([1, 1, 1, 1, 9, 1], 2) == [0, 0, 0, 0, 1, 1]
+    assert dd._kaldi_speaker_split([100, 1, 1], 3) == [0, 1, 2]  # every part gets a speaker
 
 
 # --------------------------------------------------------------------------- copy and combine
@@ -366,7 +372,7 @@ def test_copy_with_prefixes(tmp_path, sid_env, repo):
     assert _utts(out) == [f"rev-{u}" for u in utts]
     assert (out / "utt2spk").read_text().split()[1] == "rev-spkA"
     assert (out / "spk2gender").read_text().split()[0] == "rev-spkA"
-    assert (out / "utt2uniq").read_text().split()[:2] == [f"rev-{utts[0]}", utts[0]]
+    assert not (out / "utt2uniq").exists()  # as Kaldi's (which makes one, then moves it away)
     assert (out / "text").read_text().splitlines()[0] == f"rev-{utts[0]}\tHELLO WORLD".replace("\t", " ")
     assert dd.validate(out, no_feats=True, check_audio=True)[0] == []
 
@@ -382,8 +388,9 @@ def test_combine(tmp_path, sid_env, repo):
     assert _utts(out) == sorted(ua + [f"x-{u}" for u in ub])
     assert not (out / "utt2dur").exists()
     assert dd.validate(out, no_feats=True)[0] == []
-    proc = run(sid_env, repo, "utils/combine_data.sh", str(out), str(a), str(a), check=False)
-    assert proc.returncode == 1 and f"utterance '{ua[0]}' is in both" in proc.stderr
+    # A repeated utterance is kept once, as Kaldi's (its fix_data_dir.sh keeps the first), with a warning.
+    proc = run(sid_env, repo, "utils/combine_data.sh", str(out), str(a), str(a))
+    assert f"utterance '{ua[0]}' is in both" in proc.stderr and _utts(out) == ua
     # A source with segments and one without: the latter gets whole-recording segments.
     (b / "segments").write_text(f"{ub[0]}-s {ub[0]} 0 0.05\n")
     for name in ("utt2spk", "spk2utt"):
@@ -391,7 +398,14 @@ def test_combine(tmp_path, sid_env, repo):
     dd.fix(b)
     dd.combine(out, [a, b])
     segs = (out / "segments").read_text().splitlines()
-    assert f"{ua[0]} {ua[0]} 0 -1" in segs and f"{ub[0]}-s {ub[0]} 0 0.05" in segs
+    # From a's utt2dur, as Kaldi's get_segments_for_data.sh; and without one, from the audio.
+    assert f"{ua[0]} {ua[0]} 0 0.1" in segs and f"{ua[1]} {ua[1]} 0 0.2" in segs and f"{ub[0]}-s {ub[0]} 0 0.05" in segs
+    (a / "utt2dur").write_text((a / "utt2dur").read_text().replace(f"{ua[1]} 0.2", f"{ua[1]} 0.9"))
+    dd.combine(out, [a, b])
+    assert f"{ua[1]} {ua[1]} 0 0.9" in (out / "segments").read_text()
+    (a / "utt2dur").unlink()
+    dd.combine(out, [a, b])
+    assert (out / "segments").read_text().splitlines() == segs
 
 
 # --------------------------------------------------------------------------- small tools
@@ -487,7 +501,7 @@ def test_tools_on_shared_corpus(corpus, tmp_path, sid_env, repo):
     assert len(_utts(both)) == 2500 + 625
     (both / "feats.scp").write_text("".join(f"{u} f.ark:{i}\n" for i, u in enumerate(_utts(both)) if i % 2))
     proc = run(sid_env, repo, "utils/fix_data_dir.sh", str(both))
-    assert f"dropped {(3125 + 1) // 2} utterances not in feats.scp" in proc.stderr
+    assert f"dropped {(3125 + 1) // 2} utterances: not in feats.scp" in proc.stderr
     for sub in (d / "split4" / "3", tmp_path / "sub", tmp_path / "copy", both):
         ok = run(sid_env, repo, "utils/validate_data_dir.sh", "--no-feats", str(sub))
         assert "Successfully validated" in ok.stdout

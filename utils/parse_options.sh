@@ -3,9 +3,11 @@
 # Kaldi's option parsing for shell scripts. For every variable the calling
 # script has already set, e.g. nj=4 or fbank_config=conf/fbank.conf, the
 # options --nj 8, --nj=8, --fbank-config x and --fbank-config=x set it.
-#   --config FILE   reads name=value lines (comments with #) before later options;
-#                   but in a script that has its own variable `config` (the recipes'
-#                   model YAML), --config sets that variable like any other option
+#   --config FILE   reads name=value lines (comments with #) first: as in Kaldi,
+#                   every other option on the command line wins over a config file,
+#                   wherever it stands; but in a script that has its own variable
+#                   `config` (the recipes' model YAML), --config sets that variable
+#                   like any other option
 #   --help          prints the script's $help_message, or else its leading
 #                   comment block (the usage header), and exits 0
 # An option naming no existing variable is an error that names it. Parsing
@@ -21,6 +23,27 @@ __sid_usage() {
   fi
 }
 
+# Config files first, in command-line order, so that the command line overrides them.
+if [ -z "${config+set}" ]; then
+  __sid_args=("$@")
+  for ((__sid_i = 0; __sid_i < ${#__sid_args[@]}; __sid_i++)); do
+    __sid_value=
+    case "${__sid_args[__sid_i]}" in
+      --config=*) __sid_value=${__sid_args[__sid_i]#--config=} ;;
+      --config) __sid_value=${__sid_args[__sid_i + 1]-}; __sid_i=$((__sid_i + 1)) ;;
+      --help|-h|--*=*) continue ;;
+      --*) __sid_i=$((__sid_i + 1)); continue ;;  # its value follows
+      *) break ;;
+    esac
+    if [ ! -r "$__sid_value" ]; then
+      echo "$0: cannot read config file '$__sid_value'" >&2; exit 1
+    fi
+    # shellcheck disable=SC1090
+    . "$__sid_value"
+  done
+  unset __sid_args __sid_i
+fi
+
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h) __sid_usage; exit 0 ;;
@@ -34,12 +57,7 @@ while [ $# -gt 0 ]; do
   esac
   __sid_var=$(echo "${__sid_name#--}" | sed 's/-/_/g')
   if [ "$__sid_var" = config ] && [ -z "${config+set}" ]; then
-    if [ ! -r "$__sid_value" ]; then
-      echo "$0: cannot read config file $__sid_value" >&2; exit 1
-    fi
-    # shellcheck disable=SC1090
-    . "$__sid_value"
-    shift $__sid_shift
+    shift $__sid_shift  # read above
     continue
   fi
   if ! [[ "$__sid_var" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!__sid_var+set}" ]; then

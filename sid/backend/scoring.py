@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,31 +26,113 @@ from sid.errors import SidError
 log = logging.getLogger(__name__)
 
 
-def read_trials(rxfilename: str, min_fields: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(keys1, keys2, third column or None)`` of a trial or score file (2 or 3 fields per line)."""
-    text = kaldi_io.read_bytes(rxfilename).decode()
+@dataclass
+class Trials:
+    """A trial list (or the pairs of a score file) with what its messages need.
+
+    ``labels``: target flags when the lines have a third ``target|nontarget`` field;
+    ``index``: ``"key1 key2"`` -> row; ``lines``: each row's line number in ``path``.
+    """
+    path: str
+    keys1: np.ndarray
+    keys2: np.ndarray
+    labels: np.ndarray | None
+    index: dict
+    lines: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys1)
+
+    def where(self, row: int) -> str:
+        return f"{self.path}:{int(self.lines[row])}"
+
+
+def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
+    """The fields of every non-blank line as an object array (rows x width), and their line numbers."""
+    text = kaldi_io.read_bytes(rxfilename).decode(errors="replace")
+    raw = text.splitlines()
     tokens = text.split()
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise SidError(f"{rxfilename}: no trials")
-    width = len(lines[0].split())
-    if not min_fields <= width <= 3 or len(tokens) != width * len(lines):
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if len(line.split()) != width or not min_fields <= width <= 3:
-                raise SidError(f"{rxfilename}:{lineno}: expected {max(width, min_fields)} fields "
-                               f"(utt1 utt2{' score' if min_fields == 3 else ' [target|nontarget]'}), got '{line}'")
-    cols = np.array(tokens, dtype=object).reshape(-1, width)
-    return cols[:, 0], cols[:, 1], (cols[:, 2] if width == 3 else None)
+    first = next((line.split() for line in raw if line.strip()), None)
+    if first is None:
+        raise SidError(f"{rxfilename}: no trials (empty file)")
+    if _is_voxceleb(first):
+        raise SidError(f"{rxfilename}:1: this is a VoxCeleb-format trial list ('1|0 path1 path2', here "
+                       f"'{' '.join(first)}'), not Kaldi trials ('utt1 utt2 target|nontarget'); convert it "
+                       "first (run.sh stage 0: local/make_voxceleb1_trials.py; egs/speechocean762: "
+                       "local/convert_trials.py)")
+    width = len(first)
+    if len(tokens) == width * len(raw) and width in widths:
+        lines = np.arange(1, len(raw) + 1)  # no blank lines: row i is line i + 1
+    else:
+        lines = []
+        for lineno, line in enumerate(raw, 1):
+            n = len(line.split())
+            if n and (n != width or width not in widths):
+                raise SidError(f"{rxfilename}:{lineno}: expected {expected}, got '{line}'")
+            if n:
+                lines.append(lineno)
+        lines = np.array(lines)
+    return np.array(tokens, dtype=object).reshape(-1, width), lines
 
 
-def read_scores(rxfilename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(keys1, keys2, float64 scores)`` of a ``utt1 utt2 score`` file."""
-    k1, k2, third = read_trials(rxfilename, min_fields=3)
+def _is_voxceleb(fields: list[str]) -> bool:
+    """``1|0 path1 path2``: an official VoxCeleb list, whose third field is a path, not a label or score."""
+    return len(fields) == 3 and fields[0] in ("0", "1") and not _is_float(fields[2]) \
+        and fields[2] not in ("target", "nontarget")
+
+
+def _pair_index(path: str, keys1, keys2, lines, what: str, values=None) -> dict:
+    """``"key1 key2"`` -> row; a pair given twice is an error naming both lines (and both values)."""
+    pairs = list(map(" ".join, zip(keys1, keys2)))
+    index = dict(zip(pairs, range(len(pairs))))
+    if len(index) != len(pairs):
+        seen: dict = {}
+        for row, pair in enumerate(pairs):
+            if pair in seen:
+                first = seen[pair]
+                if values is not None and values[first] != values[row]:
+                    raise SidError(f"{path}:{lines[row]}: conflicting {what} for '{pair}': '{values[row]}' here, "
+                                   f"'{values[first]}' at line {lines[first]}")
+                raise SidError(f"{path}:{lines[row]}: duplicate {what} '{pair}' (also at line {lines[first]})")
+            seen[pair] = row
+    return index
+
+
+def read_trials(rxfilename: str, need_labels: bool = False) -> Trials:
+    """A Kaldi trial list, ``utt1 utt2 [target|nontarget]`` (the label required with ``need_labels``).
+
+    A VoxCeleb-format list, a bad label, a line of another width and a pair given twice are
+    errors naming the file and line."""
+    expected = "'utt1 utt2 target|nontarget'" if need_labels else "'utt1 utt2 [target|nontarget]'"
+    cols, lines = _columns(rxfilename, (3,) if need_labels else (2, 3), expected)
+    labels = None
+    if cols.shape[1] == 3:
+        third = cols[:, 2]
+        labels = third == "target"
+        bad = np.flatnonzero(~labels & (third != "nontarget"))
+        if len(bad):
+            raise SidError(f"{rxfilename}:{lines[bad[0]]}: trial label must be target or nontarget, "
+                           f"got '{third[bad[0]]}'")
+    index = _pair_index(rxfilename, cols[:, 0], cols[:, 1], lines, "trial",
+                        None if labels is None else cols[:, 2])
+    return Trials(rxfilename, cols[:, 0], cols[:, 1], labels, index, lines)
+
+
+def read_scores(rxfilename: str) -> tuple[Trials, np.ndarray]:
+    """The pairs and float64 scores of a ``utt1 utt2 score`` file.
+
+    A score that is not a finite number, a pair scored twice and a line of another width are
+    errors naming the file and line."""
+    cols, lines = _columns(rxfilename, (3,), "'utt1 utt2 score'")
     try:
-        return k1, k2, third.astype(np.float64)
+        scores = cols[:, 2].astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(scores))
     except ValueError:
-        bad = next(i for i, v in enumerate(third) if not _is_float(v))
-        raise SidError(f"{rxfilename}:{bad + 1}: score '{third[bad]}' is not a number") from None
+        bad = [next(i for i, v in enumerate(cols[:, 2]) if not _is_float(v))]
+    if len(bad):
+        raise SidError(f"{rxfilename}:{lines[bad[0]]}: score '{cols[bad[0], 2]}' is not a finite number")
+    index = _pair_index(rxfilename, cols[:, 0], cols[:, 1], lines, "score", cols[:, 2])
+    return Trials(rxfilename, cols[:, 0], cols[:, 1], None, index, lines), scores
 
 
 def _is_float(text: str) -> bool:
@@ -60,10 +143,42 @@ def _is_float(text: str) -> bool:
         return False
 
 
-def index_trials(keys1, keys2, enroll_keys: list[str], test_keys: list[str], what: str = "trials"):
-    """Row indices of each trial's keys; trials with a missing key are dropped with a warning (as Kaldi)."""
+def match_scores(trials: Trials, scored: Trials, allow_partial: bool = False) -> np.ndarray:
+    """Target flags of the scored pairs from a labelled trial list.
+
+    A scored pair that is not a trial is an error; trials without a score are an error
+    unless ``allow_partial`` (then a warning), so a metric is never silently computed
+    on part of a list."""
+    if trials.labels is None:
+        raise SidError(f"{trials.path}:1: trials need a third field, target or nontarget")
+    rows = np.fromiter(map(trials.index.get, scored.index, itertools.repeat(-1)), dtype=np.int64,
+                       count=len(scored))
+    if np.any(rows < 0):
+        r = int(np.flatnonzero(rows < 0)[0])
+        raise SidError(f"{scored.where(r)}: scored pair '{scored.keys1[r]} {scored.keys2[r]}' "
+                       f"is not a trial of {trials.path}")
+    if len(rows) < len(trials):
+        covered = np.zeros(len(trials), dtype=bool)
+        covered[rows] = True
+        t = int(np.flatnonzero(~covered)[0])
+        msg = (f"{scored.path}: {len(trials) - len(rows)} of {len(trials)} trials have no score "
+               f"(first: '{trials.keys1[t]} {trials.keys2[t]}', {trials.where(t)})")
+        if not allow_partial:
+            raise SidError(msg + "; pass --allow-partial=true to evaluate the scored trials only")
+        log.warning("%s; evaluating the %d scored trials (--allow-partial)", msg, len(rows))
+    return trials.labels[rows]
+
+
+def index_trials(trials: Trials, enroll_keys: list[str], test_keys: list[str], allow_partial: bool = False,
+                 sides: tuple[str, str] = ("enrolment", "test")):
+    """Row indices of each trial's keys and which trials have both vectors.
+
+    A trial whose key has no vector is an error naming it, unless ``allow_partial`` (then a
+    warning, and the trial is not scored, as in Kaldi); no trial with both vectors is always
+    an error, so no empty score file is written."""
     epos = {k: i for i, k in enumerate(enroll_keys)}
     tpos = epos if test_keys is enroll_keys else {k: i for i, k in enumerate(test_keys)}
+    keys1, keys2 = trials.keys1, trials.keys2
     # map() over dict.get keeps the per-trial lookup in C (10^6 trials).
     ei = np.fromiter(map(epos.get, keys1, itertools.repeat(-1)), dtype=np.int64, count=len(keys1))
     ti = np.fromiter(map(tpos.get, keys2, itertools.repeat(-1)), dtype=np.int64, count=len(keys2))
@@ -71,9 +186,14 @@ def index_trials(keys1, keys2, enroll_keys: list[str], test_keys: list[str], wha
     if not ok.all():
         bad = np.flatnonzero(~ok)
         first = bad[0]
-        missing = keys1[first] if ei[first] < 0 else keys2[first]
-        log.warning("%d of %d %s have a key without a vector (first: '%s'); they are not scored",
-                    len(bad), len(ok), what, missing)
+        missing, side = (keys1[first], sides[0]) if ei[first] < 0 else (keys2[first], sides[1])
+        msg = (f"{trials.where(first)}: no {side} vector for '{missing}' "
+               f"({len(bad)} of {len(ok)} trials have a key without a vector)")
+        if not ok.any():
+            raise SidError(f"{msg}: no trial can be scored")
+        if not allow_partial:
+            raise SidError(msg + "; pass --allow-partial=true to score the others")
+        log.warning("%s; they are not scored (--allow-partial)", msg)
     return ei, ti, ok
 
 

@@ -41,11 +41,8 @@ def main() -> int:
     keys, emb = pipeline.read_prepared(emb_rspec, mean, None, True)
     _, cohort = pipeline.read_prepared(cohort_rspec, mean, None, True)
     utt2dur = read_dict(utt2dur_file)
-    k1, k2, scores = read_scores(scores_in)
-    ei, ti, ok = index_trials(k1, k2, keys, keys, what="scored trials")
-    if not ok.all():
-        bad = int(np.flatnonzero(~ok)[0])
-        raise SidError(f"{scores_in}: no embedding in {emb_rspec} for trial '{k1[bad]} {k2[bad]}'")
+    scored, scores = read_scores(scores_in)
+    ei, ti, _ = index_trials(scored, keys, keys)
     used, inv = np.unique(np.concatenate([ei, ti]), return_inverse=True)
     missing = [keys[i] for i in used if keys[i] not in utt2dur]
     if missing:
@@ -54,7 +51,7 @@ def main() -> int:
     imp, _ = imposter_stats(emb[used], cohort, model.top_n)
     e, t = inv[:len(ei)], inv[len(ei):]
     llr = model(features(scores, dur[e], dur[t], imp[e], imp[t]))
-    write_scores(scores_out, k1, k2, llr)
+    write_scores(scores_out, scored.keys1, scored.keys2, llr)
     if opts.threshold_out:
         with atomic_path(opts.threshold_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.writelines(f"{p:g} {th:.6f}\n" for p, th in thresholds)

@@ -2,11 +2,13 @@
 
 Usage: python -m sid.bin.compute_eer <scores-in>
 Input lines are "<score> target|nontarget" ("-" reads stdin, "cmd |" a pipe);
-prints the EER in percent on stdout and logs the threshold.
+prints the EER in percent on stdout as Kaldi does (4 significant digits, no
+newline: "2.222") and logs it with the threshold.
 e.g.: paste trials scores | awk '{print $6, $3}' | python -m sid.bin.compute_eer -
 """
 
 import logging
+import sys
 
 import numpy as np
 
@@ -19,29 +21,36 @@ log = logging.getLogger("compute_eer")
 
 
 def read_score_labels(rxfilename: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 scores and target flags; a bad line (Kaldi's three messages, or a score that is
+    not finite) is an error naming the file and line."""
     data = kaldi_io.read_bytes(rxfilename)
     tokens = data.split()
     lines = data.splitlines()
     labels = np.array(tokens[1::2])
-    ok = len(tokens) % 2 == 0 and len(tokens) == 2 * sum(1 for line in lines if line.strip())
+    ok = len(tokens) == 2 * len(lines) and all(lines)  # Kaldi rejects blank lines too
     ok = ok and bool(np.all((labels == b"target") | (labels == b"nontarget")))
     try:
         scores = np.array(tokens[0::2], dtype=np.float32) if ok else None
+        ok = ok and bool(np.all(np.isfinite(scores)))
     except ValueError:
         ok = False
     if not ok:
         for lineno, line in enumerate(lines, 1):
             f = line.split()
-            if not f:
-                continue
-            if len(f) != 2 or f[1] not in (b"target", b"nontarget"):
-                raise SidError(f"{rxfilename}:{lineno}: expected '<score> target|nontarget', got '{line.decode()}'")
+            where, text = f"{rxfilename}:{lineno}", line.decode(errors="replace")
+            if len(f) != 2:
+                raise SidError(f"{where}: Invalid input line (must have two fields): '{text}'")
             try:
-                float(f[0])
+                score = float(f[0])
             except ValueError:
-                raise SidError(f"{rxfilename}:{lineno}: could not convert first field to float: '{line.decode()}'") from None
+                raise SidError(f"{where}: Invalid input line (first field must be float): '{text}'") from None
+            if not np.isfinite(score):
+                raise SidError(f"{where}: score '{f[0].decode(errors='replace')}' is not a finite number")
+            if f[1] not in (b"target", b"nontarget"):
+                raise SidError(f"{where}: Invalid input line (second field must be 'target' or 'nontarget'): "
+                               f"'{text}'")
     if len(tokens) == 0:
-        raise SidError(f"{rxfilename}: empty scores file; no scores were read")
+        raise SidError(f"{rxfilename}: Empty input.")
     return scores, labels == b"target"
 
 
@@ -49,12 +58,14 @@ def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     _, args = po.parse(num_args=1)
     scores, is_target = read_score_labels(args[0])
-    if not is_target.any() or is_target.all():
-        raise SidError(f"{args[0]}: need both target and nontarget scores "
-                       f"({int(is_target.sum())} target, {int((~is_target).sum())} nontarget)")
+    if not is_target.any():
+        raise SidError(f"{args[0]}: No target scores seen.")
+    if is_target.all():
+        raise SidError(f"{args[0]}: No non-target scores seen.")
     eer, threshold = compute_eer(scores[is_target], scores[~is_target])
-    print(f"{eer * 100.0:.6g}")
     log.info("Equal error rate is %.6g%%, at threshold %.6g", eer * 100.0, threshold)
+    # Kaldi sets 4 significant digits on std::cout and ends the figure without a newline.
+    sys.stdout.write(f"{eer * 100.0:.4g}")
     return 0
 
 

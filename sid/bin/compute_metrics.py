@@ -2,7 +2,7 @@
 
 Usage: python -m sid.bin.compute_metrics [options] <trials> <scores> <results-json>
 Trials: "<utt1> <utt2> target|nontarget"; scores: "<utt1> <utt2> <score>"
-(every scored pair must be a trial; trials without a score are reported).
+(every scored pair must be a trial, and every trial scored unless --allow-partial).
 EER is Kaldi's compute-eer, minDCF is sid/compute_min_dcf.py with c-miss =
 c-fa = 1, all from one sort; Cllr reads the scores as natural-log LLRs (meaningful
 for calibrated scores). With --threshold=FILE ('<p-target> <threshold>' lines, as
@@ -15,16 +15,13 @@ e.g.: python -m sid.bin.compute_metrics --backend=plda data/voxceleb1_test/trial
 """
 
 import json
-import logging
 import os
 
-from sid.backend.scoring import read_scores, read_trials
+from sid.backend.scoring import match_scores, read_scores, read_trials
 from sid.cli import KaldiOptions, run_main
 from sid.data.table import atomic_path
 from sid.errors import SidError
-from sid.metrics import evaluate, labels_for
-
-log = logging.getLogger("compute_metrics")
+from sid.metrics import evaluate
 
 
 def main() -> int:
@@ -32,6 +29,7 @@ def main() -> int:
     po.register("backend", "", "Back-end name for results.json (default: from the score file name, "
                 "<trials-name>.<backend>.score, else 'scores')")
     po.register("trials-name", "", "Trials-list name for results.json (default: the trials file's basename)")
+    po.register("allow-partial", False, "Evaluate a score file that covers only part of the trials (else an error)")
     po.register("p-targets", "0.01,0.001,0.05", "Comma-separated target priors for minDCF")
     po.register("threshold", "", "File of '<p-target> <threshold>' lines: actual DCF at each")
     opts, args = po.parse(num_args=3)
@@ -46,11 +44,8 @@ def main() -> int:
         p_targets = [float(p) for p in opts.p_targets.split(",")]
     except ValueError:
         raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
-    t1, t2, tlab = read_trials(trials, min_fields=3)
-    k1, k2, scores = read_scores(scores_file)
-    labels = labels_for(k1, k2, t1, t2, tlab, scores_file)
-    if len(scores) < len(t1):
-        log.warning("%s: %d of %d trials have no score", scores_file, len(t1) - len(scores), len(t1))
+    scored, scores = read_scores(scores_file)
+    labels = match_scores(read_trials(trials, need_labels=True), scored, opts.allow_partial)
     thresholds = []
     if opts.threshold:
         try:

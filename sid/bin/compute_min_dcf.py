@@ -9,10 +9,10 @@ take Kaldi's script form (--p-target 0.01 or --p-target=0.01).
 import argparse
 import sys
 
-from sid.backend.scoring import read_scores, read_trials
-from sid.cli import run_main
+from sid.backend.scoring import match_scores, read_scores, read_trials
+from sid.cli import parse_bool, run_main
 from sid.errors import SidError
-from sid.metrics import error_rates, labels_for, min_dcf
+from sid.metrics import error_rates, min_dcf
 
 
 def main() -> int:
@@ -23,6 +23,8 @@ def main() -> int:
     parser.add_argument("--p-target", type=float, default=0.01, help="Prior probability of a target trial.")
     parser.add_argument("--c-miss", type=float, default=1, help="Cost of a missed detection.")
     parser.add_argument("--c-fa", type=float, default=1, help="Cost of a spurious detection.")
+    parser.add_argument("--allow-partial", type=parse_bool, default=False,
+                        help="Evaluate a score file that covers only part of the trials (else an error).")
     parser.add_argument("scores_filename", help="<utt1> <utt2> <score> lines")
     parser.add_argument("trials_filename", help="<utt1> <utt2> <target/nontarget> lines")
     sys.stderr.write(" ".join(sys.argv) + "\n")
@@ -33,9 +35,9 @@ def main() -> int:
         raise SidError("--c-miss must be greater than 0")
     if not 0 < args.p_target < 1:
         raise SidError("--p-target must be greater than 0 and less than 1")
-    t1, t2, tlab = read_trials(args.trials_filename, min_fields=3)
-    k1, k2, scores = read_scores(args.scores_filename)
-    labels = labels_for(k1, k2, t1, t2, tlab, args.scores_filename)
+    trials = read_trials(args.trials_filename, need_labels=True)
+    scored, scores = read_scores(args.scores_filename)
+    labels = match_scores(trials, scored, args.allow_partial)
     mindcf, threshold = min_dcf(error_rates(scores, labels), args.p_target, args.c_miss, args.c_fa)
     sys.stdout.write("{0:.4f}\n".format(mindcf))
     sys.stderr.write("minDCF is {0:.4f} at threshold {1:.4f} (p-target={2}, c-miss={3},"

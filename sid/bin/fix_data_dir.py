@@ -14,8 +14,10 @@ Keep the utterances present in every utterance-keyed file; sort; remake spk2utt.
 
 def main() -> int:
     po = KaldiOptions(USAGE)
-    _, (data,) = po.parse(num_args=1)
-    fix(data)
+    po.register("utt-extra-files", "", "More utterance-keyed files to reduce (names, space-separated)")
+    po.register("spk-extra-files", "", "More speaker-keyed files to reduce (names, space-separated)")
+    opts, (data,) = po.parse(num_args=1)
+    fix(data, utt_extra_files=opts.utt_extra_files.split(), spk_extra_files=opts.spk_extra_files.split())
     return 0
 
 

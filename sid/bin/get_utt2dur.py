@@ -57,7 +57,7 @@ def durations(items: list[tuple[str, str]], nj: int, read_entire_file: bool) -> 
     return out
 
 
-def _fmt(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
     return f"{seconds:.4f}".rstrip("0").rstrip(".")
 
 
@@ -90,11 +90,11 @@ def main() -> int:
                 raise DataDirError(f"{d.file('wav.scp')}: no recording '{missing[0]}' named in segments")
             rec_dur = durations([(r, wav[r]) for r in sorted(open_ended)], opts.nj, opts.read_entire_file)
         for utt, rec, start, end in rows:
-            lines.append(f"{utt} {_fmt((end if end > 0 else rec_dur[rec]) - start)}")
+            lines.append(f"{utt} {format_seconds((end if end > 0 else rec_dur[rec]) - start)}")
     else:
         wav = d.table("wav.scp")
         dur = durations(list(zip(wav.keys, wav.values())), opts.nj, opts.read_entire_file)
-        lines = [f"{k} {_fmt(dur[k])}" for k in wav.keys]
+        lines = [f"{k} {format_seconds(dur[k])}" for k in wav.keys]
     write_lines(d.file("utt2dur"), lines)
     log.info("wrote %s (%d utterances)", d.file("utt2dur"), len(lines))
     return 0

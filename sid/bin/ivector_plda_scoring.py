@@ -2,8 +2,9 @@
 
 Usage: python -m sid.bin.ivector_plda_scoring [options] <plda> <train-ivector-rspecifier> <test-ivector-rspecifier> <trials-rxfilename> <scores-wxfilename>
 The trials file has lines "<key1> <key2>" (a third field, e.g. target, is
-ignored); the output has lines "<key1> <key2> <score>". Trials whose key has
-no vector are skipped with a warning, as Kaldi does. Train (enrolment)
+ignored); the output has lines "<key1> <key2> <score>". A trial whose key has
+no vector is an error; with --allow-partial it is skipped with a warning, as
+Kaldi does. Train (enrolment)
 vectors may be speaker means: --num-utts gives the number of utterances
 each was averaged over (default 1).
 e.g.: python -m sid.bin.ivector_plda_scoring --num-utts=ark:num_utts.ark plda ark:spk_ivectors.ark ark:ivectors.ark trials scores
@@ -28,6 +29,8 @@ def main() -> int:
     po.register("simple-length-normalization", False, "If true, replace the default length normalization by "
                 "scaling to length sqrt(dim) in the PLDA space")
     po.register("num-utts", "", "Table to read the number of utterances per speaker, e.g. ark:num_utts.ark")
+    po.register("allow-partial", False, "Score the trials that have both vectors, warning about the others "
+                "(Kaldi's behaviour)")
     opts, args = po.parse(num_args=5)
     limit_blas_threads()
     plda = Plda.read(args[0])
@@ -62,14 +65,13 @@ def main() -> int:
     else:
         t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization)
     log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
-    k1, k2, _ = read_trials(args[3])
-    ei, ti, ok = index_trials(k1, k2, train_keys, test_keys)
+    trials = read_trials(args[3])
+    ei, ti, ok = index_trials(trials, train_keys, test_keys, opts.allow_partial, sides=("train", "test"))
     scores = plda.log_likelihood_ratios(e, train_n, t, ei[ok], ti[ok])
-    write_scores(args[4], k1[ok], k2[ok], scores)
-    if len(scores):
-        log.info("Mean score was %g, standard deviation was %g", scores.mean(), scores.std())
+    write_scores(args[4], trials.keys1[ok], trials.keys2[ok], scores)
+    log.info("Mean score was %g, standard deviation was %g", scores.mean(), scores.std())
     log.info("Processed %d trials, %d had errors.", int(ok.sum()), int((~ok).sum()))
-    return 0 if ok.any() else 1
+    return 0
 
 
 if __name__ == "__main__":

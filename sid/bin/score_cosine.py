@@ -2,8 +2,8 @@
 
 Usage: python -m sid.bin.score_cosine <enroll-rspecifier> <test-rspecifier> <trials-rxfilename> <scores-wxfilename>
 Trials have lines "<key1> <key2> [target|nontarget]"; output lines are
-"<key1> <key2> <score>". Trials whose key has no vector are skipped with a
-warning. --mean and --transform subtract a mean and apply a matrix (LDA) first,
+"<key1> <key2> <score>". A trial whose key has no vector is an error (with
+--allow-partial, a warning, and the trial is not scored). --mean and --transform subtract a mean and apply a matrix (LDA) first,
 in process, as the pipe ivector_subtract_global_mean | ivector_transform would;
 the table is read once when enrolment and test rspecifiers are the same.
 e.g.: python -m sid.bin.score_cosine --mean=mean.vec --transform=transform.mat scp:xvector.scp scp:xvector.scp trials scores
@@ -23,6 +23,7 @@ def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     po.register("mean", "", "Mean vector to subtract first (as ivector-subtract-global-mean), e.g. mean.vec")
     po.register("transform", "", "Matrix to apply after the mean (as ivector-transform), e.g. transform.mat")
+    po.register("allow-partial", False, "Score the trials that have both vectors, warning about the others")
     opts, args = po.parse(num_args=4)
     limit_blas_threads()
     mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
@@ -34,12 +35,12 @@ def main() -> int:
         raise SidError(f"no vectors read from {args[0] if not enroll_keys else args[1]}")
     if enroll.shape[1] != test.shape[1]:
         raise SidError(f"enrolment vectors have dimension {enroll.shape[1]}, test vectors {test.shape[1]}")
-    k1, k2, _ = read_trials(args[2])
-    ei, ti, ok = index_trials(k1, k2, enroll_keys, test_keys)
+    trials = read_trials(args[2])
+    ei, ti, ok = index_trials(trials, enroll_keys, test_keys, opts.allow_partial)
     scores = cosine_scores(enroll, test, ei[ok], ti[ok])
-    write_scores(args[3], k1[ok], k2[ok], scores)
+    write_scores(args[3], trials.keys1[ok], trials.keys2[ok], scores)
     log.info("Processed %d trials, %d had errors.", int(ok.sum()), int((~ok).sum()))
-    return 0 if ok.any() else 1
+    return 0
 
 
 if __name__ == "__main__":

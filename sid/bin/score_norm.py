@@ -35,6 +35,8 @@ def main() -> int:
     po.register("transform", "", "Matrix to apply after the mean (as ivector-transform), e.g. transform.mat")
     po.register("normalize-input", False, "Scale every vector to length sqrt(dim) after the transforms "
                 "(as ivector-normalize-length)")
+    po.register("allow-partial", False, "Normalise the scores whose pair has both vectors, warning about "
+                "the others (else an error)")
     opts, args = po.parse(num_args=5)
     limit_blas_threads()
     mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
@@ -54,9 +56,9 @@ def main() -> int:
             raise SidError(f"no {name} vectors read")
     if not cohort.shape[1] == enroll.shape[1] == test.shape[1]:
         raise SidError(f"dimensions differ: cohort {cohort.shape[1]}, enrolment {enroll.shape[1]}, test {test.shape[1]}")
-    k1, k2, scores = read_scores(args[3])
-    ei, ti, ok = index_trials(k1, k2, enroll_keys, test_keys, what="scored trials")
-    k1, k2, scores, ei, ti = k1[ok], k2[ok], scores[ok], ei[ok], ti[ok]
+    scored, scores = read_scores(args[3])
+    ei, ti, ok = index_trials(scored, enroll_keys, test_keys, opts.allow_partial)
+    k1, k2, scores, ei, ti = scored.keys1[ok], scored.keys2[ok], scores[ok], ei[ok], ti[ok]
     top_n = opts.top_n if opts.method == "asnorm" else len(cohort_keys)
 
     if opts.plda:

@@ -8,8 +8,9 @@ Raw embeddings go through what Kaldi's recipe pipes into ivector-plda-scoring:
 (each stage only if its option is given; length normalisation unless --normalize-input=false),
 then the PLDA (after ivector-copy-plda --smoothing) scores every trial like
 ivector-plda-scoring: same scores (within float rounding), same "<key1> <key2> <score>" output.
-Several trial lists may follow, each with its output file. Trials whose key has no vector are
-skipped with a warning. Outputs are written atomically.
+Several trial lists may follow, each with its output file. A trial whose key has no vector is
+an error (with --allow-partial, a warning, and the trial is not scored). Outputs are written
+atomically.
 """
 
 import logging
@@ -36,6 +37,7 @@ def main() -> int:
     po.register("normalize-length", True, "If true, do length normalization as part of PLDA")
     po.register("simple-length-normalization", False, "If true, replace the default length normalization by "
                 "scaling to length sqrt(dim) in the PLDA space")
+    po.register("allow-partial", False, "Score the trials that have both vectors, warning about the others")
     opts, args = po.parse(num_args=(5, 1001))
     if len(args) % 2 == 0:
         raise SidError(f"each trials file needs its scores file; got {len(args) - 3} file names after the tables")
@@ -67,8 +69,8 @@ def main() -> int:
     log.info("Read %d enrolment and %d test vectors", len(enroll_keys), len(test_keys))
 
     def read_and_index(trials: str):
-        k1, k2, _ = read_trials(trials)
-        return (k1, k2) + index_trials(k1, k2, enroll_keys, test_keys)
+        trial_list = read_trials(trials)
+        return (trial_list,) + index_trials(trial_list, enroll_keys, test_keys, opts.allow_partial)
 
     # Trial lists are parsed (Python, holding the GIL) on a second thread while this one runs
     # the table transforms (BLAS, which releases it): on a free core that hides the parsing.
@@ -76,17 +78,14 @@ def main() -> int:
         indexed = [pool.submit(read_and_index, trials) for trials in args[3::2]]
         enroll = transform_table(args[1], enroll_keys, enroll)
         test = enroll if args[2] == args[1] else transform_table(args[2], test_keys, test)
-        status = 0
         for trials, out, job in zip(args[3::2], args[4::2], indexed):
-            k1, k2, ei, ti, ok = job.result()
+            trial_list, ei, ti, ok = job.result()
             scores = plda.log_likelihood_ratios(enroll, np.ones(len(enroll_keys), dtype=np.int64), test,
                                                 ei[ok], ti[ok])
-            write_scores(out, k1[ok], k2[ok], scores)
-            if len(scores):
-                log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
+            write_scores(out, trial_list.keys1[ok], trial_list.keys2[ok], scores)
+            log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
             log.info("%s: processed %d trials, %d had errors.", trials, int(ok.sum()), int((~ok).sum()))
-            status = status or (0 if ok.any() else 1)
-    return status
+    return 0
 
 if __name__ == "__main__":
     run_main(main)

@@ -4,8 +4,9 @@ from sid.cli import KaldiOptions, run_main
 from sid.data.datadir import subset
 
 USAGE = """Usage: subset_data_dir [options] <src-data-dir> <dest-data-dir>
-Exactly one of --utt-list, --spk-list, --first, --last, --per-spk, --random.
- e.g.: subset_data_dir --random=1000 --seed=1 data/train data/train_1k"""
+Exactly one of --num, --first, --last, --per-spk, --speakers, --shortest, --utt-list, --spk-list;
+the same utterances as Kaldi's subset_data_dir.sh.
+ e.g.: subset_data_dir --num=1000 data/train data/train_1k"""
 
 
 def main() -> int:
@@ -14,12 +15,13 @@ def main() -> int:
     po.register("spk-list", "", "Keep the utterances of the speakers listed")
     po.register("first", 0, "Keep the first N utterances")
     po.register("last", 0, "Keep the last N utterances")
+    po.register("num", 0, "Keep N utterances spread evenly over the data dir (Kaldi's default)")
     po.register("per-spk", 0, "Keep up to N utterances per speaker, evenly spread")
-    po.register("random", 0, "Keep N utterances drawn at random")
-    po.register("seed", 777, "Random seed for --random")
+    po.register("speakers", 0, "Keep whole speakers, in Kaldi's shuffled order, until there are N utterances")
+    po.register("shortest", 0, "Keep the N shortest utterances (utt2num_frames, else feature lengths)")
     opts, (src, dest) = po.parse(num_args=2)
-    subset(src, dest, utt_list=opts.utt_list, spk_list=opts.spk_list, first=opts.first, last=opts.last,
-           per_spk=opts.per_spk, random_n=opts.random, seed=opts.seed)
+    subset(src, dest, utt_list=opts.utt_list, spk_list=opts.spk_list, num=opts.num, first=opts.first,
+           last=opts.last, per_spk=opts.per_spk, speakers=opts.speakers, shortest=opts.shortest)
     return 0
 
 

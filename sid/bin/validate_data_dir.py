@@ -27,11 +27,13 @@ def main() -> int:
     po.register("no-feats", False, "Do not require feats.scp (it is still checked if present)")
     po.register("no-wav", False, "Do not require wav.scp (it is still checked if present)")
     po.register("no-text", False, "Accepted for Kaldi compatibility: text is never required here")
+    po.register("non-print", False, "Allow non-printable (control) characters in text")
     po.register("no-spk-sort", False, "Do not require utt2spk to be sorted by speaker as well")
     po.register("check-audio", False, "Check that every audio file in wav.scp exists")
     po.register("check-frames", True, "With utt2num_frames, compare frame counts in feats.scp/vad.scp archives")
     opts, (data,) = po.parse(num_args=1)
     errors, warnings = validate(data, no_feats=opts.no_feats, no_wav=opts.no_wav, no_spk_sort=opts.no_spk_sort,
+                                non_print=opts.non_print,
                                 check_audio=opts.check_audio, check_frames=opts.check_frames)
     for w in warnings:
         log.warning("%s", w)

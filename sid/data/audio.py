@@ -59,6 +59,29 @@ def _run_pipe(spec: str, utt: str) -> bytes:
     return proc.stdout
 
 
+def _wav_data_promise(head: bytes) -> tuple[int, int] | None:
+    """``(data bytes the header promises, offset of the data)`` of a RIFF/WAVE header, or None
+    when it is not one, is streamed (size 0 or 0xFFFFFFFF: read to the end) or ``head`` ends
+    before the data chunk."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        size = int.from_bytes(head[pos + 4:pos + 8], "little")
+        if head[pos:pos + 4] == b"data":
+            return None if size in (0, 0xFFFFFFFF) else (size, pos + 8)
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None
+
+
+def _warn_if_truncated(head: bytes, length: int, utt: str, spec: str) -> None:
+    """Kaldi's WaveData reads what a truncated wav holds and warns; so do we, naming the utterance."""
+    promise = _wav_data_promise(head)
+    if promise is not None and 0 < length - promise[1] < promise[0]:
+        log.warning("%s: Expected %d bytes of wave data, but read only %d bytes. Truncated file?",
+                    _where(utt, spec), promise[0], length - promise[1])
+
+
 def _channel0(data: np.ndarray, utt: str, spec: str) -> np.ndarray:
     """``data`` is ``[samples, channels]``; Kaldi's default takes channel 0."""
     if data.ndim == 2:
@@ -139,6 +162,7 @@ def _decode(spec: str, utt: str, start: float, end: float | None) -> tuple[np.nd
         payload = _run_pipe(spec, utt) if _is_pipe(spec) else sys.stdin.buffer.read()
         if not payload:
             raise AudioError(f"{_where(utt, spec)}: produced no data")
+        _warn_if_truncated(payload[:65536], len(payload), utt, spec)
         try:
             data, sr = _read_soundfile(io.BytesIO(payload), utt, spec, 0.0, None)
         except sf.LibsndfileError:
@@ -154,6 +178,8 @@ def _decode(spec: str, utt: str, start: float, end: float | None) -> tuple[np.nd
         if Path(path).suffix.lower() in PYAV_EXTENSIONS:
             data, sr = _read_pyav(path, utt, spec)
         else:
+            with open(path, "rb") as f:
+                _warn_if_truncated(f.read(65536), os.fstat(f.fileno()).st_size, utt, spec)
             try:
                 return _read_soundfile(path, utt, spec, start, end)
             except sf.LibsndfileError as err:

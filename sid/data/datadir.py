@@ -26,6 +26,7 @@ import logging
 import operator
 import os
 import random
+import re
 import shutil
 import struct
 import tempfile
@@ -48,9 +49,13 @@ os.umask(_UMASK)
 def _atomic_text(path: str | os.PathLike) -> Iterator:
     """A text file to write that appears at ``path`` (renamed into place) only when complete."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding=ENCODING, errors=ERRORS, newline="\n") as f:
             yield f
         os.chmod(tmp, 0o666 & ~_UMASK)
+
+# Kaldi's tools see bytes: text that is not UTF-8 passes through unchanged (each bad byte
+# a lone surrogate in between), and only "\n" ends a line (a lone "\r" is a blank).
+ENCODING, ERRORS = "utf-8", "surrogateescape"
 
 UTT, SPK, REC = "utterance", "speaker", "recording"
 UTT_FILES = ("feats.scp", "vad.scp", "text", "segments")
@@ -100,11 +105,7 @@ def load_table(path: str | os.PathLike) -> Table:
             data = f.read()
     except OSError as err:
         raise DataDirError(f"{path}: {err.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        lineno = data.count(b"\n", 0, err.start) + 1
-        raise DataDirError(f"{path}:{lineno}: not UTF-8 text ({err.reason})") from None
+    text = data.decode(ENCODING, ERRORS)
     del data
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -331,11 +332,14 @@ def _check_numbers(table: Table, rep: _Report, integer: bool = False) -> None:
 
 
 def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = False, no_spk_sort: bool = False,
-             check_audio: bool = False, check_frames: bool = True) -> tuple[list[str], list[str]]:
+             no_text: bool = False, non_print: bool = False, check_audio: bool = False,
+             check_frames: bool = True) -> tuple[list[str], list[str]]:
     """Every problem of a data dir as ``(errors, warnings)``; each names its file and line.
 
     Like Kaldi's validate_data_dir.sh: ``feats.scp`` and ``wav.scp`` are required unless
-    ``no_feats``/``no_wav``, and checked whenever present; ``text`` is optional.
+    ``no_feats``/``no_wav``, and checked whenever present; ``text`` is optional (Kaldi
+    requires it unless ``no_text``) and, unless ``non_print``, must not hold control
+    characters.
     ``check_audio``: every wav.scp file path must exist (pipes are not run).
     ``check_frames``: with utt2num_frames, the frame counts in the feats.scp/vad.scp
     archive headers must match it.
@@ -435,6 +439,11 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
         elif name == "utt2num_frames":
             _check_numbers(table, rep, integer=True)
             num_frames = table
+        elif name == "text" and not non_print:
+            bad = [i for i, line in enumerate(table.lines) if _NON_PRINT.search(line)]
+            if bad:
+                rep.error(f"{table.path}:{table.lineno(bad[0])}: {len(bad)} lines with non-printable characters or "
+                          "bytes that are not UTF-8 (e.g. this one; --non-print allows them)")
         elif name == "spk2gender":
             for i, value in enumerate(_raw_values(table)):
                 if value.strip() not in ("m", "f"):
@@ -445,6 +454,11 @@ def validate(path: str | os.PathLike, *, no_feats: bool = False, no_wav: bool = 
             if scp is not None:
                 _check_frames(scp, num_frames, rep)
     return rep.errors, rep.warnings
+
+
+# What Kaldi's grep '[^[:print:][:space:]]' finds in a UTF-8 locale: control characters
+# other than the blanks, and bytes that are not UTF-8 (read here as lone surrogates).
+_NON_PRINT = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def _check_spk2utt(s2u: Table, u2s: Table, utts: _Keys, spks: list[str], rep: _Report) -> None:
@@ -488,8 +502,8 @@ def _check_segments(seg: Table, recordings: _Keys | None, rep: _Report) -> None:
             continue
         rec, start, end = fields[1], float(fields[2]), float(fields[3])
         used.add(rec)
-        if start < 0 or (end > 0 and end <= start) or (end <= 0 and end != -1):
-            rep.error(f"{where}: bad segment times {fields[2]} {fields[3]} (need 0 <= start < end, or end -1)")
+        if start < 0 or end <= start:
+            rep.error(f"{where}: bad segment times {fields[2]} {fields[3]} (need 0 <= start < end)")
         if recordings is not None and rec not in recordings.set:
             rep.error(f"{where}: recording '{rec}' is not in wav.scp")
     if recordings is not None:
@@ -674,14 +688,22 @@ def _write_parts(src: DataDir, dests: list[Path], utt_part: dict[str, int],
         write_lines(d / "spk2utt", spk2utt_lines(us, ss))
 
 
-def _clear_tables(dest: Path) -> None:
-    """Remove the tables of a previous data dir at ``dest`` so none survives that the new one lacks."""
+def _clear_tables(dest: Path, backup: bool = False, keep: Iterable[str] = ()) -> None:
+    """Remove the tables of a previous data dir at ``dest`` so none survives that the new one lacks;
+    with ``backup``, those not in ``keep`` (to be rewritten) are moved to ``dest/.backup/``."""
     if dest.is_dir():
         seg = (dest / "segments").is_file()
+        keep = set(keep)
         for entry in os.listdir(dest):
             p = dest / entry
-            if p.is_file() and not entry.startswith(".") and (entry == "spk2utt" or key_kind(entry, seg) is not None):
-                p.unlink()
+            if p.is_file() and not entry.startswith(".") and (entry == "spk2utt" or key_kind(entry, seg) is not None
+                                                               or entry in _COPY_VERBATIM):
+                if backup and entry not in keep:
+                    (dest / ".backup").mkdir(exist_ok=True)
+                    os.replace(p, dest / ".backup" / entry)
+                    log.warning("%s: not in the source; moved to %s", p, dest / ".backup")
+                else:
+                    p.unlink()
 
 
 def _check_dest(src: DataDir, dest: Path) -> None:
@@ -691,7 +713,7 @@ def _check_dest(src: DataDir, dest: Path) -> None:
 
 def _filter_file(path: Path, out_path: Path, keep: set[str] | dict) -> None:
     """Copy the lines of a table whose key is in ``keep``, streamed (memory does not grow with the file)."""
-    with open(path, encoding="utf-8") as f, _atomic_text(out_path) as out:
+    with open(path, encoding=ENCODING, errors=ERRORS, newline="\n") as f, _atomic_text(out_path) as out:
         write = out.write
         last = "\n"
         for line in f:
@@ -730,18 +752,33 @@ def write_subset(src: DataDir, dest: str | os.PathLike, utts: Iterable[str],
         if name != "spk2utt":
             _filter_file(src.file(name), dest / name, where[key_kind(name, has_seg)])
     write_lines(dest / "spk2utt", spk2utt_lines(kept_utts, kept_spks))
+    if src.has("frame_shift"):
+        shutil.copyfile(src.file("frame_shift"), dest / "frame_shift")
     return len(kept_utts)
 
 
 def subset(src: str | os.PathLike, dest: str | os.PathLike, *, utt_list: str | None = None, spk_list: str | None = None,
-           first: int = 0, last: int = 0, per_spk: int = 0, random_n: int = 0, seed: int = 777) -> int:
-    """Kaldi's subset_data_dir.sh: exactly one selection; returns the number of utterances written."""
-    modes = [bool(utt_list), bool(spk_list), first > 0, last > 0, per_spk > 0, random_n > 0]
+           num: int = 0, first: int = 0, last: int = 0, per_spk: int = 0, speakers: int = 0,
+           shortest: int = 0) -> int:
+    """Kaldi's subset_data_dir.sh, choosing the same utterances; returns the number written.
+
+    Exactly one selection: ``num`` utterances spread evenly over utt2spk (Kaldi's
+    default, subset_scp.pl), the ``first``/``last`` N, up to ``per_spk`` per speaker
+    (every k-th, k the largest step that still gives N), whole ``speakers`` in Kaldi's
+    shuffle_list.pl order until there are N utterances, the ``shortest`` N (by
+    utt2num_frames, else the feature lengths), or the ids of ``utt_list``/``spk_list``.
+    """
+    counts = {"num": num, "first": first, "last": last, "per_spk": per_spk, "speakers": speakers, "shortest": shortest}
+    modes = [bool(utt_list), bool(spk_list)] + [n > 0 for n in counts.values()]
     if sum(modes) != 1:
-        raise DataDirError("choose exactly one of --utt-list, --spk-list, --first, --last, --per-spk, or a random count")
+        raise DataDirError("choose exactly one of --utt-list, --spk-list, --first, --last, --per-spk, --speakers, "
+                           "--shortest or a number of utterances")
     d = DataDir(src)
     _check_dest(d, Path(dest))
     utts, spks = d.utt2spk()
+    n = max(counts.values())
+    if n > len(utts):
+        raise DataDirError(f"cannot subset {d.path} to {n} utterances: it has only {len(utts)}")
     if utt_list:
         keep = set(_read_id_list(utt_list))
         sel = [u for u in utts if u in keep]
@@ -760,29 +797,98 @@ def subset(src: str | os.PathLike, dest: str | os.PathLike, *, utt_list: str | N
             groups.setdefault(s, []).append(u)
         sel = []
         for us in groups.values():
-            if len(us) <= per_spk:
-                sel.extend(us)
-            else:  # evenly spread over the speaker's utterances, as Kaldi's subset_scp.pl
-                step = len(us) / per_spk
-                sel.extend(us[int(i * step)] for i in range(per_spk))
+            step = 1
+            while per_spk * (step + 1) <= len(us):
+                step += 1
+            sel.extend(us[0:min(len(us), per_spk * step):step])
+    elif speakers:
+        groups = {}
+        for u, s in zip(utts, spks):
+            groups.setdefault(s, []).append(u)
+        chosen_spks, total = set(), 0
+        for spk in shuffle_list(list(groups)):
+            if total >= speakers:
+                break
+            chosen_spks.add(spk)
+            total += len(groups[spk])
+        sel = [u for u, s in zip(utts, spks) if s in chosen_spks]
+    elif shortest:
+        keep = set(u for _, u in sorted(_lengths(d))[:shortest])
+        sel = [u for u in utts if u in keep]
     else:
-        if random_n > len(utts):
-            raise DataDirError(f"asked for {random_n} utterances but {d.path} has only {len(utts)}")
-        sel = random.Random(seed).sample(utts, random_n)
-    if (first or last) and max(first, last) > len(utts):
-        log.warning("asked for %d utterances but %s has only %d; taking all", max(first, last), d.path, len(utts))
+        sel = spread(utts, num)
     if not sel:
         raise DataDirError(f"the subset of {d.path} would be empty")
     chosen = set(sel)
     n = write_subset(d, dest, chosen, (utts, spks))
-    log.info("wrote %d of %d utterances (%d speakers) to %s", n, len(utts),
+    log.info("reducing #utt from %d to %d (%d speakers) in %s", len(utts), n,
              len({s for u, s in zip(utts, spks) if u in chosen}), dest)
     return n
 
 
+def spread(items: list, n: int) -> list:
+    """``n`` of ``items`` spread evenly, the ones Kaldi's subset_scp.pl picks (halve the range
+    and the count, left half getting the smaller half of the count)."""
+    out: list = []
+
+    def pick(start: int, end: int, needed: int) -> None:
+        if end - start == 1:
+            if needed > 0:
+                out.append(items[start])
+            return
+        half = (end - start) // 2
+        pick(start, start + half, needed // 2)
+        pick(start + half, end, needed - needed // 2)
+
+    if n > 0 and items:
+        pick(0, len(items), n)
+    return out
+
+
+def shuffle_list(items: list, seed: int = 0) -> list:
+    """Kaldi's shuffle_list.pl order: each item gets Perl's ``rand()`` after ``srand(seed)``
+    (drand48), items sorted by those numbers as Perl prints them, compared as strings."""
+    x = (seed << 16) + 0x330E
+    keyed = []
+    for i, item in enumerate(items):
+        x = (0x5DEECE66D * x + 0xB) & 0xFFFFFFFFFFFF
+        keyed.append((format(x / 2.0 ** 48, ".15g"), i, item))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [item for _, _, item in keyed]
+
+
+def _lengths(d: DataDir) -> list[tuple[tuple[float, str], str]]:
+    """``((length, line), utt)`` per utterance in Kaldi's ``sort -n -k2`` order terms: from
+    utt2num_frames, or else the feature matrices' row counts."""
+    if d.has("utt2num_frames"):
+        t = d.table("utt2num_frames")
+        pairs = [(k, line) for k, line in zip(t.keys, t.lines)]
+    elif d.has("feats.scp"):
+        t = d.table("feats.scp")
+        reader = ArkHeaderReader()
+        try:
+            pairs = []
+            for k, v in zip(t.keys, t.values()):
+                try:
+                    pairs.append((k, f"{k} {reader.num_rows(v)}"))
+                except (OSError, ValueError) as err:
+                    raise DataDirError(f"{t.path}: cannot read '{k}': {err}") from None
+        finally:
+            reader.close()
+    else:
+        raise DataDirError(f"{d.path}: --shortest needs utt2num_frames or feats.scp")
+    return [((_leading_number(_field(line, 1) or ""), line), k) for k, line in pairs]
+
+
+def _leading_number(text: str) -> float:
+    """``sort -n``'s number: the leading decimal number of the field, 0 when there is none."""
+    m = re.match(r"-?(\d+\.?\d*|\.\d+)", text)
+    return float(m.group(0)) if m else 0.0
+
+
 def _read_id_list(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=ENCODING, errors=ERRORS, newline="\n") as f:
             return [line.split(None, 1)[0] for line in f if line.strip()]
     except OSError as err:
         raise DataDirError(f"{path}: {err.strerror}") from None
@@ -792,26 +898,43 @@ def _read_id_list(path: str) -> list[str]:
 # split
 
 
-def _balanced_bounds(counts: list[int], n: int) -> list[int]:
-    """Cut points 0 = b0 < b1 < ... < bn = len(counts) so each contiguous block's total is near total/n."""
-    total = sum(counts)
-    cum = [0]
-    for c in counts:
-        cum.append(cum[-1] + c)
-    bounds = [0]
-    import bisect
-
-    for k in range(1, n):
-        target = total * k / n
-        j = bisect.bisect_left(cum, target)
-        # Nearer of the two cut points around the target, leaving room for the remaining blocks.
-        if j > 0 and (j >= len(cum) or target - cum[j - 1] <= cum[j] - target):
-            j -= 1
-        j = max(j, bounds[-1] + 1)
-        j = min(j, len(counts) - (n - k))
-        bounds.append(j)
-    bounds.append(len(counts))
-    return bounds
+def _kaldi_speaker_split(counts: list[int], n: int) -> list[int]:
+    """Part of each speaker (given in order with its utterance count), as Kaldi's split_scp.pl
+    --utt2spk: speaker i starts in part i*n//len, then a speaker at a part's edge moves to the
+    neighbouring part while that brings the two parts' utterance counts closer."""
+    m = len(counts)
+    parts: list[list[int]] = [[] for _ in range(n)]
+    totals = [0] * n
+    for i, c in enumerate(counts):
+        p = i * n // m
+        parts[p].append(i)
+        totals[p] += c
+    changed = True
+    while changed:
+        changed = False
+        for p in range(n):
+            if p < n - 1 and parts[p]:
+                c = counts[parts[p][-1]]
+                if abs((totals[p + 1] + c) - (totals[p] - c)) < abs(totals[p + 1] - totals[p]):
+                    totals[p + 1] += c
+                    totals[p] -= c
+                    parts[p + 1].insert(0, parts[p].pop())
+                    changed = True
+            if p > 0 and parts[p]:
+                c = counts[parts[p][0]]
+                if abs((totals[p] - c) - (totals[p - 1] + c)) < abs(totals[p] - totals[p - 1]):
+                    totals[p - 1] += c
+                    totals[p] -= c
+                    parts[p - 1].append(parts[p].pop(0))
+                    changed = True
+    out = [0] * m
+    for p, members in enumerate(parts):
+        if not members:
+            raise DataDirError(f"cannot split {m} speakers into {n} parts without an empty part "
+                               "(too many parts for too few speakers; split per utterance with --per-utt)")
+        for i in members:
+            out[i] = p
+    return out
 
 
 def split_assignment(utts: list[str], spks: list[str], n: int, per_utt: bool) -> dict[str, int]:
@@ -842,11 +965,7 @@ def split_assignment(utts: list[str], spks: list[str], n: int, per_utt: bool) ->
         counts[s] += 1
     if n > len(order):
         raise DataDirError(f"cannot split {len(order)} speakers into {n} parts (split per utterance with --per-utt)")
-    bounds = _balanced_bounds([counts[s] for s in order], n)
-    spk_part = {}
-    for p in range(n):
-        for s in order[bounds[p]:bounds[p + 1]]:
-            spk_part[s] = p
+    spk_part = dict(zip(order, _kaldi_speaker_split([counts[s] for s in order], n)))
     return {u: spk_part[s] for u, s in zip(utts, spks)}
 
 
@@ -898,23 +1017,39 @@ def split(path: str | os.PathLike, n: int, *, per_utt: bool = False) -> Path:
 # fix
 
 
-def _clean_table(t: Table, two_fields: bool) -> tuple[list[str], list[str], list[str]]:
-    """Lines without duplicate keys (first kept) or missing values, sorted by key; plus notes on what went."""
+# Kaldi's fix_data_dir.sh drops an utterance missing from one of these (wav.scp too when
+# there is no segments file, utt2dur/utt2num_frames when the value is not positive); ours
+# also from vad.scp, so that utterances whose VAD failed go (Kaldi keeps them, and its
+# validator then rejects the dir). Other utterance-keyed files are only reduced.
+_FIX_UTT_FILTERS = ("feats.scp", "text", "segments", "utt2lang", "vad.scp")
+# ... and a speaker missing from one of these, with all its utterances.
+_FIX_SPK_FILTERS = ("cmvn.scp", "spk2gender")
+_AWK_NUMBER = re.compile(r"[ \t]*[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|0[xX][0-9a-fA-F]+)[ \t]*")
+
+
+def awk_positive(field: str) -> bool:
+    """awk's ``$2 > 0`` (as Kaldi's scripts test durations): a numeric comparison when the
+    field looks like a number (mawk also reads hex), else a string comparison with "0"."""
+    if _AWK_NUMBER.fullmatch(field):
+        return (int(field, 16) if "x" in field.lower() else float(field)) > 0
+    return field > "0"
+
+
+def _dedup_sorted(t: Table) -> tuple[list[str], list[str], list[str]]:
+    """``sort -k1,1 -u``: sorted by key, the first line of a repeated key kept; empty lines
+    and lines with only a key dropped (Kaldi keeps those, for a later tool to fail on)."""
     keys, lines = t.keys, t.lines
     notes = []
     if t.empty_lines:
         notes.append(f"{t.path.name}: dropped {len(t.empty_lines)} empty lines")
-    bad_shape = any(map(operator.eq, lines, keys))
-    if two_fields and not bad_shape:
-        bad_shape = sum(map(len, map(str.split, lines))) != 2 * len(lines)
-    if bad_shape or len(set(keys)) != len(keys):
+    if any(map(operator.eq, lines, keys)) or len(set(keys)) != len(keys):
         seen: set[str] = set()
         kk, ll = [], []
         dup = malformed = 0
         for k, line in zip(keys, lines):
             if k in seen:
                 dup += 1
-            elif line == k or (two_fields and len(line.split()) != 2):
+            elif line == k:
                 malformed += 1
             else:
                 seen.add(k)
@@ -924,23 +1059,38 @@ def _clean_table(t: Table, two_fields: bool) -> tuple[list[str], list[str], list
         if dup:
             notes.append(f"{t.path.name}: dropped {dup} lines with a duplicate key (first line kept)")
         if malformed:
-            notes.append(f"{t.path.name}: dropped {malformed} malformed lines")
+            notes.append(f"{t.path.name}: dropped {malformed} lines without a value")
     keys, lines = _sorted_by_key(keys, lines)
     return keys, lines, notes
 
 
-def fix(path: str | os.PathLike) -> dict[str, int]:
-    """Kaldi's fix_data_dir.sh: keep the utterances present in every utterance-keyed file.
+def _field(line: str, i: int) -> str | None:
+    parts = line.split()
+    return parts[i] if len(parts) > i else None
 
-    Also drops duplicate keys (first kept), empty lines and lines without a value,
-    sorts every file, regenerates spk2utt, reduces speaker- and recording-keyed files
-    to what is left, and copies the previous files to ``<dir>/.backup/`` with a
-    ``dropped`` list (``<utterance> <reason>``). Returns ``reason -> count``.
+
+def fix(path: str | os.PathLike, *, utt_extra_files: Iterable[str] = (),
+        spk_extra_files: Iterable[str] = ()) -> dict[str, int]:
+    """Kaldi's fix_data_dir.sh, step for step, on the files in memory.
+
+    Every table is sorted with the first line of a repeated key kept. With segments, the
+    segments whose recording is not in wav.scp go. Speakers missing from cmvn.scp or
+    spk2gender go with their utterances; utterances missing from feats.scp, text,
+    segments, utt2lang, vad.scp, wav.scp (without segments) or with a utt2dur /
+    utt2num_frames value that is not positive go. Then every file is reduced to the
+    utterances, speakers and recordings left and spk2utt is remade. utt2spk must be
+    sorted by speaker too (speaker ids prefixes of utterance ids); otherwise it fails,
+    as Kaldi does, and changes nothing.
+
+    ``utt_extra_files``/``spk_extra_files``: more files (by name) keyed by utterance /
+    speaker; every ``utt2*``, ``spk2*`` and ``reco2*`` file is handled without naming it.
+    The previous files are copied to ``<dir>/.backup/`` with a ``dropped`` list
+    (``<utterance> <reason>``). Returns ``reason -> count``.
     """
     d = DataDir(path)
     if not d.has("utt2spk"):
         if not d.has("spk2utt"):
-            raise DataDirError(f"{d.path}: needs utt2spk (or spk2utt to make it from)")
+            raise DataDirError(f"{d.file('utt2spk')}: no such file")
         pairs = []
         for line in d.table("spk2utt").lines:
             f = line.split()
@@ -948,84 +1098,101 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
         pairs.sort()  # whole-line order is key order: keys hold no whitespace
         write_lines(d.file("utt2spk"), pairs)
         log.info("made utt2spk from spk2utt")
-    names = d.table_names()
     has_seg = d.has_segments
+    kinds = {name: key_kind(name, has_seg) for name in d.table_names() if name != "spk2utt"}
+    for names, kind in ((utt_extra_files, UTT), (spk_extra_files, SPK)):
+        for name in names:
+            if d.has(name):
+                kinds[name] = kind
     clean: dict[str, tuple[list[str], list[str]]] = {}
     notes: list[str] = []
-    for name in names:
-        if name != "spk2utt":
-            keys, lines, why = _clean_table(d.table(name), two_fields=name == "utt2spk")
-            clean[name] = (keys, lines)
-            notes.extend(why)
+    for name in kinds:
+        keys, lines, why = _dedup_sorted(d.table(name))
+        clean[name] = (keys, lines)
+        notes.extend(why)
+    if has_seg and "wav.scp" not in clean:
+        raise DataDirError(f"{d.file('segments')} exists but not {d.file('wav.scp')}")
 
     u_keys, u_lines = clean["utt2spk"]
-    utts = set(u_keys)
+    spks = []
+    for k, line in zip(u_keys, u_lines):
+        parts = line.split()
+        if len(parts) != 2:
+            raise DataDirError(f"{d.file('utt2spk')}: expected '<utterance> <speaker>', got '{line}'")
+        spks.append(parts[1])
+    if not all(map(operator.le, spks, itertools.islice(spks, 1, None))):
+        i = next(i for i in range(1, len(spks)) if spks[i] < spks[i - 1])
+        raise DataDirError(f"{d.file('utt2spk')}: not sorted by speaker as well as by utterance: '{u_keys[i]}' "
+                           f"(speaker '{spks[i]}') follows '{u_keys[i - 1]}' (speaker '{spks[i - 1]}'); make "
+                           "speaker ids prefixes of utterance ids (Kaldi's fix_data_dir.sh stops here too)")
+
     dropped: dict[str, str] = {}
     reasons: dict[str, int] = {}
-    present_sets: dict[str, set[str]] = {}
-    for name, (keys, _) in clean.items():
-        if name == "utt2spk" or key_kind(name, has_seg) != UTT:
-            continue
-        present = present_sets[name] = set(keys)
-        if not utts <= present:
-            missing = [u for u in u_keys if u not in present]
-            reasons[f"not in {name}"] = len(missing)
-            for u in missing:
-                dropped.setdefault(u, f"not-in-{name}")
-        extra = len(present - utts)
-        if extra:
-            notes.append(f"{name}: dropped {extra} lines for utterances not in utt2spk")
+
+    def drop(utts: Iterable[str], why: str) -> None:
+        n = 0
+        for u in utts:
+            if u not in dropped:
+                dropped[u] = why
+                n += 1
+        if n:
+            reasons[why] = reasons.get(why, 0) + n
+
+    recordings: set[str] = set()
     if has_seg:
-        recs = set(clean["wav.scp"][0]) if "wav.scp" in clean else set()
+        recordings = set(clean["wav.scp"][0])
         s_keys, s_lines = clean["segments"]
-        bad = 0
-        for k, line in zip(s_keys, s_lines):
-            f = line.split()
-            if len(f) != 4 or f[1] not in recs or not (_is_number(f[2]) and _is_number(f[3])):
-                if k not in dropped and k in utts:
-                    dropped[k] = "bad-segment-or-recording-not-in-wav.scp"
-                    bad += 1
-        if bad:
-            reasons["with a malformed segment or a recording not in wav.scp"] = bad
-    keep = utts.difference(dropped) if dropped else utts
-    if not keep:
-        raise DataDirError(f"{d.path}: no utterance is present in every file ({', '.join(sorted(clean))}); nothing kept")
+        drop((k for k, line in zip(s_keys, s_lines) if _field(line, 1) not in recordings),
+             "its recording is not in wav.scp")
+    speakers = set(spks)
+    for name in _FIX_SPK_FILTERS:
+        if name in clean:
+            present = set(clean[name][0])
+            lost = speakers - present
+            if lost:
+                drop((u for u, s in zip(u_keys, spks) if s in lost), f"its speaker is not in {name}")
+    filters = list(_FIX_UTT_FILTERS) + ([] if has_seg else ["wav.scp"])
+    for name in filters:
+        if name in clean:
+            present = set(clean[name][0])
+            drop((u for u in u_keys if u not in present), f"not in {name}")
+    for name in ("utt2dur", "utt2num_frames"):
+        if name in clean:
+            good = {k for k, line in zip(*clean[name]) if len(f := line.split()) == 2 and awk_positive(f[1])}
+            drop((u for u in u_keys if u not in good), f"no positive value in {name}")
+    kept = [(u, s) for u, s in zip(u_keys, spks) if u not in dropped]
+    if not kept:
+        raise DataDirError(f"{d.path}: no utterances remained ({'; '.join(f'{n} {w}' for w, n in reasons.items())})")
 
     backup = d.path / ".backup"
     if backup.exists():
         shutil.rmtree(backup)
     backup.mkdir()
-    for name in names:
+    for name in d.table_names():
         shutil.copy2(d.file(name), backup / name)
-    write_lines(backup / "dropped", [f"{u} {why}" for u, why in sorted(dropped.items())])
+    write_lines(backup / "dropped", [f"{u} {why.replace(' ', '-')}" for u, why in sorted(dropped.items())])
 
-    spks = [line[len(k):].strip() for k, line in zip(u_keys, u_lines)]
-    if dropped:
-        kept = [(u, sp) for u, sp in zip(u_keys, spks) if u in keep]
-        kept_utts, kept_spks = [u for u, _ in kept], [sp for _, sp in kept]
-    else:
-        kept_utts, kept_spks = u_keys, spks
-    speakers = set(kept_spks)
-    recs_used: set[str] = set()
+    keep = {u for u, _ in kept}
+    speakers = {s for _, s in kept}
     if has_seg:
         s_keys, s_lines = clean["segments"]
-        recs_used = {line.split()[1] for k, line in zip(s_keys, s_lines) if k in keep}
+        recordings = {_field(line, 1) for k, line in zip(s_keys, s_lines) if k in keep}
+    wanted = {UTT: keep, SPK: speakers, REC: recordings}
     for name, (keys, lines) in clean.items():
-        kind = key_kind(name, has_seg)
-        wanted = keep if kind == UTT else speakers if kind == SPK else recs_used
-        if kind == UTT and not dropped and (name == "utt2spk" or present_sets[name] <= keep):
-            out = lines
-        else:
-            out = [line for k, line in zip(keys, lines) if k in wanted]
+        kind = kinds[name]
+        out = [line for k, line in zip(keys, lines) if k in wanted[kind]]
         if kind != UTT and len(out) < len(keys):
-            notes.append(f"{name}: dropped {len(keys) - len(out)} lines for {kind}s no longer used")
+            notes.append(f"{name}: dropped {len(keys) - len(out)} lines for {kind}s not in use")
+        elif kind == UTT and len(out) < len(keys) - sum(k in dropped for k in keys):
+            notes.append(f"{name}: dropped {len(keys) - len(out) - sum(k in dropped for k in keys)} "
+                         "lines for utterances not in utt2spk")
         write_lines(d.file(name), out)
-    write_lines(d.file("spk2utt"), spk2utt_lines(kept_utts, kept_spks))
+    write_lines(d.file("spk2utt"), spk2utt_lines([u for u, _ in kept], [s for _, s in kept]))
     for note in notes:
         log.info("%s", note)
     for why, count in reasons.items():
-        log.info("dropped %d utterances %s", count, why)
-    log.info("kept %d of %d utterances (%d speakers) in %s; old files in %s", len(kept_utts), len(u_keys),
+        log.info("dropped %d utterances: %s", count, why)
+    log.info("kept %d of %d utterances (%d speakers) in %s; old files in %s", len(kept), len(u_keys),
              len(speakers), d.path, backup)
     return reasons
 
@@ -1034,16 +1201,30 @@ def fix(path: str | os.PathLike) -> dict[str, int]:
 # copy and combine
 
 
-def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "", utt_suffix: str = "",
-         spk_prefix: str = "", spk_suffix: str = "") -> int:
-    """Kaldi's copy_data_dir.sh: copy with utterance/speaker ids renamed.
+# Files Kaldi's copy_data_dir.sh rewrites with apply_map.pl (fields joined by one space);
+# others with renamed keys keep the rest of their line as it was.
+_COPY_REWRITTEN = {"feats.scp", "vad.scp", "utt2lang", "segments", "text", "utt2dur", "utt2num_frames",
+                   "spk2gender", "cmvn.scp"}
+_COPY_VERBATIM = ("frame_shift", "stm", "glm", "ctm")
 
-    A renamed copy gets ``utt2uniq`` (new id -> original id) so later steps can keep
-    copies of one recording together. Recording ids (with ``segments``) are not renamed.
+
+def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "", utt_suffix: str = "",
+         spk_prefix: str = "", spk_suffix: str = "", validate_opts: str = "") -> int:
+    """Kaldi's copy_data_dir.sh: copy with utterance/speaker ids renamed, then validate the copy.
+
+    An existing ``utt2uniq`` is carried over (renamed); none is made where the source has
+    none (Kaldi's script makes one, then moves it away as a file the source lacks).
+    Recording ids (with ``segments``) are not renamed.
+    Files are sorted by their new keys (Kaldi keeps the old order, which a suffix can
+    unsort). Tables of a previous data dir at ``dest`` that the source lacks are moved
+    to ``dest/.backup/``. The copy is checked with :func:`validate` (``--no-feats``/
+    ``--no-text`` where the source has no feats.scp/text, plus the Kaldi
+    validate_data_dir.sh options in ``validate_opts``); a problem is an error.
     """
     s = DataDir(src)
     dest = Path(dest)
     _check_dest(s, dest)
+    vopts = _validate_options(validate_opts)
     utts, spks = s.utt2spk()
     has_seg = s.has_segments
 
@@ -1054,7 +1235,7 @@ def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "
             return spk_prefix + key + spk_suffix
         return key
 
-    _clear_tables(dest)
+    _clear_tables(dest, backup=True, keep=s.table_names() + ["utt2uniq"])
     dest.mkdir(parents=True, exist_ok=True)
     renamed = bool(utt_prefix or utt_suffix)
     for name in s.table_names():
@@ -1062,9 +1243,13 @@ def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "
             continue
         kind = key_kind(name, has_seg)
         t = s.table(name)
-        if kind == REC or not (renamed or (kind == SPK and (spk_prefix or spk_suffix))):
-            lines = t.lines
-            keys = t.keys
+        if kind == REC:
+            lines, keys = t.lines, t.keys
+        elif name in _COPY_REWRITTEN or (name in ("wav.scp", "reco2dur") and not has_seg):
+            keys = [rename(k, kind) for k in t.keys]
+            lines = [" ".join([k] + line.split()[1:]) for k, line in zip(keys, t.lines)]
+        elif not (renamed or (kind == SPK and (spk_prefix or spk_suffix))):
+            lines, keys = t.lines, t.keys
         else:
             keys = [rename(k, kind) for k in t.keys]
             lines = []
@@ -1079,20 +1264,39 @@ def copy(src: str | os.PathLike, dest: str | os.PathLike, *, utt_prefix: str = "
     new_spks = [rename(sp, SPK) for sp in spks]
     order = sorted(range(len(new_utts)), key=new_utts.__getitem__)
     write_lines(dest / "spk2utt", spk2utt_lines([new_utts[i] for i in order], [new_spks[i] for i in order]))
-    if renamed or s.has("utt2uniq"):
-        uniq: dict[str, str] = {}
-        if s.has("utt2uniq"):
-            t = s.table("utt2uniq")
-            uniq = dict(zip(t.keys, t.values()))
-        pairs = sorted((rename(u, UTT), uniq.get(u, u)) for u in utts)
-        write_lines(dest / "utt2uniq", (f"{a} {b}" for a, b in pairs))
+    if s.has("utt2uniq"):
+        t = s.table("utt2uniq")
+        write_lines(dest / "utt2uniq", sorted(f"{rename(k, UTT)} {_field(line, 1) or ''}"
+                                              for k, line in zip(t.keys, t.lines)))
+    for name in _COPY_VERBATIM:
+        if s.has(name):
+            shutil.copyfile(s.file(name), dest / name)
     log.info("copied %d utterances from %s to %s", len(utts), s.path, dest)
+    vopts.setdefault("no_feats", not s.has("feats.scp"))
+    errors, warnings = validate(dest, check_frames=False, **vopts)
+    for w in warnings:
+        log.warning("%s", w)
+    if errors:
+        raise DataDirError("the copy does not validate (validate_data_dir.sh "
+                           f"{validate_opts}{' ' if validate_opts else ''}{dest}):\n" + "\n".join(errors))
     return len(utts)
+
+
+def _validate_options(text: str) -> dict[str, bool]:
+    """Kaldi validate_data_dir.sh flags (as copy_data_dir.sh's --validate-opts) -> :func:`validate` keywords."""
+    flags = {"--no-feats": "no_feats", "--no-wav": "no_wav", "--no-text": "no_text", "--non-print": "non_print",
+             "--no-spk-sort": "no_spk_sort"}
+    out = {}
+    for word in text.split():
+        if word not in flags:
+            raise DataDirError(f"unknown validate_data_dir.sh option '{word}' (known: {', '.join(flags)})")
+        out[flags[word]] = True
+    return out
 
 
 def _iter_keyed(path: Path, src: int) -> Iterator[tuple[str, int, str]]:
     """``(key, src, line)`` for each non-empty line of a table file, streamed."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=ENCODING, errors=ERRORS, newline="\n") as f:
         for line in f:
             parts = line.split(None, 1)
             if parts:
@@ -1113,48 +1317,62 @@ def _ascending(items: Iterator[tuple[str, int, str]]) -> Iterator[tuple[str, int
 
 
 def _combine_file(out_path: Path, sources: list, labels: list[str], kind: str) -> int:
-    """Merge the sources' lines into ``out_path`` in key order; returns the number of lines.
+    """Merge the sources' lines into ``out_path`` in line order (Kaldi's ``sort``); returns the number of lines.
 
     Sorted sources are merged as streams, so memory does not grow with the data;
-    an unsorted source makes it fall back to sorting everything in memory.
-    Repeated utterance ids are an error; a speaker/recording may repeat only with
-    the same value.
+    an unsorted source makes it fall back to sorting everything in memory. A key in
+    more than one line is written once, from the line that sorts first (what Kaldi's
+    fix_data_dir.sh keeps), with a warning when the lines differ.
     """
     def write(items) -> int:
         n = 0
         prev_key, prev_src, prev_line = None, -1, ""
+        repeats = 0
         with _atomic_text(out_path) as out:
-            for key, src, line in items:
+            for key, line, src in items:
                 if key == prev_key:
-                    if kind == UTT:
-                        where = f"twice in {labels[src]}" if src == prev_src else \
-                            f"in both {labels[prev_src]} and {labels[src]}"
-                        raise DataDirError(f"{out_path.name}: utterance '{key}' is {where}; make the ids unique "
-                                           "(copy_data_dir.sh --utt-prefix) or fix the source (fix_data_dir.sh)")
-                    if line.split()[1:] != prev_line.split()[1:]:
-                        raise DataDirError(f"{out_path.name}: {kind} '{key}' differs between {labels[prev_src]} "
-                                           f"('{prev_line}') and {labels[src]} ('{line}')")
+                    if kind == UTT or line.split()[1:] != prev_line.split()[1:]:
+                        repeats += 1
+                        if repeats <= 5:
+                            where = f"twice in {labels[src]}" if src == prev_src else \
+                                f"in both {labels[prev_src]} and {labels[src]}"
+                            log.warning("%s: %s '%s' is %s; keeping '%s'", out_path.name, kind, key, where, prev_line)
                     continue
                 out.write(line)
                 out.write("\n")
                 n += 1
                 prev_key, prev_src, prev_line = key, src, line
+        if repeats > 5:
+            log.warning("%s: %d repeated keys in all", out_path.name, repeats)
         return n
 
+    def by_line(make):
+        return ((key, line, src) for key, src, line in make())
+
     try:
-        return write(heapq.merge(*(_ascending(make()) for make in sources)))
+        return write(heapq.merge(*(_ascending(by_line(make)) for make in sources)))
     except _Unsorted:
         log.warning("%s: a source is not sorted; sorting in memory (run fix_data_dir.sh on the sources)", out_path.name)
-        return write(sorted(itertools.chain.from_iterable(make() for make in sources)))
+        return write(sorted(itertools.chain.from_iterable(by_line(make) for make in sources)))
 
 
-def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
-    """Kaldi's combine_data.sh: the union of several data dirs.
+# Files Kaldi's combine_data.sh combines (when every source has them), besides utt2uniq and segments.
+_COMBINE_FILES = ("utt2spk", "utt2lang", "utt2dur", "utt2num_frames", "reco2dur", "feats.scp", "text", "cmvn.scp",
+                  "vad.scp", "reco2file_and_channel", "wav.scp", "spk2gender")
+
+
+def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike], *, extra_files: Iterable[str] = (),
+            skip_fix: bool = False) -> int:
+    """Kaldi's combine_data.sh: the union of several data dirs, then fix_data_dir on it.
 
     A file is combined when every source has it (otherwise it is left out, with a
-    warning); a source without ``segments`` gets whole-recording segments when others
-    have them. Utterance ids must be unique across sources; a speaker or recording id
-    may repeat only with the same value.
+    warning); Kaldi's own list (utt2spk, feats.scp, wav.scp, ...), ``extra_files``,
+    and every other ``utt2*``/``spk2*``/``reco2*`` file. utt2uniq is made wherever
+    one source has it (identity for the others); when some source has segments, a
+    source without gets one segment per utterance from its utt2dur (``<utt> <utt> 0
+    <duration>``; durations read from the audio where it has no utt2dur). A
+    frame_shift file is copied (and must agree). Unless ``skip_fix``, the result goes
+    through :func:`fix` as in Kaldi.
     """
     dirs = [DataDir(p) for p in srcs]
     if not dirs:
@@ -1163,29 +1381,38 @@ def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
     for d in dirs:
         _check_dest(d, dest)
         if not d.has("utt2spk"):
-            raise DataDirError(f"{d.path}: no utt2spk")
+            raise DataDirError(f"{d.file('utt2spk')}: no such file")
+    frame_shift = None
+    for d in dirs:
+        if d.has("feats.scp") and d.has("frame_shift"):
+            if frame_shift is not None and frame_shift.read_bytes() != d.file("frame_shift").read_bytes():
+                raise DataDirError(f"different frame_shift in {frame_shift.parent} and {d.path}: cannot combine features")
+            frame_shift = d.file("frame_shift")
     labels = [str(d.path) for d in dirs]
     any_seg = any(d.has_segments for d in dirs)
-    names: set[str] = set()
+    names: set[str] = set(_COMBINE_FILES) | set(extra_files)
     for d in dirs:
         names.update(n for n in d.table_names() if n != "spk2utt")
-    if any_seg:
-        names.add("segments")
+    names -= {"utt2uniq", "segments"}
     _clear_tables(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    # utt2spk first: a repeated utterance id stops the combination before anything else is written.
+    if any(d.has("utt2uniq") for d in dirs):
+        sources = [functools.partial(_iter_keyed, d.file("utt2uniq"), i) if d.has("utt2uniq")
+                   else functools.partial(_identity_pairs, d.file("utt2spk"), i) for i, d in enumerate(dirs)]
+        _combine_file(dest / "utt2uniq", sources, labels, UTT)
+    if any_seg:
+        sources = [functools.partial(_iter_keyed, d.file("segments"), i) if d.has_segments
+                   else functools.partial(_whole_segments, d, i) for i, d in enumerate(dirs)]
+        _combine_file(dest / "segments", sources, labels, UTT)
+    # utt2spk first, then the rest in name order.
     for name in ["utt2spk"] + sorted(names - {"utt2spk"}):
-        missing = [d for d in dirs if not d.has(name) and not (name == "segments" and any_seg and d.has("wav.scp"))]
+        missing = [d for d in dirs if not d.has(name)]
         if missing:
-            log.warning("not combining %s: missing from %s", name, ", ".join(str(d.path) for d in missing))
+            if len(missing) < len(dirs):
+                log.warning("not combining %s: missing from %s", name, ", ".join(str(d.path) for d in missing))
             continue
-        sources = []
-        for i, d in enumerate(dirs):
-            if name == "segments" and not d.has_segments:
-                sources.append(functools.partial(_whole_recordings, d.file("wav.scp"), i))
-            else:
-                sources.append(functools.partial(_iter_keyed, d.file(name), i))
-        kind = REC if (name == "wav.scp" and any_seg) else key_kind(name, any_seg)
+        sources = [functools.partial(_iter_keyed, d.file(name), i) for i, d in enumerate(dirs)]
+        kind = REC if (name == "wav.scp" and any_seg) else key_kind(name, any_seg) or UTT
         _combine_file(dest / name, sources, labels, kind)
     groups: dict[str, list[str]] = {}
     n = 0
@@ -1193,11 +1420,31 @@ def combine(dest: str | os.PathLike, srcs: list[str | os.PathLike]) -> int:
         groups.setdefault(line[len(utt):].strip(), []).append(utt)
         n += 1
     write_lines(dest / "spk2utt", [spk + " " + " ".join(us) for spk, us in groups.items()])
+    if frame_shift is not None:
+        shutil.copyfile(frame_shift, dest / "frame_shift")
     log.info("combined %d utterances from %d data dirs into %s", n, len(dirs), dest)
+    if not skip_fix:
+        fix(dest)
     return n
 
 
-def _whole_recordings(wav_scp: Path, src: int) -> Iterator[tuple[str, int, str]]:
-    """segments lines covering each recording of a wav.scp whole (end -1)."""
-    for key, _, _ in _iter_keyed(wav_scp, src):
-        yield key, src, f"{key} {key} 0 -1"
+def _identity_pairs(utt2spk: Path, src: int) -> Iterator[tuple[str, int, str]]:
+    """utt2uniq lines mapping each utterance to itself."""
+    for key, _, _ in _iter_keyed(utt2spk, src):
+        yield key, src, f"{key} {key}"
+
+
+def _whole_segments(d: DataDir, src: int) -> Iterator[tuple[str, int, str]]:
+    """One segment per utterance of a data dir without segments: ``<utt> <utt> 0 <utt2dur value>``,
+    as Kaldi's get_segments_for_data.sh (durations read from the audio when there is no utt2dur)."""
+    if d.has("utt2dur") and d.file("utt2dur").stat().st_size:
+        for key, _, line in _iter_keyed(d.file("utt2dur"), src):
+            yield key, src, f"{key} {key} 0 {_field(line, 1) or ''}"
+        return
+    from sid.bin.get_utt2dur import durations, format_seconds
+
+    log.info("%s has no utt2dur: reading the durations of its recordings for segments", d.path)
+    wav = d.table("wav.scp")
+    dur = durations(list(zip(wav.keys, wav.values())), 1, False)
+    for key in sorted(dur):
+        yield key, src, f"{key} {key} 0 {format_seconds(dur[key])}"

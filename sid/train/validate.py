@@ -7,19 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sid.data.table import iter_lines
-from sid.errors import DataDirError
+from sid.backend import scoring
 
 
 def read_trials(path) -> list[tuple[str, str, bool]]:
-    """Kaldi trials: ``utt1 utt2 target|nontarget``."""
-    out = []
-    for lineno, key, rest in iter_lines(path):
-        parts = rest.split()
-        if len(parts) != 2 or parts[1] not in ("target", "nontarget"):
-            raise DataDirError(f"{path}:{lineno}: expected 'utt1 utt2 target|nontarget'")
-        out.append((key, parts[0], parts[1] == "target"))
-    return out
+    """Kaldi trials ``utt1 utt2 target|nontarget``, checked as the scoring tools check them."""
+    trials = scoring.read_trials(str(path), need_labels=True)
+    return list(zip(trials.keys1.tolist(), trials.keys2.tolist(), trials.labels.tolist()))
 
 
 def equal_error_rate(scores: np.ndarray, is_target: np.ndarray) -> float:

@@ -19,10 +19,17 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 1
     corpus, data, src, dest = sys.argv[1:]
-    corpus = os.path.realpath(corpus)
+    # Paths are compared as written, never resolved: a corpus assembled from symbolic links
+    # (speaker folders linked from elsewhere) names its files through the links. The root
+    # itself may be given through a link or resolved (local/prepare_data.py resolves it).
+    roots = {os.path.abspath(corpus), os.path.realpath(corpus)}
     path2utt = {}
     for utt, path in read_dict(os.path.join(data, "wav.scp")).items():
-        path2utt[os.path.relpath(os.path.realpath(path), corpus)] = utt
+        path = os.path.abspath(path)
+        for root in roots:
+            rel = os.path.relpath(path, root)
+            if not rel.startswith(".." + os.sep):
+                path2utt[rel] = utt
     labels = {"1": "target", "0": "nontarget"}
     bad = []
     with atomic_path(dest) as tmp, open(src) as f, open(tmp, "w") as out:
