@@ -21,6 +21,8 @@
 #   --seed <N>               # (default: 777)
 #   --checkpoint-minutes <m> # checkpoint at least this often (default: 10)
 #   --device <auto|cpu|cuda> # (default: auto)
+#   --init-model <pt>        # start from these weights, e.g. <exp>/final.pt (large-margin fine-tuning
+#                            # with conf/<model>_lm.yaml into its own exp dir)
 #   --fbank-config <conf>    # audio source: the front-end's Kaldi fbank config (e.g. conf/fbank80.conf)
 #   --rir-list <files>       # audio source: comma-separated rir_list files (augmentation 'reverb')
 #   --noise-dir <dir> --music-dir <dir> --babble-dir <dir>  # audio source: MUSAN data dirs
@@ -38,6 +40,7 @@ num_workers=4
 seed=777
 checkpoint_minutes=10
 device=auto
+init_model=
 fbank_config=
 rir_list=
 noise_dir=
@@ -69,7 +72,7 @@ fi
 # shellcheck disable=SC2086
 args=(--model-config="$model_config" --num-workers="$num_workers" --seed="$seed"
       --checkpoint-minutes="$checkpoint_minutes" --device="$device"
-      ${fbank_config:+--fbank-config="$fbank_config"} ${rir_list:+--rir-list="$rir_list"}
+      ${init_model:+--init-model="$init_model"} ${fbank_config:+--fbank-config="$fbank_config"} ${rir_list:+--rir-list="$rir_list"}
       ${noise_dir:+--noise-dir="$noise_dir"} ${music_dir:+--music-dir="$music_dir"}
       ${babble_dir:+--babble-dir="$babble_dir"} $train_opts "$data" "$dir")
 

@@ -36,6 +36,8 @@ def main() -> int:
     po.register("rir-list", "", "data.source audio: comma-separated RIRS_NOISES rir_list files for 'reverb'")
     po.register("noise-dir", "", "data.source audio: MUSAN noise data dir (local/make_musan.py) for 'noise'")
     po.register("music-dir", "", "data.source audio: MUSAN music data dir for 'music'")
+    po.register("init-model", "", "Start from the model and head of this checkpoint (e.g. <exp>/final.pt): "
+                "large-margin fine-tuning; ignored when resuming")
     po.register("babble-dir", "", "data.source audio: MUSAN speech data dir for 'babble'")
     opts, (data_dir, exp_dir) = po.parse(num_args=2)
 

@@ -72,6 +72,7 @@ class TrainOptions:
     noise_dir: str = ""
     music_dir: str = ""
     babble_dir: str = ""
+    init_model: str = ""            # start from these weights (e.g. <exp>/final.pt for large-margin fine-tuning)
 
 
 class _Net(nn.Module):
@@ -279,7 +280,10 @@ class Trainer:
             pos = self._map_position(int(state["position"]), int(state.get("world_size", 1)))
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
-        elif self.is_main:
+        else:
+            if opts.init_model:
+                self._load_init_model(net, opts.init_model)
+        if not last.exists() and self.is_main:
             log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
                      count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
             log.info("%d training utterances of %d speakers, %d held out; %d steps per epoch (batch %d, %d rank(s)), "
@@ -343,6 +347,8 @@ class Trainer:
                 step += 1
                 pos += 1
                 loss_v = float(loss.detach())
+                if step == 1 and self.is_main:
+                    log.info("Loss at step 0: %.6f (margin %.3f)", loss_v, float(net.head.margin))
                 if not math.isfinite(loss_v):
                     raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
                                    "optim.grad_clip, then resume (the last checkpoint is kept)")
@@ -384,6 +390,21 @@ class Trainer:
             self._finish(epochs, cfg.training.num_avg)
         if self.world > 1:
             dist.barrier()
+
+    def _load_init_model(self, net: "_Net", path: str) -> None:
+        """Start from another training's weights (large-margin fine-tuning: ``<exp>/final.pt``)."""
+        state = checkpoint.load(path)
+        for part in ("model", "head"):
+            if part not in state:
+                raise SidError(f"{path} has no '{part}' weights (expected a final.pt or epoch_<N>.pt of train_xvector)")
+            try:
+                getattr(net, part).load_state_dict(state[part])
+            except RuntimeError as err:
+                first = str(err).strip().splitlines()
+                raise SidError(f"{path} does not fit this config's {part} (same model and speakers needed): "
+                               f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+        if self.is_main:
+            log.info("Initialised model and head from %s", path)
 
     def _steps_per_epoch(self, batch_size: int, chunks_per_utt: int) -> int:
         num = len(self.train_set.utts) * chunks_per_utt // batch_size
