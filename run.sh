@@ -50,6 +50,8 @@
 #   --ngpu N --num-workers N    GPUs (processes) and data loader workers for training
 #   --lda-dim N                 LDA dimension before PLDA (Kaldi: 200)
 #   --cohort-top-n N            AS-norm cohort size (WeSpeaker: 300)
+#   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
+#                               about the others, instead of stopping (default: false)
 # e.g. ./run.sh --voxceleb1-root /data/voxceleb1 --voxceleb2-root /data/voxceleb2 \
 #        --musan-root /data/musan --rirs-root /data/RIRS_NOISES --stop-stage 2
 
@@ -84,6 +86,7 @@ ngpu=1
 num_workers=4
 lda_dim=200
 cohort_top_n=300
+allow_partial=false
 
 . utils/parse_options.sh
 
@@ -344,21 +347,21 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for set in $test_sets; do
     trials=$(trials_of $set)
     [ -n "$trials" ] || continue
-    steps/score_cosine.sh --cmd "$train_cmd" data/train $emb/train $emb/$set $final_exp/scores $trials
-    steps/score_norm.sh --cmd "$train_cmd" --backend cosine --method asnorm --top-n $cohort_top_n \
+    steps/score_cosine.sh --cmd "$train_cmd" --allow-partial $allow_partial data/train $emb/train $emb/$set $final_exp/scores $trials
+    steps/score_norm.sh --cmd "$train_cmd" --allow-partial $allow_partial --backend cosine --method asnorm --top-n $cohort_top_n \
       data/train $emb/train $emb/$set $final_exp/scores $trials
     if [ $train_set = wespeaker ]; then
       steps/score_qmf.sh --cmd "$train_cmd" --top-n $cohort_top_n \
         data/train $emb/train data/$set $emb/$set $final_exp/scores $trials
     fi
-    steps/score_plda.sh --cmd "$train_cmd" --lda-dim $lda_dim data/train $emb/train $emb/$set $final_exp/scores $trials
+    steps/score_plda.sh --cmd "$train_cmd" --allow-partial $allow_partial --lda-dim $lda_dim data/train $emb/train $emb/$set $final_exp/scores $trials
   done
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "$0: stage 7: results"
   all_trials=$(for set in $test_sets; do trials_of $set; done)
-  steps/compute_metrics.sh --tsne-emb-dir $emb/${test_sets##* } --tsne-utt2spk data/${test_sets##* }/utt2spk \
+  steps/compute_metrics.sh --allow-partial $allow_partial --tsne-emb-dir $emb/${test_sets##* } --tsne-utt2spk data/${test_sets##* }/utt2spk \
     $final_exp/scores $final_exp $all_trials
   echo "$0: results in $final_exp/results.json"
 fi

@@ -37,9 +37,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sid.backend import kaldi_io  # noqa: E402
-from sid.backend.scoring import read_scores, read_trials  # noqa: E402
-from sid.metrics import evaluate, labels_for  # noqa: E402
+from sid import kaldi_io  # noqa: E402
+from sid.backend.scoring import match_scores, read_scores, read_trials  # noqa: E402
+from sid.metrics import evaluate  # noqa: E402
 from sid.voxceleb import utt_id  # noqa: E402
 
 SHARED = Path(os.environ.get("SID_SHARED", REPO.parent / "shared"))
@@ -139,9 +139,8 @@ def main() -> None:
         res = {name: timed(cmd, work) for name, cmd in steps.items()}
         load_after = load()
 
-        k1, k2, scores = read_scores(str(work / "scores"))
-        t1, t2, tlab = read_trials(str(work / "trials"))
-        labels = labels_for(k1, k2, t1, t2, tlab, "scores")
+        scored, scores = read_scores(str(work / "scores"))
+        labels = match_scores(read_trials(str(work / "trials"), need_labels=True), scored)
         t0, c0 = time.perf_counter(), time.process_time()
         out = evaluate(scores, labels)
         metrics_wall, metrics_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -167,7 +166,7 @@ def main() -> None:
               "they apply to the recipe form)")
         extra = f"EER {out['eer']:.3f}%, minDCF(0.01) {out['mindcf_0.01']:.4f}"
         if not args.skip_pipes:
-            _, _, pipe = read_scores(str(work / "pipe_scores"))
+            _, pipe = read_scores(str(work / "pipe_scores"))
             extra = f"global mean (ivector_mean): {res['mean'][0]:.2f} s; {extra}; " \
                     f"recipe vs pipe scores: max |diff| {np.max(np.abs(pipe - scores)):.2g}"
         print(f"({extra})")

@@ -9,7 +9,7 @@ timings), then reports seconds of one core per hour of audio and x real time for
   fbank+dither    the same with the config's own dither (Kaldi's default 1.0)
   mfcc (sid)      conf/mfcc.conf MFCCs
   vad + cmn       compute_vad + apply_cmvn_sliding(300, center) + select_voiced_frames on those MFCCs
-  write ark       kaldiio ark+scp of the fbank features (sid.features.io.MatrixWriter)
+  write ark       ark+scp of the fbank features (sid.kaldi_io.TableWriter)
   fbank (knf)     kaldi-native-fbank, the reference, in the same run
   whole job       python -m sid.bin.compute_fbank_feats on a wav.scp of the same audio
                   (process start, decode, features, write ark), CPU time of the child
@@ -40,7 +40,7 @@ from sid.cli import KaldiOptions  # noqa: E402
 from sid.data.audio import read_audio  # noqa: E402
 from sid.features.cmvn import apply_cmvn_sliding  # noqa: E402
 from sid.features.compute import Fbank, Mfcc  # noqa: E402
-from sid.features.io import MatrixWriter  # noqa: E402
+from sid.kaldi_io import TableWriter  # noqa: E402
 from sid.features.options import FbankOptions, MfccOptions, VadEnergyOptions  # noqa: E402
 from sid.features.vad import compute_vad, select_voiced_frames  # noqa: E402
 
@@ -101,7 +101,7 @@ def main() -> None:
         select_voiced_frames(apply_cmvn_sliding(m, 300, 100, True), compute_vad(m, vad_opts)) for m in mfccs])[0]))
     with tempfile.TemporaryDirectory() as tmp:
         def write():
-            with MatrixWriter(f"ark,scp:{tmp}/f.ark,{tmp}/f.scp") as w:
+            with TableWriter(f"ark,scp:{tmp}/f.ark,{tmp}/f.scp") as w:
                 for (u, _), m in zip(utts, feats):
                     w.write(u, m)
         rows.append(("write ark", timed(write)[0]))

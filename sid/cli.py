@@ -168,8 +168,22 @@ def setup_logging(verbose: int = 0) -> None:
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
 
 
+def progress(iterable, **kwargs):
+    """``tqdm(iterable, disable=None, **kwargs)``: a bar on a terminal, nothing in a pipe or log.
+
+    tqdm is imported only when the bar can show, since its import (package metadata)
+    is a tenth of a tool's start-up budget and jobs run with stderr in a log file.
+    """
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=None, **kwargs)
+
+
 def run_main(main) -> None:
-    """Run ``main()``; a ``SidError`` ends the program with its message and status 1, no traceback."""
+    """Run ``main()``; a ``SidError`` or ``OSError`` ends the program with its message and status 1,
+    no traceback."""
     from sid.errors import SidError
 
     try:
@@ -178,5 +192,18 @@ def run_main(main) -> None:
         print(f"ERROR ({prog_name()}): {err}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as err:
+        import errno
+
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A write outside sid.kaldi_io's writers (a log, a plot): still one clear line.
+            from sid.data.table import disk_full
+
+            print(f"ERROR ({prog_name()}): {disk_full(err.filename, 0)}", file=sys.stderr)
+        else:
+            # The environment (a folder that cannot be written, a vanished file): what and where.
+            where = f": {err.filename}" if err.filename else ""
+            print(f"ERROR ({prog_name()}): {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(1)
     sys.exit(status or 0)

@@ -11,3 +11,7 @@ class DataDirError(SidError):
 
 class AudioError(SidError):
     """An utterance's audio cannot be used."""
+
+
+class DiskFullError(SidError):
+    """A write found no space left; the message names the file system and the sizes."""

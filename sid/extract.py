@@ -6,10 +6,14 @@ An utterance of ``n`` frames is cut into ``ceil(n / c)`` consecutive chunks of
 (half on each side); the utterance's embedding is the mean of its chunks' embeddings
 weighted by their unpadded lengths.
 
-Chunks of the same length, from any utterances, are run in one batch; utterances are
-visited in order of length so that equal lengths meet (the chunks of long utterances
-are mostly ``max_chunk_frames`` long). Batching never changes an embedding: the
-models have no padding across chunks and run in eval mode.
+Batching never changes an embedding. Utterances are buffered (``SORT_BATCHES`` times
+``batch_frames`` frames) and their chunks sorted by length. A model whose ``embed``
+takes ``lengths`` (x-vector, ECAPA-TDNN, ResNet) gets batches of chunks of
+neighbouring lengths zero-padded to the longest, at most ``batch_frames`` frames
+padding included (this bounds memory); it masks the padding so that each chunk's
+embedding is the one it has alone (``tests/test_extract.py`` checks this on real
+speech for each model). Other models get batches of chunks of equal length only.
+Models run in eval mode, so batch norm uses its running statistics.
 
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
 features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
@@ -18,8 +22,8 @@ unless the config's ``cmvn`` section says otherwise) then voiced-frame selection
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -32,6 +36,9 @@ from sid.models import build_model
 from sid.train import checkpoint
 
 log = logging.getLogger(__name__)
+
+# The sorting buffer holds this many batches, so that batches meet chunks of similar length.
+SORT_BATCHES = 8
 
 DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
 
@@ -57,10 +64,11 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
                      batch_frames: int = 50000) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
-    order batches complete. Items are buffered up to ``batch_frames`` frames in total,
-    sorted by length within the buffer and their equal-length chunks batched."""
+    order batches complete. A batch holds at most ``batch_frames`` frames (padding
+    included), or one chunk where a chunk is longer."""
     model.eval()
     min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
+    padded = "lengths" in inspect.signature(model.embed).parameters
     buffer: list[tuple[str, np.ndarray]] = []
     size = 0
     for utt, feats in items:
@@ -68,32 +76,51 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
             raise SidError(f"utterance '{utt}': no frames to embed")
         buffer.append((utt, feats))
         size += feats.shape[0]
-        if size >= batch_frames:
-            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+        if size >= SORT_BATCHES * batch_frames:
+            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded)
             buffer, size = [], 0
     if buffer:
-        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames)
+        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded)
 
 
-def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames):
-    by_len: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    ordered = sorted(buffer, key=lambda x: x[1].shape[0])
-    for u, (_, feats) in enumerate(ordered):
+def _batches(lengths: list[int], batch_frames: int, padded: bool) -> Iterator[list[int]]:
+    """Indices of the chunks of each batch: longest first (so memory peaks at once);
+    padded, neighbours in length while (count x longest) fits ``batch_frames``;
+    else equal lengths only."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and ((len(batch) + 1) * lengths[batch[0]] > batch_frames
+                      or (not padded and lengths[i] != lengths[batch[0]])):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded):
+    chunks: list[tuple[int, int, np.ndarray]] = []  # (utterance, weight, chunk)
+    for u, (_, feats) in enumerate(buffer):
         for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
-            chunk = pad_chunk(feats[start:start + length], min_chunk_frames)
-            by_len[chunk.shape[0]].append((u, length, chunk))
-    sums: list[np.ndarray | None] = [None] * len(ordered)
-    totals = np.zeros(len(ordered))
-    for length, chunks in by_len.items():
-        per_batch = max(1, batch_frames // length)
-        for i in range(0, len(chunks), per_batch):
-            part = chunks[i:i + per_batch]
-            x = torch.from_numpy(np.stack([c for _, _, c in part]).astype(np.float32)).to(device)
-            emb = model.embed(x).float().cpu().numpy().astype(np.float64)
-            for (u, w, _), e in zip(part, emb):
-                sums[u] = w * e if sums[u] is None else sums[u] + w * e
-                totals[u] += w
-    for u, (utt, _) in enumerate(ordered):
+            chunks.append((u, length, pad_chunk(feats[start:start + length], min_chunk_frames)))
+    sums: list[np.ndarray | None] = [None] * len(buffer)
+    totals = np.zeros(len(buffer))
+    for batch in _batches([c.shape[0] for _, _, c in chunks], batch_frames, padded):
+        lengths = [chunks[i][2].shape[0] for i in batch]
+        x = np.zeros((len(batch), lengths[0], chunks[batch[0]][2].shape[1]), dtype=np.float32)
+        for row, i in enumerate(batch):
+            x[row, :lengths[row]] = chunks[i][2]
+        x_t = torch.from_numpy(x).to(device)
+        if padded:
+            emb = model.embed(x_t, torch.tensor(lengths, device=device))
+        else:
+            emb = model.embed(x_t)
+        for i, e in zip(batch, emb.float().cpu().numpy().astype(np.float64)):
+            u, w, _ = chunks[i]
+            sums[u] = w * e if sums[u] is None else sums[u] + w * e
+            totals[u] += w
+    for u, (utt, _) in enumerate(buffer):
         yield utt, (sums[u] / totals[u]).astype(np.float32)
 
 

@@ -7,8 +7,15 @@
 # ({config.yaml,spk2id,final.pt,models/,log/train.log,tensorboard/}). Rerunning the same command
 # resumes from the newest checkpoint (<exp-dir>/models/last.pt); a finished run is a no-op.
 # With --ngpu N > 1 it runs torchrun with N processes per node (one per GPU; on a machine
-# without CUDA, N CPU processes with the gloo backend). For several nodes run the same
-# command on every node with --nnodes, --node-rank and --master-addr.
+# without CUDA, N CPU processes with the gloo backend), each through sid.jobs.rank: every
+# output line is prefixed [rank R], and a rank that dies says which rank on which node.
+# Several nodes: submit it as one job spanning them, e.g.
+#   $cuda_cmd --num-nodes 2 --gpu 8 exp/x/log/train_job.log steps/train_xvector.sh --ngpu 8 ...
+# (slurm.pl / queue.pl --num-nodes start it once per node). It finds its place in the job
+# (SLURM_STEP_NUM_TASKS / SLURM_PROCID / SLURM_STEP_NODELIST of srun, or SID_NUM_NODES /
+# SID_NODE_RANK / SID_MASTER_ADDR set by queue.pl) and the nodes meet through torchrun's c10d
+# rendezvous on the first node. By hand instead: the same command on every node with
+# --nnodes, --node-rank and --master-addr.
 #
 # Options:
 #   --model-config <yaml>    # model/training config (default: conf/xvector.yaml)
@@ -76,13 +83,30 @@ args=(--model-config="$model_config" --num-workers="$num_workers" --seed="$seed"
       ${noise_dir:+--noise-dir="$noise_dir"} ${music_dir:+--music-dir="$music_dir"}
       ${babble_dir:+--babble-dir="$babble_dir"} $train_opts "$data" "$dir")
 
+# Where this runs in a multi-node job: a rendezvous endpoint on the first node.
+rdzv=()
+if [ "${SLURM_STEP_NUM_TASKS:-1}" -gt 1 ]; then      # srun, one task per node (slurm.pl --num-nodes)
+  nnodes=$SLURM_STEP_NUM_TASKS node_rank=$SLURM_PROCID
+  master_addr=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1)
+  rdzv=(--rdzv-id="slurm-$SLURM_JOB_ID")
+elif [ "${SID_NUM_NODES:-1}" -gt 1 ]; then          # queue.pl --num-nodes (sid.jobs.nodes)
+  nnodes=$SID_NUM_NODES node_rank=$SID_NODE_RANK master_addr=$SID_MASTER_ADDR
+  rdzv=(--rdzv-id="sge-${JOB_ID:-$master_port}")
+fi
+if [ ${#rdzv[@]} -gt 0 ]; then
+  echo "$0: node $node_rank of $nnodes on $(hostname), rendezvous at $master_addr:$master_port"
+  # The first node hosts the rendezvous store (also when several "nodes" share a host).
+  rdzv+=(--rdzv-backend=c10d --rdzv-endpoint="$master_addr:$master_port" --rdzv-conf=is_host=$([ "$node_rank" -eq 0 ] && echo 1 || echo 0))
+else
+  rdzv=(--node-rank="$node_rank" --master-addr="$master_addr" --master-port="$master_port")
+fi
+
 if [ "$ngpu" -le 1 ] && [ "$nnodes" -le 1 ]; then
   python -m sid.bin.train_xvector "${args[@]}"
 else
   # OMP threads per process: the cores divided among the local processes.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / ngpu > 0 ? $(nproc) / ngpu : 1 ))}
-  torchrun --nnodes="$nnodes" --node-rank="$node_rank" --nproc-per-node="$ngpu" \
-    --master-addr="$master_addr" --master-port="$master_port" \
-    -m sid.bin.train_xvector "${args[@]}"
+  torchrun --nnodes="$nnodes" --nproc-per-node="$ngpu" "${rdzv[@]}" \
+    -m sid.jobs.rank python -m sid.bin.train_xvector "${args[@]}"
 fi
 echo "$0: trained $dir/final.pt"

@@ -2,6 +2,8 @@
 tests that need it skip with a reason where it is absent, as in a user's clone."""
 
 import os
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,17 @@ def sid_env() -> dict:
     env["LC_ALL"] = "C"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (root only); skipped with the reason where it cannot be mounted."""
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({res.stderr.strip() or 'mount failed'}; needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -7,7 +7,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.lda import apply_transform, compute_lda
 from sid.backend.plda import Plda, estimate_plda
 from sid.backend.scoring import cohort_stats, cosine_scores, snorm
@@ -84,7 +84,7 @@ def test_io_errors(tmp_path):
         kaldi_io.read_vectors(f"ark:{tmp_path}/dup.ark")
     with pytest.raises(SidError, match="bad table specifier"):
         kaldi_io.read_vectors(str(tmp_path / "a.ark"))
-    with pytest.raises(SidError, match="cannot read"):
+    with pytest.raises(SidError, match="cannot (read|open)"):
         kaldi_io.read_vectors(f"ark:{tmp_path}/missing.ark")
     (tmp_path / "mixed.txt").write_text("a [ 1 2 ]\nb [ 1 2 3 ]\n")
     with pytest.raises(SidError, match="key 'b' has dimension 3"):

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.plda import Plda
 
 B = "python -m sid.bin"

@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 
 DIM = 24
 

@@ -71,6 +71,83 @@ def test_batching_never_changes_an_embedding():
         assert np.allclose(small[u], alone[u], atol=1e-5)
 
 
+class Alone(torch.nn.Module):
+    """The model without ``lengths``: the extractor then batches equal lengths only, so one
+    utterance at a time means each chunk alone, unpadded (the reference)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.min_frames = model.min_frames
+
+    def embed(self, x):
+        return self.model.embed(x)
+
+
+# Each architecture with every layer kind of the full-size configs, narrower to keep the test fast.
+MODEL_TYPES = {
+    "xvector": {"type": "xvector", "feat_dim": 30, "channels": 128, "stats_channels": 300},
+    "ecapa_tdnn": {"type": "ecapa_tdnn", "feat_dim": 30, "channels": 128, "mfa_channels": 384},
+    "resnet34": {"type": "resnet", "feat_dim": 30, "base_channels": 8, "num_blocks": [3, 4, 6, 3]},
+}
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def mixed_utterances(corpus, tmp_path_factory):
+    """10 real utterances (prepared 30-dim fbank) of 10 different lengths, longest first."""
+    feats = corpus_features(corpus, tmp_path_factory.mktemp("extract_feats"))
+    table = kaldiio.load_scp(str(feats / "train" / "feats.scp"))
+    by_len = {}
+    for utt in sorted(table):
+        by_len.setdefault(table[utt].shape[0], utt)
+    lengths = sorted(by_len)
+    picked = [by_len[n] for n in lengths[::max(1, len(lengths) // 10)][:10]]
+    return [(u, table[u]) for u in sorted(picked, key=lambda u: -table[u].shape[0])]
+
+
+def _randomise_batchnorm(model):
+    """Batch norm statistics and affine terms as training leaves them (nonzero shifts), so
+    padding would not stay zero through a layer and any leak into valid frames shows."""
+    gen = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+            if m.affine:
+                m.weight.data.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.data.copy_(0.3 * torch.randn(m.bias.shape, generator=gen))
+    return model.eval()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(MODEL_TYPES))
+def test_padded_batches_equal_one_at_a_time_on_real_speech(mixed_utterances, name, device):
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(MODEL_TYPES[name])).to(device)
+    dev = torch.device(device)
+    lengths = [x.shape[0] for _, x in mixed_utterances]
+    assert len(set(lengths)) == len(lengths) >= 10 and max(lengths) > 2 * min(lengths)
+    # Long utterances are cut into 300-frame chunks and a last shorter one; chunks under 120
+    # frames are edge-padded; 2500 frames per batch make several batches of mixed lengths.
+    opts = dict(max_chunk_frames=300, min_chunk_frames=120)
+    alone = {u: dict(embed_utterances(Alone(model), [(u, x)], dev, **opts))[u] for u, x in mixed_utterances}
+    batched = dict(embed_utterances(model, mixed_utterances, dev, batch_frames=2500, **opts))
+    assert sorted(batched) == sorted(alone)
+    for u, ref in alone.items():
+        scale = np.abs(ref).max()
+        assert np.abs(batched[u] - ref).max() <= 1e-4 * scale, (u, np.abs(batched[u] - ref).max(), scale)
+
+    # The check has teeth: a chunk padded with zeros and embedded without its length
+    # differs from its embedding alone.
+    x = torch.from_numpy(mixed_utterances[0][1][:150].copy()).to(dev)
+    pad = torch.cat([x, torch.zeros(60, x.shape[1], device=dev)])[None]
+    with torch.no_grad():
+        ref = model.embed(x[None])
+        assert not torch.allclose(model.embed(pad), ref, atol=1e-3)
+        assert torch.allclose(model.embed(pad, torch.tensor([150], device=dev)), ref, atol=1e-4 * float(ref.abs().max()))
+
+
 @pytest.fixture(scope="module")
 def trained(corpus, repo, tmp_path_factory):
     """A small x-vector trained 2 epochs on the corpus subset (in-process)."""
@@ -157,3 +234,23 @@ def test_extract_tool_errors(trained, sid_env, repo, tmp_path):
                           f"scp:{feats}/raw/feats.scp", f"scp:{feats}/raw/vad.scp", f"ark:{tmp_path}/x.ark"],
                          env=sid_env, capture_output=True, text=True, cwd=repo)
     assert res.returncode == 1 and "--use-gpu" in res.stderr
+
+
+def test_extract_truncated_archive_fails_naming_it(trained, sid_env, repo, tmp_path):
+    from sid import kaldi_io
+
+    feats, exp = trained
+    utts = sorted(kaldi_io.ScpTable.open(str(feats / "raw" / "feats.scp")))[:3]
+    raw = kaldi_io.random_access(f"scp:{feats}/raw/feats.scp")
+    with kaldi_io.TableWriter(f"ark,scp:{tmp_path}/f.ark,{tmp_path}/f.scp") as w:
+        for u in utts:
+            w.write(u, raw[u])
+    data = (tmp_path / "f.ark").read_bytes()
+    (tmp_path / "f.ark").write_bytes(data[:len(data) - 100])   # the last utterance is cut short
+    for rspec in (f"scp:{tmp_path}/f.scp", f"ark:{tmp_path}/f.ark"):
+        out = f"ark,scp:{tmp_path}/x.ark,{tmp_path}/x.scp"
+        res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", str(exp), rspec,
+                              f"scp:{feats}/raw/vad.scp", out], env=sid_env, capture_output=True, text=True, cwd=repo)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert re.search(rf"{tmp_path}/f.ark: truncated archive.*'{utts[-1]}'", res.stderr), res.stderr[-2000:]
+        assert not (tmp_path / "x.ark").exists() and not (tmp_path / "x.scp").exists()

@@ -15,7 +15,7 @@ import soundfile as sf
 from sid.errors import SidError
 from sid.features.cmvn import apply_cmvn_sliding
 from sid.features.compute import Fbank, Mfcc
-from sid.features.io import MatrixWriter
+from sid.kaldi_io import TableWriter
 from sid.features.options import FbankOptions, FrameExtractionOptions, MfccOptions, VadEnergyOptions
 from sid.features.vad import compute_vad, select_voiced_frames
 from sid.features.window import num_frames, reflected_signal
@@ -207,26 +207,6 @@ def test_select_voiced_frames_and_mismatch():
         select_voiced_frames(x, vad[:3], utt="u1")
 
 
-def test_writer_is_atomic_and_scp_points_into_final_ark(tmp_path):
-    ark, scp = tmp_path / "f.ark", tmp_path / "f.scp"
-    mats = {"a": np.ones((3, 2), np.float32), "b": np.zeros((1, 2), np.float32), "c": np.arange(3, dtype=np.float32)}
-    with pytest.raises(RuntimeError):
-        with MatrixWriter(f"ark,scp:{ark},{scp}") as w:
-            w.write("a", mats["a"])
-            raise RuntimeError("killed")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written is left behind
-    with MatrixWriter(f"ark,scp:{ark},{scp}") as w:
-        for k, v in mats.items():
-            w.write(k, v)
-    assert f"{ark}:" in scp.read_text()
-    back = kaldiio.load_scp(str(scp))
-    for k, v in mats.items():
-        np.testing.assert_array_equal(back[k], v)
-    with pytest.raises(SidError, match="whitespace"):
-        with MatrixWriter(f"ark:{tmp_path / 'g.ark'}") as w:
-            w.write("a b", mats["a"])
-
-
 def test_compute_tool_skips_bad_utterances_with_reasons(tmp_path, sid_env):
     good = _signal(1.0)
     sf.write(tmp_path / "good.wav", good.astype(np.int16), 16000)
@@ -280,19 +260,3 @@ def test_compute_tool_segments_augmentation_and_wav_ark(tmp_path, sid_env):
     assert r.returncode == 0, r.stderr
     out = dict(kaldiio.load_ark(__import__("io").BytesIO(r.stdout)))
     np.testing.assert_allclose(out["w"], Mfcc(o).compute(x), rtol=1e-5, atol=1e-3)
-
-
-def test_writer_writes_straight_into_special_files(tmp_path):
-    import stat
-    import threading
-
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
-    reader.start()
-    with MatrixWriter(f"ark:{fifo}") as w:
-        w.write("a", np.ones((2, 2), np.float32))
-    reader.join(timeout=10)
-    assert stat.S_ISFIFO(fifo.stat().st_mode) and got and got[0].startswith(b"a \0B")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]

@@ -136,6 +136,9 @@ def test_run_pl_pipes_quoting_and_job_name(tmp_path, sid_env):
     assert res.returncode == 0, res.stderr
     assert "\nA  B 2\n" in (tmp_path / "log/p.2.log").read_text()
     assert (tmp_path / "log/p.2.log").read_text().startswith('# echo "a  b" 2 | tr a-z A-Z\n')
+    # A job fails when any command of its pipe fails, not only the last one.
+    res = runner("run.pl", ["JOB=1:2", "log/f.JOB.log", "test", "JOB", "=", "1", "|", "cat"], tmp_path, sid_env)
+    assert res.returncode == 1 and failed_jobs(res.stderr, "run.pl") == {2: "log/f.2.log"}
 
 
 def test_run_pl_max_jobs_run(tmp_path, sid_env):

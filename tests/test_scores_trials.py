@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.plda import Plda
 from sid.backend.scoring import match_scores, read_scores, read_trials
 from sid.errors import SidError
@@ -233,3 +233,11 @@ def test_compute_eer_matches_kaldi_binary(tmp_path, sid_env, kaldi_ref):
         ours = tool("compute_eer", f, env=sid_env)
         assert kaldi.returncode != 0 and ours.returncode == 1 and kaldi_msg in kaldi.stderr
         assert kaldi_msg.split(": ")[0] in ours.stderr and "Traceback" not in ours.stderr
+
+
+def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, sid_env):
+    trials = write(tmp_path / "trials", "a b target\na c nontarget\n")
+    scores = write(tmp_path / "scores", "a b 1\na c 0\n")
+    proc = tool("compute_metrics", trials, scores, "/proc/results.json", env=sid_env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ERROR (compute_metrics): No such file or directory: /proc/"), proc.stderr

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sid.config import SpecAugConfig
-from sid.errors import DataDirError, SidError
+from sid.errors import DataDirError, DiskFullError, SidError
 from sid.train import checkpoint
 from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, split_validation
 from sid.train.schedule import LRSchedule
@@ -109,6 +109,15 @@ def test_average_and_rng_state_roundtrip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
     with pytest.raises(SidError, match="no checkpoint for epoch"):
         checkpoint.average_epochs(tmp_path, [1])
+
+
+def test_checkpoint_on_a_full_disk_says_how_much_it_needs(tiny_disk):
+    checkpoint.save_atomic({"w": torch.zeros(1000)}, tiny_disk / "last.pt")
+    before = (tiny_disk / "last.pt").read_bytes()
+    with pytest.raises(DiskFullError, match=rf"writing {tiny_disk}/last.pt: {tiny_disk} \(tmpfs.*2.0 MiB is needed"):
+        checkpoint.save_atomic({"w": torch.zeros(512 * 1024)}, tiny_disk / "last.pt")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["last.pt"]   # the temporary file is gone
+    assert (tiny_disk / "last.pt").read_bytes() == before                # the last good checkpoint stays
 
 
 def test_data_dir_errors_name_the_file(data_dir):

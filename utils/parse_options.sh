@@ -75,4 +75,22 @@ while [ $# -gt 0 ]; do
   shift $__sid_shift
 done
 unset __sid_name __sid_value __sid_shift __sid_var
+
+# The steps/ scripts, like Kaldi's, pass data, exp, log and feature paths unquoted
+# through job runners and rspecifiers: a path with whitespace (given, or from the
+# current directory) would break deep inside a job. Stop first, naming it. The utils/
+# data-dir tools and sid.bin tools take such paths.
+case "$0" in
+  steps/*|*/steps/*)
+    for __sid_arg in "$@"; do
+      case "$__sid_arg" in /*) __sid_path=$__sid_arg ;; *) __sid_path=$PWD/$__sid_arg ;; esac
+      if [[ "$__sid_path" =~ [[:space:]] ]]; then
+        if [[ "$__sid_arg" =~ [[:space:]] ]]; then __sid_what="'$__sid_arg'"; else __sid_what="'$__sid_arg' (in the current directory '$PWD')"; fi
+        echo "$0: $__sid_what: the steps scripts do not support paths with whitespace (nor do Kaldi's);" \
+          "rename the directory or reach it through a symbolic link whose path has none" >&2
+        exit 1
+      fi
+    done
+    unset __sid_arg __sid_path __sid_what ;;
+esac
 true

@@ -28,6 +28,8 @@
 #   --max-train-speakers N   fewer training speakers, for a quick run (default 0: all)
 #   --min-frames N           drop training utterances with fewer voiced frames (default 100)
 #   --lda-dim N              LDA dimension before PLDA (default 48)
+#   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
+#                            about the others, instead of stopping (default false)
 # Every stage skips work that is already complete, so rerunning after a crash resumes.
 set -euo pipefail
 
@@ -43,6 +45,7 @@ num_test_speakers=25
 max_train_speakers=0
 min_frames=100
 lda_dim=48
+allow_partial=false
 
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -145,19 +148,19 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     local/convert_trials.py "$corpus" "$data/test" "$t" "${kaldi_trials[$i]}"
     i=$((i + 1))
   done
-  steps/score_cosine.sh --cmd "$train_cmd" "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
-  steps/score_norm.sh --cmd "$train_cmd" --backend cosine --method asnorm --top-n 50 \
+  steps/score_cosine.sh --cmd "$train_cmd" --allow-partial "$allow_partial" "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  steps/score_norm.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --backend cosine --method asnorm --top-n 50 \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
   # QMF calibration of the AS-norm scores (trained on trials among the training speakers)
   # and the calibrated decision thresholds beside them.
   steps/score_qmf.sh --cmd "$train_cmd" --top-n 50 \
     "$data/train" "$emb/train" "$data/test" "$emb/test" "$scores" "${kaldi_trials[@]}"
-  steps/score_plda.sh --cmd "$train_cmd" --lda-dim "$lda_dim" \
+  steps/score_plda.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --lda-dim "$lda_dim" \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  steps/compute_metrics.sh --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
+  steps/compute_metrics.sh --allow-partial "$allow_partial" --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
     "$scores" "$exp" "${kaldi_trials[@]}"
   echo "$0: results in $exp/results.json, plots in $exp/*.png"
 fi

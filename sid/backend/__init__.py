@@ -1,6 +1,6 @@
-"""Speaker-verification back-ends with Kaldi's numerics and file formats.
+"""Speaker-verification back-ends with Kaldi's numerics and file formats
+(read and written through ``sid.kaldi_io``).
 
-``kaldi_io``  Kaldi tables (vectors, int32), single objects, rx/wx filenames.
 ``lda``       ivector-compute-lda: within-class-normalised LDA with an offset column.
 ``plda``      Kaldi's two-covariance PLDA: EM training, smoothing, I/O, log-likelihood ratios.
 ``scoring``   vectorised cosine and PLDA scoring of trial lists, S-norm / AS-norm.

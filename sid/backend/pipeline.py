@@ -18,7 +18,7 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.backend.lda import apply_transform, compute_lda, speaker_index
 from sid.backend.plda import Plda, estimate_plda
 from sid.errors import SidError

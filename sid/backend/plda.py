@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sid.backend import big_blas, kaldi_io
+from sid import kaldi_io
+from sid.backend import big_blas
 from sid.backend.lda import class_sums, fix_signs, within_scatter
 from sid.errors import SidError
 

@@ -9,8 +9,8 @@ import logging
 
 from sid.cli import KaldiOptions, run_main
 from sid.features.cmvn import apply_cmvn_sliding
-from sid.features.io import MatrixWriter, read_matrices
 from sid.features.options import SlidingWindowCmnOptions
+from sid.kaldi_io import TableWriter, read_matrices
 
 log = logging.getLogger("apply_cmvn_sliding")
 
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     opts, (rspecifier, wspecifier) = po.parse(argv, num_args=2)
     cmn = SlidingWindowCmnOptions.from_opts(opts)
     num_done = num_err = 0
-    with MatrixWriter(wspecifier) as writer:
+    with TableWriter(wspecifier) as writer:
         for utt, feats in read_matrices(rspecifier):
             if feats.ndim != 2:
                 log.warning(f"utterance {utt}: expected a feature matrix, got {feats.ndim} dimensions")

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 from sid.metrics import compute_eer

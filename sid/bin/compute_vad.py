@@ -9,7 +9,7 @@ Uses column 0 of the features (log-energy of MFCCs with --use-energy=true) and w
 import logging
 
 from sid.cli import KaldiOptions, run_main
-from sid.features.io import MatrixWriter, read_matrices
+from sid.kaldi_io import TableWriter, read_matrices
 from sid.features.options import VadEnergyOptions
 from sid.features.vad import compute_vad
 
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     vad_opts = VadEnergyOptions.from_opts(opts)
     num_done = num_err = num_unvoiced = 0
     total_voiced = total_frames = 0.0
-    with MatrixWriter(vad_wspecifier) as writer:
+    with TableWriter(vad_wspecifier) as writer:
         for utt, feats in read_matrices(feats_rspecifier):
             if feats.ndim != 2 or feats.shape[0] == 0:
                 log.warning(f"Empty features for utterance {utt}")

@@ -10,7 +10,7 @@ import contextlib
 import logging
 
 from sid.cli import KaldiOptions, run_main
-from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_matrices
+from sid.kaldi_io import AUTOMATIC_COMPRESSION, ScalarWriter, TableWriter, read_matrices
 
 log = logging.getLogger("copy_feats")
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     method = opts.compression_method if opts.compress else None
     num_done = 0
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(MatrixWriter(wspecifier, compression_method=method))
+        writer = stack.enter_context(TableWriter(wspecifier, compression_method=method))
         nf = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
         for utt, feats in read_matrices(rspecifier):
             writer.write(utt, feats)

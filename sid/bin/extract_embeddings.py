@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from sid.cli import KaldiOptions, run_main
-from sid.data.table import atomic_path
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
 dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
@@ -32,65 +31,49 @@ def main() -> int:
                 "than the model and the inputs (resuming a split job)")
     opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
 
-    import kaldiio
     import torch
     from tqdm import tqdm
 
+    from sid import kaldi_io
     from sid.errors import SidError
     from sid.extract import Extractor, pick_device
 
-    out_scp = _scp_of(wspec)
+    out_scp = kaldi_io.scp_of(wspec)
     if opts.skip_done and out_scp and _up_to_date(out_scp, [Path(model_dir) / opts.model_file,
-                                                           *_files_of(feats_rspec), *_files_of(vad_rspec)]):
+                                                           *map(Path, kaldi_io.files_of(feats_rspec)),
+                                                           *map(Path, kaldi_io.files_of(vad_rspec))]):
         log.info("%s is up to date; nothing to do", out_scp)
         return 0
     torch.set_num_threads(max(1, opts.num_threads))
     device = pick_device(opts.use_gpu)
     ext = Extractor(model_dir, device, opts.max_chunk_frames, opts.min_chunk_frames, opts.batch_frames)
-    try:
-        vad = _random_access(vad_rspec)
-    except Exception as err:
-        raise SidError(f"cannot read VAD {vad_rspec}: {err}") from None
+    vad = kaldi_io.random_access(vad_rspec)
     counts = {"no_vad": 0, "no_voiced": 0}
 
     def items():
-        try:
-            reader = kaldiio.ReadHelper(feats_rspec)
-        except Exception as err:
-            raise SidError(f"cannot open features {feats_rspec}: {err}") from None
-        with reader:
-            for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
-                if utt not in vad:
-                    log.warning("no VAD for utterance %s; skipping it", utt)
-                    counts["no_vad"] += 1
-                    continue
-                prepared = ext.prepare(utt, feats, vad[utt])
-                if prepared.shape[0] == 0:
-                    log.warning("utterance %s has no voiced frames; skipping it", utt)
-                    counts["no_voiced"] += 1
-                    continue
-                yield utt, prepared
+        reader = kaldi_io.read_matrices(feats_rspec)
+        for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
+            if utt not in vad:
+                log.warning("no VAD for utterance %s; skipping it", utt)
+                counts["no_vad"] += 1
+                continue
+            prepared = ext.prepare(utt, feats, vad[utt])
+            if prepared.shape[0] == 0:
+                log.warning("utterance %s has no voiced frames; skipping it", utt)
+                counts["no_voiced"] += 1
+                continue
+            yield utt, prepared
 
     embeddings = dict(ext.embed(items()))
     if not embeddings:
         raise SidError(f"no embeddings computed from {feats_rspec} (see the warnings above)")
-    _write(wspec, out_scp, embeddings)
+    keys = sorted(embeddings, key=str.encode)
+    with kaldi_io.TableWriter(wspec) as w:
+        for k in keys:
+            w.write(k, embeddings[k])
     log.info("Computed %d embeddings (%d-dim) on %s; %d utterances without VAD, %d without voiced frames",
              len(embeddings), next(iter(embeddings.values())).shape[0], device, counts["no_vad"], counts["no_voiced"])
     return 0
-
-
-def _scp_of(wspec: str) -> str:
-    """The scp path of an ``ark,scp:ARK,SCP`` wspecifier, else ''."""
-    opts, _, paths = wspec.partition(":")
-    if set(opts.split(",")) >= {"ark", "scp"} and paths.count(",") == 1:
-        return paths.split(",")[1]
-    return ""
-
-
-def _files_of(rspec: str) -> list[Path]:
-    _, _, path = rspec.partition(":")
-    return [Path(path)] if path and not path.rstrip().endswith("|") and path != "-" else []
 
 
 def _up_to_date(target: str, sources: list[Path]) -> bool:
@@ -98,34 +81,6 @@ def _up_to_date(target: str, sources: list[Path]) -> bool:
         return False
     t = os.path.getmtime(target)
     return all(s.exists() and s.stat().st_mtime <= t for s in sources)
-
-
-def _random_access(rspec: str) -> dict:
-    import kaldiio
-
-    opts, _, path = rspec.partition(":")
-    if "scp" in opts.split(","):
-        return kaldiio.load_scp(path)
-    with kaldiio.ReadHelper(rspec) as reader:
-        return {k: v for k, v in reader}
-
-
-def _write(wspec: str, out_scp: str, embeddings: dict) -> None:
-    """Sorted by key; for ark,scp the scp is written last under a temporary name and
-    renamed, so a present scp always means a complete job."""
-    import kaldiio
-
-    keys = sorted(embeddings, key=str.encode)
-    if out_scp:
-        opts, _, paths = wspec.partition(":")
-        ark = paths.split(",")[0]
-        with atomic_path(out_scp) as tmp, kaldiio.WriteHelper(f"{opts}:{ark},{tmp}") as w:
-            for k in keys:
-                w(k, embeddings[k])
-        return
-    with kaldiio.WriteHelper(wspec) as w:
-        for k in keys:
-            w(k, embeddings[k])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ the leading eigenvectors, each signed so its largest entry is positive.
 
 import logging
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.backend.lda import compute_lda, speaker_index
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -36,7 +37,9 @@ def main() -> int:
         raise SidError(f"no vector of {args[0]} has a speaker in {args[1]}")
     keep = idx >= 0
     log.info("Computing within-class covariance.")
-    lda = compute_lda(x[keep], idx[keep], opts.dim, opts.total_covariance_factor, opts.covariance_floor)
+    if not keep.all():  # a copy of the table only when some rows are left out
+        x, idx = x[keep], idx[keep]
+    lda = compute_lda(x, idx, opts.dim, opts.total_covariance_factor, opts.covariance_floor)
     kaldi_io.write_object(args[2], lda, opts.binary)
     log.info("Wrote LDA transform to %s", args[2])
     return 0

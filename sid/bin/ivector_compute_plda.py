@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.backend.plda import estimate_plda
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
@@ -41,7 +42,13 @@ def main() -> int:
              "(%d absent from input).", num_spk, num_spk_err, len(rows), num_utt_err)
     if num_spk == 0:
         raise SidError(f"No stats accumulated, unable to estimate PLDA: no vector of {args[1]} is in {args[0]}")
-    plda = estimate_plda(x[rows], np.array(spk_idx), opts.num_em_iters)
+    if len(rows) == len(x) and len(set(rows)) == len(x):
+        # Every vector used once: train on the table in its own order, not on a reordered copy.
+        idx = np.empty(len(x), dtype=np.int64)
+        idx[rows] = spk_idx
+        plda = estimate_plda(x, idx, opts.num_em_iters)
+    else:
+        plda = estimate_plda(x[rows], np.array(spk_idx), opts.num_em_iters)
     plda.write(args[2], opts.binary)
     return 0
 

@@ -13,7 +13,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 
@@ -26,12 +27,17 @@ def main() -> int:
     opts, args = po.parse(num_args=(2, 4))
     limit_blas_threads()
     if len(args) == 2:
-        keys, x = kaldi_io.read_vectors(args[0])
-        if not keys:
+        # Streamed a block at a time, as Kaldi streams it: memory does not grow with the table.
+        total, count = None, 0
+        for keys, x in kaldi_io.iter_vector_blocks(args[0]):
+            part = x.sum(axis=0, dtype=np.float64)
+            total = part if total is None else total + part
+            count += len(keys)
+        if not count:
             raise SidError(f"{args[0]}: no vectors read")
-        mean = x.mean(axis=0, dtype=np.float64)
+        mean = total / count
         kaldi_io.write_object(args[1], mean, opts.binary)
-        log.info("Computed mean of %d iVectors; norm of mean is %g", len(keys), np.linalg.norm(mean))
+        log.info("Computed mean of %d iVectors; norm of mean is %g", count, np.linalg.norm(mean))
         return 0
     spk2utt = kaldi_io.read_pairs(args[0])
     keys, x = kaldi_io.read_vectors(args[1])

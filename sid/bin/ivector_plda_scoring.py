@@ -14,7 +14,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.backend.plda import Plda
 from sid.backend.scoring import index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main

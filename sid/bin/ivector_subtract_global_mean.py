@@ -9,8 +9,10 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.cli import KaldiOptions, run_main
+from sid.errors import SidError
 
 log = logging.getLogger("ivector_subtract_global_mean")
 
@@ -20,16 +22,25 @@ def main() -> int:
     po.register("subtract-mean", True, "If true, subtract mean; if false, just copy the input.")
     opts, args = po.parse(num_args=(2, 3))
     limit_blas_threads()
-    keys, x = kaldi_io.read_vectors(args[-2])
     if len(args) == 3:
+        # With the mean given, a block at a time, as Kaldi streams it.
         mean = kaldi_io.read_vector(args[0])
-        if keys and mean.shape[0] != x.shape[1]:
-            from sid.errors import SidError
-            raise SidError(f"{args[0]}: mean has dimension {mean.shape[0]}, vectors in {args[1]} have {x.shape[1]}")
-    else:
-        mean = x.mean(axis=0, dtype=np.float64) if keys else np.zeros(0)
-        log.info("Read %d iVectors.", len(keys))
-        log.info("Norm of iVector mean was %g", np.linalg.norm(mean))
+        count = 0
+        with kaldi_io.TableWriter(args[2]) as w:
+            for keys, x in kaldi_io.iter_vector_blocks(args[1]):
+                if mean.shape[0] != x.shape[1]:
+                    raise SidError(f"{args[0]}: mean has dimension {mean.shape[0]}, vectors in {args[1]} "
+                                   f"have {x.shape[1]}")
+                if opts.subtract_mean:
+                    x = x - mean.astype(np.float32)
+                kaldi_io.write_vector_block(w, keys, x)
+                count += len(keys)
+        log.info("Wrote %d mean-subtracted iVectors", count)
+        return 0
+    keys, x = kaldi_io.read_vectors(args[0])
+    mean = x.mean(axis=0, dtype=np.float64) if keys else np.zeros(0)
+    log.info("Read %d iVectors.", len(keys))
+    log.info("Norm of iVector mean was %g", np.linalg.norm(mean))
     if opts.subtract_mean and keys:
         x -= mean.astype(np.float32)
     kaldi_io.write_vectors(args[-1], keys, x)

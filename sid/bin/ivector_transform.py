@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads
+from sid import kaldi_io
+from sid.backend import limit_blas_threads
 from sid.backend.lda import apply_transform
 from sid.cli import KaldiOptions, run_main
 
@@ -20,15 +21,21 @@ def main() -> int:
     _, args = po.parse(num_args=3)
     limit_blas_threads()
     transform = kaldi_io.read_matrix(args[0])
-    keys, x = kaldi_io.read_vectors(args[1])
-    y = apply_transform(transform, x) if keys else np.zeros((0, transform.shape[0]), np.float32)
-    kaldi_io.write_vectors(args[2], keys, y)
-    log.info("Processed %d iVectors.", len(keys))
-    if keys:
-        y64 = y.astype(np.float64)
+    # A block at a time, as Kaldi streams it; the log's statistics are accumulated.
+    count, total, sumsq = 0, 0.0, 0.0
+    with kaldi_io.TableWriter(args[2]) as w:
+        for keys, x in kaldi_io.iter_vector_blocks(args[1]):
+            y = apply_transform(transform, x)
+            kaldi_io.write_vector_block(w, keys, y)
+            y64 = y.astype(np.float64)
+            total = total + y64.sum(axis=0)
+            sumsq += float(np.einsum("ij,ij->", y64, y64))
+            count += len(keys)
+    log.info("Processed %d iVectors.", count)
+    if count:
         log.info("Norm of mean was %g (should be close to zero), length divided by sqrt(dim) was %g "
-                 "(should probably be close to one)", np.linalg.norm(y64.mean(axis=0)),
-                 np.sqrt((y64 * y64).sum(axis=1).mean() / y.shape[1]))
+                 "(should probably be close to one)", np.linalg.norm(total / count),
+                 np.sqrt(sumsq / count / transform.shape[0]))
     return 0
 
 

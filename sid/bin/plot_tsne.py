@@ -8,7 +8,7 @@ e.g.: python -m sid.bin.plot_tsne --num-speakers=10 data/test/utt2spk scp:exp/xv
 
 import numpy as np
 
-from sid.backend import kaldi_io
+from sid import kaldi_io
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
 from sid.plots import plot_tsne

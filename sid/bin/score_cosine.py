@@ -11,7 +11,8 @@ e.g.: python -m sid.bin.score_cosine --mean=mean.vec --transform=transform.mat s
 
 import logging
 
-from sid.backend import kaldi_io, limit_blas_threads, pipeline
+from sid import kaldi_io
+from sid.backend import limit_blas_threads, pipeline
 from sid.backend.scoring import cosine_scores, index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError

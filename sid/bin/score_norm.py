@@ -16,7 +16,8 @@ import logging
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads, pipeline
+from sid import kaldi_io
+from sid.backend import limit_blas_threads, pipeline
 from sid.backend.plda import Plda
 from sid.backend.scoring import cohort_stats, index_trials, length_normalize, read_scores, snorm, write_scores
 from sid.cli import KaldiOptions, run_main

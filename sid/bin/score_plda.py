@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from sid.backend import kaldi_io, limit_blas_threads, pipeline
+from sid import kaldi_io
+from sid.backend import limit_blas_threads, pipeline
 from sid.backend.plda import Plda
 from sid.backend.scoring import index_trials, read_trials, write_scores
 from sid.cli import KaldiOptions, run_main

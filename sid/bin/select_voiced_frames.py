@@ -10,7 +10,7 @@ import logging
 
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
-from sid.features.io import MatrixWriter, random_access, read_matrices
+from sid.kaldi_io import TableWriter, random_access, read_matrices
 from sid.features.vad import select_voiced_frames
 
 log = logging.getLogger("select_voiced_frames")
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     opts, (feats_rspecifier, vad_rspecifier, wspecifier) = po.parse(argv, num_args=3)
     vads = random_access(vad_rspecifier)
     num_done = num_err = 0
-    with MatrixWriter(wspecifier) as writer:
+    with TableWriter(wspecifier) as writer:
         for utt, feats in read_matrices(feats_rspecifier):
             if utt not in vads:
                 log.warning(f"No VAD input found for utterance {utt}")

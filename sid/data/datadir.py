@@ -28,7 +28,6 @@ import os
 import random
 import re
 import shutil
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -527,7 +526,9 @@ def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             expected[parts[0]] = (int(parts[1]), f"{num_frames.path.name}:{num_frames.lineno(i)}")
-    reader = ArkHeaderReader()
+    from sid.kaldi_io import RandomAccessReader  # numpy: imported only when frames are checked
+
+    reader = RandomAccessReader()
     # A missing or unreadable archive is one problem, not one per utterance in it.
     bad_archives: dict[str, list] = {}
     try:
@@ -551,65 +552,6 @@ def _check_frames(scp: Table, num_frames: Table, rep: _Report) -> None:
         reader.close()
     for archive, (lineno, count, why) in bad_archives.items():
         rep.error(f"{scp.path}:{lineno}: cannot read archive '{archive}' ({why}; {count} entries)")
-
-
-class ArkHeaderReader:
-    """Number of rows of a Kaldi matrix (or length of a vector) in an ``ark:offset`` scp entry, from its header.
-
-    Reading only the header keeps checking 1M utterances cheap; anything that is not a
-    plain binary entry (pipes, ranges, text) is loaded in full through kaldiio.
-    """
-
-    def __init__(self):
-        self._files: dict[str, object] = {}
-        self._failed: dict[str, OSError] = {}
-
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
-
-    def num_rows(self, value: str) -> int:
-        path, sep, offset = value.rpartition(":")
-        if not sep or not offset.isdigit() or value.endswith("|") or "[" in value:
-            return self._load(value)
-        f = self._files.get(path)
-        if f is None:
-            if path in self._failed:
-                raise self._failed[path]
-            if len(self._files) > 64:
-                self.close()
-            try:
-                f = self._files[path] = open(path, "rb")
-            except OSError as err:
-                self._failed[path] = err
-                raise
-        f.seek(int(offset))
-        head = f.read(24)
-        if head[:2] != b"\0B":
-            return self._load(value)
-        token, _, rest = head[2:].partition(b" ")
-        if token in (b"FM", b"DM"):
-            if rest[:1] != b"\4":
-                raise ValueError("bad matrix header")
-            return struct.unpack("<i", rest[1:5])[0]
-        if token in (b"FV", b"DV"):
-            if rest[:1] != b"\4":
-                raise ValueError("bad vector header")
-            return struct.unpack("<i", rest[1:5])[0]
-        if token in (b"CM", b"CM2", b"CM3"):
-            # GlobalHeader: float min, float range, int32 num_rows, int32 num_cols.
-            return struct.unpack("<i", rest[8:12])[0]
-        return self._load(value)
-
-    @staticmethod
-    def _load(value: str) -> int:
-        import kaldiio
-
-        try:
-            return len(kaldiio.load_mat(value))
-        except Exception as err:  # kaldiio raises assorted types for a bad entry
-            raise ValueError(str(err) or type(err).__name__) from None
 
 
 # ---------------------------------------------------------------------------
@@ -864,8 +806,10 @@ def _lengths(d: DataDir) -> list[tuple[tuple[float, str], str]]:
         t = d.table("utt2num_frames")
         pairs = [(k, line) for k, line in zip(t.keys, t.lines)]
     elif d.has("feats.scp"):
+        from sid.kaldi_io import RandomAccessReader  # numpy: imported only when frames are counted
+
         t = d.table("feats.scp")
-        reader = ArkHeaderReader()
+        reader = RandomAccessReader()
         try:
             pairs = []
             for k, v in zip(t.keys, t.values()):

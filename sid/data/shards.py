@@ -115,9 +115,9 @@ def _write_shard(path: Path, kind: str, utts: list[str], utt2spk: dict, sources:
         for utt in utts:
             key = escape_key(utt)
             if kind == "features":
-                from sid.train.data import FeatureReader
+                from sid.kaldi_io import ScpTable
 
-                mat = np.ascontiguousarray(FeatureReader({utt: sources[utt]}, cache_fd=1)[utt], dtype=np.float32)
+                mat = np.ascontiguousarray(ScpTable({utt: sources[utt]})[utt], dtype=np.float32)
                 buf = io.BytesIO()
                 np.save(buf, mat)
                 _add(tar, f"{key}.npy", buf.getvalue())

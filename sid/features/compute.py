@@ -4,8 +4,10 @@
     feats = fbank.compute(samples, utt="spk1-utt1")   # float32 [frames, dim]
 
 Samples are in the int16 range like Kaldi's (``sid.data.audio.read_audio``).
-Everything after framing is batched tensor work over chunks of frames (one real
-FFT per chunk, the mel weights as one matrix product) in single precision.
+Everything after framing is batched array work over chunks of frames (one real
+FFT per chunk, the mel weights as one matrix product) in single precision, with
+numpy and scipy's FFT: as fast as torch here, and a tool that imports them starts
+in a tenth of the time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+import scipy.fft
 
 from sid.features.mel import dct_matrix, lifter_coeffs, mel_banks
 from sid.features.options import FbankOptions, MfccOptions
@@ -28,7 +30,7 @@ class _MelComputer:
         # Only the FFT bins some mel bin uses take part in the product.
         used = np.flatnonzero(weights.any(axis=1))
         self.lo, self.hi = int(used[0]), int(used[-1]) + 1
-        self.weights = torch.from_numpy(np.ascontiguousarray(weights[self.lo:self.hi]))
+        self.weights = np.ascontiguousarray(weights[self.lo:self.hi])
         self.use_energy = use_energy
         self.raw_energy = raw_energy
         self.log_energy_floor = math.log(energy_floor) if energy_floor > 0.0 else None
@@ -39,15 +41,15 @@ class _MelComputer:
         raw = self.use_energy and self.raw_energy
         for buf, energy in self.frames.frames(samples, raw, gen):
             if self.use_energy and not self.raw_energy:
-                energy = buf.square().sum(dim=1).clamp_min_(EPSILON).log_()
-            spec = torch.view_as_real(torch.fft.rfft(buf)[:, self.lo:self.hi])
-            # Real and imaginary parts squared separately: much faster than a sum over the last axis.
-            power = spec[..., 0].square().add_(spec[..., 1].square())
+                energy = np.log(np.maximum(np.einsum("ij,ij->i", buf, buf), np.float32(EPSILON)))
+            spec = scipy.fft.rfft(buf)[:, self.lo:self.hi]
+            power = np.square(spec.real)
+            power += np.square(spec.imag)
             if self.log_energy_floor is not None and energy is not None:
-                energy.clamp_min_(self.log_energy_floor)
+                np.maximum(energy, np.float32(self.log_energy_floor), out=energy)
             yield self._spectrum(power), energy
 
-    def _spectrum(self, power: torch.Tensor) -> torch.Tensor:
+    def _spectrum(self, power: np.ndarray) -> np.ndarray:
         return power @ self.weights
 
 
@@ -59,18 +61,18 @@ class Fbank(_MelComputer):
     def dim(self) -> int:
         return self.opts.mel_opts.num_bins + (1 if self.opts.use_energy else 0)
 
-    def _spectrum(self, power: torch.Tensor) -> torch.Tensor:
+    def _spectrum(self, power: np.ndarray) -> np.ndarray:
         if not self.opts.use_power:
-            power = power.sqrt()
+            np.sqrt(power, out=power)
         return power @ self.weights
 
     def compute(self, samples: np.ndarray, utt: str = "") -> np.ndarray:
         parts = []
         for mel, energy in self._chunks(samples, utt):
             if self.opts.use_log_fbank:
-                mel = mel.clamp_min_(EPSILON).log_()
+                _log_floored(mel)
             if energy is not None:
-                mel = torch.cat([energy[:, None], mel], dim=1)
+                mel = np.concatenate([energy[:, None], mel], axis=1)
             parts.append(mel)
         return _stack(parts, self.dim)
 
@@ -81,7 +83,7 @@ class Mfcc(_MelComputer):
         dct = dct_matrix(opts.num_ceps, opts.mel_opts.num_bins)
         if opts.cepstral_lifter != 0.0:
             dct = dct * lifter_coeffs(opts.num_ceps, opts.cepstral_lifter)[:, None]
-        self.dct_t = torch.from_numpy(np.ascontiguousarray(dct.T))
+        self.dct_t = np.ascontiguousarray(dct.T)
 
     @property
     def dim(self) -> int:
@@ -90,14 +92,19 @@ class Mfcc(_MelComputer):
     def compute(self, samples: np.ndarray, utt: str = "") -> np.ndarray:
         parts = []
         for mel, energy in self._chunks(samples, utt):
-            ceps = mel.clamp_min_(EPSILON).log_() @ self.dct_t
+            ceps = _log_floored(mel) @ self.dct_t
             if energy is not None:
                 ceps[:, 0] = energy
             parts.append(ceps)
         return _stack(parts, self.dim)
 
 
-def _stack(parts: list[torch.Tensor], dim: int) -> np.ndarray:
+def _log_floored(x: np.ndarray) -> np.ndarray:
+    """``log(max(x, epsilon))`` in place, Kaldi's floor before every log."""
+    return np.log(np.maximum(x, np.float32(EPSILON), out=x), out=x)
+
+
+def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
     if not parts:
         return np.zeros((0, dim), dtype=np.float32)
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)).numpy()
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

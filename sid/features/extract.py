@@ -13,17 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Callable, Iterator
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from sid.cli import KaldiOptions
+from sid.backend import limit_blas_threads
+from sid.cli import KaldiOptions, progress
+from sid.data.audio import read_audio
+from sid.data.table import iter_lines, read_table
 from sid.errors import AudioError, SidError
 from sid.features.compute import Fbank, Mfcc
-from sid.features.io import AUTOMATIC_COMPRESSION, MatrixWriter, ScalarWriter, read_wavs
 from sid.features.options import FbankOptions, MfccOptions
 from sid.features.window import num_frames
+from sid.kaldi_io import AUTOMATIC_COMPRESSION, ScalarWriter, TableWriter, split_specifier
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
                 "e.g. 'ark,t:utt2num_frames' (copy-feats --write-num-frames).")
     opts, (wav_rspecifier, feats_wspecifier) = po.parse(argv, num_args=2)
     feat_opts = options_cls.from_opts(opts)
-    torch.set_num_threads(1)  # jobs run in parallel; one core each is what Kaldi uses too
+    limit_blas_threads()  # jobs run in parallel; one core each is what Kaldi uses too
     computer = computer_cls(feat_opts)
     frame_opts = feat_opts.frame_opts
     samp_freq = int(frame_opts.samp_freq)
@@ -73,11 +75,12 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
     started = time.process_time()
     method = AUTOMATIC_COMPRESSION if opts.compress else None
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(MatrixWriter(feats_wspecifier, compression_method=method))
+        writer = stack.enter_context(TableWriter(feats_wspecifier, compression_method=method,
+                                                 expected_items=_count_entries(wav_rspecifier, opts.segments)))
         dur_writer = stack.enter_context(ScalarWriter(opts.write_utt2dur)) if opts.write_utt2dur else None
         nf_writer = stack.enter_context(ScalarWriter(opts.write_num_frames)) if opts.write_num_frames else None
-        for utt, where, read in tqdm(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
-                                     unit="utt", mininterval=10, disable=None):
+        for utt, where, read in progress(read_wavs(wav_rspecifier, opts.segments), desc=f"compute_{kind}_feats",
+                                         unit="utt", mininterval=10):
             num_utts += 1
             try:
                 samples, sr = read(None, False)
@@ -120,3 +123,68 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
              f"in {cpu:.1f} s CPU ({seconds_total / max(cpu, 1e-9):.0f}x real time)")
     log.info(f" Done {num_success} out of {num_utts} utterances.")
     return 0
+
+
+def _count_entries(rspecifier: str, segments: str) -> int | None:
+    """Utterances a job will write (lines of segments or wav.scp), to estimate its output size."""
+    opts, path = split_specifier(rspecifier)
+    if not segments and "scp" not in opts:
+        return None
+    try:
+        with open(segments or path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return None
+
+
+def read_wavs(rspecifier: str, segments: str = "") -> Iterator[tuple[str, str, Callable]]:
+    """``(utt, where, read(sample_rate, resample) -> (samples, sr))`` per utterance.
+
+    ``scp:wav.scp`` entries are decoded with ``sid.data.audio.read_audio`` (any format
+    it knows, pipes, ``segments``); an ``ark:`` of wav data is read through kaldiio.
+    Decoding happens in ``read`` so one bad utterance raises ``AudioError`` for itself.
+    """
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts:
+        try:
+            table = read_table(path)
+        except FileNotFoundError:
+            raise SidError(f"cannot open '{path}': no such file") from None
+        wav = dict(table)
+        if segments:
+            for lineno, utt, rest in iter_lines(segments):
+                fields = rest.split()
+                try:
+                    rec, start, end = fields[0], float(fields[1]), float(fields[2])
+                except (IndexError, ValueError):
+                    raise SidError(f"{segments}:{lineno}: expected '<utt> <recording> <start> <end>'") from None
+                if rec not in wav:
+                    log.warning(f"{segments}:{lineno}: recording '{rec}' of '{utt}' is not in {path}")
+                    yield utt, f"{segments}:{lineno}", _missing(utt, rec)
+                    continue
+                yield utt, wav[rec], _reader(wav[rec], utt, start, end)
+        else:
+            for utt, value in table:
+                yield utt, value, _reader(value, utt, 0.0, None)
+        return
+    if segments:
+        raise SidError("--segments needs the recordings as scp:wav.scp")
+    import kaldiio  # an archive of wav data, rare: kaldiio parses RIFF objects
+
+    for utt, (rate, data) in kaldiio.ReadHelper(rspecifier):
+        data = np.asarray(data)
+        if data.ndim == 2:
+            data = data[:, 0]
+        yield utt, rspecifier, lambda *_a, _d=data, _r=rate: (_d.astype(np.float32), _r)
+
+
+def _reader(spec: str, utt: str, start: float, end: float | None):
+    def read(sample_rate: int | None, resample: bool):
+        return read_audio(spec, utt=utt, sample_rate=sample_rate, resample=resample, start=start, end=end)
+    return read
+
+
+def _missing(utt: str, rec: str):
+    def read(*_):
+        raise AudioError(f"utterance '{utt}': recording '{rec}' is not in wav.scp")
+    return read

@@ -6,6 +6,7 @@ is centred on ``t * shift + shift / 2`` with the signal reflected at both ends
 Each frame is then processed like Kaldi's ``ProcessWindow``: dither, remove DC,
 raw log-energy, pre-emphasis (``x[i] -= c * x[i-1]`` from the end backwards, the
 first sample times ``1 - c``), window function; zero-padded to the FFT size.
+numpy only (no torch): feature tools start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import torch
 
 from sid.features.options import FrameExtractionOptions
 
@@ -80,10 +80,10 @@ def reflected_signal(samples: np.ndarray, opts: FrameExtractionOptions, frames: 
     return np.concatenate([left, samples[max(start, 0):min(stop, n)], right]), start
 
 
-def utterance_generator(utt: str) -> torch.Generator:
+def utterance_generator(utt: str) -> np.random.Generator:
     """Dither noise generator seeded from the utterance id, so output is
     reproducible and does not depend on how utterances are split into jobs."""
-    return torch.Generator().manual_seed(zlib.crc32(utt.encode()))
+    return np.random.default_rng(zlib.crc32(utt.encode()))
 
 
 class FrameProcessor:
@@ -93,40 +93,53 @@ class FrameProcessor:
     of one big batch is several times slower) and memory flat in utterance length.
     """
 
-    CHUNK = 512
+    CHUNK = 128
 
     def __init__(self, opts: FrameExtractionOptions):
         self.opts = opts
         self.length = opts.window_size
         self.padded = opts.padded_window_size
-        self.window = torch.from_numpy(window_function(opts))
+        self.window = window_function(opts)
 
-    def frames(self, samples: np.ndarray, need_raw_energy: bool, generator: torch.Generator | None = None):
-        """Yield ``(frames[C, padded], raw_log_energy[C] or None)`` chunks covering the utterance."""
+    def frames(self, samples: np.ndarray, need_raw_energy: bool, generator: np.random.Generator | None = None):
+        """Yield ``(frames[C, padded], raw_log_energy[C] or None)`` chunks covering the utterance.
+
+        The frame buffer is reused: a consumer must be done with a chunk before asking for the next.
+        """
         opts, length = self.opts, self.length
         total = num_frames(len(samples), opts)
         if total == 0:
             return
         signal, _ = reflected_signal(np.asarray(samples, dtype=np.float32), opts, total)
-        signal = torch.from_numpy(np.ascontiguousarray(signal))
+        signal = np.ascontiguousarray(signal, dtype=np.float32)
         shift = opts.window_shift
-        coeff = opts.preemph_coeff
+        coeff = np.float32(opts.preemph_coeff)
+        strided = np.lib.stride_tricks.as_strided(signal, (total, length), (shift * 4, 4), writeable=False)
+        whole = np.zeros((min(self.CHUNK, total), self.padded), dtype=np.float32)
+        prev = np.empty((whole.shape[0], length - 1), dtype=np.float32)
+        # Row sums as a product with ones, like Kaldi's VectorBase::Sum (a BLAS dot), and 3x faster than a reduction.
+        ones = np.ones(length, dtype=np.float32)
         for first in range(0, total, self.CHUNK):
             count = min(self.CHUNK, total - first)
-            view = signal.as_strided((count, length), (shift, 1), signal.storage_offset() + first * shift)
-            buf = torch.zeros(count, self.padded)
+            buf = whole[:count]
             frame = buf[:, :length]
-            frame.copy_(view)
             if opts.dither != 0.0:
-                frame.add_(torch.randn(count, length, generator=generator), alpha=opts.dither)
+                noise = generator.standard_normal((count, length), dtype=np.float32)
+                noise *= np.float32(opts.dither)
+                np.add(strided[first:first + count], noise, out=frame)
+            else:
+                frame[...] = strided[first:first + count]
             if opts.remove_dc_offset:
-                frame.sub_(frame.mean(dim=1, keepdim=True))
+                mean = frame @ ones
+                mean /= np.float32(length)
+                frame -= mean[:, None]
             energy = None
             if need_raw_energy:
-                energy = frame.square().sum(dim=1).clamp_min_(EPSILON).log_()
+                energy = np.einsum("ij,ij->i", frame, frame)
+                np.log(np.maximum(energy, np.float32(EPSILON), out=energy), out=energy)
             if coeff != 0.0:
-                prev = frame[:, :-1] * coeff
-                frame[:, 1:].sub_(prev)
-                frame[:, 0].mul_(1.0 - coeff)
-            frame.mul_(self.window)
+                p = np.multiply(frame[:, :-1], coeff, out=prev[:count])
+                frame[:, 1:] -= p
+                frame[:, 0] *= np.float32(1.0) - coeff
+            frame *= self.window
             yield buf, energy

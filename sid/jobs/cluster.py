@@ -14,6 +14,11 @@ not describe is an error, as in Kaldi. ``--max-jobs-run M`` becomes Slurm's
 ``--array=1-N%M`` / SGE's ``-tc M``. Single-dash options (``-l h=node1``) go to
 the submit command as they are.
 
+``--num-nodes N`` (N > 1) submits one job spanning N nodes through the config's
+``num_nodes`` option (Slurm: ``--nodes $0`` with one task per node; SGE: a
+parallel environment with one slot per host); the command runs once on every
+node (see ``sid.jobs.nodes``) and logs into the one log. A job range is refused.
+
 Files go beside the logs, in ``<log-dir>/q/``: the job script ``<name>.sh``,
 ``<name>.json`` (what ``sid.jobs.task`` runs on the node), the scheduler's own
 output ``<name>.<n>.out`` and ``<name>.<n>.status`` (the exit status, written
@@ -40,6 +45,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from sid.data.table import atomic_path
 from sid.jobs.common import Interrupt, JobArgs, JobsError, guarded, parse_args, report
 
 DEFAULT_SLURM_CONF = """\
@@ -52,6 +58,7 @@ option num_threads=1 --cpus-per-task 1
 option gpu=* --gres=gpu:$0
 option gpu=0
 default gpu=0
+option num_nodes=* --nodes $0
 """
 
 DEFAULT_QUEUE_CONF = """\
@@ -65,6 +72,7 @@ option max_jobs_run=* -tc $0
 option gpu=* -l gpu=$0 -q g.q
 option gpu=0
 default gpu=0
+option num_nodes=* -pe node $0
 """
 
 _ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LC_ALL", "LANG", "PYTHONUNBUFFERED",
@@ -150,6 +158,7 @@ class Scheduler(ABC):
     conf_name = ""
     default_conf = ""
     task_env = ""  # where the job script finds its array task number
+    launch = ""  # how a multi-node job starts the command on every node (sid.jobs.nodes)
 
     @abstractmethod
     def submit_args(self, config: Config, args: JobArgs, name: str, stem: str) -> list[str]:
@@ -180,6 +189,7 @@ class Slurm(Scheduler):
     conf_name = "conf/slurm.conf"
     default_conf = DEFAULT_SLURM_CONF
     task_env = "SLURM_ARRAY_TASK_ID"
+    launch = "srun"
 
     def submit_args(self, config, args, name, stem):
         array = f"{args.start}-{args.end}"
@@ -213,6 +223,7 @@ class GridEngine(Scheduler):
     conf_name = "conf/queue.conf"
     default_conf = DEFAULT_QUEUE_CONF
     task_env = "SGE_TASK_ID"
+    launch = "qrsh"
 
     def submit_args(self, config, args, name, stem):
         skip = {"config"}
@@ -253,18 +264,17 @@ def _job_name(args: JobArgs) -> str:
 
 
 def _write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, mode)
 
 
-def _job_script(prog: str, command: str, spec: str) -> str:
+def _script(prog: str, command: str, body: str) -> str:
+    """A bash script in the submitting directory and environment (see the module doc) that runs ``body``."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("SID_")}
     lines = ["#!/usr/bin/env bash", f"# Written by {prog} for: {command}", f"cd {shlex.quote(os.getcwd())} || exit 1"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
-    lines.append(f"exec {shlex.quote(sys.executable)} -m sid.jobs.task {shlex.quote(spec)}")
+    lines.append(body)
     return "\n".join(lines) + "\n"
 
 
@@ -280,6 +290,12 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
     config = load_config(args, sched.conf_name, sched.default_conf)
     for name, lo in (("max_jobs_run", 1), ("num_threads", 1), ("gpu", 0)):
         args.int_option(name, lo, lo)  # validates
+    num_nodes = args.int_option("num_nodes", 1, 1)
+    if num_nodes == 1:
+        args.options.pop("num_nodes", None)
+    elif len(args.tasks) > 1:
+        raise JobsError(f"--num-nodes {num_nodes} submits one job spanning {num_nodes} nodes; "
+                        f"drop the job range {args.jobname}={args.start}:{args.end}")
     name = _job_name(args)
     qdir = os.path.abspath(os.path.join(os.path.dirname(args.logfile) or ".", "q"))
     os.makedirs(qdir, exist_ok=True)
@@ -288,11 +304,17 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
     for path in status.values():  # an earlier run's status must not count for this one
         if os.path.exists(path):
             os.unlink(path)
+        if os.path.exists(path[:-len(".status")] + ".failures"):
+            os.unlink(path[:-len(".status")] + ".failures")
     spec = {"command": args.command, "jobname": args.jobname, "logfile": args.logfile,
             "threads": args.int_option("num_threads", 1, 1), "stem": stem,
-            "task_env": sched.task_env}
+            "task_env": sched.task_env, "num_nodes": num_nodes, "launch": sched.launch}
     _write_atomic(f"{stem}.json", json.dumps(spec, indent=1) + "\n")
-    _write_atomic(f"{stem}.sh", _job_script(sched.prog, args.command, f"{stem}.json"), 0o755)
+    task_cmd = f"exec {shlex.quote(sys.executable)} -m sid.jobs.task {shlex.quote(stem + '.json')}"
+    _write_atomic(f"{stem}.sh", _script(sched.prog, args.command, task_cmd), 0o755)
+    if num_nodes > 1 and sched.launch == "qrsh":
+        # What qrsh -inherit runs on each host: the job's directory and environment, then the command.
+        _write_atomic(f"{stem}.node.sh", _script(sched.prog, args.command, args.command_for(args.start)), 0o755)
 
     argv = sched.submit_args(config, args, name, stem)
     # From here on Ctrl-C cancels the job (once it has an id) rather than leave it running.
@@ -341,7 +363,22 @@ def run_array(sched: Scheduler, args: JobArgs) -> int:
         # Status files are cheap to look at: every 0.2 s at first, every 3 s after a few minutes.
         time.sleep(min(0.2 + (now - started) / 60, 3.0))
     details = {t: f"the scheduler's output is in {stem}.{t}.out" for t, rc in results.items() if rc is None}
+    for t, rc in results.items():
+        if rc and (first := first_rank_failure(f"{stem}.{t}.failures")):
+            details[t] = first
     return report(sched.prog, args, results, details)
+
+
+def first_rank_failure(path: str) -> str | None:
+    """The line to report from the ranks' failure claims (``sid.jobs.rank``): a rank
+    killed by a signal is the likelier cause of the others' errors, else the first."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            claims = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return None
+    killed = [c for c in claims if "killed by signal" in c]
+    return (killed or claims or [None])[0]
 
 
 def main(sched: Scheduler, argv: list[str] | None = None) -> int:

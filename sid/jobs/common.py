@@ -34,6 +34,7 @@ Options:
   --num-threads N    threads per job
   --gpu N            GPUs per job
   --time T           time limit per job (cluster runners)
+  --num-nodes N      one job spanning N nodes, the command run on each (cluster runners)
   --config FILE      Kaldi-format config (slurm.pl: conf/slurm.conf, queue.pl: conf/queue.conf)
 Words of the command without whitespace are passed unquoted (\\| makes a pipe)."""
 
@@ -209,7 +210,8 @@ class Interrupt:
 def run_logged(command: str, logfile: str, *, threads: int = 1, interrupt: Interrupt | None = None,
                show_host: bool = False) -> int:
     """Run ``command`` with bash, its stdout and stderr appended to ``logfile``
-    between Kaldi's header and footer. Returns the exit status (negative: signal)."""
+    between Kaldi's header and footer. Returns the exit status (negative: signal).
+    ``pipefail``: a job ``a | b | c`` fails when any of its commands fails, not only the last."""
     start = time.time()
     try:
         os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
@@ -221,7 +223,7 @@ def run_logged(command: str, logfile: str, *, threads: int = 1, interrupt: Inter
     except OSError as err:
         raise JobsError(f"cannot write log file {logfile}: {err.strerror}") from None
     with open(logfile, "ab") as log:
-        proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", command], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     if interrupt is not None:
         interrupt.add(proc)

@@ -3,7 +3,8 @@
 Without ``--max-jobs-run`` as many jobs run at once as there are CPUs (with
 ``--gpu N``: as many as ``nvidia-smi -L`` lists GPUs, else one), as in Kaldi.
 ``--mem``, ``--time`` and scheduler options are accepted and ignored;
-``--num-threads`` only shows in the logs' accounting line.
+``--num-threads`` only shows in the logs' accounting line; ``--num-nodes`` above 1
+is refused (it needs slurm.pl or queue.pl).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from sid.jobs.common import Interrupt, JobArgs, guarded, parse_args, report, run_logged
+from sid.jobs.common import Interrupt, JobArgs, JobsError, guarded, parse_args, report, run_logged
 
 PROG = "run.pl"
 
@@ -34,6 +35,10 @@ def default_max_jobs(args: JobArgs) -> int:
 
 def run_jobs(args: JobArgs) -> dict[int, int | None]:
     """Run every job; ``{job: exit status}``, None for jobs never started because of an interrupt."""
+    nodes = args.int_option("num_nodes", 1, 1)
+    if nodes > 1:
+        raise JobsError(f"--num-nodes {nodes}: run.pl runs jobs on this machine only; a job spanning "
+                        "several nodes needs slurm.pl or queue.pl (SID_RUNNER=slurm.pl, see cmd.sh)")
     max_jobs = args.int_option("max_jobs_run", 0, 1) or default_max_jobs(args)
     threads = args.int_option("num_threads", 1, 1)
     interrupt = Interrupt()

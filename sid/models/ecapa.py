@@ -6,6 +6,11 @@ the concatenated block outputs to 1536 channels), attentive statistics pooling w
 global context (bottleneck 128), batch norm, a 192-dim embedding layer and batch
 norm. Each block's input is the sum of the stem and all earlier block outputs (the
 paper's residual connections). With C=512 it has 6.2M parameters, with C=1024 14.7M.
+
+``embed(x, lengths)`` runs a batch of chunks padded to one length: the output of
+every conv-ReLU-BN is zeroed on the padding, so the kernel-3/5 convolutions see
+there the zeros a lone chunk's convolution padding gives, and the squeeze-excitation
+mean and the pooling count only valid frames.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sid.models.pooling import AttentiveStatsPool
+from sid.models.pooling import AttentiveStatsPool, frame_mask
 
 
 class _ConvReluBn(nn.Module):
@@ -23,8 +28,9 @@ class _ConvReluBn(nn.Module):
         self.relu = nn.ReLU()
         self.bn = nn.BatchNorm1d(cout)
 
-    def forward(self, x):
-        return self.bn(self.relu(self.conv(x)))
+    def forward(self, x, mask=None):
+        x = self.bn(self.relu(self.conv(x)))
+        return x if mask is None else x * mask
 
 
 class _Res2Conv(nn.Module):
@@ -38,13 +44,13 @@ class _Res2Conv(nn.Module):
         self.width = channels // scale
         self.convs = nn.ModuleList(_ConvReluBn(self.width, self.width, kernel, dilation) for _ in range(scale - 1))
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         parts = torch.split(x, self.width, dim=1)
         out = []
         sp = None
         for i, conv in enumerate(self.convs):
             sp = parts[i] if i == 0 else sp + parts[i]
-            sp = conv(sp)
+            sp = conv(sp, mask)
             out.append(sp)
         out.append(parts[-1])
         return torch.cat(out, dim=1)
@@ -57,8 +63,10 @@ class _SE(nn.Module):
             nn.Conv1d(channels, bottleneck, 1), nn.ReLU(),
             nn.Conv1d(bottleneck, channels, 1), nn.Sigmoid())
 
-    def forward(self, x):
-        return x * self.fc(x.mean(dim=-1, keepdim=True))
+    def forward(self, x, mask=None):
+        # x is zero on the padding (masked by the layer before).
+        mean = x.mean(dim=-1, keepdim=True) if mask is None else x.sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True)
+        return x * self.fc(mean)
 
 
 class SERes2Block(nn.Module):
@@ -71,8 +79,11 @@ class SERes2Block(nn.Module):
             _SE(channels, se_bottleneck),
         )
 
-    def forward(self, x):
-        return x + self.body(x)
+    def forward(self, x, mask=None):
+        y = x
+        for layer in self.body:
+            y = layer(y, mask)
+        return x + y
 
 
 class ECAPATDNN(nn.Module):
@@ -94,16 +105,22 @@ class ECAPATDNN(nn.Module):
         self.output_dim = embed_dim
         self.min_frames = 2
 
-    def embed(self, feats: torch.Tensor) -> torch.Tensor:
-        x = self.stem(feats.transpose(1, 2))
+    def embed(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of (B, T, feat_dim) chunks; with ``lengths``, row b is valid up to frame lengths[b]."""
+        x = feats.transpose(1, 2)
+        mask = None
+        if lengths is not None:
+            mask = frame_mask(lengths, x.shape[-1], x.dtype)
+            x = x * mask
+        x = self.stem(x, mask)
         outs = []
         inp = x
         for block in self.blocks:
-            out = block(inp)
+            out = block(inp, mask)
             outs.append(out)
             inp = inp + out
         x = self.mfa(torch.cat(outs, dim=1))
-        pooled = self.pool_bn(self.pool(x))
+        pooled = self.pool_bn(self.pool(x, lengths))
         return self.fc_bn(self.fc(pooled))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,10 @@
 
 The standard deviation is floored (``eps``) under the square root so silence-like
 constant chunks give finite gradients.
+
+Each takes optional ``lengths`` (B,): row b has ``lengths[b]`` valid frames and
+padding after them, which the statistics and the attention ignore (batched
+extraction of chunks of different lengths, see ``sid.extract``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,22 @@ import torch
 from torch import nn
 
 
-def _mean_std(x: torch.Tensor, eps: float, unbiased: bool = False) -> torch.Tensor:
-    mean = x.mean(dim=-1)
-    var = x.var(dim=-1, unbiased=unbiased) if x.shape[-1] > 1 else torch.zeros_like(mean)
+def frame_mask(lengths: torch.Tensor, frames: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, frames): 1 on each row's first ``lengths[b]`` frames, 0 on its padding."""
+    return (torch.arange(frames, device=lengths.device) < lengths[:, None]).unsqueeze(1).to(dtype)
+
+
+def _mean_std(x: torch.Tensor, eps: float, unbiased: bool = False, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    if lengths is None:
+        mean = x.mean(dim=-1)
+        var = x.var(dim=-1, unbiased=unbiased) if x.shape[-1] > 1 else torch.zeros_like(mean)
+    else:
+        mask = frame_mask(lengths, x.shape[-1], x.dtype)
+        n = lengths.to(x.dtype)[:, None]
+        mean = (x * mask).sum(dim=-1) / n
+        sq = (((x - mean.unsqueeze(-1)) * mask) ** 2).sum(dim=-1)
+        # As torch.var: one frame has variance 0 (not 0/0 when unbiased).
+        var = sq / (n - 1).clamp(min=1) if unbiased else sq / n
     return torch.cat([mean, torch.sqrt(var.clamp(min=eps))], dim=-1)
 
 
@@ -31,8 +48,8 @@ class StatsPool(nn.Module):
         self.out_dim = 2 * in_dim
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _mean_std(x.float(), self.eps)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return _mean_std(x.float(), self.eps, lengths=lengths)
 
 
 class TemporalStatsPool(nn.Module):
@@ -44,10 +61,10 @@ class TemporalStatsPool(nn.Module):
         self.out_dim = 2 * in_dim
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1, x.shape[-1])
         # Unbiased variance as WeSpeaker's TSTP, so its checkpoints behave alike.
-        return _mean_std(x.float(), self.eps, unbiased=True)
+        return _mean_std(x.float(), self.eps, unbiased=True, lengths=lengths)
 
 
 class AttentiveStatsPool(nn.Module):
@@ -72,16 +89,22 @@ class AttentiveStatsPool(nn.Module):
             nn.Conv1d(bottleneck, in_dim, kernel_size=1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()
         t = x.shape[-1]
         if self.global_context:
-            mean = x.mean(dim=-1, keepdim=True)
-            std = torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False).clamp(min=self.eps))
+            if lengths is None:
+                mean = x.mean(dim=-1, keepdim=True)
+                std = torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False).clamp(min=self.eps))
+            else:
+                mean, std = _mean_std(x, self.eps, lengths=lengths).unsqueeze(-1).chunk(2, dim=1)
             inp = torch.cat([x, mean.expand(-1, -1, t), std.expand(-1, -1, t)], dim=1)
         else:
             inp = x
-        w = torch.softmax(self.attention(inp).float(), dim=-1)
+        logits = self.attention(inp).float()
+        if lengths is not None:
+            logits = logits.masked_fill(frame_mask(lengths, t, torch.bool).logical_not(), float("-inf"))
+        w = torch.softmax(logits, dim=-1)
         mu = torch.sum(x * w, dim=-1)
         sg = torch.sqrt((torch.sum(x * x * w, dim=-1) - mu * mu).clamp(min=self.eps))
         return torch.cat([mu, sg], dim=-1)

@@ -5,6 +5,11 @@ channels, BasicBlocks [3, 4, 6, 3] with 32/64/128/256 channels (stride 2 from th
 second stage), temporal statistics pooling over the flattened (channel, frequency)
 map (256 x feat_dim/8), and a linear 256-dim embedding layer. 6.6M parameters for
 80-dim fbank.
+
+``embed(x, lengths)`` runs a batch of chunks padded to one length: after every
+convolution stage the padding is zeroed (lengths halved, rounded up, at each
+stride-2 stage, as a lone chunk's feature map shrinks), so the 3x3 convolutions see
+there the zeros a lone chunk's padding gives, and the pooling counts valid frames only.
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sid.models.pooling import TemporalStatsPool
+from sid.models.pooling import TemporalStatsPool, frame_mask
+
+
+def _masked(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, F, T) with the frames after each row's length zeroed."""
+    return x if lengths is None else x * frame_mask(lengths, x.shape[-1], x.dtype).unsqueeze(1)
 
 
 class BasicBlock(nn.Module):
@@ -25,14 +35,16 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.relu = nn.ReLU()
+        self.stride = stride
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
+    def forward(self, x, lengths=None):
+        """``lengths``: valid frames of each row of the output (x is already zero after its own)."""
+        out = _masked(self.relu(self.bn1(self.conv1(x))), lengths)
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return _masked(self.relu(out + self.shortcut(x)), lengths)
 
 
 class ResNet(nn.Module):
@@ -59,10 +71,15 @@ class ResNet(nn.Module):
         self.output_dim = embed_dim
         self.min_frames = downsample
 
-    def embed(self, feats: torch.Tensor) -> torch.Tensor:
-        x = feats.transpose(1, 2).unsqueeze(1)  # (B, 1, F, T)
-        x = self.layers(self.stem(x))
-        return self.fc(self.pool(x).to(x.dtype))
+    def embed(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of (B, T, feat_dim) chunks; with ``lengths``, row b is valid up to frame lengths[b]."""
+        x = _masked(feats.transpose(1, 2).unsqueeze(1), lengths)  # (B, 1, F, T)
+        x = _masked(self.stem(x), lengths)
+        for block in self.layers:
+            if lengths is not None and block.stride > 1:
+                lengths = (lengths + block.stride - 1) // block.stride  # a 3x3 conv, padding 1, stride 2
+            x = block(x, lengths)
+        return self.fc(self.pool(x, lengths).to(x.dtype))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.embed(feats)

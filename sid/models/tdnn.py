@@ -11,7 +11,10 @@ without learnable scale/offset, as Kaldi's ``relu-batchnorm-layer``)::
     tdnn7  affine 512  ReLU, BN  -> output layer (the loss head)
 
 Convolutions are unpadded like Kaldi's nnet3, so a chunk needs at least 15 frames
-(``min_frames``); shorter input is edge-padded by the extractor.
+(``min_frames``); shorter input is edge-padded by the extractor. Unpadded, they
+also never mix a chunk's frames with padding after it: ``embed(x, lengths)`` on
+chunks padded to one length needs only the pooling to stop at each chunk's
+``lengths - 14`` output frames.
 """
 
 from __future__ import annotations
@@ -57,9 +60,12 @@ class XVector(nn.Module):
         self.output_dim = hidden_dim
         self.min_frames = 15
 
-    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+    def embed(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of (B, T, feat_dim) chunks; with ``lengths``, row b is valid up to frame lengths[b]."""
         x = self.frames(feats.transpose(1, 2))
-        return self.segment6(self.pool(x).to(x.dtype))
+        if lengths is not None:
+            lengths = lengths - (self.min_frames - 1)  # the frame layers' context
+        return self.segment6(self.pool(x, lengths).to(x.dtype))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """The representation the loss head classifies (tdnn7 after ReLU and BN)."""

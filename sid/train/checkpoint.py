@@ -8,6 +8,7 @@ optimiser, scheduler, scaler, epoch, position in the epoch, step, RNG states);
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -20,8 +21,12 @@ from sid.errors import SidError
 
 
 def save_atomic(obj, path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    # Serialised first, so a full disk is reported with the size the checkpoint needs.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()
+    with atomic_path(path, size=len(data)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
 

@@ -10,8 +10,8 @@ exactly the chunks an uninterrupted run would, whatever the number of DataLoader
 workers. Ranks of a distributed job take batches ``rank, rank + world, ...`` of one
 shared plan (disjoint shards, equal counts).
 
-Features are read by random access with kaldiio; each worker process opens its own
-readers (file handles are not shared across ``fork``). Utterances shorter than a
+Features are read by random access (``sid.kaldi_io.ScpTable``); each worker process opens
+its own files (file handles are not shared across ``fork``). Utterances shorter than a
 chunk are repeated to fill it (WeSpeaker's wrap padding).
 """
 
@@ -22,12 +22,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import torch
 
 from sid.data.table import read_dict, read_table
 from sid.errors import DataDirError
+from sid.kaldi_io import ScpTable
 from sid.train.specaug import SpecAugment
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _num_frames(data_dir: Path, feats: dict[str, str]) -> dict[str, int]:
                 raise DataDirError(f"{path}: utterance '{utt}': frame count '{value}' is not an integer") from None
         return out
     log.warning("%s has no utt2num_frames; reading every matrix to get its length (slow for large sets)", data_dir)
-    reader = FeatureReader(feats)
+    reader = ScpTable(feats)
     return {utt: reader[utt].shape[0] for utt in feats}
 
 
@@ -216,38 +216,6 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.indices)
 
 
-class FeatureReader:
-    """Random access to feats.scp, opened lazily in whichever process uses it, with
-    up to ``cache_fd`` ark files kept open between reads (kaldiio's ``fd_dict``)."""
-
-    def __init__(self, feats: dict[str, str], cache_fd: int = 64):
-        self.feats = feats
-        self.cache_fd = cache_fd
-        self._pid = None
-        self._fds: dict = {}
-
-    def __getitem__(self, utt: str) -> np.ndarray:
-        if self._pid != os.getpid():
-            # A forked worker must not share its parent's file offsets.
-            self._fds = {}
-            self._pid = os.getpid()
-        if len(self._fds) >= self.cache_fd:
-            for fd in self._fds.values():
-                fd.close()
-            self._fds.clear()
-        spec = self.feats[utt]
-        try:
-            mat = kaldiio.load_mat(spec, fd_dict=self._fds)
-        except Exception as err:  # kaldiio raises several types for a bad ark/offset
-            raise DataDirError(f"cannot read features of utterance '{utt}' ({spec}): {err}") from None
-        if mat.ndim != 2:
-            raise DataDirError(f"features of utterance '{utt}' ({spec}) are not a matrix")
-        return mat
-
-    def __getstate__(self):
-        return {"feats": self.feats, "cache_fd": self.cache_fd, "_pid": None, "_fds": {}}
-
-
 class ChunkDataset(torch.utils.data.Dataset):
     """Item ``i`` is batch ``i`` of the current epoch's plan: ``(feats[B,L,D], labels[B], i)``."""
 
@@ -255,7 +223,7 @@ class ChunkDataset(torch.utils.data.Dataset):
         from sid.data.shards import ShardFeatureReader
 
         self.data = data
-        self.reader = FeatureReader(data.feats) if data.shards is None else ShardFeatureReader(data.feats)
+        self.reader = ScpTable(data.feats) if data.shards is None else ShardFeatureReader(data.feats)
         self.seed = seed
         self.specaug = specaug
         self.epoch = 0
@@ -271,6 +239,8 @@ class ChunkDataset(torch.utils.data.Dataset):
     def chunk(self, i: int, start: int, length: int) -> np.ndarray:
         utt = self.data.utts[i]
         mat = self.reader[utt]
+        if mat.ndim != 2:
+            raise DataDirError(f"features of utterance '{utt}' ({self.data.feats[utt]}) are not a matrix")
         if mat.shape[0] == 0:
             raise DataDirError(f"utterance '{utt}' has no frames")
         piece = mat[start:start + length]

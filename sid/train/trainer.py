@@ -38,6 +38,7 @@ from tqdm import tqdm
 from sid.config import DataConfig, OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
+from sid.kaldi_io import ScpTable
 from sid.losses import MarginScheduler, build_head
 from sid.models import build_model, count_parameters
 from sid.train import checkpoint
@@ -464,7 +465,6 @@ class Trainer:
 
     def _trial_eer(self, model) -> float:
         from sid.extract import embed_utterances
-        from sid.train.data import FeatureReader
 
         if not self.opts.valid_data:
             raise SidError("--valid-trials needs --valid-data, a data dir with the trial utterances' "
@@ -475,7 +475,7 @@ class Trainer:
         missing = [u for u in utts if u not in feats]
         if missing:
             raise SidError(f"{self.opts.valid_data}/feats.scp lacks trial utterance '{missing[0]}'")
-        reader = FeatureReader(feats)
+        reader = ScpTable(feats)
         emb = dict(embed_utterances(model, ((u, reader[u]) for u in utts), self.device))
         norm = {u: e / max(np.linalg.norm(e), 1e-12) for u, e in emb.items()}
         scores = np.array([float(norm[a] @ norm[b]) for a, b, _ in trials])

@@ -1,0 +1,209 @@
+"""Embed and compare audio without a data dir.
+
+    from sid import Embedder
+    e = Embedder.from_exp("exp/xvector")
+    a = e.embed_file("a.wav")            # float32 [dim]
+    b = e.embed(samples, 16000)          # samples: int16 range, or floats in [-1, 1]
+    e.score(a, b)                        # cosine, or the PLDA back-end when one is given
+
+An utterance goes through exactly what the recipe does to it before
+``steps/extract_embeddings.sh``: the features the exp's ``config.yaml`` records
+(``features.type`` and ``features.config``; dither is seeded by the utterance id, as in
+``compute_*_feats``, so ``utt`` decides the result), the compression round trip
+``steps/make_features.sh`` stores them with (``compress``, its default), energy VAD
+(``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
+exp's CMN, voiced frames, chunking and batching. The embedding of an utterance is
+therefore the one the recipe extracts for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from sid.errors import SidError
+
+# The recipe's VAD options (run.sh, egs/*/run.sh: compute_vad_decision.sh --vad-config conf/vad.conf).
+DEFAULT_VAD_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "vad.conf"
+INT16_SCALE = 32768.0
+
+
+def options_from_text(cls, text: str, source: str):
+    """An option struct (``sid.features.options``) from a Kaldi config's text, errors naming ``source``."""
+    from sid.cli import KaldiOptions, UsageError
+
+    po = KaldiOptions("")
+    cls().register(po)
+    values = {k: v[1] for k, v in po._opts.items()}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not line.startswith("--"):
+            raise SidError(f"{source}:{lineno}: expected --name=value, got '{line}'")
+        try:
+            po._apply(values, line, f" ({source}:{lineno})")
+        except UsageError as err:
+            raise SidError(str(err)) from None
+    import argparse
+
+    return cls.from_opts(argparse.Namespace(**{k.replace("-", "_"): v for k, v in values.items()}))
+
+
+class Embedder:
+    """A trained (or imported) exp dir as a function from audio to embeddings."""
+
+    def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path = DEFAULT_VAD_CONFIG,
+                 compress: bool = True, resample: bool = False, backend: str | Path | None = None,
+                 max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 50000):
+        from sid import kaldi_io
+        from sid.extract import Extractor, pick_device
+        from sid.features.compute import Fbank, Mfcc
+        from sid.features.options import FbankOptions, MfccOptions, VadEnergyOptions
+
+        self.exp = Path(exp)
+        self.device = pick_device(device)
+        self.extractor = Extractor(exp, self.device, max_chunk_frames, min_chunk_frames, batch_frames)
+        record = self.extractor.cfg.features
+        cfg_path = self.exp / "config.yaml"
+        if record is None:
+            raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
+                           "(retrain with the current steps/train_xvector.sh, or import the model)")
+        kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
+        if record.type not in kinds:
+            raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
+                           f"allowed: {', '.join(kinds)}")
+        options_cls, computer_cls = kinds[record.type]
+        self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
+        self.computer = computer_cls(self.feat_opts)
+        self.sample_rate = int(self.feat_opts.frame_opts.samp_freq)
+        try:
+            vad_text = Path(vad_config).read_text(encoding="utf-8")
+        except OSError as err:
+            raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
+        self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
+        self.compress = compress
+        self.resample = resample
+        self.plda = self.mean = self.transform = None
+        if backend is not None:
+            from sid.backend.plda import Plda
+
+            backend = Path(backend)
+            for name in ("mean.vec", "plda"):
+                if not (backend / name).exists():
+                    raise SidError(f"{backend / name} not found: a back-end dir is score_plda.sh's backend_plda "
+                                   "(mean.vec, plda, optional transform.mat)")
+            self.mean = kaldi_io.read_vector(str(backend / "mean.vec"))
+            if (backend / "transform.mat").exists():
+                self.transform = kaldi_io.read_matrix(str(backend / "transform.mat"))
+            self.plda = Plda.read(str(backend / "plda"))
+
+    @classmethod
+    def from_exp(cls, exp: str | Path, **kwargs) -> "Embedder":
+        """The Embedder of an exp dir (``config.yaml`` and ``final.pt``); keywords as ``Embedder``."""
+        return cls(exp, **kwargs)
+
+    # -- audio to prepared features ---------------------------------------------------------------
+    def _samples(self, samples, sr: int, where: str, int16_range: bool | None) -> np.ndarray:
+        samples = np.asarray(samples)
+        if samples.ndim != 1:
+            raise SidError(f"{where}: expected mono samples (one dimension), got shape {samples.shape}")
+        if samples.size == 0:
+            raise SidError(f"{where}: audio is empty")
+        if int16_range is None:
+            int16_range = np.issubdtype(samples.dtype, np.integer)
+        scale = 1.0 if int16_range else INT16_SCALE
+        samples = samples.astype(np.float64) * scale
+        if sr != self.sample_rate:
+            frame = self.feat_opts.frame_opts
+            allowed = (sr > self.sample_rate and frame.allow_downsample) or (sr < self.sample_rate and frame.allow_upsample)
+            if not (self.resample or allowed):
+                raise SidError(f"{where}: sample rate {sr} Hz, the model's features need {self.sample_rate} Hz "
+                               "(resample the audio, or ask for resampling: resample=True, --resample=true)")
+            from math import gcd
+
+            from scipy.signal import resample_poly
+
+            g = gcd(self.sample_rate, sr)
+            samples = resample_poly(samples, self.sample_rate // g, sr // g)
+        return np.ascontiguousarray(samples, dtype=np.float32)
+
+    def features(self, samples, sr: int, utt: str = "", where: str = "", int16_range: bool | None = None) -> np.ndarray:
+        """Prepared features (CMN'd voiced frames) of one utterance, as extraction gets them.
+        ``int16_range``: the samples' scale (default: integers are, floats are in [-1, 1])."""
+        from sid import kaldi_io
+        from sid.features.vad import compute_vad
+        from sid.features.window import num_frames
+
+        where = where or f"utterance '{utt}'"
+        x = self._samples(samples, sr, where, int16_range)
+        if num_frames(len(x), self.feat_opts.frame_opts) == 0:
+            raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
+        feats = self.computer.compute(x, utt)
+        if not np.isfinite(feats).all():
+            raise SidError(f"{where}: features contain non-finite values")
+        if self.compress:
+            data = kaldi_io.encode_compressed(feats, kaldi_io.AUTOMATIC_COMPRESSION)
+            feats = kaldi_io.decode(data, 0, where)[0]
+        prepared = self.extractor.prepare(utt, feats, compute_vad(feats, self.vad_opts))
+        if prepared.shape[0] == 0:
+            raise SidError(f"{where}: no voiced frames to embed")
+        return prepared
+
+    def read(self, path: str, utt: str = "") -> tuple[np.ndarray, int]:
+        """Samples (int16 range) and rate of a file or ``wav.scp`` value (see ``decode``)."""
+        from sid.data.audio import read_audio
+
+        return self.decode(lambda rate, resample: read_audio(path, utt=utt, sample_rate=rate, resample=resample))
+
+    def decode(self, read) -> tuple[np.ndarray, int]:
+        """``read(sample_rate, resample) -> (samples, sr)`` called as compute_*_feats calls it:
+        resampled to the model's rate when asked for (or allowed by the feature config)."""
+        frame = self.feat_opts.frame_opts
+        samples, sr = read(None, False)
+        if sr != self.sample_rate and (self.resample or (sr > self.sample_rate and frame.allow_downsample)
+                                       or (sr < self.sample_rate and frame.allow_upsample)):
+            samples, sr = read(self.sample_rate, True)
+        return samples, sr
+
+    # -- embeddings -------------------------------------------------------------------------------
+    def embed_many(self, items: Iterable[tuple[str, np.ndarray, int]],
+                   int16_range: bool | None = None) -> Iterator[tuple[str, np.ndarray]]:
+        """``(utt, embedding)`` for ``(utt, samples, sr)`` items, batched (in the order batches
+        complete). Scale as ``features``."""
+        prepared = ((utt, self.features(s, sr, utt, int16_range=int16_range)) for utt, s, sr in items)
+        return self.extractor.embed(prepared)
+
+    def embed(self, samples, sr: int, utt: str = "", int16_range: bool | None = None) -> np.ndarray:
+        """The embedding of one utterance's samples (``utt`` seeds the dither, as its id does in
+        the recipe). Integer samples are taken in the int16 range, floats in [-1, 1]."""
+        return next(iter(self.embed_many([(utt, samples, sr)], int16_range)))[1]
+
+    def embed_file(self, path: str | Path, utt: str | None = None) -> np.ndarray:
+        """The embedding of an audio file (any format ``sid.data.audio`` reads); ``utt`` defaults
+        to the file name without its extension."""
+        path = str(path)
+        utt = Path(path).stem if utt is None else utt
+        samples, sr = self.read(path, utt)
+        prepared = self.features(samples, sr, utt, where=path, int16_range=True)
+        return next(iter(self.extractor.embed([(utt, prepared)])))[1]
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Cosine similarity, or the PLDA log-likelihood ratio when a back-end was given
+        (mean, LDA, length norm, PLDA, as steps/score_plda.sh scores)."""
+        a = np.asarray(a, dtype=np.float32).reshape(1, -1)
+        b = np.asarray(b, dtype=np.float32).reshape(1, -1)
+        if a.shape != b.shape:
+            raise SidError(f"embeddings of different dimensions: {a.shape[1]} and {b.shape[1]}")
+        if self.plda is None:
+            na, nb = np.linalg.norm(a), np.linalg.norm(b)
+            if na == 0 or nb == 0:
+                raise SidError("cannot score a zero embedding")
+            return float((a @ b.T)[0, 0] / (na * nb))
+        from sid.backend import pipeline
+
+        x = pipeline.prepare(np.concatenate([a, b]).copy(), self.mean, self.transform)
+        y = self.plda.transform_vectors(x, 1)[0]
+        return float(self.plda.log_likelihood_ratios(y[:1], np.ones(1), y[1:], np.zeros(1, int), np.zeros(1, int))[0])

@@ -1,0 +1,168 @@
+"""sid.Embedder, sid.bin.embed and sid.bin.verify: audio in, the recipe's embedding out.
+
+An exp dir is written through the normal layout (config.yaml with its features record,
+final.pt) from a randomly initialised small x-vector; its embeddings of real
+speechocean762 utterances must equal those of steps/make_mfcc.sh +
+steps/compute_vad_decision.sh + steps/extract_embeddings.sh for the same utterances."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from sid import Embedder, kaldi_io
+from sid.config import FeaturesRecord, parse_config
+from sid.errors import SidError
+from sid.models import build_model
+from sid.train import checkpoint
+
+NUM_UTTS = 4
+
+
+def write_exp(exp: Path, repo: Path, seed: int = 0) -> Path:
+    """A model dir as training leaves it, from a random x-vector on the recipe's MFCCs."""
+    conf = (repo / "conf" / "mfcc.conf").read_text()
+    lines = (line.split("#", 1)[0].strip() for line in conf.splitlines())
+    record = FeaturesRecord(type="mfcc", config=conf,
+                            checksum=hashlib.md5("".join(f"{x}\n" for x in lines if x).encode()).hexdigest(),
+                            cmvn_opts="--norm-vars=false --center=true --cmn-window=300")
+    cfg = parse_config({"model": {"type": "xvector", "feat_dim": 30, "channels": 32, "stats_channels": 64,
+                                  "embed_dim": 16, "hidden_dim": 16}})
+    cfg.features = record
+    cfg.num_classes = 10
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    # Batch norm statistics away from (0, 1), so that eval mode is visible in the result.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    checkpoint.save_atomic({"model": model.state_dict()}, exp / "final.pt")
+    return exp
+
+
+@pytest.fixture(scope="module")
+def utterances(corpus):
+    """(utt, absolute path) of a few real utterances of two speakers."""
+    wav = dict(line.split(maxsplit=1) for line in (corpus / "train" / "wav.scp").read_text().splitlines())
+    utts = sorted(wav)[:NUM_UTTS]
+    return [(u, str(corpus / wav[u])) for u in utts]
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory, repo):
+    return write_exp(tmp_path_factory.mktemp("embedder") / "exp", repo)
+
+
+def _data_dir(d: Path, utterances) -> Path:
+    d.mkdir(parents=True)
+    (d / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in utterances))
+    (d / "utt2spk").write_text("".join(f"{u} {u}\n" for u, _ in utterances))
+    (d / "spk2utt").write_text("".join(f"{u} {u}\n" for u, _ in utterances))
+    return d
+
+
+def test_embeddings_equal_the_recipe_extraction(exp, utterances, repo, sid_env, tmp_path):
+    data = _data_dir(tmp_path / "data", utterances)
+    out = tmp_path / "emb"
+    for cmd in (["steps/make_mfcc.sh", "--nj", "1", "--mfcc-config", "conf/mfcc.conf", str(data),
+                 str(tmp_path / "log"), str(tmp_path / "mfcc")],
+                ["steps/compute_vad_decision.sh", "--nj", "1", "--vad-config", "conf/vad.conf", str(data),
+                 str(tmp_path / "log"), str(tmp_path / "mfcc")],
+                ["steps/extract_embeddings.sh", "--nj", "1", str(exp), str(data), str(out)]):
+        res = subprocess.run(["bash", *cmd], env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    keys, recipe = kaldi_io.read_vectors(f"scp:{out}/xvector.scp")
+    assert keys == [u for u, _ in utterances]
+
+    e = Embedder.from_exp(exp, device="no")
+    for (utt, path), ref in zip(utterances, recipe):
+        np.testing.assert_allclose(e.embed_file(path, utt=utt), ref, rtol=0, atol=1e-5)
+    # The same samples through embed(), as floats in [-1, 1].
+    samples, sr = sf.read(utterances[0][1], dtype="float32")
+    np.testing.assert_allclose(e.embed(samples, sr, utt=utterances[0][0]), recipe[0], rtol=0, atol=1e-5)
+
+    # The shell command on the wav.scp: batched, same ids and values.
+    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", f"--exp={exp}", "--use-gpu=no",
+                          f"scp:{data}/wav.scp", f"ark,scp:{tmp_path}/e.ark,{tmp_path}/e.scp"],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr
+    keys2, ours = kaldi_io.read_vectors(f"scp:{tmp_path}/e.scp")
+    assert keys2 == keys
+    np.testing.assert_allclose(ours, recipe, rtol=0, atol=1e-5)
+
+
+def test_embed_single_file_and_verify(exp, utterances, repo, sid_env, tmp_path):
+    (u1, p1), (u2, p2) = utterances[:2]
+    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", f"--exp={exp}", p1, "ark,t:-"],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr
+    key, *values = res.stdout.replace("[", " ").replace("]", " ").split()
+    e = Embedder.from_exp(exp, device="no")
+    a, b = e.embed_file(p1), e.embed_file(p2)
+    assert key == Path(p1).stem
+    np.testing.assert_allclose(np.array(values, dtype=np.float32), a, atol=1e-5)
+
+    cosine = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert e.score(a, b) == pytest.approx(cosine, abs=1e-6)
+    assert e.score(a, a) == pytest.approx(1.0, abs=1e-6)
+    for threshold, decision in ((cosine - 0.01, "accept"), (cosine + 0.01, "reject")):
+        res = subprocess.run([sys.executable, "-m", "sid.bin.verify", f"--exp={exp}", f"--threshold={threshold}",
+                              p1, p2], env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+        assert res.returncode == 0, res.stderr
+        score, word = res.stdout.split()
+        assert float(score) == pytest.approx(cosine, abs=1e-5) and word == decision
+
+
+def test_score_with_a_plda_backend(exp, utterances, tmp_path):
+    from sid.backend import pipeline
+    from sid.backend.plda import Plda
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 16)).astype(np.float32) + np.repeat(rng.standard_normal((6, 16)), 10, 0)
+    keys = [f"s{i // 10}-u{i}" for i in range(60)]
+    mean, lda, plda = pipeline.train(keys, x.copy(), {k: k.split("-")[0] for k in keys}, lda_dim=8)
+    b = tmp_path / "backend_plda"
+    b.mkdir()
+    kaldi_io.write_object(str(b / "mean.vec"), mean, True)
+    kaldi_io.write_object(str(b / "transform.mat"), lda, True)
+    plda.write(str(b / "plda"))
+    e = Embedder.from_exp(exp, device="no", backend=b)
+    # What steps/score_plda.sh computes for the pair.
+    y = Plda.read(str(b / "plda")).transform_vectors(pipeline.prepare(x[:2].copy(), mean, lda), 1)[0]
+    expect = plda.log_likelihood_ratios(y[:1], np.ones(1), y[1:], np.zeros(1, int), np.zeros(1, int))[0]
+    assert e.score(x[0], x[1]) == pytest.approx(expect, rel=1e-6)
+
+
+def test_wrong_sample_rate_is_an_error_unless_resampling(exp, utterances, tmp_path, repo, sid_env):
+    samples, sr = sf.read(utterances[0][1], dtype="float32")
+    path = tmp_path / "at8k.wav"
+    sf.write(path, samples[::2], 8000)
+    with pytest.raises(SidError, match=f"{path}.*8000 Hz.*16000 Hz"):
+        Embedder.from_exp(exp, device="no").embed_file(path)
+    emb = Embedder.from_exp(exp, device="no", resample=True).embed_file(path)
+    assert emb.shape == (16,) and np.isfinite(emb).all()
+    res = subprocess.run([sys.executable, "-m", "sid.bin.verify", f"--exp={exp}", str(path), utterances[0][1]],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 1 and str(path) in res.stderr and "Traceback" not in res.stderr
+
+
+def test_exp_without_features_record_is_an_error(exp, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    del cfg["features"]
+    (bare / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (bare / "final.pt").write_bytes((exp / "final.pt").read_bytes())
+    with pytest.raises(SidError, match="no 'features' record"):
+        Embedder.from_exp(bare, device="no")
