@@ -47,7 +47,10 @@
 #                               audio (default: conf/<config-name>_lm.yaml where it exists)
 #   --min-len N                 training utterances need N voiced frames (Kaldi: 400)
 #   --min-num-utts N            training speakers need N utterances (Kaldi: 8)
-#   --ngpu N --num-workers N    GPUs (processes) and data loader workers for training
+#   --ngpu N --num-workers N    GPUs (processes) per node and data loader workers for training
+#   --num-nodes N               training nodes: one job spanning N nodes ($cuda_cmd --num-nodes,
+#                               so slurm.pl or queue.pl; see README "On a cluster")
+#   --use-gpu auto|true|false   extraction on GPUs (one per job); auto: if this machine has one
 #   --lda-dim N                 LDA dimension before PLDA (Kaldi: 200)
 #   --cohort-top-n N            AS-norm cohort size (WeSpeaker: 300)
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
@@ -57,7 +60,7 @@
 
 . ./cmd.sh
 . ./path.sh
-set -e
+set -eo pipefail  # a failing command inside a pipe stops the run too
 
 stage=0
 stop_stage=7
@@ -83,7 +86,9 @@ lm_config=
 min_len=400
 min_num_utts=8
 ngpu=1
+num_nodes=1
 num_workers=4
+use_gpu=auto
 lda_dim=200
 cohort_top_n=300
 allow_partial=false
@@ -116,6 +121,33 @@ case $feat_type in
   *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_dir=${feat_dir:-$feat_type}
+# A second run of this recipe here waits: for data/ until this one's data stages are done,
+# for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
+. utils/lock_dirs.sh
+lock_dirs data
+
+# The corpora before anything else: a missing one is named by its option.
+check_dir() {  # check_dir <option> <dir> <what it holds>
+  [ -d "$2" ] && return 0
+  echo "$0: $1 $2: no such directory (pass $1 DIR, DIR holding $3)" >&2
+  exit 1
+}
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  { [ -d data/voxceleb1_test ] && [ -d data/voxceleb1_dev ]; } || \
+    check_dir --voxceleb1-root "$voxceleb1_root" "wav/idXXXXX/<video>/NNNNN.wav (or dev/wav, test/wav)"
+  [ -d data/train ] || check_dir --voxceleb2-root "$voxceleb2_root" "dev/aac/idXXXXX/<video>/NNNNN.m4a, test/aac/..."
+fi
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -d data/train_combined ]; then
+  [ -d data/musan_speech ] || check_dir --musan-root "$musan_root" "music/ noise/ speech/"
+  [ -f data/rirs/mediumroom/rir_list ] || check_dir --rirs-root "$rirs_root" "simulated_rirs/{smallroom,mediumroom}/"
+fi
+
+# need <file> <stage>: a stage's input, or an error saying which stage makes it.
+need() {
+  [ -e "$1" ] && return 0
+  echo "$0: $1 is missing: stage $2 makes it (run with --stage $2, or without --stage)" >&2
+  exit 1
+}
 
 # Test sets: Vox1-O from VoxCeleb1 test; Vox1-E/H (WeSpeaker only: Kaldi trains on
 # VoxCeleb1 dev) from all of VoxCeleb1. name:list:data-dir
@@ -205,6 +237,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   echo "$0: stage 1: $feat_type features and VAD"
+  need data/train/utt2spk 0
   make_features train
   make_features ${test_sets%% *}
   if [ $train_set = wespeaker ] && [ ! -f data/voxceleb1_test/.feats_done ]; then
@@ -228,6 +261,7 @@ fi
 # The Kaldi path: fixed augmented copies with features (a config training from audio
 # augments every chunk afresh in the loader instead).
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $data_source = features ]; then
+  need data/train/.feats_done 1
   src=train
   if [ $speed_perturb = true ]; then
     for factor in 0.9 1.1; do
@@ -272,8 +306,15 @@ exp=exp/$config_name
 # The model the later stages use: the fine-tuned one where there is fine-tuning.
 final_exp=$exp
 [ -n "$lm_config" ] && final_exp=exp/$(basename "$lm_config" .yaml)
+lock_dirs $exp $final_exp
 emb=$final_exp/embeddings
-use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+if [ "$use_gpu" = auto ]; then
+  use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
+fi
+case $use_gpu in
+  true|false) ;;
+  *) echo "$0: --use-gpu must be auto, true or false, got '$use_gpu'" >&2; exit 1 ;;
+esac
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = audio ]; then
   echo "$0: stage 3: nothing to do: $config trains from the audio of data/train"
@@ -281,6 +322,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = features ]; then
   echo "$0: stage 3: training features"
+  [ -d data/train_combined_no_sil ] || need data/train_combined/feats.scp 2
   if [ ! -d data/train_combined_no_sil ]; then
     [ -d data/train_combined_cmn ] || steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
       data/train_combined data/train_combined_cmn $feat_dir/train_combined_cmn
@@ -301,6 +343,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = features ]; the
   fi
 fi
 
+unlock_dirs data  # the training data are complete; other runs may use data/ from here
+
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
   mkdir -p $exp/log
@@ -309,16 +353,20 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   if [ $data_source = audio ]; then
     # Chunks of data/train's audio, augmented in the loader from the stage-2 MUSAN and RIR dirs.
     train_data=data/train
+    need data/musan_noise/wav.scp 2
     audio_opts=(--fbank-config $fbank_config --rir-list data/rirs/smallroom/rir_list,data/rirs/mediumroom/rir_list
                 --noise-dir data/musan_noise --music-dir data/musan_music --babble-dir data/musan_speech)
+  else
+    need data/train_combined_no_sil/feats.scp 3
   fi
-  $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
+  $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
     steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
       "${audio_opts[@]}" $train_data $exp
   if [ -n "$lm_config" ]; then
     echo "$0: stage 4: large-margin fine-tuning of $exp/final.pt with $lm_config into $final_exp"
     mkdir -p $final_exp/log
-    $cuda_cmd --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $final_exp/log/train_job.log \
+    $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) \
+      $final_exp/log/train_job.log \
       steps/train_xvector.sh --model-config $lm_config --init-model $exp/final.pt --ngpu $ngpu \
         --num-workers $num_workers "${audio_opts[@]}" $train_data $final_exp
   fi
@@ -326,6 +374,7 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "$0: stage 5: embeddings"
+  need $final_exp/final.pt 4
   for set in train $test_sets; do
     steps/extract_embeddings.sh --nj $nj --cmd "$([ $use_gpu = true ] && echo "$cuda_cmd" || echo "$train_cmd")" \
       --use-gpu $use_gpu $final_exp data/$set $emb/$set
@@ -344,6 +393,7 @@ trials_of() {
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   echo "$0: stage 6: back-ends and scores"
+  for set in train $test_sets; do need $emb/$set/xvector.scp 5; done
   for set in $test_sets; do
     trials=$(trials_of $set)
     [ -n "$trials" ] || continue

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
-from sid.cli import doc_argparser, run_main, setup_logging
+from sid.cli import doc_argparser, progress, run_main, setup_logging
 from sid.data.audio import read_audio
 from sid.data.table import read_dict, write_sorted
 from sid.errors import AudioError, DataDirError
@@ -71,8 +70,8 @@ def main():
         logging.info("%s/wav.scp names no m4a files: nothing to convert", data)
         return
     with ProcessPoolExecutor(max(1, args.nj)) as pool:
-        errors = [e for e in tqdm(pool.map(convert, jobs, chunksize=16), total=len(jobs), desc="convert",
-                                  unit="file") if e]
+        errors = [e for e in progress(pool.map(convert, jobs, chunksize=16), total=len(jobs), desc="convert",
+                                      unit="file") if e]
     if errors:
         more = "; ..." if len(errors) > 5 else ""
         raise AudioError(f"{len(errors)} of {len(jobs)} files could not be converted "

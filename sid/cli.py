@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 _TRUE = {"true", "t", "1", "yes"}
@@ -92,7 +93,15 @@ class KaldiOptions:
             self._apply(values, line, f" ({path}:{lineno})")
 
     def help_text(self) -> str:
-        lines = [self.usage, "", "Options:"]
+        """Every tool's help has one form: the Usage line (and its e.g.), the description, Options."""
+        usage = self.usage.splitlines()
+        first = next((i for i, line in enumerate(usage) if line.startswith("Usage:")), 0)
+        if first:  # Kaldi puts the description first; move it after the usage and example lines
+            end = first + 1
+            while end < len(usage) and usage[end].startswith((" ", "\t")):
+                end += 1
+            usage = usage[first:end] + usage[:first] + usage[end:]
+        lines = ["\n".join(usage), "", "Options:"]
         for key, (typ, default, text) in sorted(self._opts.items()):
             shown = str(default).lower() if typ is bool else default
             lines.append(f"  --{key:<28} : {text} ({typ.__name__}, default = {shown})")
@@ -133,12 +142,25 @@ class KaldiOptions:
         return opts, positional
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse help in the form of the other tools': ``Usage: ...``, the description, ``Options:``."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, prefix="Usage: ")
+
+
+def argparser(**kwargs) -> argparse.ArgumentParser:
+    """An ``argparse.ArgumentParser`` whose help has the form of the other tools'."""
+    ap = argparse.ArgumentParser(formatter_class=HelpFormatter, **kwargs)
+    ap._positionals.title = "Arguments"
+    ap._optionals.title = "Options"
+    return ap
+
+
 def doc_argparser(doc: str, prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser for a script whose docstring is its documentation: the first
     line ``Usage: ...`` is the usage, the text after the blank line the description."""
-    return argparse.ArgumentParser(prog=prog, usage=doc.splitlines()[0][len("Usage: "):],
-                                   description=doc.split("\n", 2)[2],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparser(prog=prog, usage=doc.splitlines()[0][len("Usage: "):], description=doc.split("\n", 2)[2])
 
 
 def prog_name() -> str:
@@ -168,17 +190,87 @@ def setup_logging(verbose: int = 0) -> None:
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
 
 
-def progress(iterable, **kwargs):
-    """``tqdm(iterable, disable=None, **kwargs)``: a bar on a terminal, nothing in a pipe or log.
+PROGRESS_INTERVAL = 30.0  # seconds between progress lines in a log
 
-    tqdm is imported only when the bar can show, since its import (package metadata)
-    is a tenth of a tool's start-up budget and jobs run with stderr in a log file.
+
+def progress(iterable: Any = None, *, desc: str = "", total: int | None = None, unit: str = "it",
+             disable: bool = False, file=None, interval: float = PROGRESS_INTERVAL, **kwargs):
+    """Progress of long work, the one place it is set up: tqdm's live bar on a terminal; in a
+    log or pipe (where a redrawn bar would be carriage-return lines) one plain line per
+    ``interval`` seconds and one at the end, ``desc: 40% 500/1250 [0:30<0:45, 16.7 utt/s]``.
+    Iterate over it, or call ``update()``/``set_postfix()``/``close()``. tqdm (a tenth of a
+    tool's start-up budget to import) is imported only for the live bar. ``kwargs`` go to
+    tqdm (``initial``, ``mininterval``, ...); ``initial`` also counts here.
     """
-    if not sys.stderr.isatty():
-        return iterable
-    from tqdm import tqdm
+    out = file if file is not None else sys.stderr
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    try:
+        live = out.isatty()
+    except (AttributeError, ValueError):
+        live = False
+    if live and not disable:
+        from tqdm import tqdm
 
-    return tqdm(iterable, disable=None, **kwargs)
+        return tqdm(iterable, desc=desc, total=total, unit=unit, file=out, dynamic_ncols=True, **kwargs)
+    return _LogProgress(iterable, desc, total, unit, disable, out, interval, kwargs.get("initial", 0))
+
+
+class _LogProgress:
+    """Progress as whole lines, for logs (see :func:`progress`)."""
+
+    def __init__(self, iterable, desc, total, unit, disable, out, interval, initial):
+        self.iterable, self.desc, self.total, self.unit = iterable, desc, total, unit
+        self.disable, self.out, self.interval = disable, out, interval
+        self.n = self.start_n = initial
+        self.postfix = ""
+        self.start = self.last = time.monotonic()
+        self.closed = False
+        self._line()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def __len__(self):
+        return self.total or 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= self.interval:
+            self._line()
+
+    def set_postfix(self, **kwargs) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._line()
+
+    def _line(self) -> None:
+        self.last = now = time.monotonic()
+        if self.disable:
+            return
+        elapsed = now - self.start
+        rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        done = f"{self.n}"
+        when = _clock(elapsed)
+        if self.total:
+            done = f"{100 * self.n / self.total:3.0f}% {self.n}/{self.total}"
+            if rate > 0:
+                when += f"<{_clock((self.total - self.n) / rate)}"
+        extra = f", {self.postfix}" if self.postfix else ""
+        self.out.write(f"{self.desc}: {done} [{when}, {rate:.3g} {self.unit}/s{extra}]\n")
+        self.out.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def run_main(main) -> None:

@@ -10,7 +10,8 @@ Batching never changes an embedding. Utterances are buffered (``SORT_BATCHES`` t
 ``batch_frames`` frames) and their chunks sorted by length. A model whose ``embed``
 takes ``lengths`` (x-vector, ECAPA-TDNN, ResNet) gets batches of chunks of
 neighbouring lengths zero-padded to the longest, at most ``batch_frames`` frames
-padding included (this bounds memory); it masks the padding so that each chunk's
+padding included (this bounds memory; by default ``DEFAULT_BATCH_FRAMES``: big on a
+GPU, small on CPU, where bigger batches only add memory traffic); it masks the padding so that each chunk's
 embedding is the one it has alone (``tests/test_extract.py`` checks this on real
 speech for each model). Other models get batches of chunks of equal length only.
 Models run in eval mode, so batch norm uses its running statistics.
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # The sorting buffer holds this many batches, so that batches meet chunks of similar length.
 SORT_BATCHES = 8
+# Frames per batch when not given (measured with bench/extract_throughput.py).
+DEFAULT_BATCH_FRAMES = {"cuda": 50000, "cpu": 4000}
 
 DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
 
@@ -62,11 +65,12 @@ def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
 @torch.no_grad()
 def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarray]], device: torch.device,
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                     batch_frames: int = 50000) -> Iterator[tuple[str, np.ndarray]]:
+                     batch_frames: int = 0) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
     order batches complete. A batch holds at most ``batch_frames`` frames (padding
-    included), or one chunk where a chunk is longer."""
+    included; 0: ``DEFAULT_BATCH_FRAMES`` of the device), or one chunk where a chunk is longer."""
     model.eval()
+    batch_frames = batch_frames or DEFAULT_BATCH_FRAMES.get(device.type, DEFAULT_BATCH_FRAMES["cpu"])
     min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
     padded = "lengths" in inspect.signature(model.embed).parameters
     buffer: list[tuple[str, np.ndarray]] = []
@@ -156,7 +160,7 @@ class Extractor:
     """Raw features + VAD in, embeddings out, prepared as the model was trained."""
 
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                 batch_frames: int = 50000):
+                 batch_frames: int = 0):
         self.model, self.cfg = load_model_dir(model_dir, device)
         self.device = device
         self.cmvn = DEFAULT_CMVN

@@ -438,11 +438,25 @@ class RandomAccessReader:
             raise SidError(f"{path}: truncated archive: entry {what} at byte {offset} ends inside its header")
         if size < 0:
             return self._load(value, what)
-        data = head + f.read(size - len(head)) if size > len(head) else head[:size]
-        if len(data) < size:
+        hlen = {b"FV": 10, b"DV": 10, b"FM": 15, b"DM": 15}.get(head[2:4]) if head[4:5] == b" " else None
+        if hlen is not None:
+            f.seek(offset + hlen)
+            body = f.read(size - hlen)
+            got = hlen + len(body)
+        else:
+            got = min(size, os.fstat(f.fileno()).st_size - offset)
+        if got < size:
             raise SidError(f"{path}: truncated archive: entry {what} at byte {offset} needs {size} bytes, "
-                           f"the file has {len(data)}")
-        return decode(data, 0, f"{path}:{offset} ({key or value})")[0]
+                           f"the file has {got}")
+        if hlen is not None:
+            return _decode_plain(head[:hlen], body)
+        from kaldiio.matio import read_matrix_or_vector  # compressed: kaldiio decodes straight from the file
+
+        f.seek(offset)
+        try:
+            return read_matrix_or_vector(f)
+        except Exception as err:  # kaldiio raises assorted errors on bad input
+            raise SidError(f"cannot decode {what}: {err or type(err).__name__}") from None
 
     def num_rows(self, value: str) -> int:
         """Rows of a matrix (length of a vector) from its header only; raises ValueError if the
@@ -519,93 +533,90 @@ def random_access(rspecifier: str):
 
 # ---------------------------------------------------------------- sequential reading
 
-class _Stream:
-    """A buffered view of a binary stream that knows its absolute offset."""
-
-    def __init__(self, f, name: str):
-        self.f, self.name = f, name
-        self.buf = b""
-        self.pos = 0      # cursor in buf
-        self.base = 0     # stream offset of buf[0]
-
-    def offset(self) -> int:
-        return self.base + self.pos
-
-    def fill(self, n: int) -> bool:
-        """At least ``n`` bytes from the cursor, unless the stream ends first (then False)."""
-        have = len(self.buf) - self.pos
-        if have >= n:
-            return True
-        parts = [self.buf[self.pos:]]
-        self.base += self.pos
-        self.pos = 0
-        while have < n:
-            chunk = self.f.read(max(n - have, 1 << 16))
-            if not chunk:
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        self.buf = b"".join(parts)
-        return have >= n
-
-    def skip_space(self) -> bool:
-        """Skip whitespace; False at the end of the stream."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in b" \t\n\r":
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return True
-            if not self.fill(1):
-                return False
-
-    def until(self, byte: bytes) -> int:
-        """Index in buf of the next ``byte``, reading on as needed; -1 if the stream ends first."""
-        start = self.pos
-        while True:
-            i = self.buf.find(byte, start)
-            if i >= 0:
-                return i
-            start = len(self.buf) - self.pos
-            if not self.fill(len(self.buf) - self.pos + 1):
-                return -1
-            start += self.pos
+def _read_key(f) -> tuple[bytes, int]:
+    """The next key of an archive stream (leading whitespace skipped) and how many bytes were read;
+    b'' at the end. The key's terminating space is consumed; a key the stream ends inside is returned
+    with no space after it (the caller reports it)."""
+    read = f.read
+    c = read(1)
+    n = 1
+    while c and c in b" \t\n\r":
+        c = read(1)
+        n += 1
+    if not c:
+        return b"", n - 1
+    key = [c]
+    while True:
+        c = read(1)
+        if not c or c == b" ":
+            return b"".join(key) + (c or b"\n"), n + len(key)
+        key.append(c)
 
 
 def _iter_stream(f, name: str) -> Iterator[tuple[str, np.ndarray]]:
-    """``(key, array)`` for each object of an archive stream, reading exactly the announced bytes."""
-    s = _Stream(f, name)
-    while s.skip_space():
-        at = s.offset()
-        space = s.until(b" ")
-        if space < 0:
-            raise SidError(f"{name}: truncated archive at byte {at}: key "
-                           f"'{s.buf[s.pos:s.pos + 40].decode(errors='replace').strip()}' with no object")
-        key = s.buf[s.pos:space].decode(errors="replace")
-        if b"\n" in s.buf[s.pos:space] or not key:
+    """``(key, array)`` for each object of an archive stream, reading exactly the bytes each header
+    announces (one read per object), so a stream that ends early is named, never cut silently."""
+    at = 0
+    while True:
+        raw, n = _read_key(f)
+        if not raw:
+            return
+        key = raw[:-1].decode(errors="replace")
+        if raw[-1:] != b" ":
+            raise SidError(f"{name}: truncated archive at byte {at + n - len(raw) + 1}: key '{key[:40]}' with no object")
+        if "\n" in key:
             raise SidError(f"{name}: not a Kaldi archive at byte {at} (a key '{key[:40]}' spanning lines)")
-        s.pos = space + 1
-        start = s.offset()
-        s.fill(_HEADER_BYTES)
-        if s.buf[s.pos:s.pos + 2] == b"\0B":
-            size = object_size(s.buf[s.pos:s.pos + _HEADER_BYTES])
+        at += n
+        head = f.read(5)
+        if head[:2] == b"\0B":
+            token_end = 5 if head[4:5] == b" " else 6
+            head += f.read(token_end - 5)
+            token = head[2:token_end - 1]
+            if token in (b"FV", b"DV"):
+                head += f.read(5)
+            elif token in (b"FM", b"DM"):
+                head += f.read(10)
+            elif token in (b"CM", b"CM2", b"CM3"):
+                head += f.read(16)
+            size = object_size(head)
             if size is None:
-                raise SidError(f"{name}: truncated archive at byte {start}: utterance '{key}' ends inside its header")
+                raise SidError(f"{name}: truncated archive at byte {at}: utterance '{key}' ends inside its header")
             if size < 0:
-                raise SidError(f"{name}: utterance '{key}' at byte {start} is not a vector or matrix "
-                               f"('{s.buf[s.pos + 2:s.pos + 6].decode(errors='replace').strip()}')")
-            if not s.fill(size):
-                raise SidError(f"{name}: truncated archive at byte {start}: utterance '{key}' needs {size} bytes, "
-                               f"only {len(s.buf) - s.pos} remain")
-            array = decode(s.buf, s.pos, f"{name}: utterance '{key}'")[0]
-            s.pos += size
+                raise SidError(f"{name}: utterance '{key}' at byte {at} is not a vector or matrix "
+                               f"('{token.decode(errors='replace')}')")
+            body = f.read(size - len(head))
+            if len(body) < size - len(head):
+                raise SidError(f"{name}: truncated archive at byte {at}: utterance '{key}' needs {size} bytes, "
+                               f"only {len(head) + len(body)} remain")
+            array = decode(head + body, 0, f"{name}: utterance '{key}'")[0] if token[:2] == b"CM" \
+                else _decode_plain(head, body)
+            at += size
         else:
-            end = s.until(b"]")
-            if end < 0:
-                raise SidError(f"{name}: truncated archive at byte {start}: the text object of utterance '{key}' "
-                               "has no closing ']'")
-            array, after = decode_text(s.buf, s.pos, f"{name}: utterance '{key}'")
-            s.pos = after
+            text = [head]
+            while b"]" not in text[-1]:
+                line = f.readline()
+                if not line:
+                    raise SidError(f"{name}: truncated archive at byte {at}: the text object of utterance '{key}' "
+                                   "has no closing ']'")
+                text.append(line)
+            data = b"".join(text)
+            close = data.index(b"]")
+            array = decode_text(data[:close + 1], 0, f"{name}: utterance '{key}'")[0]
+            rest = data[close + 1:]
+            if rest.strip():
+                raise SidError(f"{name}: unexpected '{rest.strip()[:20].decode(errors='replace')}' after the text "
+                               f"object of utterance '{key}'")
+            at += len(data)
         yield key, array
+
+
+def _decode_plain(head: bytes, body: bytes) -> np.ndarray:
+    """An FV/DV/FM/DM object from its header and values, without copying the values."""
+    dtype = "<f4" if head[2:3] == b"F" else "<f8"
+    if head[3:4] == b"V":
+        return np.frombuffer(body, dtype=dtype)
+    rows, cols = struct.unpack_from("<i", head, 6)[0], struct.unpack_from("<i", head, 11)[0]
+    return np.frombuffer(body, dtype=dtype).reshape(rows, cols)
 
 
 def read_matrices(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:

@@ -149,14 +149,14 @@ def _duration_or_error(path: str) -> tuple[float | None, str]:
 
 def durations(paths: list[str], nj: int = 1) -> list[float]:
     """Duration of every file; unreadable or empty files are one error listing them."""
-    from tqdm import tqdm
+    from sid.cli import progress
 
     if nj > 1 and len(paths) > 1:
         with ProcessPoolExecutor(nj) as pool:
-            results = list(tqdm(pool.map(_duration_or_error, paths, chunksize=64), total=len(paths),
-                                desc="durations", unit="file", leave=False))
+            results = list(progress(pool.map(_duration_or_error, paths, chunksize=64), total=len(paths),
+                                    desc="durations", unit="file"))
     else:
-        results = [_duration_or_error(p) for p in tqdm(paths, desc="durations", unit="file", leave=False)]
+        results = [_duration_or_error(p) for p in progress(paths, desc="durations", unit="file")]
     bad = [err for dur, err in results if dur is None]
     if bad:
         raise AudioError(f"{len(bad)} of {len(paths)} audio files are unreadable or empty: {_examples(bad)}")

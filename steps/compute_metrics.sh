@@ -27,8 +27,9 @@ tsne_utt2spk=
 tsne_speakers=10
 allow_partial=false
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -lt 3 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -36,6 +37,8 @@ if [ $# -lt 3 ]; then
 fi
 score_dir=$1; results_dir=$2; shift 2
 bin="python -m sid.bin"
+. lock_dirs.sh
+lock_dirs "$results_dir"  # results.json is read and rewritten: one run at a time
 mkdir -p "$results_dir"
 
 for trials in "$@"; do

@@ -31,6 +31,8 @@ name=$(basename "$data")
 for f in $data/feats.scp $vad_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+. lock_dirs.sh
+lock_dirs $data $logdir  # a second run on this data dir waits for this one
 mkdir -p $vaddir $logdir
 vaddir=$(cd $vaddir && pwd)  # vad.scp names the arks by absolute path
 
@@ -55,7 +57,7 @@ for n in $(seq $nj); do
     todo=$((todo + 1))
   fi
 done
-rm -f $vaddir/.vad_$name.*.tmp  # left by a killed job
+rm -f $vaddir/.vad_$name.*.tmp  # left by a killed run (we hold the lock)
 
 if [ $todo -gt 0 ]; then
   echo "$0: running $todo of $nj jobs ($((nj - todo)) finished in an earlier run)"
@@ -68,8 +70,8 @@ else
   echo "$0: all $nj jobs finished before; joining their outputs"
 fi
 
-for n in $(seq $nj); do cat $vaddir/vad_$name.$n.scp; done > $data/.vad.scp.tmp
-mv $data/.vad.scp.tmp $data/vad.scp
+for n in $(seq $nj); do cat $vaddir/vad_$name.$n.scp; done > $data/.vad.scp.$$.tmp
+mv $data/.vad.scp.$$.tmp $data/vad.scp
 
 nc=$(wc -l < $data/vad.scp)
 nu=$(wc -l < $data/feats.scp)

@@ -15,6 +15,7 @@
 #   --max-chunk-frames <N>     # longer utterances are cut into chunks and averaged (default: 10000)
 #   --min-chunk-frames <N>     # shorter chunks are edge-padded (default: 25)
 #   --num-threads <N>          # CPU threads per job (default: 1)
+#   --batch-frames <N>         # most frames per batch, bounds memory (default: 0: 50000 on a GPU, 4000 on CPU)
 
 set -euo pipefail
 
@@ -24,9 +25,11 @@ use_gpu=false
 max_chunk_frames=10000
 min_chunk_frames=25
 num_threads=1
+batch_frames=0
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -ne 3 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -45,6 +48,8 @@ case "$use_gpu" in
   *) echo "$0: --use-gpu must be true or false, got '$use_gpu'" >&2; exit 1 ;;
 esac
 
+. lock_dirs.sh
+lock_dirs "$data" "$dir"  # a second run on these dirs waits for this one
 mkdir -p "$dir/log"
 utils/split_data.sh "$data" "$nj"
 sdata=$data/split$nj
@@ -52,16 +57,17 @@ sdata=$data/split$nj
 # shellcheck disable=SC2086
 $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   python -m sid.bin.extract_embeddings --use-gpu=$tool_gpu --num-threads="$num_threads" \
-    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --skip-done=true \
+    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" --skip-done=true \
     "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 
-for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$dir/.xvector.scp.tmp"
+tmp=$dir/.xvector.scp.$$.tmp
+for j in $(seq "$nj"); do cat "$dir/xvector.$j.scp"; done > "$tmp"
 # An unchanged result keeps its files (and times), so a rerun redoes nothing downstream.
-if cmp -s "$dir/.xvector.scp.tmp" "$dir/xvector.scp"; then
-  rm "$dir/.xvector.scp.tmp"
+if cmp -s "$tmp" "$dir/xvector.scp"; then
+  rm "$tmp"
 else
-  mv "$dir/.xvector.scp.tmp" "$dir/xvector.scp"
+  mv "$tmp" "$dir/xvector.scp"
 fi
 
 # Speaker means, as extract_xvectors.sh does with ivector-mean.

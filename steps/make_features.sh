@@ -51,6 +51,8 @@ name=$(basename "$data")
 for f in $data/wav.scp $data/utt2spk $feat_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+. lock_dirs.sh
+lock_dirs $data $logdir  # a second run on this data dir waits for this one
 # What this step writes is replaced: set the old files aside first, so nothing reads
 # (or validates) them meanwhile; utt2num_frames describes the old features.
 for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur); do
@@ -80,7 +82,7 @@ inputs_sum() {
   { echo "$opts"; cat $feat_config $sdata/$1/wav.scp; cat $sdata/$1/segments $sdata/$1/utt2aug 2>/dev/null || true; } |
     sed "s/JOB/$1/g" | md5sum | cut -d' ' -f1
 }
-rm -f $featdir/.raw_${feat_type}_$name.*.tmp $logdir/.utt2*.tmp  # left by a killed job
+rm -f $featdir/.raw_${feat_type}_$name.*.tmp $logdir/.utt2*.tmp  # left by a killed run (we hold the lock)
 todo=0
 for n in $(seq $nj); do
   base=$featdir/raw_${feat_type}_$name.$n
@@ -107,15 +109,15 @@ else
   echo "$0: all $nj jobs finished before; joining their outputs"
 fi
 
-for n in $(seq $nj); do cat $featdir/raw_${feat_type}_$name.$n.scp; done > $data/.feats.scp.tmp
-mv $data/.feats.scp.tmp $data/feats.scp
+for n in $(seq $nj); do cat $featdir/raw_${feat_type}_$name.$n.scp; done > $data/.feats.scp.$$.tmp
+mv $data/.feats.scp.$$.tmp $data/feats.scp
 if $write_utt2num_frames; then
-  for n in $(seq $nj); do cat $logdir/utt2num_frames.$n; done > $data/.utt2num_frames.tmp
-  mv $data/.utt2num_frames.tmp $data/utt2num_frames
+  for n in $(seq $nj); do cat $logdir/utt2num_frames.$n; done > $data/.utt2num_frames.$$.tmp
+  mv $data/.utt2num_frames.$$.tmp $data/utt2num_frames
 fi
 if $write_utt2dur; then
-  for n in $(seq $nj); do cat $logdir/utt2dur.$n; done > $data/.utt2dur.tmp
-  mv $data/.utt2dur.tmp $data/utt2dur
+  for n in $(seq $nj); do cat $logdir/utt2dur.$n; done > $data/.utt2dur.$$.tmp
+  mv $data/.utt2dur.$$.tmp $data/utt2dur
 fi
 
 nf=$(wc -l < $data/feats.scp)

@@ -42,6 +42,8 @@ fi
 for f in $data_in/feats.scp $data_in/vad.scp; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+. lock_dirs.sh
+lock_dirs $data_in $data_out $dir  # a second run on these dirs waits for this one
 mkdir -p $dir/log
 featdir=$(cd $dir && pwd)  # feats.scp names the arks by absolute path
 
@@ -52,6 +54,9 @@ opts="--cmn-window=$cmn_window --norm-vars=$norm_vars --center=$center --compres
 # A job finished in an earlier run is kept when its inputs are unchanged (checksum of
 # the options, its part of feats.scp and vad.scp and the time stamps of the arks they
 # point into) and its scp, renamed into place last, exists with its utt2num_frames.
+# A job's outputs appear only when all three commands of its pipe succeeded: it writes
+# the scp and utt2num_frames under names unique to this run and renames them after
+# (run.pl runs jobs with pipefail); an archive without its scp is unfinished work.
 inputs_sum() {
   { echo "$opts"; cat $sdata/$1/feats.scp $sdata/$1/vad.scp
     cut -d' ' -f2- $sdata/$1/feats.scp $sdata/$1/vad.scp | sed 's/:[0-9]*$//' | sort -u | xargs -r stat -c '%n %y %s'
@@ -67,39 +72,46 @@ for n in $(seq $nj); do
     todo=$((todo + 1))
   fi
 done
-rm -f $featdir/.xvector_feats_$name.*.tmp $dir/log/.utt2num_frames.*.tmp  # left by a killed job
+# Left by a killed run (no other run is using these dirs: we hold their locks).
+rm -f $featdir/.xvector_feats_$name.*.tmp $dir/log/.utt2num_frames.*.tmp
+rm -rf $data_out.tmp.*
 
 if [ $todo -gt 0 ]; then
   echo "$0: running $todo of $nj jobs ($((nj - todo)) finished in an earlier run)"
   # A job whose scp exists finished in an earlier run: "[ -f scp ] ||" skips it.
+  scp_tmp=$featdir/.xvector_feats_$name.JOB.scp.$$.tmp
+  nf_tmp=$dir/log/.utt2num_frames.JOB.$$.tmp
   $cmd JOB=1:$nj $dir/log/create_xvector_feats_$name.JOB.log \
-    [ -f $featdir/xvector_feats_$name.JOB.scp ] \|\| \
+    [ -f $featdir/xvector_feats_$name.JOB.scp ] \|\| \( \
     python -m sid.bin.apply_cmvn_sliding --norm-vars=$norm_vars --center=$center --cmn-window=$cmn_window \
       scp:$sdata/JOB/feats.scp ark:- \| \
     python -m sid.bin.select_voiced_frames ark:- scp:$sdata/JOB/vad.scp ark:- \| \
-    python -m sid.bin.copy_feats --compress=$compress --write-num-frames=ark,t:$dir/log/utt2num_frames.JOB \
-      ark:- ark,scp:$featdir/xvector_feats_$name.JOB.ark,$featdir/xvector_feats_$name.JOB.scp
+    python -m sid.bin.copy_feats --compress=$compress --write-num-frames=ark,t:$nf_tmp \
+      ark:- ark,scp:$featdir/xvector_feats_$name.JOB.ark,$scp_tmp \&\& \
+    mv $nf_tmp $dir/log/utt2num_frames.JOB \&\& mv $scp_tmp $featdir/xvector_feats_$name.JOB.scp \)
 else
   echo "$0: all $nj jobs finished before; joining their outputs"
 fi
 
-# <out-data-dir> is assembled beside itself and renamed into place when complete.
-rm -rf $data_out.tmp
-utils/copy_data_dir.sh $data_in $data_out.tmp
-rm -f $data_out.tmp/vad.scp $data_out.tmp/cmvn.scp
-for n in $(seq $nj); do cat $featdir/xvector_feats_$name.$n.scp; done > $data_out.tmp/feats.scp
-for n in $(seq $nj); do cat $dir/log/utt2num_frames.$n; done > $data_out.tmp/utt2num_frames
-rm -rf $data_out
-mv $data_out.tmp $data_out
+# <out-data-dir> is assembled beside itself and renamed into place when complete and
+# within --max-fail-fraction.
+tmp=$data_out.tmp.$$
+utils/copy_data_dir.sh $data_in $tmp
+rm -f $tmp/vad.scp $tmp/cmvn.scp
+for n in $(seq $nj); do cat $featdir/xvector_feats_$name.$n.scp; done > $tmp/feats.scp
+for n in $(seq $nj); do cat $dir/log/utt2num_frames.$n; done > $tmp/utt2num_frames
 
-nf=$(wc -l < $data_out/feats.scp)
+nf=$(wc -l < $tmp/feats.scp)
 nu=$(wc -l < $data_in/feats.scp)
 if [ $nf -ne $nu ]; then
   echo "$0: $((nu - nf)) of $nu utterances got no features (no voiced frames or no VAD; see" \
        "$dir/log/create_xvector_feats_$name.*.log); run utils/fix_data_dir.sh $data_out to drop them" >&2
   if awk -v f=$nf -v u=$nu -v m=$max_fail_fraction 'BEGIN { exit !((u - f) > m * u) }'; then
     echo "$0: more than --max-fail-fraction=$max_fail_fraction of the utterances failed" >&2
+    rm -rf $tmp
     exit 1
   fi
 fi
+rm -rf $data_out
+mv $tmp $data_out
 echo "$0: succeeded creating x-vector training features for $name"

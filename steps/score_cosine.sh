@@ -24,8 +24,9 @@ lda_dim=0
 total_covariance_factor=0.0
 allow_partial=false
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -lt 5 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -38,6 +39,8 @@ for f in "$train_emb/xvector.scp" "$eval_emb/xvector.scp" "$@"; do
 done
 [ "$lda_dim" -eq 0 ] || [ -f "$train_data/utt2spk" ] || { echo "$0: no such file $train_data/utt2spk" >&2; exit 1; }
 
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 b=$dir/backend_cosine
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"

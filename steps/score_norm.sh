@@ -32,8 +32,9 @@ top_n=300
 cohort=spk
 allow_partial=false
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -lt 5 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -50,6 +51,8 @@ for f in "$eval_emb/xvector.scp" "$@"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 bin="python -m sid.bin"
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 mkdir -p "$dir/log"
 
 suffix=""

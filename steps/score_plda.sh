@@ -34,8 +34,9 @@ num_em_iters=10
 smoothing=0.0
 allow_partial=false
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -lt 5 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -47,6 +48,8 @@ for f in "$train_data/utt2spk" "$train_emb/xvector.scp" "$eval_emb/xvector.scp" 
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
 b=$dir/backend_plda
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"

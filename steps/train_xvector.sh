@@ -55,8 +55,9 @@ music_dir=
 babble_dir=
 train_opts=
 
-echo "$0 $*"
+command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
+echo "$command_line"
 
 if [ $# -ne 2 ]; then
   sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0" >&2
@@ -99,6 +100,12 @@ if [ ${#rdzv[@]} -gt 0 ]; then
   rdzv+=(--rdzv-backend=c10d --rdzv-endpoint="$master_addr:$master_port" --rdzv-conf=is_host=$([ "$node_rank" -eq 0 ] && echo 1 || echo 0))
 else
   rdzv=(--node-rank="$node_rank" --master-addr="$master_addr" --master-port="$master_port")
+fi
+
+# One training per exp dir at a time: a second run waits (the first node holds the lock for all).
+if [ "$node_rank" -eq 0 ]; then
+  . lock_dirs.sh
+  lock_dirs "$dir"
 fi
 
 if [ "$ngpu" -le 1 ] && [ "$nnodes" -le 1 ]; then

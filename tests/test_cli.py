@@ -57,8 +57,15 @@ def test_parse_options_sh(tmp_path, repo):
 
     assert run("--nj", "8", "--fbank-config=y.conf", "--use-gpu", "true", "p", "q").stdout == "8|y.conf|true|p q\n"
     assert run("--config", str(conf), "z").stdout == "5|x|false|z\n"
+    # The command line wins over a config file wherever it stands (Kaldi reads configs first).
+    assert run("--nj", "7", "--config", str(conf), "z").stdout == "7|x|false|z\n"
     r = run("--help")
     assert r.returncode == 0 and r.stdout == "Usage: t.sh [opts] <a>\nsecond header line\n"
+    # Options the header names are listed with their defaults.
+    script.write_text(script.read_text().replace("# second header line", "#   --nj N  jobs\n#   --use-gpu B"))
+    r = run("--help")
+    assert r.returncode == 0 and r.stdout.endswith("\nDefaults:\n  --nj                     1\n"
+                                                   "  --use-gpu                false\n"), r.stdout
     r = run("--no-such", "1")
     assert r.returncode == 1 and "--no-such" in r.stderr
     r = run("--use-gpu", "maybe")
@@ -71,3 +78,33 @@ def test_parse_options_config_variable_of_the_script(tmp_path, repo):
     script.write_text(f"config=conf/a.yaml\nnj=1\n. {repo}/utils/parse_options.sh\necho \"$config|$nj\"\n")
     r = subprocess.run(["bash", str(script), "--config", "conf/b.yaml", "--nj", "3"], capture_output=True, text=True)
     assert r.stdout == "conf/b.yaml|3\n", r.stderr
+
+
+def _tools():
+    import pkgutil
+
+    import sid.bin
+
+    return sorted(m.name for m in pkgutil.iter_modules(sid.bin.__path__))
+
+
+@pytest.mark.parametrize("tool", _tools())
+def test_every_tool_help_has_one_form(tool, capsys, monkeypatch):
+    """Usage line first, then the description, then Options; exit 0; nothing else printed."""
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [tool, "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module(f"sid.bin.{tool}", run_name="__main__")
+    out, err = capsys.readouterr()
+    assert exit_.value.code in (0, None) and err == ""
+    assert out.startswith("Usage: ") and "\nOptions:\n" in out, out[:300]
+    assert "--help" not in out.splitlines()[0]
+
+
+def test_step_scripts_help_does_not_echo_the_command_line(repo, sid_env):
+    for script in sorted((repo / "steps").glob("*.sh")):
+        r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, env=sid_env, cwd=repo)
+        assert r.returncode == 0 and r.stdout.startswith("Usage: steps/") and "--help" not in r.stdout + r.stderr, \
+            (script, r.stdout[:200], r.stderr[:200])

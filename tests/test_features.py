@@ -15,10 +15,10 @@ import soundfile as sf
 from sid.errors import SidError
 from sid.features.cmvn import apply_cmvn_sliding
 from sid.features.compute import Fbank, Mfcc
-from sid.kaldi_io import TableWriter
 from sid.features.options import FbankOptions, FrameExtractionOptions, MfccOptions, VadEnergyOptions
 from sid.features.vad import compute_vad, select_voiced_frames
 from sid.features.window import num_frames, reflected_signal
+from sid.kaldi_io import TableWriter
 
 
 def _signal(seconds=1.3, seed=0, sr=16000):
@@ -260,3 +260,18 @@ def test_compute_tool_segments_augmentation_and_wav_ark(tmp_path, sid_env):
     assert r.returncode == 0, r.stderr
     out = dict(kaldiio.load_ark(__import__("io").BytesIO(r.stdout)))
     np.testing.assert_allclose(out["w"], Mfcc(o).compute(x), rtol=1e-5, atol=1e-3)
+
+
+def test_feature_job_on_a_full_disk_fails_saying_how_much_it_needs(tmp_path, tiny_disk, sid_env):
+    x = _signal(1.0).astype(np.int16)
+    sf.write(tmp_path / "a.wav", x, 16000)
+    # 40 utterances of 98 x 80 uncompressed floats: 1.25 MiB for a 1 MiB disk.
+    (tmp_path / "wav.scp").write_text("".join(f"u{i:02d} {tmp_path}/a.wav\n" for i in range(40)))
+    r = subprocess.run([sys.executable, "-m", "sid.bin.compute_fbank_feats", "--num-mel-bins=80", "--dither=0",
+                        f"scp:{tmp_path}/wav.scp", f"ark,scp:{tiny_disk}/f.ark,{tiny_disk}/f.scp",
+                        f"--write-num-frames=ark,t:{tiny_disk}/nf"], env=sid_env, capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = [x for x in r.stderr.splitlines() if x.startswith("ERROR")]
+    assert len(line) == 1 and f"no space left on device writing {tiny_disk}/f.ark: {tiny_disk} (tmpfs" in line[0]
+    assert "about 1.2 MiB is needed" in line[0]
+    assert list(tiny_disk.iterdir()) == []  # no temporary or partial file is left

@@ -39,8 +39,10 @@ def run_recipe(where, standin, env, *extra):
 
 
 def snapshot(where: Path) -> dict:
+    """Outputs by mtime and size (lock files, which name each run that takes them, left out)."""
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size)
-            for top in ("data", "exp", "fbank") for p in (where / top).rglob("*") if p.is_file()}
+            for top in ("data", "exp", "fbank") for p in (where / top).rglob("*")
+            if p.is_file() and not p.name.endswith(".lock")}
 
 
 def data_dirs(where: Path) -> list[Path]:

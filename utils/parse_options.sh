@@ -9,7 +9,8 @@
 #                   `config` (the recipes' model YAML), --config sets that variable
 #                   like any other option
 #   --help          prints the script's $help_message, or else its leading
-#                   comment block (the usage header), and exits 0
+#                   comment block (the usage header) and the default of each
+#                   option the header names, and exits 0
 # An option naming no existing variable is an error that names it. Parsing
 # stops at the first argument that does not start with --; those are left in
 # "$@" for the script.
@@ -17,10 +18,18 @@
 __sid_usage() {
   if [ -n "${help_message:-}" ]; then
     echo -e "$help_message"
-  else
-    # The header: comment lines after the shebang, up to the first other line.
-    sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"
+    return
   fi
+  # The header: comment lines after the shebang, up to the first other line.
+  sed -n '2,${/^#/!q;s/^# \{0,1\}//;p}' "$0"
+  # Then the value each option it names has now: the script's default.
+  local opt var shown=
+  for opt in $(sed -n '2,${/^#/!q;p}' "$0" | grep -o -- '--[a-z][a-z0-9-]*' | awk '!seen[$0]++'); do
+    var=${opt#--}; var=${var//-/_}
+    [ -n "${!var+set}" ] || continue
+    [ -n "$shown" ] || { echo; echo "Defaults:"; shown=1; }
+    printf '  %-24s %s\n' "$opt" "${!var:-\"\"}"
+  done
 }
 
 # Config files first, in command-line order, so that the command line overrides them.

@@ -49,8 +49,7 @@ allow_partial=false
 
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 root=$(cd "$here/../.." && pwd)
-"$root/tools/setup_env.sh"
-. "$here/utils/parse_options.sh"
+. "$here/utils/parse_options.sh"  # before the set-up: --help and a bad option answer at once
 
 # Resolve user paths before moving into the recipe folder (Kaldi recipes run from there).
 abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
@@ -61,20 +60,37 @@ exp=$(abspath "${exp:-$here/exp}"); data=$(abspath "${data:-$here/data}")
 # The config may be given relative to where the user is or to the recipe folder.
 if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config; fi
 cd "$here"
-. ./cmd.sh
-. ./path.sh
 
-if [ -z "$corpus" ]; then
-  if [ -d "$root/../shared/corpora/speechocean762/train" ]; then
-    corpus=$(cd "$root/../shared/corpora/speechocean762" && pwd)
-  elif [ -d downloads/speechocean762/train ] || local/download.sh downloads; then
-    corpus=$here/downloads/speechocean762
-  else
-    echo "$0: no corpus. Pass --corpus DIR (a speechocean762 folder with WAVE/ and train/," >&2
-    echo "  e.g. the unpacked OpenSLR 101 archive), or go online so local/download.sh can fetch it." >&2
+# The corpus first: the set-up below takes minutes the first time.
+shared=${SID_SHARED:-$root/../shared}
+if [ -n "$corpus" ]; then
+  if [ ! -d "$corpus/train" ]; then
+    echo "$0: --corpus $corpus: no train/ there (expected a speechocean762 folder with WAVE/ and train/," >&2
+    echo "  e.g. the unpacked OpenSLR 101 archive)" >&2
     exit 1
   fi
+elif [ -d "$shared/corpora/speechocean762/train" ]; then
+  corpus=$(cd "$shared/corpora/speechocean762" && pwd)
+elif [ -d downloads/speechocean762/train ] || local/download.sh downloads; then
+  corpus=$here/downloads/speechocean762
+else
+  echo "$0: no corpus. Pass --corpus DIR (a speechocean762 folder with WAVE/ and train/," >&2
+  echo "  e.g. the unpacked OpenSLR 101 archive), or go online so local/download.sh can fetch it." >&2
+  exit 1
 fi
+
+"$root/tools/setup_env.sh"
+. ./cmd.sh
+. ./path.sh
+. utils/lock_dirs.sh
+lock_dirs "$data" "$exp"  # a second run on these dirs waits for this one (saying for whom)
+
+# need <file> <stage>: a stage's input, or an error saying which stage makes it.
+need() {
+  [ -e "$1" ] && return 0
+  echo "$0: $1 is missing: stage $2 makes it (run with --stage $2, or without --stage)" >&2
+  exit 1
+}
 echo "$0: corpus $corpus, data $data, exp $exp, config $config"
 mfccdir=$data/mfcc
 model=$exp/xvector
@@ -96,6 +112,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  for x in train test; do need "$data/$x/utt2spk" 0; done
   for x in train test; do
     steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config conf/mfcc.conf \
       "$data/$x" "$exp/log/make_mfcc/$x" "$mfccdir"
@@ -106,6 +123,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
   # chunk from, as Kaldi's recipe does.
   if [ ! -f "$data/train_no_sil/.done" ]; then
@@ -122,10 +140,16 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  steps/train_xvector.sh --model-config "$config" --num-workers 1 "$data/train_no_sil" "$model"
+  need "$data/train_no_sil/.done" 2
+  # Two threads, whatever the machine: CPU kernels sum in an order that depends on the
+  # thread count, and RESULTS.md's figures are for two.
+  steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=2" \
+    "$data/train_no_sil" "$model"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  need "$model/final.pt" 3
+  for x in train test; do need "$data/$x/vad.scp" 1; done
   # Training picks the GPU by itself; extraction is told.
   use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
   for x in train test; do
@@ -143,6 +167,8 @@ for t in "${voxceleb_lists[@]}"; do
 done
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  for x in train test; do need "$emb/$x/xvector.scp" 4; done
+  need "$data/test/test.voxceleb.txt" 0
   i=0
   for t in "${voxceleb_lists[@]}"; do
     local/convert_trials.py "$corpus" "$data/test" "$t" "${kaldi_trials[$i]}"
@@ -160,6 +186,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for t in "${kaldi_trials[@]}"; do need "$scores/$(basename "$t").cosine.score" 5; done
   steps/compute_metrics.sh --allow-partial "$allow_partial" --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
     "$scores" "$exp" "${kaldi_trials[@]}"
   echo "$0: results in $exp/results.json, plots in $exp/*.png"

@@ -6,29 +6,28 @@ Prints minDCF (4 decimals) on stdout and the threshold on stderr. Options
 take Kaldi's script form (--p-target 0.01 or --p-target=0.01).
 """
 
-import argparse
 import sys
 
 from sid.backend.scoring import match_scores, read_scores, read_trials
-from sid.cli import parse_bool, run_main
+from sid.cli import argparser, parse_bool, run_main
 from sid.errors import SidError
 from sid.metrics import error_rates, min_dcf
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description="Compute the minimum detection cost function along with the threshold at which it occurs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparser(
+        usage="python -m sid.bin.compute_min_dcf [options] <scores-file> <trials-file>",
+        description="Compute the minimum detection cost function along with the threshold at which it occurs.")
     # Defaults stay ints, as in the original script, so the log line prints 'c-miss=1'.
-    parser.add_argument("--p-target", type=float, default=0.01, help="Prior probability of a target trial.")
-    parser.add_argument("--c-miss", type=float, default=1, help="Cost of a missed detection.")
-    parser.add_argument("--c-fa", type=float, default=1, help="Cost of a spurious detection.")
+    parser.add_argument("--p-target", type=float, default=0.01, help="Prior probability of a target trial (default %(default)s).")
+    parser.add_argument("--c-miss", type=float, default=1, help="Cost of a missed detection (default %(default)s).")
+    parser.add_argument("--c-fa", type=float, default=1, help="Cost of a spurious detection (default %(default)s).")
     parser.add_argument("--allow-partial", type=parse_bool, default=False,
                         help="Evaluate a score file that covers only part of the trials (else an error).")
     parser.add_argument("scores_filename", help="<utt1> <utt2> <score> lines")
     parser.add_argument("trials_filename", help="<utt1> <utt2> <target/nontarget> lines")
-    sys.stderr.write(" ".join(sys.argv) + "\n")
     args = parser.parse_args()
+    sys.stderr.write(" ".join(sys.argv) + "\n")  # as Kaldi's script logs its command line (not on --help)
     if args.c_fa <= 0:
         raise SidError("--c-fa must be greater than 0")
     if args.c_miss <= 0:

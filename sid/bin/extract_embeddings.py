@@ -5,7 +5,7 @@ import logging
 import os
 from pathlib import Path
 
-from sid.cli import KaldiOptions, run_main
+from sid.cli import KaldiOptions, progress, run_main
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
 dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
@@ -24,7 +24,8 @@ def main() -> int:
     po.register("use-gpu", "no", "yes|no|optional: compute on a CUDA device")
     po.register("max-chunk-frames", 10000, "Longest chunk the model sees; longer utterances are cut and averaged")
     po.register("min-chunk-frames", 25, "Shorter chunks are padded to this length by repeating edge frames")
-    po.register("batch-frames", 50000, "Frames buffered and batched per forward pass group")
+    po.register("batch-frames", 0, "Most frames per batch, padding included: bounds memory "
+                "(0: 50000 on a GPU, 4000 on CPU); utterances of different lengths are batched")
     po.register("num-threads", 1, "CPU threads for the model (per job)")
     po.register("model-file", "final.pt", "Weights file inside <model-dir>")
     po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "
@@ -32,7 +33,6 @@ def main() -> int:
     opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
 
     import torch
-    from tqdm import tqdm
 
     from sid import kaldi_io
     from sid.errors import SidError
@@ -52,7 +52,7 @@ def main() -> int:
 
     def items():
         reader = kaldi_io.read_matrices(feats_rspec)
-        for utt, feats in tqdm(reader, desc="extract", unit="utt", mininterval=5.0, disable=None):
+        for utt, feats in progress(reader, desc="extract_embeddings", unit="utt"):
             if utt not in vad:
                 log.warning("no VAD for utterance %s; skipping it", utt)
                 counts["no_vad"] += 1

@@ -9,11 +9,8 @@ headerless audio, in --nj worker processes.
 
 import logging
 import multiprocessing as mp
-import sys
 
-from tqdm import tqdm
-
-from sid.cli import KaldiOptions, run_main
+from sid.cli import KaldiOptions, progress, run_main
 from sid.data.audio import audio_duration
 from sid.data.datadir import DataDir, write_lines
 from sid.errors import AudioError, DataDirError, SidError
@@ -37,7 +34,7 @@ def durations(items: list[tuple[str, str]], nj: int, read_entire_file: bool) -> 
     jobs = [(k, v, read_entire_file) for k, v in items]
     out: dict[str, float] = {}
     errors = []
-    bar = tqdm(total=len(jobs), desc="utt2dur", unit="file", file=sys.stderr, disable=len(jobs) < 1000)
+    bar = progress(total=len(jobs), desc="utt2dur", unit="file", disable=len(jobs) < 1000)
     if nj > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(nj) as pool:
             results = pool.imap(_one, jobs, chunksize=max(1, min(256, len(jobs) // (nj * 8) or 1)))

@@ -39,6 +39,9 @@ def main() -> int:
     po.register("init-model", "", "Start from the model and head of this checkpoint (e.g. <exp>/final.pt): "
                 "large-margin fine-tuning; ignored when resuming")
     po.register("babble-dir", "", "data.source audio: MUSAN speech data dir for 'babble'")
+    po.register("num-threads", 0, "Intra-op threads per process on CPU; 0: torch's default (the cores or "
+                "OMP_NUM_THREADS). CPU kernels sum in an order that depends on it, so a fixed value gives the "
+                "same model on every machine")
     opts, (data_dir, exp_dir) = po.parse(num_args=2)
 
     from sid.errors import SidError

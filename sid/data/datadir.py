@@ -25,7 +25,6 @@ import itertools
 import logging
 import operator
 import os
-import random
 import re
 import shutil
 import tempfile

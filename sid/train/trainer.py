@@ -33,8 +33,8 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from tqdm import tqdm
 
+from sid.cli import progress
 from sid.config import DataConfig, OptimConfig, TrainConfig, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
@@ -74,6 +74,7 @@ class TrainOptions:
     music_dir: str = ""
     babble_dir: str = ""
     init_model: str = ""            # start from these weights (e.g. <exp>/final.pt for large-margin fine-tuning)
+    num_threads: int = 0
 
 
 class _Net(nn.Module):
@@ -242,6 +243,8 @@ class Trainer:
 
     def _run(self) -> None:
         cfg, opts = self.cfg, self.opts
+        if opts.num_threads > 0:
+            torch.set_num_threads(opts.num_threads)
         final, last = self.exp / "final.pt", self.models_dir / "last.pt"
         if final.exists() and last.exists() and final.stat().st_mtime >= last.stat().st_mtime:
             # A finished training reruns as a no-op (nothing rewritten, no new TensorBoard run).
@@ -326,8 +329,8 @@ class Trainer:
                 pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
                 prefetch_factor=4 if opts.num_workers else None)
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
-                       disable=not (self.is_main and opts.progress), mininterval=1.0, dynamic_ncols=True)
+            bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
+                           unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
             t0 = time.monotonic()
             for feats, labels, _ in bar:

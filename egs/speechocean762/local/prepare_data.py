@@ -10,20 +10,14 @@ corpus root, as the official VoxCeleb lists are).
 With test/ present, train/ trains and test/ evaluates. With only train/, a
 fixed set of --num-test-speakers speakers (chosen by --seed, balanced across
 genders) is held out for evaluation.
-
-Options:
-  --num-test-speakers N    speakers held out when there is no test/ (default 25)
-  --max-train-speakers N   keep only N training speakers (reduced runs; default all)
-  --trials-per-utt N       target and as many non-target trials per test utterance (default 10)
-  --seed N                 (default 777)
 """
 
-import argparse
 import os
 import random
 import sys
 from pathlib import Path
 
+from sid.cli import doc_argparser
 from sid.data.table import read_dict, write_sorted
 from sid.errors import SidError
 
@@ -91,13 +85,16 @@ def make_trials(wav: dict, utt2spk: dict, per_utt: int, seed: int) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(usage=__doc__.split("\n")[0][7:])
-    ap.add_argument("corpus", type=Path)
-    ap.add_argument("data", type=Path)
-    ap.add_argument("--num-test-speakers", type=int, default=25)
-    ap.add_argument("--max-train-speakers", type=int, default=0)
-    ap.add_argument("--trials-per-utt", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=777)
+    ap = doc_argparser(__doc__)
+    ap.add_argument("corpus", type=Path, help="speechocean762 folder (WAVE/, train/, optionally test/)")
+    ap.add_argument("data", type=Path, help="where train/ and test/ data dirs go")
+    ap.add_argument("--num-test-speakers", type=int, default=25,
+                    help="speakers held out when there is no test/ (default %(default)s)")
+    ap.add_argument("--max-train-speakers", type=int, default=0,
+                    help="keep only N training speakers, for reduced runs (default %(default)s: all)")
+    ap.add_argument("--trials-per-utt", type=int, default=10,
+                    help="target and as many non-target trials per test utterance (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=777, help="seed of the held-out choice (default %(default)s)")
     args = ap.parse_args()
     corpus = args.corpus.resolve()
     if not (corpus / "train").is_dir():

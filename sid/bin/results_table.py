@@ -1,0 +1,97 @@
+"""results_table: a run's results.json as the Markdown tables of RESULTS.md.
+
+Usage: python -m sid.bin.results_table [options] <results-json>
+ e.g.: python -m sid.bin.results_table --update=RESULTS.md --name=speechocean762 egs/speechocean762/exp/results.json
+One table per trials list (back-end, EER in %, each minDCF), then the line "Measured
+at commit C on D." (C: --commit, by default the checkout's; D: --date, by default
+today, UTC). With --update=FILE the tables replace what stands in FILE between the
+lines "<!-- results: NAME -->" and "<!-- /results: NAME -->" (NAME from --name), so
+the document holds what the run printed; without it they are printed.
+"""
+
+import datetime
+import json
+import os
+import re
+import subprocess
+
+from sid.cli import KaldiOptions, run_main
+from sid.data.table import atomic_path
+from sid.errors import SidError
+
+BACKENDS = {"cosine": "cosine", "cosine_asnorm": "cosine + AS-norm", "plda": "LDA + PLDA"}
+
+
+def tables(results: dict, commit: str, date: str) -> str:
+    out = []
+    for name in sorted(results):
+        entries = results[name]
+        # In the order compute_metrics wrote them (its --p-targets).
+        p_targets = list(dict.fromkeys(k.split("_", 1)[1] for e in entries.values() for k in e
+                                       if k.startswith("mindcf_")))
+        if len(results) > 1:
+            out += [f"Trials `{name}` ({next(iter(entries.values())).get('num_trials', '?')} trials):", ""]
+        out.append("| back-end | EER (%) | " + " | ".join(f"minDCF p={p}" for p in p_targets) + " |")
+        out.append("|---|---|" + "---|" * len(p_targets))
+        order = [b for b in BACKENDS if b in entries] + sorted(b for b in entries if b not in BACKENDS)
+        for backend in order:
+            e = entries[backend]
+            dcfs = " | ".join(f"{e[f'mindcf_{p}']:.4f}" if f"mindcf_{p}" in e else "" for p in p_targets)
+            out.append(f"| {BACKENDS.get(backend, backend)} | {e['eer']:.4g} | {dcfs} |")
+        out.append("")
+    out.append(f"Measured at commit {commit} on {date}.")
+    return "\n".join(out)
+
+
+def git_commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        r = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        r = None
+    if r is None or r.returncode != 0:
+        raise SidError("cannot tell the commit (not a git checkout?): pass --commit")
+    dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return r.stdout.strip() + ("+changes" if dirty else "")
+
+
+def main() -> int:
+    po = KaldiOptions(__doc__.split("\n", 2)[2])
+    po.register("update", "", "Markdown file whose marked block the tables replace (else they are printed)")
+    po.register("name", "", "Name of the block in --update's file")
+    po.register("commit", "", "Commit the run was made at (default: this checkout's HEAD)")
+    po.register("date", "", "Date the run was made on (default: today, UTC)")
+    opts, (path,) = po.parse(num_args=1)
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except (OSError, ValueError) as err:
+        raise SidError(f"{path}: cannot read results ({err})") from None
+    if not isinstance(results, dict) or not results:
+        raise SidError(f"{path}: no results in it")
+    text = tables(results, opts.commit or git_commit(),
+                  opts.date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
+    if not opts.update:
+        print(text)
+        return 0
+    if not opts.name:
+        raise SidError("--update needs --name (the block's name)")
+    try:
+        with open(opts.update, encoding="utf-8") as f:
+            doc = f.read()
+    except OSError as err:
+        raise SidError(f"{opts.update}: {err.strerror}") from None
+    begin, end = f"<!-- results: {opts.name} -->", f"<!-- /results: {opts.name} -->"
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
+    if not pattern.search(doc):
+        raise SidError(f"{opts.update}: no block '{begin}' ... '{end}' to replace")
+    doc = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", doc, count=1)
+    with atomic_path(opts.update) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(doc)
+    print(f"updated {opts.update} ({opts.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
