@@ -97,7 +97,8 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
     config = tmp_path / "tiny.yaml"
     config.write_text((repo / "conf/xvector_small.yaml").read_text().replace("epochs: 6", "epochs: 2")
                       .replace("batch_size: 32", "batch_size: 8")
-                      .replace("embed_dim: 64", "embed_dim: 8"))  # 28 training vectors: LDA needs few dims
+                      .replace("embed_dim: 64", "embed_dim: 8")  # 28 training vectors: LDA needs few dims
+                      .replace("type: xvector", "type: xvector\n  feat_dim: 80"))  # run.sh's fbank80 features
     later = ("--stage", "3", "--config", config, "--min-len", "50", "--min-num-utts", "2", "--lda-dim", "2",
              "--cohort-top-n", "2", "--num-workers", "0")
     r = run_recipe(where, standin, sid_env, *later)

@@ -25,7 +25,8 @@ def main() -> int:
     po.register("p-targets", "0.01,0.05", "Comma-separated target priors for --threshold-out")
     po.register("threshold-out", "", "File for '<p-target> <threshold>' lines")
     opts, (qmf_file, utt2dur_file, cohort_rspec, emb_rspec, scores_in, scores_out) = po.parse(num_args=6)
-    from sid.backend import kaldi_io, pipeline
+    from sid import kaldi_io
+    from sid.backend import pipeline
     from sid.backend.qmf import QMF, bayes_threshold, features, imposter_stats
     from sid.backend.scoring import index_trials, read_scores, write_scores
     from sid.data.table import atomic_path, read_dict

@@ -26,7 +26,8 @@ def main() -> int:
     po.register("seed", 777, "Seed of the calibration trial draw")
     po.register("mean", "", "Mean vector subtracted from embeddings and cohort (as steps/score_cosine.sh)")
     opts, (utt2spk_file, utt2dur_file, emb_rspec, cohort_rspec, out) = po.parse(num_args=5)
-    from sid.backend import kaldi_io, pipeline
+    from sid import kaldi_io
+    from sid.backend import pipeline
     from sid.backend.qmf import QMF, asnorm_trials, draw_trials, features
     from sid.data.table import read_dict
     from sid.errors import SidError
