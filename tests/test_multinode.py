@@ -170,7 +170,7 @@ def test_slurm_two_nodes_train_kill_a_rank_then_resume(slurm, corpus, repo, sid_
     assert re.search(rf"slurm\.pl: job failed \(exit code \d+\), log is in exp/log/train_job\.log; "
                      rf"rank 1 of 2 \(local rank 0 on node [01], host {host}\) was killed by signal 9 \(SIGKILL\)", err), err
     text = log.read_text()
-    assert re.search(rf"^[01]: \[rank 1\] ERROR: rank 1 of 2 .* was killed by signal 9", text, re.M), text
+    assert re.search(r"^[01]: \[rank 1\] ERROR: rank 1 of 2 .* was killed by signal 9", text, re.M), text
     assert not (exp / "final.pt").exists()
 
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
