@@ -189,7 +189,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             cfg = load_config(REPO / "conf" / f"{name}.yaml")
-            dim = cfg.model.args["feat_dim"]
+            dim = cfg.model.to_dict()["feat_dim"]
             data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
             bench_model(name, data_dir, args, device)
     return 0
