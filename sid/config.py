@@ -55,11 +55,17 @@ class MarginScheduleConfig:
 
 @dataclass
 class LossConfig:
-    type: Literal["softmax", "am_softmax", "aam_softmax"] = "softmax"
-    margin: float = 0.2                     # am/aam_softmax only
+    # ge2e, angular_prototypical, softmax_proto and triplet need data.sampler: speaker_balanced
+    type: Literal["softmax", "am_softmax", "aam_softmax", "ge2e", "angular_prototypical", "softmax_proto",
+                  "triplet"] = "softmax"
+    margin: float = 0.2                     # am/aam_softmax, triplet
     scale: float = field(default=30.0, metadata={"min": 0})
     easy_margin: bool = False               # aam_softmax only
     margin_schedule: MarginScheduleConfig | None = None   # none: the margin is fixed
+    variant: Literal["softmax", "contrast"] = "softmax"   # ge2e only
+    init_w: float = field(default=10.0, metadata={"min": 0})   # ge2e, (softmax_)angular_prototypical: w cos + b
+    init_b: float = -5.0
+    hard_negative: bool = False             # triplet only: the nearest negative instead of all
 
 
 @dataclass
@@ -74,6 +80,11 @@ class SpecAugConfig:
 
 @dataclass
 class DataConfig:
+    # random: batch_size chunks from any utterances; speaker_balanced: speakers_per_batch (N) x
+    # utts_per_speaker (M) (batch_size and chunks_per_utt unused), each utterance once an epoch
+    sampler: Literal["random", "speaker_balanced"] = "random"
+    speakers_per_batch: int = field(default=0, metadata={"min": 0})
+    utts_per_speaker: int = field(default=0, metadata={"min": 0})
     batch_size: int = field(default=128, metadata={"min": 1})
     min_frames: int = field(default=200, metadata={"min": 1})
     max_frames: int = field(default=400, metadata={"min": 1})
@@ -99,6 +110,25 @@ class OptimConfig:
 class TrainingConfig:
     epochs: int = field(default=10, metadata={"min": 1})
     num_avg: int = field(default=1, metadata={"min": 1})  # final.pt: mean of the last num_avg epochs
+
+
+@dataclass
+class FrontendConfig:
+    """What the model reads, computed from audio (sid.bin.compute_frontend_feats, sid.features.frontends):
+    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, or raw waveform rows."""
+    type: Literal["fbank", "vt_mel", "waveform"] = "fbank"
+    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel
+    frame_samples: int = field(default=160, metadata={"min": 1})  # waveform
+
+
+@dataclass
+class ExtractConfig:
+    """How a whole utterance is embedded: kaldi (length-weighted mean of --max-chunk-frames chunks) or
+    windows (mean of unit-length window_frames windows every window_shift frames, re-normalised:
+    the d-vector convention)."""
+    chunking: Literal["kaldi", "windows"] = "kaldi"
+    window_frames: int = field(default=160, metadata={"min": 1})
+    window_shift: int = field(default=80, metadata={"min": 1})
 
 
 @dataclass
@@ -129,6 +159,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    frontend: FrontendConfig | None = None  # none: the features the recipe gives (MFCC/fbank)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     # Recorded by training in <exp>/config.yaml, not settings:
     num_classes: int | None = None
     features: FeaturesRecord | None = None

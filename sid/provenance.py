@@ -38,10 +38,29 @@ def options_md5(text: str) -> str:
     return hashlib.md5("".join(f"{line}\n" for line in lines if line).encode()).hexdigest()
 
 
+def frontend_text(config: str | Path) -> str:
+    """For ``feat_type`` frontend (steps/make_frontend_feats.sh): the model config's ``frontend``
+    section as YAML, the record of what was computed (two models with the same front-end share it)."""
+    import dataclasses
+
+    import yaml
+
+    from sid.config import load_config
+
+    frontend = load_config(config).frontend
+    if frontend is None:
+        raise SidError(f"{config} has no 'frontend' section")
+    return yaml.safe_dump(dataclasses.asdict(frontend), sort_keys=True)
+
+
 def validate_config(feat_type: str, config: str | Path) -> None:
     """The feature config parses and its values are valid for ``feat_type``, else a SidError
     naming the file (checked before a step replaces anything)."""
     from sid.cli import KaldiOptions
+
+    if feat_type == "frontend":
+        frontend_text(config)
+        return
 
     cls = _feature_options(feat_type)
     po = KaldiOptions("")
@@ -58,7 +77,7 @@ def write_record(data_dir: str | Path, feat_type: str, config: str | Path) -> No
     from sid.data.table import atomic_path
 
     data_dir = Path(data_dir)
-    text = Path(config).read_text(encoding="utf-8")
+    text = frontend_text(config) if feat_type == "frontend" else Path(config).read_text(encoding="utf-8")
     with atomic_path(data_dir / "conf" / f"{feat_type}.conf") as tmp:
         tmp.write_text(text, encoding="utf-8")
     with atomic_path(data_dir / MARKER) as tmp:

@@ -16,6 +16,8 @@
 #   --use-gpu <true|false>     # one GPU per job (default: false)
 #   --max-chunk-frames <N>     # longer utterances are cut into chunks and averaged (default: 10000)
 #   --min-chunk-frames <N>     # shorter chunks are edge-padded (default: 25)
+#   --chunking <kaldi|windows> # kaldi chunk averaging, or the d-vector mean of 1.6 s windows at 50%
+#                              # overlap (default: the model config's extract.chunking, else kaldi)
 #   --num-threads <N>          # CPU threads per job (default: 1)
 #   --batch-frames <N>         # most frames per batch, bounds memory (default: 0: 50000 on a GPU, 4000 on CPU)
 
@@ -26,6 +28,7 @@ cmd=run.pl
 use_gpu=false
 max_chunk_frames=10000
 min_chunk_frames=25
+chunking=
 num_threads=1
 batch_frames=0
 
@@ -61,7 +64,8 @@ sdata=$data/split$nj
 # shellcheck disable=SC2086
 $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   python -m sid.bin.extract_embeddings --use-gpu=$tool_gpu --num-threads="$num_threads" \
-    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" --skip-done=true \
+    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" \
+    --chunking="$chunking" --skip-done=true \
     "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 

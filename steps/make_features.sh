@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Usage: steps/make_features.sh --feat-type fbank|mfcc [options] <data-dir> [<log-dir> [<feat-dir>]]
-# What steps/make_fbank.sh and steps/make_mfcc.sh run (use those; they differ only in
-# the feature type and the name of the config option).
+# Usage: steps/make_features.sh --feat-type fbank|mfcc|frontend [options] <data-dir> [<log-dir> [<feat-dir>]]
+# What steps/make_fbank.sh, steps/make_mfcc.sh and steps/make_frontend_feats.sh run (use
+# those; they differ only in the feature type and the name of the config option; for
+# frontend the config is a model YAML whose 'frontend' section says what to compute).
 # Computes the features of every utterance in <data-dir>/wav.scp (segments
 # honoured) in --nj parallel jobs through $cmd, one ark/scp per job in <feat-dir>
 # (default <data-dir>/data; logs in <data-dir>/log), then writes <data-dir>/feats.scp
@@ -15,7 +16,7 @@
 # Utterances that cannot be used (unreadable, empty, too short, wrong sample rate,
 # non-finite features) are logged in the job log with their id and reason and skipped.
 # Options:
-#   --feat-type <fbank|mfcc>       # (required)
+#   --feat-type <fbank|mfcc|frontend>  # (required)
 #   --feat-config <file>           # feature options, Kaldi's format (default conf/<feat-type>.conf)
 #   --nj <n>                       # number of parallel jobs (default 4)
 #   --cmd <cmd>                    # how to run jobs: run.pl, slurm.pl, queue.pl (default run.pl)
@@ -39,7 +40,8 @@ max_fail_fraction=0.05
 case "$feat_type" in
   fbank) desc="filterbank" ;;
   mfcc) desc="MFCC" ;;
-  *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
+  frontend) desc="front-end" ;;
+  *) echo "$0: --feat-type must be fbank, mfcc or frontend, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_config=${feat_config:-conf/$feat_type.conf}
 
@@ -74,7 +76,12 @@ featdir=$(cd $featdir && pwd)  # feats.scp names the arks by absolute path
 utils/split_data.sh $data $nj
 sdata=$data/split$nj
 
-opts="--config=$feat_config --compress=$compress"
+if [ $feat_type = frontend ]; then
+  [ ! -f $data/utt2aug ] || { echo "$0: $data/utt2aug: augmentation is not applied to model front-ends" >&2; exit 1; }
+  opts="--model-config=$feat_config --compress=$compress"
+else
+  opts="--config=$feat_config --compress=$compress"
+fi
 $write_utt2num_frames && opts="$opts --write-num-frames=ark,t:$logdir/utt2num_frames.JOB"
 $write_utt2dur && opts="$opts --write-utt2dur=ark,t:$logdir/utt2dur.JOB"
 [ -f $data/segments ] && opts="$opts --segments=$sdata/JOB/segments"

@@ -41,12 +41,12 @@ from sid.config import OptimConfig, TrainConfig, TrainDataRecord, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.kaldi_io import ScpTable
-from sid.losses import MarginScheduler, build_head
+from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
 from sid.models import build_model, count_parameters
 from sid.provenance import training_record
 from sid.train import checkpoint
 from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
-                            read_training_set, split_validation, worker_init)
+                            plan_epoch_balanced, read_training_set, split_validation, worker_init)
 from sid.train.schedule import LRSchedule
 from sid.train.specaug import SpecAugment
 from sid.train.validate import chunk_loss_acc, equal_error_rate, read_trials
@@ -221,17 +221,34 @@ class Trainer:
             return
         data_cfg, optim_cfg = cfg.data, cfg.optim
         epochs = cfg.training.epochs
-        batch_size, chunks_per_utt = data_cfg.batch_size, data_cfg.chunks_per_utt
         min_frames, max_frames = data_cfg.min_frames, data_cfg.max_frames
+        if data_cfg.sampler == "speaker_balanced":
+            n_spk, m_utt = data_cfg.speakers_per_batch, data_cfg.utts_per_speaker
+            if n_spk < 2 or m_utt < 1:
+                raise SidError("data.sampler: speaker_balanced needs speakers_per_batch >= 2 and utts_per_speaker >= 1")
+            batch_size = n_spk * m_utt
+
+            def plan(ep: int) -> list[Batch]:
+                return plan_epoch_balanced(self.train_set, opts.seed, ep, n_spk, m_utt, min_frames, max_frames,
+                                           self.world)
+        else:
+            batch_size, m_utt = data_cfg.batch_size, 0
+
+            def plan(ep: int) -> list[Batch]:
+                return plan_epoch(self.train_set, opts.seed, ep, batch_size, min_frames, max_frames,
+                                  data_cfg.chunks_per_utt, self.world)
+        if cfg.loss.type in METRIC_LOSSES and opts.valid_utts > 0:
+            raise SidError(f"--valid-utts measures a classification loss; with loss '{cfg.loss.type}' "
+                           "validate with --valid-trials and --valid-data instead")
         torch.manual_seed(opts.seed)
         model = build_model(cfg.model)
         if min_frames < model.min_frames or max_frames < min_frames:
             raise SidError(f"data.min_frames/max_frames ({min_frames}/{max_frames}) must satisfy "
                            f"{model.min_frames} <= min_frames <= max_frames for this model")
-        head = build_head(cfg.loss, model.output_dim, cfg.num_classes)
+        head = build_head(cfg.loss, model.output_dim, cfg.num_classes, m_utt)
         net = _Net(model, head).to(self.device)
         optimizer = _build_optimizer(net.parameters(), optim_cfg)
-        steps_per_epoch = self._steps_per_epoch(batch_size, chunks_per_utt)
+        steps_per_epoch = self._steps_per_epoch(len(plan(0)), batch_size)
         total = steps_per_epoch * epochs
         warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
         lr_fn = LRSchedule(optim_cfg.lr, total, warmup, optim_cfg.decay, optim_cfg.final_lr, optim_cfg.warmup_start_lr)
@@ -284,8 +301,7 @@ class Trainer:
             last_save = time.monotonic()
 
         while epoch < epochs:
-            batches = plan_epoch(self.train_set, opts.seed, epoch, batch_size, min_frames, max_frames,
-                                 chunks_per_utt, self.world)
+            batches = plan(epoch)
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
                 self._write_chunk_list(epoch, batches)
@@ -305,7 +321,7 @@ class Trainer:
                 feats = feats.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with self._autocast():
-                    loss, logits = ddp(feats, labels)
+                    loss, logits, *targets = ddp(feats, labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if grad_clip > 0:
@@ -320,7 +336,8 @@ class Trainer:
                 if not math.isfinite(loss_v):
                     raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
                                    "optim.grad_clip, then resume (the last checkpoint is kept)")
-                acc_v = float((logits.detach().argmax(-1) == labels).float().mean())
+                # Metric losses score the batch's own speakers: their targets come with the logits.
+                acc_v = float((logits.detach().argmax(-1) == (targets[0] if targets else labels)).float().mean())
                 tot_loss += loss_v
                 tot_acc += acc_v
                 n_batches += 1
@@ -359,13 +376,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def _steps_per_epoch(self, batch_size: int, chunks_per_utt: int) -> int:
-        num = len(self.train_set.utts) * chunks_per_utt // batch_size
-        num -= num % self.world
-        if num == 0:
+    def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
+        """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
+        if num_batches == 0:
             raise SidError(f"{len(self.train_set.utts)} training utterances make no full batch of {batch_size} "
-                           f"on each of {self.world} rank(s): lower data.batch_size")
-        return num // self.world
+                           f"on each of {self.world} rank(s): lower data.batch_size (or speakers_per_batch, "
+                           "utts_per_speaker)")
+        return num_batches // self.world
 
     def _map_position(self, position: int, old_world: int) -> int:
         """Batches of this rank already done, from a checkpoint written with another world size."""
