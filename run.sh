@@ -149,7 +149,8 @@ fi
 # record_of <data-dir>: a checksum of the markers saying how <data-dir> and its features
 # were made; it changes when either is made otherwise.
 record_of() {
-  (cd "$1" && cat .made_by .feats_vad_done 2>/dev/null) | md5sum | cut -d' ' -f1
+  local f
+  for f in .made_by .feats_vad_done; do [ ! -f "$1/$f" ] || cat "$1/$f"; done | md5sum | cut -d' ' -f1
 }
 
 # make_dir <dir> <command...>: runs the command with the word DEST standing for
