@@ -19,7 +19,10 @@
 #            with --train-set wespeaker also QMF calibration of the AS-norm scores
 #   stage 7  EER, minDCF, Cllr (and actual DCF of calibrated scores) into <exp>/results.json,
 #            the table and plots
-# A finished stage is skipped on rerun; a data dir appears only when complete.
+# A finished stage is skipped on rerun; a data dir appears only when complete. Every
+# output records what made it (the arguments and the records of its inputs): a rerun
+# with other options (--feat-type, --num-aug-utts, --aug-seed, --min-len, ...) makes
+# again what they change, and what depends on it.
 #
 # Options (defaults below):
 #   --stage N --stop-stage M    run stages N..M
@@ -121,6 +124,12 @@ case $feat_type in
   *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_dir=${feat_dir:-$feat_type}
+# Configs that cannot be used stop the run before any stage replaces what is finished.
+for f in $feat_config $mfcc_config $vad_config $config; do
+  [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
+done
+python -m sid.bin.feature_record validate $feat_type $feat_config
+python -m sid.bin.feature_record validate mfcc $mfcc_config
 # A second run of this recipe here waits: for data/ until this one's data stages are done,
 # for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
 . utils/lock_dirs.sh
@@ -159,25 +168,59 @@ if [ $train_set = wespeaker ]; then
   test_sets="voxceleb1 voxceleb1_test"
 fi
 
+# record_of <data-dir>: a checksum of the markers saying how <data-dir> and its features
+# were made; it changes when either is made otherwise.
+record_of() {
+  local f
+  for f in .made_by .feats_vad_done; do [ ! -f "$1/$f" ] || cat "$1/$f"; done | md5sum | cut -d' ' -f1
+}
+
 # make_dir <dir> <command...>: runs the command with the word DEST standing for
 # <dir>.tmp and renames that to <dir> when it succeeded, so <dir> exists only when
-# complete; an existing <dir> is kept (the step is done).
+# complete. <dir>/.made_by records the command (less --nj and --cmd, which do not
+# change the result) and the records of the data dirs it reads: an existing <dir>
+# with the same record is kept (the step is done); one with another is made again,
+# and replaced only once the new one is complete.
 make_dir() {
-  local dest=$1 arg args=()
+  local dest=$1 arg args=() record= skip=false
   shift
-  [ -d "$dest" ] && return 0
   for arg in "$@"; do
     if [ "$arg" = DEST ]; then args+=("$dest.tmp"); else args+=("$arg"); fi
+    if $skip; then skip=false; continue; fi
+    case "$arg" in --nj|--cmd) skip=true; continue ;; esac
+    record+="$arg "
   done
+  for arg in "$@"; do
+    case "$arg" in data/*) [ -d "$arg" ] && record+=$'\n'"$arg $(record_of "$arg")" ;; esac
+  done
+  if [ -d "$dest" ]; then
+    [ "$(cat "$dest/.made_by" 2>/dev/null)" = "$record" ] && return 0
+    echo "$0: $dest was made otherwise; making it again. Was / now:"
+    diff <(cat "$dest/.made_by" 2>/dev/null) <(echo "$record") | grep '^[<>]' || true
+  fi
   rm -rf "$dest.tmp"
   "${args[@]}"
+  echo "$record" > "$dest.tmp/.made_by"
+  rm -rf "$dest"
   mv "$dest.tmp" "$dest"
 }
 
-# Features (and VAD unless told "novad") for data/$1; data/$1/.feats_done is written last.
+# combine_feats <dest> <data-dir>...: utils/combine_data.sh, keeping the (equal) record
+# of how the sources' features were made.
+combine_feats() {
+  utils/combine_data.sh "$@"
+  python -m sid.bin.feature_record copy "${@:2}" "$1"
+}
+
+# Features (and VAD unless told "novad") for data/$1; data/$1/.feats_vad_done, written
+# last, records the feature type and the configs: other ones redo the features.
+feats_vad_record() {
+  echo "$feat_type $(md5sum < $feat_config | cut -d' ' -f1) $1 $(cat $mfcc_config $vad_config | md5sum | cut -d' ' -f1)"
+}
 make_features() {
   local name=$1 vad=${2:-vad}
-  [ -f data/$name/.feats_done ] && return 0
+  [ "$(cat data/$name/.feats_vad_done 2>/dev/null)" = "$(feats_vad_record $vad)" ] && return 0
+  rm -f data/$name/.feats_vad_done
   steps/make_$feat_type.sh --$feat_type-config $feat_config --write-utt2num-frames true \
     --nj $nj --cmd "$train_cmd" data/$name exp/make_$feat_type/$name $feat_dir
   utils/fix_data_dir.sh data/$name
@@ -199,7 +242,22 @@ make_features() {
     utils/fix_data_dir.sh data/$name
   fi
   utils/validate_data_dir.sh data/$name
-  touch data/$name/.feats_done
+  feats_vad_record $vad > data/$name/.feats_vad_done
+}
+
+# select_training_utts <min-len> <min-num-utts> <src> <dest>: Kaldi v2's last step of the
+# training data: utterances with fewer than <min-len> voiced frames dropped, then
+# speakers with fewer than <min-num-utts> utterances.
+select_training_utts() {
+  local min_len=$1 min_num_utts=$2 src=$3 dest=$4 lists=$4.lists
+  rm -rf $lists; mkdir -p $lists
+  awk -v min=$min_len '$2 >= min' $src/utt2num_frames | utils/filter_scp.pl - $src/utt2spk > $lists/utt2spk.long
+  utils/utt2spk_to_spk2utt.pl $lists/utt2spk.long | awk -v min=$min_num_utts 'NF - 1 >= min {print $1}' > $lists/spk.keep
+  utils/filter_scp.pl -f 2 $lists/spk.keep $lists/utt2spk.long > $lists/utt.keep
+  utils/subset_data_dir.sh --utt-list $lists/utt.keep $src $dest
+  rm -r $lists
+  python -m sid.bin.feature_record copy $src $dest
+  utils/validate_data_dir.sh --no-wav $dest
 }
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
@@ -240,17 +298,30 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   need data/train/utt2spk 0
   make_features train
   make_features ${test_sets%% *}
-  if [ $train_set = wespeaker ] && [ ! -f data/voxceleb1_test/.feats_done ]; then
+  # (Its marker has another name than make_features' so that data/voxceleb1, made from
+  # data/voxceleb1_test before it had features, keeps its record.)
+  if [ $train_set = wespeaker ] && \
+     [ "$(cat data/voxceleb1_test/.feats_from_voxceleb1 2>/dev/null)" != "$(cat data/voxceleb1/.feats_vad_done)" ]; then
     # VoxCeleb1 test is part of VoxCeleb1, whose features are made: take them.
+    rm -f data/voxceleb1_test/.feats_from_voxceleb1
     for f in feats.scp vad.scp utt2num_frames; do
       utils/filter_scp.pl data/voxceleb1_test/utt2spk data/voxceleb1/$f > data/voxceleb1_test/$f.tmp
       mv data/voxceleb1_test/$f.tmp data/voxceleb1_test/$f
     done
     utils/fix_data_dir.sh data/voxceleb1_test  # drops utterances whose features failed
     utils/validate_data_dir.sh data/voxceleb1_test
-    touch data/voxceleb1_test/.feats_done
+    python -m sid.bin.feature_record copy data/voxceleb1 data/voxceleb1_test
+    cp data/voxceleb1/.feats_vad_done data/voxceleb1_test/.feats_from_voxceleb1
   fi
 fi
+
+# combine_sp <dest> <clean> <speed-copy>...: combine_feats, with utt2aug kept:
+# combine_data.sh leaves it out (the clean dir has none), but the copies made from
+# <dest> must keep the speed, so clean utterances get the empty recipe.
+combine_sp() {
+  combine_feats "$@"
+  { awk '{print $1, "{}"}' $2/utt2spk; for d in "${@:3}"; do cat $d/utt2aug; done; } | sort > $1/utt2aug
+}
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stage 2: augmentation"
@@ -261,22 +332,14 @@ fi
 # The Kaldi path: fixed augmented copies with features (a config training from audio
 # augments every chunk afresh in the loader instead).
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $data_source = features ]; then
-  need data/train/.feats_done 1
+  need data/train/.feats_vad_done 1
   src=train
   if [ $speed_perturb = true ]; then
     for factor in 0.9 1.1; do
       make_dir data/train_sp$factor python -m sid.bin.perturb_data_dir_speed $factor data/train DEST
       make_features train_sp$factor
     done
-    if [ ! -d data/train_sp ]; then
-      rm -rf data/train_sp.tmp
-      utils/combine_data.sh data/train_sp.tmp data/train data/train_sp0.9 data/train_sp1.1
-      # combine_data.sh leaves out utt2aug (data/train has none), but the copies made
-      # below must keep the speed: clean utterances get the empty recipe.
-      { awk '{print $1, "{}"}' data/train/utt2spk; cat data/train_sp0.9/utt2aug data/train_sp1.1/utt2aug; } \
-        | sort > data/train_sp.tmp/utt2aug
-      mv data/train_sp.tmp data/train_sp
-    fi
+    make_dir data/train_sp combine_sp DEST data/train data/train_sp0.9 data/train_sp1.1
     src=train_sp
   fi
   # Kaldi egs/voxceleb/v2 stage 2: one copy per kind; the copies carry the clean VAD.
@@ -298,7 +361,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $data_source = features ]; the
     make_dir data/train_aug_subset utils/copy_data_dir.sh data/train_aug DEST
   fi
   make_features train_aug_subset novad
-  make_dir data/train_combined utils/combine_data.sh DEST data/train_aug_subset data/$src
+  make_dir data/train_combined combine_feats DEST data/train_aug_subset data/$src
   utils/validate_data_dir.sh data/train_combined
 fi
 
@@ -322,25 +385,10 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = features ]; then
   echo "$0: stage 3: training features"
-  [ -d data/train_combined_no_sil ] || need data/train_combined/feats.scp 2
-  if [ ! -d data/train_combined_no_sil ]; then
-    [ -d data/train_combined_cmn ] || steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
-      data/train_combined data/train_combined_cmn $feat_dir/train_combined_cmn
-    # Kaldi v2: drop utterances with fewer than --min-len voiced frames, then speakers
-    # with fewer than --min-num-utts utterances.
-    rm -rf data/train_combined_no_sil.tmp; mkdir -p data/train_combined_no_sil.tmp
-    awk -v min=$min_len '$2 >= min' data/train_combined_cmn/utt2num_frames \
-      | utils/filter_scp.pl - data/train_combined_cmn/utt2spk > data/train_combined_no_sil.tmp/utt2spk.long
-    utils/utt2spk_to_spk2utt.pl data/train_combined_no_sil.tmp/utt2spk.long \
-      | awk -v min=$min_num_utts 'NF - 1 >= min {print $1}' > data/train_combined_no_sil.tmp/spk.keep
-    utils/filter_scp.pl -f 2 data/train_combined_no_sil.tmp/spk.keep data/train_combined_no_sil.tmp/utt2spk.long \
-      > data/train_combined_no_sil.tmp/utt.keep
-    utils/subset_data_dir.sh --utt-list data/train_combined_no_sil.tmp/utt.keep \
-      data/train_combined_cmn data/train_combined_no_sil.tmp/dir
-    mv data/train_combined_no_sil.tmp/dir data/train_combined_no_sil
-    rm -r data/train_combined_no_sil.tmp
-    utils/validate_data_dir.sh --no-wav data/train_combined_no_sil
-  fi
+  need data/train_combined/feats.scp 2
+  make_dir data/train_combined_cmn steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
+    data/train_combined DEST $feat_dir/train_combined_cmn
+  make_dir data/train_combined_no_sil select_training_utts $min_len $min_num_utts data/train_combined_cmn DEST
 fi
 
 unlock_dirs data  # the training data are complete; other runs may use data/ from here

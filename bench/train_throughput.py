@@ -251,7 +251,7 @@ def gpu_workers(models: list[str], worker_rate: float) -> None:
     for name in models:
         cfg = load_config(REPO / "conf" / f"{name}.yaml")
         model = build_model(cfg.model)
-        macs = count_macs(model, 200, cfg.model.args["feat_dim"])
+        macs = count_macs(model, 200, cfg.model.to_dict()["feat_dim"])
         gpu = 100e12 / (3 * 2 * macs)
         print(f"{name:<14} {macs / 1e9:>10.2f} {gpu:>12.0f} {gpu / worker_rate:>8.0f}", flush=True)
 
@@ -286,7 +286,7 @@ def main() -> int:
                   f"{'(c)/(b)':>8}")
             for name in args.models.split(","):
                 cfg = load_config(REPO / "conf" / f"{name}.yaml")
-                dim = cfg.model.args["feat_dim"]
+                dim = cfg.model.to_dict()["feat_dim"]
                 data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
                 bench_model(name, data_dir, args, device)
         rate = bench_audio(Path(tmp), Path(args.corpus), args.audio_batches)

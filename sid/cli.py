@@ -92,6 +92,21 @@ class KaldiOptions:
                 raise UsageError(f"{path}:{lineno}: expected --name=value, got '{line}'")
             self._apply(values, line, f" ({path}:{lineno})")
 
+    def read_options(self, args: Sequence[str], source: str = "") -> argparse.Namespace:
+        """The options as ``--name=value`` arguments (``--config=FILE`` included) set them,
+        defaults elsewhere; a bad one is a ``SidError`` (no usage text, no exit)."""
+        from sid.errors import SidError
+
+        values = {k: v[1] for k, v in self._opts.items()}
+        try:
+            for arg in args:
+                if not arg.startswith("--"):
+                    raise UsageError(f"expected --name=value, got '{arg}'")
+                self._apply(values, arg, f" ({source})" if source else "")
+        except UsageError as err:
+            raise SidError(str(err)) from None
+        return argparse.Namespace(**{k.replace("-", "_"): v for k, v in values.items()})
+
     def help_text(self) -> str:
         """Every tool's help has one form: the Usage line (and its e.g.), the description, Options."""
         usage = self.usage.splitlines()

@@ -35,12 +35,14 @@ from sid.errors import SidError
 # -- sections ---------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    """``type`` and the keyword arguments of that model's constructor (all of them, defaults filled)."""
+    """``type`` and the keyword arguments given for that model's constructor (validated); the
+    constructor supplies the rest (``to_dict`` writes them all, so a record is complete)."""
     type: str
     args: dict[str, Any]
 
     def to_dict(self) -> dict:
-        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+        full = {n: p.default for n, p in _model_params(self.type).items()} | self.args
+        return {"type": self.type, **{k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}}
 
 
 @dataclass
@@ -53,11 +55,17 @@ class MarginScheduleConfig:
 
 @dataclass
 class LossConfig:
-    type: Literal["softmax", "am_softmax", "aam_softmax"] = "softmax"
-    margin: float = 0.2                     # am/aam_softmax only
+    # ge2e, angular_prototypical, softmax_proto and triplet need data.sampler: speaker_balanced
+    type: Literal["softmax", "am_softmax", "aam_softmax", "ge2e", "angular_prototypical", "softmax_proto",
+                  "triplet"] = "softmax"
+    margin: float = 0.2                     # am/aam_softmax, triplet
     scale: float = field(default=30.0, metadata={"min": 0})
     easy_margin: bool = False               # aam_softmax only
     margin_schedule: MarginScheduleConfig | None = None   # none: the margin is fixed
+    variant: Literal["softmax", "contrast"] = "softmax"   # ge2e only
+    init_w: float = field(default=10.0, metadata={"min": 0})   # ge2e, (softmax_)angular_prototypical: w cos + b
+    init_b: float = -5.0
+    hard_negative: bool = False             # triplet only: the nearest negative instead of all
 
 
 @dataclass
@@ -75,6 +83,11 @@ AugKind = Literal["reverb", "noise", "music", "babble"]
 
 @dataclass
 class DataConfig:
+    # random: batch_size chunks from any utterances; speaker_balanced: speakers_per_batch (N) x
+    # utts_per_speaker (M) (batch_size and chunks_per_utt unused), each utterance once an epoch
+    sampler: Literal["random", "speaker_balanced"] = "random"
+    speakers_per_batch: int = field(default=0, metadata={"min": 0})
+    utts_per_speaker: int = field(default=0, metadata={"min": 0})
     batch_size: int = field(default=128, metadata={"min": 1})
     min_frames: int = field(default=200, metadata={"min": 1})
     max_frames: int = field(default=400, metadata={"min": 1})
@@ -115,6 +128,25 @@ class TrainingConfig:
 
 
 @dataclass
+class FrontendConfig:
+    """What the model reads, computed from audio (sid.bin.compute_frontend_feats, sid.features.frontends):
+    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, or raw waveform rows."""
+    type: Literal["fbank", "vt_mel", "waveform"] = "fbank"
+    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel
+    frame_samples: int = field(default=160, metadata={"min": 1})  # waveform
+
+
+@dataclass
+class ExtractConfig:
+    """How a whole utterance is embedded: kaldi (length-weighted mean of --max-chunk-frames chunks) or
+    windows (mean of unit-length window_frames windows every window_shift frames, re-normalised:
+    the d-vector convention)."""
+    chunking: Literal["kaldi", "windows"] = "kaldi"
+    window_frames: int = field(default=160, metadata={"min": 1})
+    window_shift: int = field(default=80, metadata={"min": 1})
+
+
+@dataclass
 class FeaturesRecord:
     """How the training features were made; written by training into ``<exp>/config.yaml``
     from the data dir (never set by hand), read by extraction."""
@@ -122,6 +154,14 @@ class FeaturesRecord:
     config: str                             # the feature config's text (Kaldi options, one a line)
     checksum: str                           # of the options, as in the data dir's done-marker
     cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
+
+
+@dataclass
+class TrainDataRecord:
+    """Which utterances and speakers training read; written by training, checked on resume."""
+    num_utts: int
+    num_speakers: int
+    utt2spk_md5: str                        # of its sorted "utt spk" lines
 
 
 TRAINING_SECTIONS = ("model", "loss", "data", "optim", "training")
@@ -134,9 +174,12 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    frontend: FrontendConfig | None = None  # none: the features the recipe gives (MFCC/fbank)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     # Recorded by training in <exp>/config.yaml, not settings:
     num_classes: int | None = None
     features: FeaturesRecord | None = None
+    train_data: TrainDataRecord | None = None
 
     def to_dict(self) -> dict:
         out = {"model": self.model.to_dict()}
@@ -146,13 +189,43 @@ class TrainConfig:
                 out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return out
 
-    def training_settings(self) -> dict:
-        """The sections that decide the trained weights (a resumed run must not change them)."""
-        d = self.to_dict()
-        return {k: d[k] for k in TRAINING_SECTIONS}
+    def differences(self, other: TrainConfig) -> list[str]:
+        """``key: this -> other`` for every dotted key whose value differs."""
+        out: list[str] = []
+
+        def walk(a, b, key):
+            if isinstance(a, dict) and isinstance(b, dict):
+                for k in list(a) + [k for k in b if k not in a]:
+                    walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+            elif a != b:
+                out.append(f"{key}: {_short(a)} -> {_short(b)}")
+        walk(self.to_dict(), other.to_dict(), "")
+        return out
+
+    def dump(self, path: str | Path, header: str = "") -> None:
+        """Write as YAML (multi-line strings as blocks), atomically, under ``header`` comment lines."""
+        import yaml
+
+        from sid.data.table import atomic_path
+
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        def text(dumper, value):
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+        Dumper.add_representer(str, text)
+        body = yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + body,
+                           encoding="utf-8")
 
 
-RECORDED = ("num_classes", "features")
+def _short(value) -> str:
+    text = "(none)" if value is None else str(value)
+    return text if len(text) <= 60 and "\n" not in text else text.replace("\n", " ")[:57] + "..."
+
+
+RECORDED = ("num_classes", "features", "train_data")
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -192,8 +265,7 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
     kind = raw.get("type")
     if kind not in models:
         raise SidError(f"{source}: {key}.type: '{kind}' is not a model; allowed: {', '.join(models)}")
-    params = {n: p for n, p in inspect.signature(models[kind]).parameters.items()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    params = _model_params(kind)
     hints = typing.get_type_hints(models[kind].__init__)
     args = {}
     for name, value in raw.items():
@@ -203,11 +275,14 @@ def parse_model(raw: Any, source: str = "<config>", key: str = "model") -> Model
             _unknown(source, key, name, ["type", *params], "key")
         args[name] = _convert(value, hints.get(name, Any), f"{key}.{name}", source)
     for name, p in params.items():
-        if name not in args:
-            if p.default is inspect.Parameter.empty:
-                raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
-            args[name] = p.default
-    return ModelConfig(kind, {n: args[n] for n in params})
+        if name not in args and p.default is inspect.Parameter.empty:
+            raise SidError(f"{source}: {key}.{name} is required for model type '{kind}'")
+    return ModelConfig(kind, args)
+
+
+def _model_params(kind: str) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(_models()[kind]).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _models() -> dict:

@@ -57,7 +57,7 @@ class Embedder:
 
     def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path = DEFAULT_VAD_CONFIG,
                  compress: bool = True, resample: bool = False, backend: str | Path | None = None,
-                 max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 50000):
+                 max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 0):
         from sid import kaldi_io
         from sid.extract import Extractor, pick_device
         from sid.features.compute import Fbank, Mfcc

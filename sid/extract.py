@@ -16,9 +16,15 @@ embedding is the one it has alone (``tests/test_extract.py`` checks this on real
 speech for each model). Other models get batches of chunks of equal length only.
 Models run in eval mode, so batch norm uses its running statistics.
 
+D-vector models instead embed a long utterance as the mean of its 1.6 s windows at
+50% overlap, each unit-length, re-normalised (``window_spans``; the convention of
+GE2E and Resemblyzer): ``extract.chunking: windows`` in the config, or
+``--chunking`` at extraction, selects it beside Kaldi's chunk averaging.
+
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
-features as Kaldi's ``extract_xvectors.sh`` does: sliding CMN (window 300, centred,
-unless the config's ``cmvn`` section says otherwise) then voiced-frame selection.
+features as Kaldi's ``extract_xvectors.sh`` does: the sliding CMN the training features
+had (``features.cmvn_opts`` of the config, recorded from the training data dir) then
+voiced-frame selection.
 """
 
 from __future__ import annotations
@@ -43,14 +49,24 @@ SORT_BATCHES = 8
 # Frames per batch when not given (measured with bench/extract_throughput.py).
 DEFAULT_BATCH_FRAMES = {"cuda": 50000, "cpu": 4000}
 
-DEFAULT_CMVN = {"window": 300, "min_window": 100, "center": True, "norm_vars": False}
-
 
 def chunk_spans(num_frames: int, max_chunk_frames: int) -> list[tuple[int, int]]:
     """(start, length) of the chunks Kaldi cuts an utterance into."""
     size = min(max_chunk_frames, num_frames) if max_chunk_frames > 0 else num_frames
     num = -(-num_frames // size)
     return [(i * size, min(size, num_frames - i * size)) for i in range(num)]
+
+
+def window_spans(num_frames: int, window: int, shift: int) -> list[tuple[int, int]]:
+    """(start, length) of overlapping windows: every ``shift`` frames while a whole
+    window fits, plus one window ending at the last frame when the tail is not yet
+    covered; an utterance shorter than a window is one (short) window."""
+    if num_frames <= window:
+        return [(0, num_frames)]
+    spans = [(s, window) for s in range(0, num_frames - window + 1, shift)]
+    if spans[-1][0] + window < num_frames:
+        spans.append((num_frames - window, window))
+    return spans
 
 
 def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
@@ -65,10 +81,12 @@ def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
 @torch.no_grad()
 def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarray]], device: torch.device,
                      max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                     batch_frames: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+                     batch_frames: int = 0, windows: tuple[int, int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, embedding)`` for every (utt, prepared features) item, in the
     order batches complete. A batch holds at most ``batch_frames`` frames (padding
-    included; 0: ``DEFAULT_BATCH_FRAMES`` of the device), or one chunk where a chunk is longer."""
+    included; 0: ``DEFAULT_BATCH_FRAMES`` of the device), or one chunk where a chunk is longer.
+    ``windows=(window, shift)`` averages unit-length window embeddings (the d-vector
+    convention) instead of Kaldi's length-weighted chunks."""
     model.eval()
     batch_frames = batch_frames or DEFAULT_BATCH_FRAMES.get(device.type, DEFAULT_BATCH_FRAMES["cpu"])
     min_chunk_frames = max(min_chunk_frames, getattr(model, "min_frames", 1))
@@ -81,10 +99,12 @@ def embed_utterances(model: torch.nn.Module, items: Iterable[tuple[str, np.ndarr
         buffer.append((utt, feats))
         size += feats.shape[0]
         if size >= SORT_BATCHES * batch_frames:
-            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded)
+            yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded,
+                                     windows)
             buffer, size = [], 0
     if buffer:
-        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded)
+        yield from _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded,
+                                 windows)
 
 
 def _batches(lengths: list[int], batch_frames: int, padded: bool) -> Iterator[list[int]]:
@@ -103,11 +123,15 @@ def _batches(lengths: list[int], batch_frames: int, padded: bool) -> Iterator[li
         yield batch
 
 
-def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded):
+def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, batch_frames, padded, windows=None):
     chunks: list[tuple[int, int, np.ndarray]] = []  # (utterance, weight, chunk)
     for u, (_, feats) in enumerate(buffer):
-        for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
-            chunks.append((u, length, pad_chunk(feats[start:start + length], min_chunk_frames)))
+        if windows is None:
+            for start, length in chunk_spans(feats.shape[0], max_chunk_frames):
+                chunks.append((u, length, pad_chunk(feats[start:start + length], min_chunk_frames)))
+        else:
+            for start, length in window_spans(feats.shape[0], *windows):
+                chunks.append((u, 1, pad_chunk(feats[start:start + length], min_chunk_frames)))
     sums: list[np.ndarray | None] = [None] * len(buffer)
     totals = np.zeros(len(buffer))
     for batch in _batches([c.shape[0] for _, _, c in chunks], batch_frames, padded):
@@ -116,16 +140,22 @@ def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, bat
         for row, i in enumerate(batch):
             x[row, :lengths[row]] = chunks[i][2]
         x_t = torch.from_numpy(x).to(device)
-        if padded:
+        if padded and lengths[-1] != lengths[0]:  # (equal lengths need no mask)
             emb = model.embed(x_t, torch.tensor(lengths, device=device))
         else:
             emb = model.embed(x_t)
-        for i, e in zip(batch, emb.float().cpu().numpy().astype(np.float64)):
+        emb = emb.float().cpu().numpy().astype(np.float64)
+        if windows is not None:
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        for i, e in zip(batch, emb):
             u, w, _ = chunks[i]
             sums[u] = w * e if sums[u] is None else sums[u] + w * e
             totals[u] += w
     for u, (utt, _) in enumerate(buffer):
-        yield utt, (sums[u] / totals[u]).astype(np.float32)
+        e = sums[u] / totals[u]
+        if windows is not None:
+            e /= max(np.linalg.norm(e), 1e-12)
+        yield utt, e.astype(np.float32)
 
 
 def pick_device(use_gpu: str) -> torch.device:
@@ -160,10 +190,19 @@ class Extractor:
     """Raw features + VAD in, embeddings out, prepared as the model was trained."""
 
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
-                 batch_frames: int = 0):
+                 batch_frames: int = 0, chunking: str = ""):
         self.model, self.cfg = load_model_dir(model_dir, device)
+        ext = self.cfg.extract
+        chunking = chunking or ext.chunking
+        if chunking not in ("kaldi", "windows"):
+            raise SidError(f"--chunking must be kaldi or windows, got '{chunking}'")
+        self.windows = (ext.window_frames, ext.window_shift) if chunking == "windows" else None
         self.device = device
-        self.cmvn = DEFAULT_CMVN
+        if self.cfg.features is None:
+            raise SidError(f"{Path(model_dir) / 'config.yaml'} has no 'features' record: it does not say how its "
+                           "training features were normalised")
+        from sid.provenance import parse_cmvn_opts
+        self.cmn = parse_cmvn_opts(self.cfg.features.cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -172,8 +211,8 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        feats = apply_cmvn_sliding(feats, window=self.cmvn["window"], min_window=self.cmvn["min_window"],
-                                   center=self.cmvn["center"], norm_vars=self.cmvn["norm_vars"])
+        feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
+                                   center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
         if vad is not None:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")
@@ -182,4 +221,4 @@ class Extractor:
 
     def embed(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
         return embed_utterances(self.model, items, self.device, self.max_chunk_frames, self.min_chunk_frames,
-                                self.batch_frames)
+                                self.batch_frames, self.windows)

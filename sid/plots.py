@@ -3,8 +3,11 @@
 DET curves use normal-deviate (probit) axes as in NIST's DET plots; each
 curve's EER point is marked. Histograms show target and non-target score
 densities on shared bins (what voxceleb_trainer users draw with
-plot_score_histograms.py). t-SNE maps embeddings of a few speakers to 2-D
-(scikit-learn), one colour per speaker.
+plot_score_histograms.py). t-SNE (scikit-learn) and UMAP (umap-learn) map the
+embeddings of a few speakers to 2-D, one colour per speaker. The similarity matrix
+shows the cosine scores of N speakers x M utterances each, ordered by speaker: a
+good model draws bright M x M blocks on the diagonal on a dark background (the
+picture of the GE2E paper).
 """
 
 from __future__ import annotations
@@ -65,14 +68,55 @@ def plot_histograms(target: np.ndarray, nontarget: np.ndarray, path, title: str 
     _save(fig, path)
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def plot_tsne(embeddings: np.ndarray, speakers: list[str], path, title: str = "", seed: int = 0,
               perplexity: float = 30.0) -> None:
     """2-D t-SNE of length-normalised embeddings, one colour (and legend entry) per speaker."""
     from sklearn.manifold import TSNE
 
-    x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    x = _unit(embeddings)
     perplexity = min(perplexity, (len(x) - 1) / 3.0)
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    _scatter(xy, speakers, path, title or f"t-SNE of {len(x)} embeddings, {len(set(speakers))} speakers")
+
+
+def plot_umap(embeddings: np.ndarray, speakers: list[str], path, title: str = "", seed: int = 0,
+              neighbours: int = 15) -> None:
+    """2-D UMAP (cosine metric) of the embeddings, one colour per speaker."""
+    import umap
+
+    x = _unit(embeddings)
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(neighbours, len(x) - 1), metric="cosine", random_state=seed,
+                        n_jobs=1)
+    xy = reducer.fit_transform(x)
+    _scatter(xy, speakers, path, title or f"UMAP of {len(x)} embeddings, {len(set(speakers))} speakers")
+
+
+def plot_similarity(embeddings: np.ndarray, speakers: list[str], path, title: str = "") -> None:
+    """Cosine-similarity matrix of embeddings given grouped by speaker (N x M rows)."""
+    x = _unit(embeddings)
+    sim = x @ x.T
+    names = list(dict.fromkeys(speakers))
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    # Colours span the matrix's own range: an undertrained model's cosines all sit near 1,
+    # and a fixed 0..1 scale would hide whatever block structure there is.
+    im = ax.imshow(sim, cmap="viridis", vmin=float(sim.min()), vmax=1.0, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine")
+    starts = [speakers.index(n) for n in names]
+    for s in starts[1:]:
+        ax.axhline(s - 0.5, color="white", linewidth=0.4)
+        ax.axvline(s - 0.5, color="white", linewidth=0.4)
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, starts[1:] + [len(speakers)])]
+    ax.set_xticks(centres, names, rotation=90, fontsize=6)
+    ax.set_yticks(centres, names, fontsize=6)
+    ax.set_title(title or f"Cosine similarity, {len(names)} speakers x {len(x) // max(len(names), 1)} utterances")
+    _save(fig, path)
+
+
+def _scatter(xy: np.ndarray, speakers: list[str], path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 6))
     names = sorted(set(speakers))
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
@@ -84,5 +128,5 @@ def plot_tsne(embeddings: np.ndarray, speakers: list[str], path, title: str = ""
     ax.set_yticks([])
     if len(names) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="best")
-    ax.set_title(title or f"t-SNE of {len(x)} embeddings, {len(names)} speakers")
+    ax.set_title(title)
     _save(fig, path)

@@ -9,13 +9,18 @@
 #   {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, ..., "cllr": x, "actdcf_0.01": x, "num_trials": n}}}
 # prints the table (Kaldi's RESULTS layout), and draws <results-dir>/det_<trials-name>.png (all
 # back-ends) and hist_<trials-name>_<backend>.png (target/non-target scores). With --tsne-emb-dir
-# and --tsne-utt2spk it also draws tsne.png, a t-SNE map of --tsne-speakers speakers' embeddings.
+# and --tsne-utt2spk it also draws tsne.png, a t-SNE map of --tsne-speakers speakers' embeddings,
+# with --umap true umap.png (UMAP of the same embeddings), and with --similarity-speakers N
+# similarity.png, the cosine-similarity matrix of N speakers x --similarity-utts utterances.
 #
 # Options:
 #   --plots <true|false>     # draw the DET and histogram plots (default: true)
 #   --tsne-emb-dir <dir>     # embeddings (xvector.scp) for the t-SNE map (default: none)
 #   --tsne-utt2spk <file>    # their utt2spk
 #   --tsne-speakers <N>      # number of speakers on the map (default: 10)
+#   --umap <true|false>      # also draw a UMAP map of them (default: false)
+#   --similarity-speakers <N>  # draw the N x M similarity matrix of N speakers (default: 0, none)
+#   --similarity-utts <M>    # utterances per speaker in it (default: 10)
 #   --allow-partial <true|false>  # evaluate score files that cover only part of a trials list
 #                            # (with a warning) instead of stopping with an error (default: false)
 
@@ -25,6 +30,9 @@ plots=true
 tsne_emb_dir=
 tsne_utt2spk=
 tsne_speakers=10
+umap=false
+similarity_speakers=0
+similarity_utts=10
 allow_partial=false
 
 command_line="$0 $*"  # logged once the options are read (none on --help)
@@ -64,6 +72,14 @@ done
 if [ -n "$tsne_emb_dir" ]; then
   [ -f "$tsne_utt2spk" ] || { echo "$0: --tsne-emb-dir needs --tsne-utt2spk <file>" >&2; exit 1; }
   $bin.plot_tsne --num-speakers=$tsne_speakers "$tsne_utt2spk" "scp:$tsne_emb_dir/xvector.scp" "$results_dir/tsne.png"
+  if [ "$umap" = true ]; then
+    $bin.plot_tsne --method=umap --num-speakers=$tsne_speakers "$tsne_utt2spk" "scp:$tsne_emb_dir/xvector.scp" \
+      "$results_dir/umap.png"
+  fi
+  if [ "$similarity_speakers" -gt 0 ]; then
+    $bin.plot_similarity --num-speakers=$similarity_speakers --utts-per-speaker=$similarity_utts "$tsne_utt2spk" \
+      "scp:$tsne_emb_dir/xvector.scp" "$results_dir/similarity.png"
+  fi
 fi
 
 $bin.print_results "$results_dir/results.json"

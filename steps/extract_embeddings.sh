@@ -4,9 +4,11 @@
 # Extracts one embedding per utterance of <data-dir> (raw feats.scp and vad.scp; sliding CMN
 # and voiced-frame selection are applied in-process as the model's config says) with the model
 # in <model-dir> (config.yaml, final.pt from steps/train_xvector.sh), like Kaldi's
-# extract_xvectors.sh. One job per split of the data dir (utils/split_data.sh); a rerun skips the
-# jobs already done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means
-# spk_xvector.scp/ark and num_utts.ark.
+# extract_xvectors.sh. <data-dir>'s features must be made as the training features were
+# (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops.
+# One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
+# done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
+# and num_utts.ark.
 #
 # Options:
 #   --nj <N>                   # number of jobs (default: 4)
@@ -14,6 +16,8 @@
 #   --use-gpu <true|false>     # one GPU per job (default: false)
 #   --max-chunk-frames <N>     # longer utterances are cut into chunks and averaged (default: 10000)
 #   --min-chunk-frames <N>     # shorter chunks are edge-padded (default: 25)
+#   --chunking <kaldi|windows> # kaldi chunk averaging, or the d-vector mean of 1.6 s windows at 50%
+#                              # overlap (default: the model config's extract.chunking, else kaldi)
 #   --num-threads <N>          # CPU threads per job (default: 1)
 #   --batch-frames <N>         # most frames per batch, bounds memory (default: 0: 50000 on a GPU, 4000 on CPU)
 
@@ -24,6 +28,7 @@ cmd=run.pl
 use_gpu=false
 max_chunk_frames=10000
 min_chunk_frames=25
+chunking=
 num_threads=1
 batch_frames=0
 
@@ -42,6 +47,8 @@ dir=$3
 for f in "$srcdir/final.pt" "$srcdir/config.yaml" "$data/feats.scp" "$data/vad.scp" "$data/utt2spk"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+# Features made with another config than the training features would give wrong embeddings.
+python -m sid.bin.feature_record match "$srcdir" "$data"
 case "$use_gpu" in
   true) gpu_opt="--gpu 1"; tool_gpu=yes ;;
   false) gpu_opt=""; tool_gpu=no ;;
@@ -57,7 +64,8 @@ sdata=$data/split$nj
 # shellcheck disable=SC2086
 $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   python -m sid.bin.extract_embeddings --use-gpu=$tool_gpu --num-threads="$num_threads" \
-    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" --skip-done=true \
+    --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" \
+    --chunking="$chunking" --skip-done=true \
     "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Usage: steps/make_features.sh --feat-type fbank|mfcc [options] <data-dir> [<log-dir> [<feat-dir>]]
-# What steps/make_fbank.sh and steps/make_mfcc.sh run (use those; they differ only in
-# the feature type and the name of the config option).
+# Usage: steps/make_features.sh --feat-type fbank|mfcc|frontend [options] <data-dir> [<log-dir> [<feat-dir>]]
+# What steps/make_fbank.sh, steps/make_mfcc.sh and steps/make_frontend_feats.sh run (use
+# those; they differ only in the feature type and the name of the config option; for
+# frontend the config is a model YAML whose 'frontend' section says what to compute).
 # Computes the features of every utterance in <data-dir>/wav.scp (segments
 # honoured) in --nj parallel jobs through $cmd, one ark/scp per job in <feat-dir>
 # (default <data-dir>/data; logs in <data-dir>/log), then writes <data-dir>/feats.scp
-# (and utt2num_frames, utt2dur) once every job has succeeded.
+# (and utt2num_frames, utt2dur) once every job has succeeded. It records how: the
+# config is copied to <data-dir>/conf/<feat-type>.conf and the done-marker
+# <data-dir>/.feats_done holds the feature type and the checksum of the options.
+# A config that does not parse stops the step before anything is replaced.
 # Resumable: a job's ark+scp appear only when it finished (the scp last), and a
 # rerun keeps every finished job whose inputs are unchanged, running only the rest.
 # With <data-dir>/utt2aug, each utterance is augmented by its recipe before extraction.
 # Utterances that cannot be used (unreadable, empty, too short, wrong sample rate,
 # non-finite features) are logged in the job log with their id and reason and skipped.
 # Options:
-#   --feat-type <fbank|mfcc>       # (required)
+#   --feat-type <fbank|mfcc|frontend>  # (required)
 #   --feat-config <file>           # feature options, Kaldi's format (default conf/<feat-type>.conf)
 #   --nj <n>                       # number of parallel jobs (default 4)
 #   --cmd <cmd>                    # how to run jobs: run.pl, slurm.pl, queue.pl (default run.pl)
@@ -36,7 +40,8 @@ max_fail_fraction=0.05
 case "$feat_type" in
   fbank) desc="filterbank" ;;
   mfcc) desc="MFCC" ;;
-  *) echo "$0: --feat-type must be fbank or mfcc, got '$feat_type'" >&2; exit 1 ;;
+  frontend) desc="front-end" ;;
+  *) echo "$0: --feat-type must be fbank, mfcc or frontend, got '$feat_type'" >&2; exit 1 ;;
 esac
 feat_config=${feat_config:-conf/$feat_type.conf}
 
@@ -51,11 +56,13 @@ name=$(basename "$data")
 for f in $data/wav.scp $data/utt2spk $feat_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+# A config that cannot be used stops the step before it sets anything aside.
+python -m sid.bin.feature_record validate $feat_type $feat_config
 . lock_dirs.sh
 lock_dirs $data $logdir  # a second run on this data dir waits for this one
 # What this step writes is replaced: set the old files aside first, so nothing reads
 # (or validates) them meanwhile; utt2num_frames describes the old features.
-for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur); do
+for f in feats.scp utt2num_frames $($write_utt2dur && echo utt2dur) .feats_done; do
   if [ -f $data/$f ]; then
     mkdir -p $data/.backup
     echo "$0: moving $data/$f to $data/.backup"
@@ -69,7 +76,12 @@ featdir=$(cd $featdir && pwd)  # feats.scp names the arks by absolute path
 utils/split_data.sh $data $nj
 sdata=$data/split$nj
 
-opts="--config=$feat_config --compress=$compress"
+if [ $feat_type = frontend ]; then
+  [ ! -f $data/utt2aug ] || { echo "$0: $data/utt2aug: augmentation is not applied to model front-ends" >&2; exit 1; }
+  opts="--model-config=$feat_config --compress=$compress"
+else
+  opts="--config=$feat_config --compress=$compress"
+fi
 $write_utt2num_frames && opts="$opts --write-num-frames=ark,t:$logdir/utt2num_frames.JOB"
 $write_utt2dur && opts="$opts --write-utt2dur=ark,t:$logdir/utt2dur.JOB"
 [ -f $data/segments ] && opts="$opts --segments=$sdata/JOB/segments"
@@ -130,4 +142,7 @@ if [ $nf -ne $nu ]; then
     exit 1
   fi
 fi
+# The record of how the features were made (sid.provenance), written last: the config
+# copied to $data/conf/$feat_type.conf, the done-marker $data/.feats_done.
+python -m sid.bin.feature_record write $feat_type $feat_config $data
 echo "$0: succeeded creating $desc features for $name"

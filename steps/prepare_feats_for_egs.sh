@@ -4,7 +4,9 @@
 # sliding-window CMN (apply_cmvn_sliding) then voiced frames only (select_voiced_frames,
 # using <in-data-dir>/vad.scp), in --nj parallel jobs through $cmd, one ark/scp per job
 # in <feat-dir>. <out-data-dir> is a copy of <in-data-dir> whose feats.scp and
-# utt2num_frames describe the new features (vad.scp, no longer matching, is left out).
+# utt2num_frames describe the new features (vad.scp, no longer matching, is left out);
+# it keeps <in-data-dir>'s record of the features (conf/, .feats_done) and adds cmvn_opts,
+# the CMN options, which training copies into the model's config.yaml for extraction.
 # Resumable like make_fbank.sh: finished jobs whose inputs are unchanged are kept.
 # Utterances with no voiced frames are logged and skipped.
 # Options:
@@ -42,6 +44,11 @@ fi
 for f in $data_in/feats.scp $data_in/vad.scp; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+if [ ! -f $data_in/.feats_done ]; then
+  echo "$0: $data_in/.feats_done not found: $data_in does not record how its features were made" \
+       "(make them with steps/make_fbank.sh or steps/make_mfcc.sh)" >&2
+  exit 1
+fi
 . lock_dirs.sh
 lock_dirs $data_in $data_out $dir  # a second run on these dirs waits for this one
 mkdir -p $dir/log
@@ -98,6 +105,9 @@ fi
 tmp=$data_out.tmp.$$
 utils/copy_data_dir.sh $data_in $tmp
 rm -f $tmp/vad.scp $tmp/cmvn.scp
+# How the features were made, and the CMN applied here (read back by training and extraction).
+python -m sid.bin.feature_record copy $data_in $tmp
+echo "--norm-vars=$norm_vars --center=$center --cmn-window=$cmn_window" > $tmp/cmvn_opts
 for n in $(seq $nj); do cat $featdir/xvector_feats_$name.$n.scp; done > $tmp/feats.scp
 for n in $(seq $nj); do cat $dir/log/utt2num_frames.$n; done > $tmp/utt2num_frames
 

@@ -93,7 +93,7 @@ def test_embeddings_equal_the_recipe_extraction(exp, utterances, repo, sid_env, 
     np.testing.assert_allclose(e.embed(samples, sr, utt=utterances[0][0]), recipe[0], rtol=0, atol=1e-5)
 
     # The shell command on the wav.scp: batched, same ids and values.
-    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", f"--exp={exp}", "--use-gpu=no",
+    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", "--exp", str(exp), "--use-gpu=no",
                           f"scp:{data}/wav.scp", f"ark,scp:{tmp_path}/e.ark,{tmp_path}/e.scp"],
                          env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -104,7 +104,7 @@ def test_embeddings_equal_the_recipe_extraction(exp, utterances, repo, sid_env, 
 
 def test_embed_single_file_and_verify(exp, utterances, repo, sid_env, tmp_path):
     (u1, p1), (u2, p2) = utterances[:2]
-    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", f"--exp={exp}", p1, "ark,t:-"],
+    res = subprocess.run([sys.executable, "-m", "sid.bin.embed", "--exp", str(exp), p1, "ark,t:-"],
                          env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr
     key, *values = res.stdout.replace("[", " ").replace("]", " ").split()
@@ -117,7 +117,7 @@ def test_embed_single_file_and_verify(exp, utterances, repo, sid_env, tmp_path):
     assert e.score(a, b) == pytest.approx(cosine, abs=1e-6)
     assert e.score(a, a) == pytest.approx(1.0, abs=1e-6)
     for threshold, decision in ((cosine - 0.01, "accept"), (cosine + 0.01, "reject")):
-        res = subprocess.run([sys.executable, "-m", "sid.bin.verify", f"--exp={exp}", f"--threshold={threshold}",
+        res = subprocess.run([sys.executable, "-m", "sid.bin.verify", "--exp", str(exp), f"--threshold={threshold}",
                               p1, p2], env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
         assert res.returncode == 0, res.stderr
         score, word = res.stdout.split()
@@ -152,7 +152,7 @@ def test_wrong_sample_rate_is_an_error_unless_resampling(exp, utterances, tmp_pa
         Embedder.from_exp(exp, device="no").embed_file(path)
     emb = Embedder.from_exp(exp, device="no", resample=True).embed_file(path)
     assert emb.shape == (16,) and np.isfinite(emb).all()
-    res = subprocess.run([sys.executable, "-m", "sid.bin.verify", f"--exp={exp}", str(path), utterances[0][1]],
+    res = subprocess.run([sys.executable, "-m", "sid.bin.verify", "--exp", str(exp), str(path), utterances[0][1]],
                          env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 1 and str(path) in res.stderr and "Traceback" not in res.stderr
 

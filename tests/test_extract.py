@@ -3,7 +3,9 @@ steps/extract_embeddings.sh end to end on real features (with speaker means)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import torch
 import yaml
 
 from sid.config import parse_config
+from sid.errors import SidError
 from sid.extract import chunk_spans, embed_utterances, pad_chunk
 from sid.models import build_model
 
@@ -69,6 +72,22 @@ def test_batching_never_changes_an_embedding():
     for u in alone:
         assert np.allclose(together[u], alone[u], atol=1e-5)
         assert np.allclose(small[u], alone[u], atol=1e-5)
+
+
+def test_batches_bound_frames_padding_included():
+    from sid.extract import _batches
+
+    rng = np.random.default_rng(2)
+    lengths = [int(n) for n in rng.integers(20, 900, 300)] + [1500]
+    for padded in (True, False):
+        batches = list(_batches(lengths, 2000, padded))
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            longest = max(lengths[i] for i in b)
+            assert len(b) == 1 or len(b) * longest <= 2000
+            assert padded or len({lengths[i] for i in b}) == 1
+    # Sorted by length, padded batches hold many chunks of neighbouring lengths.
+    assert len(list(_batches(lengths, 2000, True))) < len(lengths) / 2
 
 
 class Alone(torch.nn.Module):
@@ -254,3 +273,88 @@ def test_extract_truncated_archive_fails_naming_it(trained, sid_env, repo, tmp_p
         assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert re.search(rf"{tmp_path}/f.ark: truncated archive.*'{utts[-1]}'", res.stderr), res.stderr[-2000:]
         assert not (tmp_path / "x.ark").exists() and not (tmp_path / "x.scp").exists()
+
+
+def test_exp_records_how_its_features_were_made(trained):
+    """A user holding only the exp dir can tell how to make features for new audio."""
+    from sid import provenance
+    from sid.config import load_config
+    from training_data import CMVN_OPTS, FBANK_CONF
+
+    feats, exp = trained
+    text = (exp / "config.yaml").read_text()
+    assert text.startswith("# ") and "steps/make_<features.type>.sh" in text
+    record = load_config(exp / "config.yaml", recorded=True).features
+    assert (record.type, record.config, record.cmvn_opts) == ("fbank", FBANK_CONF, CMVN_OPTS)
+    assert record.checksum == provenance.read_marker(feats / "raw")["options_md5"]
+    assert "config: |" in text     # the feature config stays readable, one option a line
+    assert load_config(exp / "config.yaml", recorded=True).train_data.num_utts == 200
+
+
+def test_extraction_takes_cmn_from_the_exp(trained, tmp_path):
+    """The CMN extraction applies is the one recorded from the training data (no YAML cmvn: block)."""
+    from sid.extract import Extractor
+    from sid.features.cmvn import apply_cmvn_sliding
+
+    feats, exp = trained
+    other = tmp_path / "exp"
+    shutil.copytree(exp, other, ignore=shutil.ignore_patterns("models", "tensorboard", "log"))
+    cfg = other / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("--cmn-window=300", "--cmn-window=50"))
+    x = np.random.default_rng(0).standard_normal((400, 30)).astype(np.float32)
+    got = Extractor(other, torch.device("cpu")).prepare("u", x, None)
+    np.testing.assert_allclose(got, apply_cmvn_sliding(x, window=50, center=True), atol=1e-6)
+    assert not np.allclose(got, apply_cmvn_sliding(x, window=300, center=True), atol=1e-3)
+    cfg.write_text(cfg.read_text().replace("--cmn-window=50", "--cmn-windw=50"))
+    with pytest.raises(SidError, match=f"invalid option --cmn-windw .*{cfg}"):
+        Extractor(other, torch.device("cpu"))
+
+
+def test_extraction_refuses_features_made_with_another_config(trained, sid_env, repo, tmp_path):
+    from sid import provenance
+
+    feats, exp = trained
+    test = tmp_path / "test"
+    shutil.copytree(feats / "raw", test)
+    conf = tmp_path / "fbank40.conf"
+    conf.write_text("--num-mel-bins=40\n--dither=0\n")
+    provenance.write_record(test, "fbank", conf)
+    out = tmp_path / "emb"
+    res = subprocess.run(["bash", "steps/extract_embeddings.sh", "--nj", "1", str(exp), str(test), str(out)],
+                         env=sid_env, capture_output=True, text=True, cwd=repo)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"{test}/.feats_done" in res.stderr and f"{exp}/config.yaml" in res.stderr
+    assert not out.exists() or not list(out.glob("xvector*"))
+    (test / ".feats_done").unlink()
+    res = subprocess.run([sys.executable, "-m", "sid.bin.feature_record", "match", str(exp), str(test)],
+                         env=sid_env, capture_output=True, text=True, cwd=repo)
+    assert res.returncode == 1 and f"{test}/.feats_done not found" in res.stderr
+
+
+def test_resume_with_other_data_or_settings_says_what_changed(trained, tmp_path):
+    from sid.config import load_config
+    from sid.train.trainer import TrainOptions, Trainer
+
+    feats, exp = trained
+    other = tmp_path / "exp"
+    other.mkdir()
+    shutil.copy(exp / "config.yaml", other)
+    shutil.copy(exp / "spk2id", other)
+    cfg = load_config(exp / "config.yaml", recorded=True)
+    user_cfg = dataclasses.replace(cfg, num_classes=None, features=None, train_data=None)
+    opts = TrainOptions(num_workers=0, progress=False, tensorboard=False)
+    # Fewer utterances (as a larger --min-len leaves): stop, naming what changed.
+    fewer = tmp_path / "fewer"
+    shutil.copytree(feats / "train", fewer)
+    lines = (fewer / "feats.scp").read_text().splitlines()
+    (fewer / "feats.scp").write_text("\n".join(lines[::2]) + "\n")
+    with pytest.raises(SidError, match=r"train_data.num_utts: 200 -> 100.*Use a new exp dir"):
+        Trainer(str(fewer), str(other), user_cfg, opts)
+    # Another setting: named with its old and new value.
+    changed = dataclasses.replace(user_cfg, optim=dataclasses.replace(user_cfg.optim, lr=0.5))
+    with pytest.raises(SidError, match=r"optim.lr: 0.05 -> 0.5"):
+        Trainer(str(feats / "train"), str(other), changed, opts)
+    # Training data that does not record how its features were made is refused.
+    (fewer / "cmvn_opts").unlink()
+    with pytest.raises(SidError, match=f"{fewer}/cmvn_opts not found"):
+        Trainer(str(fewer), str(tmp_path / "new_exp"), user_cfg, opts)

@@ -29,6 +29,39 @@ def test_parameter_count_matches_published(repo, name):
     assert abs(n - PUBLISHED[name]) / PUBLISHED[name] < 0.02, f"{name}: {n}"
 
 
+# The other schools' models: exact counts of the published architectures (without, with the
+# loss's parameters for 5,994 VoxCeleb2 speakers: GE2E/prototypical w and b, a softmax layer).
+EXACT = {
+    "dvector_small": (1_423_616, 1_423_618),       # Resemblyzer's encoder
+    "dvector_ge2e": (4_663_296, 4_663_298),        # LSTM 3 x 768, projection 256
+    "resnetse34l_ap": (1_437_078, 1_437_080),      # voxceleb_trainer ResNetSE34L + AP
+    "resnetse34v2_sp": (8_028_492, 11_103_416),    # voxceleb_trainer ResNetSE34V2 + softmax + AP
+    "gru_embedder": (9_671_200, 9_671_202),
+    "convgru_embedder": (11_402_048, 11_402_050),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_parameter_count_exact(repo, name):
+    cfg = load_config(repo / "conf" / f"{name}.yaml")
+    model = build_model(cfg.model)
+    head = build_head(cfg.loss, model.output_dim, 5994, cfg.data.utts_per_speaker)
+    assert (count_parameters(model), count_parameters(model) + count_parameters(head)) == EXACT[name]
+    x = torch.randn(2, 20, model.feat_dim)
+    emb = model.eval().embed(x)
+    assert emb.shape == (2, model.embed_dim)
+    if cfg.model.type != "resnet_se":   # the recurrent embedders are unit length by construction
+        assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_model_info_prints_voxceleb_trainer_counts(repo, sid_env):
+    out = subprocess.run([sys.executable, "-m", "sid.bin.model_info", "--model-config=conf/resnetse34l_ap.yaml"],
+                         cwd=repo, env=sid_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "parameters without output     1,437,078" in out.stdout
+    assert "parameters with output        1,437,080" in out.stdout
+
+
 def test_xvector_layers_as_kaldi():
     model = build_model({"type": "xvector", "feat_dim": 30})
     convs = [m for m in model.frames.modules() if isinstance(m, torch.nn.Conv1d)]

@@ -2,6 +2,7 @@
 
 import matplotlib.image
 import numpy as np
+import pytest
 
 from sid.metrics import det_points, eer_of, error_rates
 from sid.plots import plot_det, plot_histograms, plot_tsne
@@ -32,3 +33,18 @@ def test_tsne(tmp_path):
     plot_tsne(x, [f"spk{i // 10}" for i in range(40)], tmp_path / "tsne.png", perplexity=10)
     img = matplotlib.image.imread(tmp_path / "tsne.png")
     assert img.shape[0] > 300 and img[..., :3].std() > 0.05
+
+
+@pytest.mark.slow   # umap-learn compiles with numba on first use (cached afterwards)
+def test_umap_and_similarity_matrix(tmp_path):
+    from sid.plots import plot_similarity, plot_umap
+
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((4, 16)) * 3
+    x = np.repeat(centres, 10, axis=0) + rng.standard_normal((40, 16))
+    spk = [f"spk{i // 10}" for i in range(40)]
+    plot_umap(x, spk, tmp_path / "umap.png")
+    assert matplotlib.image.imread(tmp_path / "umap.png").shape[0] > 100
+    plot_similarity(x, spk, tmp_path / "sim.png")
+    img = matplotlib.image.imread(tmp_path / "sim.png")
+    assert img.shape[0] > 100 and img.shape[1] > 100

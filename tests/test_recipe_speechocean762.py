@@ -70,3 +70,17 @@ def test_trials_naming_unknown_file_fail(tmp_path, recipe_run):
     r = subprocess.run(cmd + ["--stage", "5", "--trials", str(bad)], capture_output=True, text=True, cwd=work)
     assert r.returncode != 0
     assert "WAVE/SPEAKER9999/nope.opus" in r.stderr
+
+
+def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
+    """The training-features marker records --min-frames and the features it read: another
+    value makes them again (today's bare marker kept the old ones); training, whose data
+    then changed, stops and says so instead of resuming on other data."""
+    work, cmd, _ = recipe_run
+    no_sil = work / "data/train_no_sil"
+    before = len((no_sil / "utt2spk").read_text().splitlines())
+    r = subprocess.run(cmd + ["--min-frames", "400", "--stop-stage", "3"], capture_output=True, text=True, cwd=work)
+    assert (no_sil / ".done").read_text().split()[0] == "400"
+    after = len((no_sil / "utt2spk").read_text().splitlines())
+    assert 0 < after < before
+    assert r.returncode != 0 and "train_data.num_utts" in r.stdout + r.stderr

@@ -15,7 +15,7 @@ LIGHT_TOOLS = [
     "compute_fbank_feats", "compute_mfcc_feats", "compute_vad", "apply_cmvn_sliding", "select_voiced_frames",
     "copy_feats", "ivector_mean", "ivector_subtract_global_mean", "ivector_transform", "ivector_normalize_length",
     "ivector_compute_lda", "ivector_compute_plda", "ivector_copy_plda", "ivector_plda_scoring", "compute_eer",
-    "compute_min_dcf", "train_backend", "score_plda", "score_cosine", "score_norm",
+    "compute_min_dcf", "train_backend", "score_plda", "score_cosine", "score_norm", "feature_record",
 ]
 
 

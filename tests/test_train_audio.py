@@ -175,7 +175,7 @@ def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, 
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     saved = yaml.safe_load((full / "config.yaml").read_text())
-    assert saved["num_classes"] == 3 * NUM_SPK and (full / "fbank.conf").is_file()
+    assert saved["num_classes"] == 3 * NUM_SPK and saved["features"]["config"] == audio_data["conf"].read_text()
     chunks = (full / "log" / "chunks" / "epoch1.rank0.txt").read_text().splitlines()
     augs = [re.search(r"aug=(\w+)", line).group(1) for line in chunks]
     assert 0 < augs.count("none") < len(augs)

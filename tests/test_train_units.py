@@ -13,7 +13,8 @@ import torch
 from sid.config import SpecAugConfig
 from sid.errors import DataDirError, DiskFullError, SidError
 from sid.train import checkpoint
-from sid.train.data import ChunkDataset, ShardSampler, plan_epoch, read_training_set, split_validation
+from sid.train.data import (ChunkDataset, ShardSampler, TrainingSet, plan_epoch, plan_epoch_balanced, read_training_set,
+                            split_validation)
 from sid.train.schedule import LRSchedule
 from sid.train.specaug import SpecAugment
 
@@ -44,6 +45,49 @@ def test_plan_is_a_function_of_seed_and_epoch(data_dir):
         assert np.all(x.start + x.length <= np.maximum(data.lengths[x.utt_index], x.length))
     # Three ranks: the count is cut to a multiple of 3.
     assert len(plan_epoch(data, 7, 3, 4, 30, 60, chunks_per_utt=2, world_size=3)) == 9
+
+
+def _uneven_set() -> TrainingSet:
+    """7 speakers with 9, 8, 7, 6, 5, 4 and 1 utterances of 50..90 frames."""
+    counts = [9, 8, 7, 6, 5, 4, 1]
+    labels = np.repeat(np.arange(len(counts)), counts)
+    utts = [f"u{i}" for i in range(len(labels))]
+    lengths = 50 + (np.arange(len(labels)) * 7) % 41
+    return TrainingSet(utts, {u: "" for u in utts}, labels, lengths, {f"s{i}": i for i in range(len(counts))})
+
+
+def test_speaker_balanced_plan_covers_each_speaker_as_planned():
+    data = _uneven_set()
+    n, m = 3, 2
+    plan = plan_epoch_balanced(data, 5, 0, n, m, 30, 60)
+    # Groups of 2 per speaker: 4, 4, 3, 3, 2, 2, 0 = 18 groups = 6 batches of 3 speakers, all used.
+    assert len(plan) == 6
+    rows = np.concatenate([b.utt_index for b in plan])
+    assert len(rows) == len(set(rows.tolist()))              # without replacement
+    spk_counts = np.bincount(data.labels[rows], minlength=7) // m
+    assert spk_counts.tolist() == [c // m for c in (9, 8, 7, 6, 5, 4, 1)]
+    for b in plan:
+        lab = data.labels[b.utt_index].reshape(n, m)
+        assert (lab == lab[:, :1]).all() and len(set(lab[:, 0].tolist())) == n   # N distinct speakers x M
+        assert 30 <= b.length <= 60
+        assert np.all(b.start + b.length <= np.maximum(data.lengths[b.utt_index], b.length))
+    same = plan_epoch_balanced(data, 5, 0, n, m, 30, 60)
+    assert all(np.array_equal(a.utt_index, b.utt_index) and np.array_equal(a.start, b.start) and a.length == b.length
+               for a, b in zip(plan, same))
+    other = plan_epoch_balanced(data, 5, 1, n, m, 30, 60)
+    assert [b.utt_index.tolist() for b in other] != [b.utt_index.tolist() for b in plan]
+    assert len(other) == len(plan)                           # the same number of steps every epoch
+    # Two ranks take disjoint halves of an even count; four ranks cut it to a multiple of 4.
+    assert len(plan_epoch_balanced(data, 5, 0, n, m, 30, 60, world_size=4)) == 4
+
+
+def test_speaker_balanced_plan_leaves_out_what_cannot_fill_a_batch():
+    data = _uneven_set()
+    plan = plan_epoch_balanced(data, 3, 0, 4, 3, 30, 60)
+    # Groups of 3: 3, 2, 2, 2, 1, 1, 0 = 11; batches of 4 distinct speakers: 2 (8 groups), 3 left over.
+    assert len(plan) == 2
+    spk = [set(data.labels[b.utt_index].tolist()) for b in plan]
+    assert all(len(s) == 4 for s in spk) and 0 in spk[0] and 0 in spk[1]   # the richest speaker is always drawn
 
 
 def test_shard_sampler_disjoint_and_resumable():

@@ -124,6 +124,41 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
     rewritten = sorted(k for k in changed if "/log/" not in k and not k.endswith(".png") and "results" not in k)
     assert not rewritten, rewritten
 
+    # Other options make again what they change and what depends on it, nothing else;
+    # unusable ones stop before anything is replaced.
+    meta = ("--vox1-meta", standin / "voxceleb1" / "vox1_meta.csv")
+    before = snapshot(where)
+    r = run_recipe(where, standin, sid_env, *meta, "--mfcc-config", "conf/nope.conf")
+    assert r.returncode == 1 and "conf/nope.conf" in r.stderr and snapshot(where) == before
+    bad = tmp_path / "bad_mfcc.conf"
+    bad.write_text((repo / "conf/mfcc.conf").read_text() + "--num-ceps=thirty\n")
+    r = run_recipe(where, standin, sid_env, *meta, "--feat-type", "mfcc", "--mfcc-config", bad)
+    assert r.returncode == 1 and str(bad) in r.stderr and snapshot(where) == before
+
+    def made_at(name):
+        return (data / name / ".made_by").stat().st_mtime_ns
+
+    reverb, no_sil = made_at("train_reverb"), made_at("train_combined_no_sil")
+    r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "2", "--stop-stage", "4",
+                   "--num-aug-utts", "10")
+    assert r.returncode == 1   # training stops: its data changed (below)
+    assert len(read_dict(data / "train_aug_subset" / "utt2spk")) == 10
+    assert len(read_dict(data / "train_combined" / "utt2spk")) == 38
+    assert made_at("train_reverb") == reverb and made_at("train_combined_no_sil") > no_sil
+    assert set(read_dict(data / "train_combined_no_sil" / "utt2spk")) <= set(read_dict(data / "train_combined" / "utt2spk"))
+    log = (exp / "log" / "train_job.log").read_text()
+    assert "was started with other settings or data" in log and "train_data.num_utts" in log
+    r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "2", "--stop-stage", "3",
+                   "--num-aug-utts", "10", "--aug-seed", "7", "--min-len", "80")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert made_at("train_reverb") > reverb and "--random-seed 7" in (data / "train_reverb" / ".made_by").read_text()
+    assert "80 2 data/train_combined_cmn" in (data / "train_combined_no_sil" / ".made_by").read_text()
+    r = run_recipe(where, standin, sid_env, *meta, "--stage", "1", "--stop-stage", "1", "--feat-type", "mfcc")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("train", "voxceleb1_test"):
+        assert read_dict(data / name / ".feats_done")["feat_type"] == "mfcc"
+        assert (data / name / "conf" / "mfcc.conf").is_file()
+
 
 def test_wespeaker_recipe_with_speed_perturbation(standin, repo, tmp_path, sid_env):
     where = recipe_dir(repo, tmp_path / "ws")
@@ -176,7 +211,7 @@ def test_wespeaker_recipe_from_audio_end_to_end(standin, repo, tmp_path, sid_env
     assert (data / "musan_noise" / "wav.scp").is_file() and (data / "rirs" / "smallroom" / "rir_list").is_file()
     assert not (data / "train_combined").exists() and not (data / "train_reverb").exists()
     log = (exp / "tiny" / "log" / "train.log").read_text()
-    assert "Epoch 1:" in log and (exp / "tiny" / "fbank.conf").is_file()
+    assert "Epoch 1:" in log and yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["features"]["type"] == "fbank"
     assert yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["num_classes"] == 3 * len(
         set(read_dict(data / "train" / "utt2spk").values()))
     lm_log = (exp / "tiny_lm" / "log" / "train.log").read_text()

@@ -11,6 +11,8 @@ corpus with kaldi_native_fbank, and writes two data dirs:
 
 ``audio_data_dir(corpus, root)`` writes a small audio training dir with noise dirs,
 an RIR and an fbank config (the audio source's tests).
+
+Both record how their features were made, as the steps do (``sid.provenance``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 
+from sid import provenance
+
 NUM_SPK, UTT_PER_SPK, DIM = 20, 10, 30
+FBANK_CONF = f"--num-mel-bins={DIM}\n--dither=0\n"   # what _fbank computes
+CMVN_OPTS = "--norm-vars=false --center=true --cmn-window=300"
 _CACHE: dict[str, Path] = {}
 
 
@@ -75,6 +81,12 @@ def corpus_features(corpus: Path, root: Path) -> Path:
             train[utt] = apply_cmvn_sliding(feats, window=300, center=True)[vad > 0.5]
     _write_dir(root / "raw", raw, utt2spk, vads)
     _write_dir(root / "train", train, utt2spk)
+    # The record steps/make_fbank.sh and steps/prepare_feats_for_egs.sh leave (sid.provenance).
+    conf = root / "fbank.conf"
+    conf.write_text(FBANK_CONF)
+    provenance.write_record(root / "raw", "fbank", conf)
+    provenance.copy_record([root / "raw"], root / "train")
+    (root / "train" / "cmvn_opts").write_text(CMVN_OPTS + "\n")
     _CACHE["dir"] = root
     return root
 

@@ -20,7 +20,11 @@
 #   --exp DIR                experiment folder: model, embeddings, scores, results.json
 #                            (default exp/ in this recipe's folder)
 #   --data DIR               data dirs and features (default data/ in this recipe's folder)
-#   --config YAML            model and training config (default conf/xvector_small.yaml)
+#   --config YAML            model and training config (default conf/xvector_small.yaml);
+#                            one with a 'frontend' section (d-vector, ResNetSE34, GRU,
+#                            ConvGRU configs) is trained on that front-end, computed
+#                            beside the MFCCs (which still decide the VAD)
+#   --epochs N               train N epochs instead of the config's (default 0: the config's)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
 #   --nj N                   parallel jobs (default 2)
@@ -38,6 +42,7 @@ trials=
 exp=
 data=
 config=conf/xvector_small.yaml
+epochs=0
 stage=0
 stop_stage=6
 nj=2
@@ -57,8 +62,13 @@ abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 user_trials=()
 for t in $trials; do user_trials+=("$(abspath "$t")"); done
 exp=$(abspath "${exp:-$here/exp}"); data=$(abspath "${data:-$here/data}")
-# The config may be given relative to where the user is or to the recipe folder.
-if [ -f "$config" ]; then config=$(abspath "$config"); else config=$here/$config; fi
+# The config may be given relative to where the user is, to the recipe folder or to the
+# project root (conf/dvector_ge2e.yaml etc.).
+if [ -f "$config" ]; then config=$(abspath "$config")
+elif [ -f "$here/$config" ]; then config=$here/$config
+elif [ -f "$root/$config" ]; then config=$root/$config
+else echo "$0: no config $config (looked here, in $here and in $root)" >&2; exit 1
+fi
 cd "$here"
 
 # The corpus first: the set-up below takes minutes the first time.
@@ -91,7 +101,23 @@ need() {
   echo "$0: $1 is missing: stage $2 makes it (run with --stage $2, or without --stage)" >&2
   exit 1
 }
-echo "$0: corpus $corpus, data $data, exp $exp, config $config"
+# A model with its own front-end reads features named after it (e.g. vt_mel40) in
+# $data/<set>_<name>; the others read the MFCCs.
+fe=$(python -c 'import sys
+from sid.config import load_config
+f = load_config(sys.argv[1]).frontend
+print("" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
+feat=${fe:+_$fe}
+if [ "$epochs" -gt 0 ]; then
+  # The same config with another epoch count, kept in the exp dir (training records it too).
+  mkdir -p "$exp"
+  python -c 'import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1]))
+cfg.setdefault("training", {})["epochs"] = int(sys.argv[2])
+yaml.safe_dump(cfg, open(sys.argv[3], "w"), sort_keys=False)' "$config" "$epochs" "$exp/train_config.yaml"
+  config=$exp/train_config.yaml
+fi
+echo "$0: corpus $corpus, data $data, exp $exp, config $config${fe:+, front-end $fe}"
 mfccdir=$data/mfcc
 model=$exp/xvector
 emb=$model/embeddings
@@ -119,32 +145,47 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     steps/compute_vad_decision.sh --nj "$nj" --cmd "$train_cmd" --vad-config conf/vad.conf \
       "$data/$x" "$exp/log/make_vad/$x" "$mfccdir"
     utils/fix_data_dir.sh "$data/$x"
+    if [ -n "$fe" ]; then
+      # Uncompressed: Kaldi's 8-bit compression would coarsen a waveform.
+      if [ ! -f "$data/$x$feat/feats.scp" ] || [ "$data/$x$feat/feats.scp" -ot "$data/$x/feats.scp" ]; then
+        rm -rf "$data/$x$feat"
+        utils/copy_data_dir.sh "$data/$x" "$data/$x$feat"
+        rm -f "$data/$x$feat/feats.scp" "$data/$x$feat/utt2num_frames"
+      fi
+      steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$config" --compress false \
+        "$data/$x$feat" "$exp/log/make_$fe/$x" "$data/$fe"
+      utils/fix_data_dir.sh "$data/$x$feat"
+    fi
   done
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
-  # chunk from, as Kaldi's recipe does.
-  if [ ! -f "$data/train_no_sil/.done" ]; then
-    steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" \
-      "$data/train" "$data/train_no_sil" "$data/mfcc_no_sil"
-    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train_no_sil/utt2num_frames" \
-      > "$data/train_no_sil/utts.keep"
-    utils/subset_data_dir.sh --utt-list "$data/train_no_sil/utts.keep" \
-      "$data/train_no_sil" "$data/train_no_sil.tmp"
-    rm -rf "$data/train_no_sil"; mv "$data/train_no_sil.tmp" "$data/train_no_sil"
-    utils/validate_data_dir.sh --no-wav "$data/train_no_sil"
-    touch "$data/train_no_sil/.done"
+  # chunk from, as Kaldi's recipe does. The done-marker records what made the result
+  # (--min-frames and the features' and VAD's records): a change makes it again.
+  done_args="$min_frames $(cat "$data/train$feat/.feats_done" conf/vad.conf "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
+  if [ "$(cat "$data/train${feat}_no_sil/.done" 2>/dev/null)" != "$done_args" ]; then
+    rm -rf "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
+    steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" ${fe:+--compress false} \
+      "$data/train$feat" "$data/train${feat}_cmn" "$data/${fe:-mfcc}_no_sil"
+    awk -v min="$min_frames" '$2 >= min {print $1}' "$data/train${feat}_cmn/utt2num_frames" > "$data/train${feat}_cmn/utts.keep"
+    utils/subset_data_dir.sh --utt-list "$data/train${feat}_cmn/utts.keep" "$data/train${feat}_cmn" \
+      "$data/train${feat}_no_sil.tmp"
+    python -m sid.bin.feature_record copy "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
+    utils/validate_data_dir.sh --no-wav "$data/train${feat}_no_sil.tmp"
+    echo "$done_args" > "$data/train${feat}_no_sil.tmp/.done"
+    rm -rf "$data/train${feat}_no_sil" "$data/train${feat}_cmn"
+    mv "$data/train${feat}_no_sil.tmp" "$data/train${feat}_no_sil"
   fi
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  need "$data/train_no_sil/.done" 2
+  need "$data/train${feat}_no_sil/.done" 2
   # Two threads, whatever the machine: CPU kernels sum in an order that depends on the
   # thread count, and RESULTS.md's figures are for two.
   steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=2" \
-    "$data/train_no_sil" "$model"
+    "$data/train${feat}_no_sil" "$model"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -153,7 +194,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # Training picks the GPU by itself; extraction is told.
   use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
   for x in train test; do
-    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --use-gpu "$use_gpu" "$model" "$data/$x" "$emb/$x"
+    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --use-gpu "$use_gpu" "$model" "$data/$x$feat" "$emb/$x"
   done
 fi
 
@@ -188,6 +229,7 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for t in "${kaldi_trials[@]}"; do need "$scores/$(basename "$t").cosine.score" 5; done
   steps/compute_metrics.sh --allow-partial "$allow_partial" --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
+    --umap true --similarity-speakers 10 --similarity-utts 10 \
     "$scores" "$exp" "${kaldi_trials[@]}"
   echo "$0: results in $exp/results.json, plots in $exp/*.png"
 fi

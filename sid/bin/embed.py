@@ -1,6 +1,6 @@
-"""Embed audio files with an exp dir, without a data dir.
+"""Usage: python -m sid.bin.embed [options] --exp <exp> <wav-or-rspecifier> <embedding-wspecifier>
 
-Usage:  python -m sid.bin.embed [options] --exp <exp> <wav-or-rspecifier> <embedding-wspecifier>
+Embed audio files with an exp dir, without a data dir.
  e.g.:  python -m sid.bin.embed --exp exp/xvector a.wav ark,t:-
         python -m sid.bin.embed --exp exp/xvector --use-gpu=optional scp:wav.scp ark,scp:emb.ark,emb.scp
 An audio file is embedded under its name without extension; scp:wav.scp (or ark: of wav
@@ -13,37 +13,46 @@ import logging
 import re
 from pathlib import Path
 
-from sid.cli import KaldiOptions, progress, run_main
+from sid.cli import doc_argparser, parse_bool, progress, run_main, setup_logging
 
 log = logging.getLogger("embed")
 
 
-def register_embedder_options(po: KaldiOptions) -> None:
+def embedder_parser(doc: str):
+    """The options every tool that embeds audio takes (``--exp X`` or ``--exp=X``)."""
     from sid.embedder import DEFAULT_VAD_CONFIG
 
-    po.register("exp", "", "Exp dir of the model (config.yaml, final.pt); required")
-    po.register("use-gpu", "optional", "yes|no|optional: compute on a CUDA device")
-    po.register("resample", False, "Resample audio at another rate to the model's (else an error)")
-    po.register("vad-config", str(DEFAULT_VAD_CONFIG), "Energy VAD options, as the recipe's compute_vad_decision.sh")
-    po.register("compress", True, "Round the features through Kaldi's compression, as steps/make_features.sh "
-                "stores them (its --compress)")
+    flag = {"type": parse_bool, "nargs": "?", "const": True, "metavar": "true|false"}
+    parser = doc_argparser(doc)
+    parser.add_argument("--exp", required=True, help="exp dir of the model (config.yaml, final.pt)")
+    parser.add_argument("--use-gpu", default="optional", choices=("yes", "no", "optional"),
+                        help="compute on a CUDA device (default: optional, when present)")
+    parser.add_argument("--resample", default=False, **flag,
+                        help="resample audio at another rate to the model's (default: false, an error)")
+    parser.add_argument("--vad-config", default=str(DEFAULT_VAD_CONFIG),
+                        help="energy VAD options, as the recipe's compute_vad_decision.sh (default: %(default)s)")
+    parser.add_argument("--compress", default=True, **flag,
+                        help="round the features through Kaldi's compression, as steps/make_features.sh stores "
+                             "them with its default --compress true (default: true)")
+    return parser
 
 
 def embedder_from_opts(opts, **kwargs):
     from sid.embedder import Embedder
-    from sid.errors import SidError
 
-    if not opts.exp:
-        raise SidError("--exp <exp-dir> is required")
     return Embedder.from_exp(opts.exp, device=opts.use_gpu, vad_config=opts.vad_config, compress=opts.compress,
                              resample=opts.resample, **kwargs)
 
 
 def main() -> int:
-    po = KaldiOptions(__doc__.split("\n", 2)[2])
-    register_embedder_options(po)
-    po.register("batch-frames", 50000, "Frames per batch of chunks")
-    opts, (source, wspec) = po.parse(num_args=2)
+    parser = embedder_parser(__doc__)
+    parser.add_argument("--batch-frames", type=int, default=0,
+                        help="frames per batch of chunks (default 0: the device's, sid.extract.DEFAULT_BATCH_FRAMES)")
+    parser.add_argument("source", help="an audio file, or scp:wav.scp")
+    parser.add_argument("wspec", help="where the embeddings go, e.g. ark,t:- or ark,scp:emb.ark,emb.scp")
+    opts = parser.parse_args()
+    setup_logging()
+    source, wspec = opts.source, opts.wspec
 
     from sid import kaldi_io
     from sid.errors import SidError

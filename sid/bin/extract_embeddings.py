@@ -8,8 +8,8 @@ from pathlib import Path
 from sid.cli import KaldiOptions, progress, run_main
 
 USAGE = """Compute speaker embeddings (x-vectors) of utterances from raw features and VAD, with a model
-dir written by steps/train_xvector.sh. Features get sliding CMN (as the model's config says;
-window 300, centred by default) and voiced-frame selection; utterances longer than
+dir written by steps/train_xvector.sh. Features get the sliding CMN the training features had
+(features.cmvn_opts in <model-dir>/config.yaml) and voiced-frame selection; utterances longer than
 --max-chunk-frames are cut into chunks whose embeddings are averaged, weighted by length
 (Kaldi's semantics; chunks under --min-chunk-frames are edge-padded).
 Usage:  extract_embeddings [options] <model-dir> <feats-rspecifier> <vad-rspecifier> <xvector-wspecifier>
@@ -28,6 +28,9 @@ def main() -> int:
                 "(0: 50000 on a GPU, 4000 on CPU); utterances of different lengths are batched")
     po.register("num-threads", 1, "CPU threads for the model (per job)")
     po.register("model-file", "final.pt", "Weights file inside <model-dir>")
+    po.register("chunking", "", "kaldi (length-weighted mean of --max-chunk-frames chunks) or windows (mean of "
+                "unit-length 1.6 s windows at 50% overlap, re-normalised: d-vectors); default: the config's "
+                "extract.chunking, else kaldi")
     po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "
                 "than the model and the inputs (resuming a split job)")
     opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
@@ -46,7 +49,7 @@ def main() -> int:
         return 0
     torch.set_num_threads(max(1, opts.num_threads))
     device = pick_device(opts.use_gpu)
-    ext = Extractor(model_dir, device, opts.max_chunk_frames, opts.min_chunk_frames, opts.batch_frames)
+    ext = Extractor(model_dir, device, opts.max_chunk_frames, opts.min_chunk_frames, opts.batch_frames, opts.chunking)
     vad = kaldi_io.random_access(vad_rspec)
     counts = {"no_vad": 0, "no_voiced": 0}
 

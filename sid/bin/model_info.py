@@ -27,7 +27,7 @@ def main() -> int:
         raise SidError("--num-classes must be positive")
     cfg = load_config(opts.model_config)
     model = build_model(cfg.model)
-    head = build_head(cfg.loss, model.output_dim, opts.num_classes)
+    head = build_head(cfg.loss, model.output_dim, opts.num_classes, cfg.data.utts_per_speaker)
     feat_dim = model.feat_dim
     n_model, n_head = count_parameters(model), count_parameters(head)
     per_sec, per_chunk = macs_per_second(model, feat_dim, opts.frames_per_second)

@@ -1,8 +1,9 @@
-"""plot_tsne: a t-SNE map of utterance embeddings coloured by speaker.
+"""plot_tsne: a t-SNE (or UMAP) map of utterance embeddings coloured by speaker.
 
 Usage: python -m sid.bin.plot_tsne [options] <utt2spk> <embedding-rspecifier> <png-out>
 Takes the utterances of --speakers (comma-separated), or else of
---num-speakers speakers drawn with --seed among those with embeddings.
+--num-speakers speakers drawn with --seed among those with embeddings;
+--method=umap draws a UMAP (umap-learn, cosine metric) instead of t-SNE.
 e.g.: python -m sid.bin.plot_tsne --num-speakers=10 data/test/utt2spk scp:exp/xvectors_test/xvector.scp exp/results/tsne.png
 """
 
@@ -11,7 +12,6 @@ import numpy as np
 from sid import kaldi_io
 from sid.cli import KaldiOptions, run_main
 from sid.errors import SidError
-from sid.plots import plot_tsne
 
 
 def main() -> int:
@@ -20,6 +20,7 @@ def main() -> int:
     po.register("num-speakers", 10, "How many speakers to draw when --speakers is not given")
     po.register("seed", 0, "Random seed for the speaker draw and t-SNE")
     po.register("perplexity", 30.0, "t-SNE perplexity (capped for small sets)")
+    po.register("method", "tsne", "tsne or umap")
     opts, args = po.parse(num_args=3)
     utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[0])}
     keys, x = kaldi_io.read_vectors(args[1])
@@ -36,7 +37,16 @@ def main() -> int:
     sel = [i for i, s in enumerate(spk) if s in set(chosen)]
     if len(sel) < 5:
         raise SidError(f"only {len(sel)} embeddings for the chosen speakers; t-SNE needs at least 5")
-    plot_tsne(x[sel], [spk[i] for i in sel], args[2], seed=opts.seed, perplexity=opts.perplexity)
+    if opts.method == "tsne":
+        from sid.plots import plot_tsne
+
+        plot_tsne(x[sel], [spk[i] for i in sel], args[2], seed=opts.seed, perplexity=opts.perplexity)
+    elif opts.method == "umap":
+        from sid.plots import plot_umap
+
+        plot_umap(x[sel], [spk[i] for i in sel], args[2], seed=opts.seed)
+    else:
+        raise SidError(f"--method must be tsne or umap, got '{opts.method}'")
     return 0
 
 

@@ -23,15 +23,15 @@ from sid.data.audio import read_audio
 from sid.data.table import iter_lines, read_table
 from sid.errors import AudioError, SidError
 from sid.features.compute import Fbank, Mfcc
-from sid.features.options import FbankOptions, MfccOptions
+from sid.features.options import FEATURE_TYPES
 from sid.features.window import num_frames
 from sid.kaldi_io import AUTOMATIC_COMPRESSION, ScalarWriter, TableWriter, split_specifier
 
 log = logging.getLogger(__name__)
 
 KINDS = {
-    "fbank": ("Create Mel-filterbank features from a wav file.", FbankOptions, Fbank),
-    "mfcc": ("Create MFCC feature files.", MfccOptions, Mfcc),
+    "fbank": ("Create Mel-filterbank features from a wav file.", FEATURE_TYPES["fbank"], Fbank),
+    "mfcc": ("Create MFCC feature files.", FEATURE_TYPES["mfcc"], Mfcc),
 }
 
 

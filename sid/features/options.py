@@ -204,3 +204,7 @@ class SlidingWindowCmnOptions(_Registrable):
             raise SidError(f"--cmn-window must be > 0, got {self.cmn_window}")
         if not self.center and self.min_window <= 0:
             raise SidError(f"--min-cmn-window must be > 0, got {self.min_window}")
+
+
+# Feature type (steps/make_<type>.sh, compute_<type>_feats) -> its options.
+FEATURE_TYPES = {"fbank": FbankOptions, "mfcc": MfccOptions}

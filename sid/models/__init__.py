@@ -4,7 +4,7 @@ A config's ``model`` section names the architecture and its constructor's argume
 (``sid.config`` validates it against the constructor, whose defaults are the only ones)::
 
     model:
-      type: ecapa_tdnn        # xvector | ecapa_tdnn | resnet
+      type: ecapa_tdnn        # xvector | ecapa_tdnn | resnet | resnet_se | dvector | gru | conv_gru
       feat_dim: 80
       channels: 512
 
@@ -20,10 +20,13 @@ from torch import nn
 from sid.config import ModelConfig, parse_model
 from sid.errors import SidError
 from sid.models.ecapa import ECAPATDNN
+from sid.models.recurrent import ConvGRUEmbedder, DVector, GRUEmbedder
 from sid.models.resnet import ResNet
+from sid.models.resnet_se import ResNetSE
 from sid.models.tdnn import XVector
 
-MODELS = {"xvector": XVector, "ecapa_tdnn": ECAPATDNN, "resnet": ResNet}
+MODELS = {"xvector": XVector, "ecapa_tdnn": ECAPATDNN, "resnet": ResNet, "resnet_se": ResNetSE, "dvector": DVector,
+          "gru": GRUEmbedder, "conv_gru": ConvGRUEmbedder}
 
 
 def build_model(model: ModelConfig | dict) -> nn.Module:

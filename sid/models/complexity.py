@@ -1,6 +1,7 @@
-"""Model size and compute: parameters, and multiply-adds of convolution and linear
-layers (the bulk of the work; element-wise ops, pooling and attention products are
-not counted), split into a per-second rate and a per-chunk constant."""
+"""Model size and compute: parameters, and multiply-adds of convolution, linear and
+recurrent (LSTM/GRU gate) layers (the bulk of the work; element-wise ops, pooling and
+attention products are not counted), split into a per-second rate and a per-chunk
+constant."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import nn
 
 
 def count_macs(model: nn.Module, frames: int, feat_dim: int) -> int:
-    """Multiply-adds of Conv1d/Conv2d/Linear layers for one input of ``frames`` frames."""
+    """Multiply-adds of Conv1d/Conv2d/Linear/LSTM/GRU layers for one input of ``frames`` frames."""
     total = 0
 
     def hook(module, inputs, output):
@@ -21,8 +22,16 @@ def count_macs(model: nn.Module, frames: int, feat_dim: int) -> int:
             total += output.numel() * k
         elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
+        elif isinstance(module, (nn.LSTM, nn.GRU)):
+            steps = inputs[0].shape[1] if module.batch_first else inputs[0].shape[0]
+            gates = 4 if isinstance(module, nn.LSTM) else 3
+            h, out = module.hidden_size, getattr(module, "proj_size", 0) or module.hidden_size
+            for layer in range(module.num_layers):
+                cin = module.input_size if layer == 0 else out
+                total += steps * inputs[0].shape[0] * (gates * h * (cin + out) + (h * out if out != h else 0))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LSTM, nn.GRU)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     was_training = model.training
     model.eval()
     try:

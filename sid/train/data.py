@@ -10,6 +10,15 @@ exactly the chunks an uninterrupted run would, whatever the number of DataLoader
 workers. Ranks of a distributed job take batches ``rank, rank + world, ...`` of one
 shared plan (disjoint shards, equal counts).
 
+``data.sampler: speaker_balanced`` plans batches of ``speakers_per_batch`` (N) speakers
+times ``utts_per_speaker`` (M) utterances instead, for the metric-learning losses (GE2E,
+prototypical, triplet): each epoch every speaker's utterances are shuffled and cut
+into groups of M, used once each (without replacement); batches are filled with the
+speakers that have the most groups left, so every speaker appears ``n_utts // M``
+times per epoch (less only where too few other speakers are left to fill the last
+batches). Within a batch, rows are speaker-major: speaker 0's M chunks, then speaker
+1's, and so on. Same purity in ``(seed, epoch)`` and the same sharding as above.
+
 Features are read by random access (``sid.kaldi_io.ScpTable``); each worker process opens
 its own files (file handles are not shared across ``fork``). Utterances shorter than a
 chunk are repeated to fill it (WeSpeaker's wrap padding).
@@ -195,6 +204,42 @@ def plan_epoch(data: TrainingSet, seed: int, epoch: int, batch_size: int, min_fr
     batches = []
     for b in range(num):
         sel = idx[b * batch_size:(b + 1) * batch_size]
+        length = int(rng.integers(min_frames, max_frames + 1))
+        room = np.maximum(data.lengths[sel] - length, 0)
+        start = np.floor(rng.random(len(sel)) * (room + 1)).astype(np.int64)
+        batches.append(Batch(length, sel, start))
+    return batches
+
+
+def plan_epoch_balanced(data: TrainingSet, seed: int, epoch: int, speakers_per_batch: int, utts_per_speaker: int,
+                        min_frames: int, max_frames: int, world_size: int = 1) -> list[Batch]:
+    """The epoch's N x M batches (see the module docstring); their count is a multiple
+    of ``world_size``."""
+    n, m = speakers_per_batch, utts_per_speaker
+    rng = np.random.default_rng(derive_seed(seed, epoch, 0xBA1A))
+    groups: dict[int, list[np.ndarray]] = {}
+    for spk in np.unique(data.labels):
+        utts = rng.permutation(np.flatnonzero(data.labels == spk))
+        k = len(utts) // m
+        if k:
+            groups[int(spk)] = [utts[i * m:(i + 1) * m] for i in range(k)]
+    speakers = np.array(sorted(groups), dtype=np.int64)
+    left = np.array([len(groups[s]) for s in speakers], dtype=np.int64)
+    tie = rng.random(len(speakers))
+    chosen = []
+    while np.count_nonzero(left) >= n:
+        # The n speakers with the most groups left (random among equals): keeps the
+        # counts level so no speaker is stranded at the end of the epoch.
+        pick = np.lexsort((tie, -left))[:n]
+        pick = pick[rng.permutation(n)]
+        chosen.append(np.concatenate([groups[int(speakers[j])][len(groups[int(speakers[j])]) - left[j]] for j in pick]))
+        left[pick] -= 1
+        tie = rng.random(len(speakers))
+    num = len(chosen) - len(chosen) % world_size
+    order = rng.permutation(len(chosen))[:num]
+    batches = []
+    for b in order:
+        sel = chosen[b]
         length = int(rng.integers(min_frames, max_frames + 1))
         room = np.maximum(data.lengths[sel] - length, 0)
         start = np.floor(rng.random(len(sel)) * (room + 1)).astype(np.int64)

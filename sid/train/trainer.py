@@ -3,7 +3,9 @@
 
 Exp dir layout::
 
-    config.yaml     the training config, with num_classes added (read by extraction)
+    config.yaml     the training config in full, with what training recorded: num_classes, the
+                    training data's features (type, config, checksum, cmvn_opts; read by
+                    extraction) and which utterances it read (checked on resume)
     spk2id          speaker -> class index
     models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N)
     final.pt        mean of the last ``num_avg`` epoch weights
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -31,19 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 from sid.cli import progress
-from sid.config import DataConfig, OptimConfig, TrainConfig, load_config
+from sid.config import DataConfig, FeaturesRecord, OptimConfig, TrainConfig, TrainDataRecord, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.kaldi_io import ScpTable
-from sid.losses import MarginScheduler, build_head
+from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
 from sid.models import build_model, count_parameters
+from sid.provenance import training_record
 from sid.train import checkpoint
 from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
-                            read_training_set, split_validation, worker_init)
+                            plan_epoch_balanced, read_training_set, split_validation, worker_init)
 from sid.train.schedule import LRSchedule
 from sid.train.specaug import SpecAugment
 from sid.train.validate import chunk_loss_acc, equal_error_rate, read_trials
@@ -91,6 +94,19 @@ class _Net(nn.Module):
 
 def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+CONFIG_HEADER = """The config this model was trained with (sid.config), read back by extraction.
+features: how the training features were made. For new audio: steps/make_<features.type>.sh
+with a config file holding features.config, energy VAD (steps/compute_vad_decision.sh); then
+steps/extract_embeddings.sh applies the sliding CMN of features.cmvn_opts, keeps the voiced
+frames, and refuses features whose <data>/.feats_done differs from features.checksum."""
+
+
+def _train_data_record(data: TrainingSet) -> TrainDataRecord:
+    id2spk = {i: s for s, i in data.spk2id.items()}
+    lines = "".join(f"{u} {id2spk[int(label)]}\n" for u, label in zip(data.utts, data.labels))
+    return TrainDataRecord(len(data.utts), len(set(data.labels.tolist())), hashlib.md5(lines.encode()).hexdigest())
 
 
 def _add_file_log(path: Path) -> logging.Handler:
@@ -183,28 +199,30 @@ class Trainer:
         if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
             raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=classes)
+                                  num_classes=classes, features=self._features_record(data_dir),
+                                  train_data=_train_data_record(data))
         if saved_cfg.exists():
-            old = load_config(saved_cfg, recorded=True)
-            if old.training_settings() != cfg.training_settings():
-                raise SidError(f"{self.exp} was started with a different config ({saved_cfg}); "
-                               "use a new exp dir, or remove it to start over")
+            changed = load_config(saved_cfg, recorded=True).differences(cfg)
+            if changed:
+                raise SidError(f"{self.exp} was started with other settings or data ({saved_cfg}); now: "
+                               + "; ".join(changed) + ". Use a new exp dir, or remove this one to start over")
         self.train_set, self.valid_set = split_validation(data, self.opts.valid_utts, self.opts.seed)
         if self.is_main:
             if spk2id is None:
                 write_table(spk2id_path, [(s, str(i)) for s, i in data.spk2id.items()])
-            from sid.data.table import atomic_path
-            if self.frontend is not None:
-                # The exp records the front-end it was trained with (extraction must match it).
-                text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
-                conf = self.exp / "fbank.conf"
-                if not conf.exists() or conf.read_text(encoding="utf-8") != text:
-                    with atomic_path(conf) as tmp:
-                        Path(tmp).write_text(text, encoding="utf-8")
             if not saved_cfg.exists():
-                with atomic_path(saved_cfg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                    yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+                cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
+
+    def _features_record(self, data_dir: str) -> FeaturesRecord:
+        """From audio, the fbank config given; extraction's sliding CMN over 300 frames is the
+        per-chunk mean normalisation of 2-3 s training chunks."""
+        if self.frontend is None:
+            return training_record(data_dir)
+        from sid.provenance import options_md5
+
+        text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
+        return FeaturesRecord("fbank", text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
 
     def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
@@ -252,17 +270,34 @@ class Trainer:
             return
         data_cfg, optim_cfg = cfg.data, cfg.optim
         epochs = cfg.training.epochs
-        batch_size, chunks_per_utt = data_cfg.batch_size, data_cfg.chunks_per_utt
         min_frames, max_frames = data_cfg.min_frames, data_cfg.max_frames
+        if data_cfg.sampler == "speaker_balanced":
+            n_spk, m_utt = data_cfg.speakers_per_batch, data_cfg.utts_per_speaker
+            if n_spk < 2 or m_utt < 1:
+                raise SidError("data.sampler: speaker_balanced needs speakers_per_batch >= 2 and utts_per_speaker >= 1")
+            batch_size = n_spk * m_utt
+
+            def plan(ep: int) -> list[Batch]:
+                return plan_epoch_balanced(self.train_set, opts.seed, ep, n_spk, m_utt, min_frames, max_frames,
+                                           self.world)
+        else:
+            batch_size, m_utt = data_cfg.batch_size, 0
+
+            def plan(ep: int) -> list[Batch]:
+                return plan_epoch(self.train_set, opts.seed, ep, batch_size, min_frames, max_frames,
+                                  data_cfg.chunks_per_utt, self.world, data_cfg.shuffle_buffer)
+        if cfg.loss.type in METRIC_LOSSES and opts.valid_utts > 0:
+            raise SidError(f"--valid-utts measures a classification loss; with loss '{cfg.loss.type}' "
+                           "validate with --valid-trials and --valid-data instead")
         torch.manual_seed(opts.seed)
         model = build_model(cfg.model)
         if min_frames < model.min_frames or max_frames < min_frames:
             raise SidError(f"data.min_frames/max_frames ({min_frames}/{max_frames}) must satisfy "
                            f"{model.min_frames} <= min_frames <= max_frames for this model")
-        head = build_head(cfg.loss, model.output_dim, cfg.num_classes)
+        head = build_head(cfg.loss, model.output_dim, cfg.num_classes, m_utt)
         net = _Net(model, head).to(self.device)
         optimizer = _build_optimizer(net.parameters(), optim_cfg)
-        steps_per_epoch = self._steps_per_epoch(batch_size, chunks_per_utt)
+        steps_per_epoch = self._steps_per_epoch(len(plan(0)), batch_size)
         total = steps_per_epoch * epochs
         warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
         lr_fn = LRSchedule(optim_cfg.lr, total, warmup, optim_cfg.decay, optim_cfg.final_lr, optim_cfg.warmup_start_lr)
@@ -318,8 +353,7 @@ class Trainer:
             last_save = time.monotonic()
 
         while epoch < epochs:
-            batches = plan_epoch(self.train_set, opts.seed, epoch, batch_size, min_frames, max_frames,
-                                 chunks_per_utt, self.world, data_cfg.shuffle_buffer)
+            batches = plan(epoch)
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
                 self._write_chunk_list(epoch, batches, dataset)
@@ -339,7 +373,7 @@ class Trainer:
                 feats = feats.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)
                 with self._autocast():
-                    loss, logits = ddp(feats, labels)
+                    loss, logits, *targets = ddp(feats, labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if grad_clip > 0:
@@ -356,7 +390,8 @@ class Trainer:
                 if not math.isfinite(loss_v):
                     raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
                                    "optim.grad_clip, then resume (the last checkpoint is kept)")
-                acc_v = float((logits.detach().argmax(-1) == labels).float().mean())
+                # Metric losses score the batch's own speakers: their targets come with the logits.
+                acc_v = float((logits.detach().argmax(-1) == (targets[0] if targets else labels)).float().mean())
                 tot_loss += loss_v
                 tot_acc += acc_v
                 n_batches += 1
@@ -410,13 +445,13 @@ class Trainer:
         if self.is_main:
             log.info("Initialised model and head from %s", path)
 
-    def _steps_per_epoch(self, batch_size: int, chunks_per_utt: int) -> int:
-        num = len(self.train_set.utts) * chunks_per_utt // batch_size
-        num -= num % self.world
-        if num == 0:
+    def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
+        """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
+        if num_batches == 0:
             raise SidError(f"{len(self.train_set.utts)} training utterances make no full batch of {batch_size} "
-                           f"on each of {self.world} rank(s): lower data.batch_size")
-        return num // self.world
+                           f"on each of {self.world} rank(s): lower data.batch_size (or speakers_per_batch, "
+                           "utts_per_speaker)")
+        return num_batches // self.world
 
     def _map_position(self, position: int, old_world: int) -> int:
         """Batches of this rank already done, from a checkpoint written with another world size."""

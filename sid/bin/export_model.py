@@ -1,0 +1,92 @@
+"""Usage: python -m sid.bin.export_model [options] --format onnx|torchscript <exp> <out>
+
+Export an exp dir's model for serving without this toolkit or PyTorch.
+ e.g.:  python -m sid.bin.export_model --format onnx exp/xvector exp/xvector/model.onnx
+The graph maps prepared features to embeddings: input "feats" (batch, frames, dim),
+float32, any number of frames (at least the model's context), output "embedding"
+(batch, embed-dim). The front-end is not in the graph: its dither, Kaldi compression,
+energy VAD and sliding CMN are Kaldi's, not ONNX operators. Everything needed to
+reproduce it is written beside the model as <out>.frontend.yaml (the exp's features
+record: type, Kaldi feature config, cmvn_opts; the VAD config; the chunking), and
+sid.Embedder.features computes it."""
+
+import logging
+import os
+from pathlib import Path
+
+from sid.cli import doc_argparser, run_main, setup_logging
+
+log = logging.getLogger("export_model")
+
+
+def main() -> int:
+    from sid.embedder import DEFAULT_VAD_CONFIG
+
+    parser = doc_argparser(__doc__)
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--vad-config", default=str(DEFAULT_VAD_CONFIG),
+                        help="VAD options recorded beside the model, as sid.bin.embed's (default: %(default)s)")
+    parser.add_argument("exp", help="exp dir of the model (config.yaml, final.pt)")
+    parser.add_argument("out", help="model file to write")
+    opts = parser.parse_args()
+    setup_logging()
+    exp, out = opts.exp, opts.out
+
+    import torch
+    import yaml
+
+    from sid.data.table import atomic_path
+    from sid.errors import SidError
+    from sid.extract import load_model_dir
+
+    model, cfg = load_model_dir(exp, torch.device("cpu"))
+    if cfg.features is None:
+        raise SidError(f"{Path(exp) / 'config.yaml'} has no 'features' record: the exported model's input "
+                       "could not be described")
+    feat_dim = model.feat_dim
+    min_frames = max(getattr(model, "min_frames", 1), 25)
+    class Embed(torch.nn.Module):
+        """Features (batch, frames, dim) to embeddings: the model's ``embed``."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, feats):
+            return self.model.embed(feats)
+
+    graph = Embed().eval()
+    example = torch.randn(2, 2 * min_frames, feat_dim)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        if opts.format == "onnx":
+            frames = torch.export.Dim("frames", min=min_frames)
+            program = torch.onnx.export(graph, (example,), input_names=["feats"], output_names=["embedding"],
+                                        dynamo=True, verbose=False,
+                                        dynamic_shapes={"feats": {0: torch.export.Dim("batch"), 1: frames}})
+            program.save(str(tmp), external_data=False)
+        else:
+            with torch.no_grad():
+                traced = torch.jit.trace(graph, example)
+            traced.save(str(tmp))
+    record = {
+        "input": {"name": "feats", "shape": ["batch", "frames", feat_dim], "min_frames": min_frames,
+                  "what": "features as sid.Embedder.features gives them: the config below, Kaldi compression "
+                          "as steps/make_features.sh stores them, energy VAD, sliding CMN, voiced frames only"},
+        "output": {"name": "embedding", "dim": model.embed_dim},
+        "features": {"type": cfg.features.type, "config": cfg.features.config,
+                     "cmvn_opts": cfg.features.cmvn_opts},
+        "vad_config": Path(opts.vad_config).read_text(encoding="utf-8"),
+        "chunking": "utterances longer than 10000 frames: chunks of 10000 embedded and averaged, weighted "
+                    "by length (sid.extract)",
+    }
+    side = out.with_name(out.name + ".frontend.yaml")
+    with atomic_path(side) as tmp:
+        tmp.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    log.info("Wrote %s (%s, %.1f kB) and %s", out, opts.format, os.path.getsize(out) / 1e3, side)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,185 @@
+"""How a data dir's features were made, recorded in the data dir and carried to the model.
+
+``steps/make_features.sh`` (make_fbank.sh, make_mfcc.sh) leaves in ``<data>``:
+
+* ``conf/<type>.conf``: a copy of the feature config it ran with (as Kaldi's scripts do);
+* ``.feats_done``: its done-marker, ``feat_type <type>`` and ``options_md5 <md5>``, the
+  checksum of the config's options (comments, blank lines and spacing do not count).
+
+``steps/prepare_feats_for_egs.sh`` carries both to its output and adds ``cmvn_opts``, the
+options its sliding CMN ran with (``apply_cmvn_sliding``'s, one line). Training copies all
+of it into ``<exp>/config.yaml`` (``features:``); extraction applies that CMN and refuses
+test features whose ``.feats_done`` differs from the model's record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+from pathlib import Path
+
+from sid.errors import SidError
+
+MARKER = ".feats_done"
+CMVN_OPTS = "cmvn_opts"
+
+
+def _feature_options(feat_type: str):
+    from sid.features.options import FEATURE_TYPES
+
+    if feat_type not in FEATURE_TYPES:
+        raise SidError(f"feature type '{feat_type}' unknown; allowed: {', '.join(FEATURE_TYPES)}")
+    return FEATURE_TYPES[feat_type]
+
+
+def options_md5(text: str) -> str:
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return hashlib.md5("".join(f"{line}\n" for line in lines if line).encode()).hexdigest()
+
+
+def frontend_text(config: str | Path) -> str:
+    """For ``feat_type`` frontend (steps/make_frontend_feats.sh): the model config's ``frontend``
+    section as YAML, the record of what was computed (two models with the same front-end share it)."""
+    import dataclasses
+
+    import yaml
+
+    from sid.config import load_config
+
+    frontend = load_config(config).frontend
+    if frontend is None:
+        raise SidError(f"{config} has no 'frontend' section")
+    return yaml.safe_dump(dataclasses.asdict(frontend), sort_keys=True)
+
+
+def validate_config(feat_type: str, config: str | Path) -> None:
+    """The feature config parses and its values are valid for ``feat_type``, else a SidError
+    naming the file (checked before a step replaces anything)."""
+    from sid.cli import KaldiOptions
+
+    if feat_type == "frontend":
+        frontend_text(config)
+        return
+
+    cls = _feature_options(feat_type)
+    po = KaldiOptions("")
+    cls().register(po)
+    try:
+        cls.from_opts(po.read_options([f"--config={config}"]))
+    except SidError as err:
+        msg = str(err)
+        raise SidError(msg if str(config) in msg else f"{config}: {msg}") from None
+
+
+def write_record(data_dir: str | Path, feat_type: str, config: str | Path) -> None:
+    """Copy the config into ``<data>/conf/<type>.conf`` and write the done-marker (last)."""
+    from sid.data.table import atomic_path
+
+    data_dir = Path(data_dir)
+    text = frontend_text(config) if feat_type == "frontend" else Path(config).read_text(encoding="utf-8")
+    with atomic_path(data_dir / "conf" / f"{feat_type}.conf") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    with atomic_path(data_dir / MARKER) as tmp:
+        tmp.write_text(f"feat_type {feat_type}\noptions_md5 {options_md5(text)}\n", encoding="utf-8")
+
+
+def read_marker(data_dir: str | Path) -> dict[str, str] | None:
+    path = Path(data_dir) / MARKER
+    if not path.exists():
+        return None
+    fields = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        key, _, value = line.partition(" ")
+        if not value:
+            raise SidError(f"{path}:{lineno}: expected '<key> <value>', got '{line}'")
+        fields[key] = value
+    for key in ("feat_type", "options_md5"):
+        if key not in fields:
+            raise SidError(f"{path}: no {key} line")
+    return fields
+
+
+def _required_marker(data_dir: Path) -> dict[str, str]:
+    marker = read_marker(data_dir)
+    if marker is None:
+        raise SidError(f"{data_dir / MARKER} not found: {data_dir} does not record how its features were made "
+                       "(make them with steps/make_fbank.sh or steps/make_mfcc.sh)")
+    return marker
+
+
+def parse_cmvn_opts(text: str, source: str):
+    """``SlidingWindowCmnOptions`` of an apply_cmvn_sliding option line."""
+    from sid.cli import KaldiOptions
+    from sid.features.options import SlidingWindowCmnOptions
+
+    po = KaldiOptions("")
+    SlidingWindowCmnOptions().register(po)
+    try:
+        return SlidingWindowCmnOptions.from_opts(po.read_options(shlex.split(text), source))
+    except SidError as err:
+        msg = str(err)
+        raise SidError(msg if source in msg else f"{source}: {msg}") from None
+
+
+def training_record(data_dir: str | Path):
+    """The ``features`` record of ``sid.config`` for a training data dir (features made by
+    make_features.sh, CMN'd by prepare_feats_for_egs.sh)."""
+    from sid.config import FeaturesRecord
+
+    data_dir = Path(data_dir)
+    marker = _required_marker(data_dir)
+    conf = data_dir / "conf" / f"{marker['feat_type']}.conf"
+    cmvn = data_dir / CMVN_OPTS
+    for path, made_by in ((conf, "steps/make_features.sh"), (cmvn, "steps/prepare_feats_for_egs.sh")):
+        if not path.exists():
+            raise SidError(f"{path} not found: {data_dir} does not record how its features were made "
+                           f"(it is written by {made_by})")
+    config = conf.read_text(encoding="utf-8")
+    if options_md5(config) != marker["options_md5"]:
+        raise SidError(f"{conf} does not match the options checksum in {data_dir / MARKER}: was it edited?")
+    cmvn_opts = cmvn.read_text(encoding="utf-8").strip()
+    parse_cmvn_opts(cmvn_opts, str(cmvn))
+    return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"], cmvn_opts=cmvn_opts)
+
+
+def copy_record(sources: list[str | Path], dest: str | Path) -> None:
+    """Give ``dest`` (made from ``sources`` by a copy, subset or combination) their record,
+    which must be the same in all of them."""
+    sources = [Path(s) for s in sources]
+    dest = Path(dest)
+    first = sources[0]
+    marker = _required_marker(first)
+    cmvn = (first / CMVN_OPTS).read_text(encoding="utf-8") if (first / CMVN_OPTS).exists() else None
+    for other in sources[1:]:
+        if _required_marker(other) != marker:
+            raise SidError(f"{first / MARKER} and {other / MARKER} differ: their features were made differently "
+                           "and cannot be combined")
+        other_cmvn = (other / CMVN_OPTS).read_text(encoding="utf-8") if (other / CMVN_OPTS).exists() else None
+        if other_cmvn != cmvn:
+            raise SidError(f"{first / CMVN_OPTS} and {other / CMVN_OPTS} differ (or one is missing): "
+                           "the features were normalised differently and cannot be combined")
+    conf = f"{marker['feat_type']}.conf"
+    (dest / "conf").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(first / "conf" / conf, dest / "conf" / conf)
+    if cmvn is not None:
+        (dest / CMVN_OPTS).write_text(cmvn, encoding="utf-8")
+    shutil.copyfile(first / MARKER, dest / MARKER)
+
+
+def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
+    """Stop unless ``data_dir``'s features were made as the model's training features."""
+    from sid.config import load_config
+
+    cfg_path = Path(model_dir) / "config.yaml"
+    record = load_config(cfg_path, recorded=True).features
+    if record is None:
+        raise SidError(f"{cfg_path} has no 'features' record: the model does not say how its features were made")
+    data_dir = Path(data_dir)
+    marker = _required_marker(data_dir)
+    if marker["feat_type"] != record.type or marker["options_md5"] != record.checksum:
+        raise SidError(
+            f"{data_dir / MARKER} says its features are {marker['feat_type']} with options {marker['options_md5']} "
+            f"({data_dir}/conf/{marker['feat_type']}.conf), but {cfg_path} says the model was trained on "
+            f"{record.type} with options {record.checksum} (its features.config): remake the features of "
+            f"{data_dir} with that config")
