@@ -4,15 +4,21 @@
 # The VoxCeleb recipe (Kaldi egs/voxceleb/v2 and WeSpeaker voxceleb/v2 in one):
 #   stage 0  data dirs from the VoxCeleb1/2 trees, official trial lists -> Kaldi trials
 #   stage 1  features (fbank or mfcc) and energy VAD for the training and test sets
-#   stage 2  augmented copies (RIR reverberation, MUSAN noise/music/babble; speed
-#            perturbation as an option), a subset of them with features, combined with
-#            the clean training data into data/train_combined
-#   stage 3  training features: sliding CMN, voiced frames only, short utterances and
-#            speakers with few utterances dropped (data/train_combined_no_sil)
-#   stage 4  train the model of --config into exp/<config-name> (through $cuda_cmd)
+#   stage 2  MUSAN and RIR data dirs; for a config training from features (data.source
+#            features, the Kaldi path): augmented copies (RIR reverberation, MUSAN
+#            noise/music/babble; speed perturbation as an option), a subset of them with
+#            features, combined with the clean training data into data/train_combined
+#   stage 3  training features (features source only): sliding CMN, voiced frames only,
+#            short utterances and speakers with few utterances dropped (data/train_combined_no_sil)
+#   stage 4  train the model of --config into exp/<config-name> (through $cuda_cmd); a config
+#            training from audio (WeSpeaker's path: data/train's audio augmented per chunk,
+#            fbank in the loader) is then fine-tuned with a large margin (--lm-config) into
+#            exp/<config-name>_lm
 #   stage 5  embeddings of the clean training set and the test sets
-#   stage 6  back-ends and scores: cosine, cosine + AS-norm, mean/LDA/PLDA, per trial list
-#   stage 7  EER and minDCF into exp/<config-name>/results.json, the table and plots
+#   stage 6  back-ends and scores: cosine, cosine + AS-norm, mean/LDA/PLDA, per trial list;
+#            with --train-set wespeaker also QMF calibration of the AS-norm scores
+#   stage 7  EER, minDCF, Cllr (and actual DCF of calibrated scores) into <exp>/results.json,
+#            the table and plots
 # A finished stage is skipped on rerun; a data dir appears only when complete. Every
 # output records what made it (the arguments and the records of its inputs): a rerun
 # with other options (--feat-type, --num-aug-utts, --aug-seed, --min-len, ...) makes
@@ -38,7 +44,10 @@
 #   --speed-perturb true|false  also add 0.9x and 1.1x copies, each a new speaker
 #   --aug-seed N                seed of the augmentation choices
 #   --config FILE               model YAML for the training stages (here, unlike
-#                               Kaldi's --config, it is not a file of options)
+#                               Kaldi's --config, it is not a file of options); default
+#                               conf/xvector.yaml (kaldi) or conf/resnet34.yaml (wespeaker)
+#   --lm-config FILE|none       large-margin fine-tuning config for a model trained from
+#                               audio (default: conf/<config-name>_lm.yaml where it exists)
 #   --min-len N                 training utterances need N voiced frames (Kaldi: 400)
 #   --min-num-utts N            training speakers need N utterances (Kaldi: 8)
 #   --ngpu N --num-workers N    GPUs (processes) per node and data loader workers for training
@@ -75,7 +84,8 @@ feat_dir=
 num_aug_utts=1000000
 speed_perturb=false
 aug_seed=123
-config=conf/xvector.yaml
+config=
+lm_config=
 min_len=400
 min_num_utts=8
 ngpu=1
@@ -96,6 +106,18 @@ case $train_set in
   kaldi|wespeaker) ;;
   *) echo "$0: --train-set must be kaldi or wespeaker, got '$train_set'" >&2; exit 1 ;;
 esac
+if [ -z "$config" ]; then
+  config=conf/xvector.yaml
+  [ $train_set = wespeaker ] && config=conf/resnet34.yaml
+fi
+[ -f "$config" ] || { echo "$0: no such config $config" >&2; exit 1; }
+# Where the config trains from (sid.config: data.source), and its fine-tuning config.
+data_source=$(python -c 'import sys; from sid.config import load_config; print(load_config(sys.argv[1]).data.source)' "$config")
+config_name=$(basename "$config" .yaml)
+if [ -z "$lm_config" ] && [ $data_source = audio ] && [ -f conf/${config_name}_lm.yaml ]; then
+  lm_config=conf/${config_name}_lm.yaml
+fi
+[ "$lm_config" = none ] && lm_config=
 case $feat_type in
   fbank) feat_config=$fbank_config ;;
   mfcc) feat_config=$mfcc_config ;;
@@ -149,7 +171,8 @@ fi
 # record_of <data-dir>: a checksum of the markers saying how <data-dir> and its features
 # were made; it changes when either is made otherwise.
 record_of() {
-  (cd "$1" && cat .made_by .feats_vad_done 2>/dev/null) | md5sum | cut -d' ' -f1
+  local f
+  for f in .made_by .feats_vad_done; do [ ! -f "$1/$f" ] || cat "$1/$f"; done | md5sum | cut -d' ' -f1
 }
 
 # make_dir <dir> <command...>: runs the command with the word DEST standing for
@@ -302,6 +325,13 @@ combine_sp() {
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stage 2: augmentation"
+  [ -d data/musan_speech ] || local/make_musan.py --nj $nj $musan_root data
+  [ -f data/rirs/mediumroom/rir_list ] || local/prepare_rirs.py $rirs_root data/rirs
+fi
+
+# The Kaldi path: fixed augmented copies with features (a config training from audio
+# augments every chunk afresh in the loader instead).
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $data_source = features ]; then
   need data/train/.feats_vad_done 1
   src=train
   if [ $speed_perturb = true ]; then
@@ -312,8 +342,6 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     make_dir data/train_sp combine_sp DEST data/train data/train_sp0.9 data/train_sp1.1
     src=train_sp
   fi
-  [ -d data/musan_speech ] || local/make_musan.py --nj $nj $musan_root data
-  [ -f data/rirs/mediumroom/rir_list ] || local/prepare_rirs.py $rirs_root data/rirs
   # Kaldi egs/voxceleb/v2 stage 2: one copy per kind; the copies carry the clean VAD.
   make_dir data/train_reverb python -m sid.bin.reverberate_data_dir --random-seed $aug_seed --utt-suffix reverb \
     --speech-rvb-probability 1 \
@@ -337,10 +365,12 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   utils/validate_data_dir.sh data/train_combined
 fi
 
-name=$(basename "$config" .yaml)
-exp=exp/$name
-lock_dirs $exp
-emb=$exp/embeddings
+exp=exp/$config_name
+# The model the later stages use: the fine-tuned one where there is fine-tuning.
+final_exp=$exp
+[ -n "$lm_config" ] && final_exp=exp/$(basename "$lm_config" .yaml)
+lock_dirs $exp $final_exp
+emb=$final_exp/embeddings
 if [ "$use_gpu" = auto ]; then
   use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
 fi
@@ -349,7 +379,11 @@ case $use_gpu in
   *) echo "$0: --use-gpu must be auto, true or false, got '$use_gpu'" >&2; exit 1 ;;
 esac
 
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = audio ]; then
+  echo "$0: stage 3: nothing to do: $config trains from the audio of data/train"
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ $data_source = features ]; then
   echo "$0: stage 3: training features"
   need data/train_combined/feats.scp 2
   make_dir data/train_combined_cmn steps/prepare_feats_for_egs.sh --nj $nj --cmd "$train_cmd" \
@@ -361,19 +395,37 @@ unlock_dirs data  # the training data are complete; other runs may use data/ fro
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   echo "$0: stage 4: training $config into $exp (log: $exp/log/train_job.log)"
-  need data/train_combined_no_sil/feats.scp 3
   mkdir -p $exp/log
+  train_data=data/train_combined_no_sil
+  audio_opts=()
+  if [ $data_source = audio ]; then
+    # Chunks of data/train's audio, augmented in the loader from the stage-2 MUSAN and RIR dirs.
+    train_data=data/train
+    need data/musan_noise/wav.scp 2
+    audio_opts=(--fbank-config $fbank_config --rir-list data/rirs/smallroom/rir_list,data/rirs/mediumroom/rir_list
+                --noise-dir data/musan_noise --music-dir data/musan_music --babble-dir data/musan_speech)
+  else
+    need data/train_combined_no_sil/feats.scp 3
+  fi
   $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) $exp/log/train_job.log \
     steps/train_xvector.sh --model-config $config --ngpu $ngpu --num-workers $num_workers \
-      data/train_combined_no_sil $exp
+      "${audio_opts[@]}" $train_data $exp
+  if [ -n "$lm_config" ]; then
+    echo "$0: stage 4: large-margin fine-tuning of $exp/final.pt with $lm_config into $final_exp"
+    mkdir -p $final_exp/log
+    $cuda_cmd --num-nodes $num_nodes --gpu $ngpu --num-threads $((num_workers > 0 ? num_workers : 1)) \
+      $final_exp/log/train_job.log \
+      steps/train_xvector.sh --model-config $lm_config --init-model $exp/final.pt --ngpu $ngpu \
+        --num-workers $num_workers "${audio_opts[@]}" $train_data $final_exp
+  fi
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   echo "$0: stage 5: embeddings"
-  need $exp/final.pt 4
+  need $final_exp/final.pt 4
   for set in train $test_sets; do
     steps/extract_embeddings.sh --nj $nj --cmd "$([ $use_gpu = true ] && echo "$cuda_cmd" || echo "$train_cmd")" \
-      --use-gpu $use_gpu $exp data/$set $emb/$set
+      --use-gpu $use_gpu $final_exp data/$set $emb/$set
   done
 fi
 
@@ -393,10 +445,14 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for set in $test_sets; do
     trials=$(trials_of $set)
     [ -n "$trials" ] || continue
-    steps/score_cosine.sh --cmd "$train_cmd" --allow-partial $allow_partial data/train $emb/train $emb/$set $exp/scores $trials
+    steps/score_cosine.sh --cmd "$train_cmd" --allow-partial $allow_partial data/train $emb/train $emb/$set $final_exp/scores $trials
     steps/score_norm.sh --cmd "$train_cmd" --allow-partial $allow_partial --backend cosine --method asnorm --top-n $cohort_top_n \
-      data/train $emb/train $emb/$set $exp/scores $trials
-    steps/score_plda.sh --cmd "$train_cmd" --allow-partial $allow_partial --lda-dim $lda_dim data/train $emb/train $emb/$set $exp/scores $trials
+      data/train $emb/train $emb/$set $final_exp/scores $trials
+    if [ $train_set = wespeaker ]; then
+      steps/score_qmf.sh --cmd "$train_cmd" --top-n $cohort_top_n \
+        data/train $emb/train data/$set $emb/$set $final_exp/scores $trials
+    fi
+    steps/score_plda.sh --cmd "$train_cmd" --allow-partial $allow_partial --lda-dim $lda_dim data/train $emb/train $emb/$set $final_exp/scores $trials
   done
 fi
 
@@ -404,6 +460,6 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   echo "$0: stage 7: results"
   all_trials=$(for set in $test_sets; do trials_of $set; done)
   steps/compute_metrics.sh --allow-partial $allow_partial --tsne-emb-dir $emb/${test_sets##* } --tsne-utt2spk data/${test_sets##* }/utt2spk \
-    $exp/scores $exp $all_trials
-  echo "$0: results in $exp/results.json"
+    $final_exp/scores $final_exp $all_trials
+  echo "$0: results in $final_exp/results.json"
 fi

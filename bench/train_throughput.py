@@ -2,6 +2,7 @@
 
 Usage: python bench/train_throughput.py [--models xvector_kaldi,xvector,ecapa_c512,ecapa_c1024,resnet34]
            [--data DATA_DIR] [--batch-size N] [--steps N] [--workers N] [--device auto|cpu|cuda]
+           [--audio-only] [--audio-batches N]
 
 For each conf/<model>.yaml it prints, in chunks (training examples) per second:
   (a) data pipeline, per worker: ChunkDataset batches (random-access kaldiio reads of
@@ -19,6 +20,13 @@ Without --data it computes log-mel filterbanks (30-dim for x-vector Kaldi, 80 fo
 rest) of the shared speechocean762 corpus (../shared), applies sliding CMN and keeps
 voiced frames, into a temporary data dir of real arks. On CPU the batch and step
 counts default small; the device (GPU model or CPU) is printed with every figure.
+
+Then the audio source (data.source: audio, sid.train.audio), per worker in CPU time:
+2-s chunks (200 frames, 80-dim fbank) read from wav or flac copies of the corpus, as
+loose files or from tar shards, without augmentation and with aug_prob 0.6 and speed
+perturbation (RIR: a synthetic 0.25-s room response; noises: corpus utterances). Last,
+per model, the chunks/s a GPU of 100 TFLOP/s would train at (3x the forward multiply-adds
+of model_info, 2 FLOPs each) and the workers it needs at the augmented flac rate.
 """
 
 from __future__ import annotations
@@ -163,6 +171,91 @@ def bench_model(name: str, data_dir: Path, args, device) -> None:
           f"{both_rate:>12.1f} {100 * both_rate / model_rate:>7.0f}%", flush=True)
 
 
+def make_audio_data(root: Path, corpus: Path, fmt: str, max_utts: int = 120, name: str = "") -> Path:
+    """A data dir of ``max_utts`` corpus utterances re-encoded as ``fmt`` (wav or flac)."""
+    import soundfile as sf
+
+    out = root / (name or f"audio_{fmt}")
+    if (out / "wav.scp").exists():
+        return out
+    (out / "audio").mkdir(parents=True)
+    wav = dict(line.split(maxsplit=1) for line in (corpus / "train" / "wav.scp").read_text().splitlines())
+    utt2spk = dict(line.split() for line in (corpus / "train" / "utt2spk").read_text().splitlines())
+    rows = []
+    for utt in sorted(wav)[:max_utts]:
+        samples, sr = sf.read(str(corpus / wav[utt]), dtype="int16")
+        path = out / "audio" / f"{utt}.{fmt}"
+        sf.write(str(path), samples, sr)
+        rows.append((utt, str(path), len(samples) / sr))
+    (out / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p, _ in rows))
+    (out / "utt2spk").write_text("".join(f"{u} {utt2spk[u]}\n" for u, _, _ in rows))
+    (out / "utt2dur").write_text("".join(f"{u} {d:.3f}\n" for u, _, d in rows))
+    return out
+
+
+def make_aug_sources(root: Path, corpus: Path) -> tuple[Path, Path]:
+    """A synthetic RIR list and a noise dir of corpus utterances (stand-ins for RIRS_NOISES and MUSAN)."""
+    import soundfile as sf
+
+    noise = make_audio_data(root, corpus, "wav", max_utts=20, name="noise")
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    rir = (rng.standard_normal(4000) * np.exp(-t / 0.05) * 0.3).astype(np.float32)
+    rir[200] = 0.9
+    sf.write(str(root / "rir.wav"), rir, 16000)
+    (root / "rir_list").write_text(f"--rir-id r --room-id r {root / 'rir.wav'}\n")
+    return root / "rir_list", noise
+
+
+def bench_audio(root: Path, corpus: Path, batches: int) -> float:
+    """Print chunks/s per worker for each audio variant; returns the augmented flac-shard rate."""
+    from sid.config import DataConfig
+    from sid.data.shards import write_shards
+    from sid.train.audio import AudioChunkDataset, Augmenter, FbankFrontend, fbank_options, read_audio_training_set
+
+    conf = root / "fbank80.conf"
+    conf.write_text("--num-mel-bins=80\n--snip-edges=false\n")
+    front = FbankFrontend(fbank_options(conf))
+    rir_list, noise = make_aug_sources(root, corpus)
+    aug = Augmenter.from_config(16000, DataConfig(), [rir_list], {"noise": noise, "music": noise, "babble": noise})
+    print(f"\naudio source: 2-s chunks, 80-dim fbank + per-chunk CMN, chunks/s per worker (CPU time), "
+          f"{batches} batches of 32")
+    print(f"{'format':<6} {'storage':<7} {'augmentation':<26} {'chunks/s':>9}")
+    rate = 0.0
+    for fmt in ("wav", "flac"):
+        src = make_audio_data(root, corpus, fmt)
+        shards = root / f"shards_{fmt}"
+        if not (shards / "shard.list").exists():
+            write_shards(src, shards, utts_per_shard=40, progress=False)
+        for storage, d in (("loose", src), ("shards", shards)):
+            data = read_audio_training_set(d, front.frame_opts)
+            for label, prob, speed in (("none", 0.0, "none"), ("aug_prob 0.6 + speed 0.9/1.1", 0.6, "speakers")):
+                ds = AudioChunkDataset(data, 1, front, None, aug if prob else None, prob, speed)
+                ds.set_plan(0, plan_epoch(data, 1, 0, 32, 200, 200, chunks_per_utt=(32 * batches) // len(data.utts) + 1))
+                ds[0]   # warm caches (RIR, noise, scipy import)
+                t = time.process_time()
+                for b in range(1, batches + 1):
+                    ds[b]
+                r = batches * 32 / max(time.process_time() - t, 1e-9)
+                print(f"{fmt:<6} {storage:<7} {label:<26} {r:>9.1f}", flush=True)
+                rate = r
+    return rate
+
+
+def gpu_workers(models: list[str], worker_rate: float) -> None:
+    from sid.models.complexity import count_macs
+
+    print(f"\nworkers a 100 TFLOP/s GPU needs at {worker_rate:.0f} augmented chunks/s per worker "
+          "(training = 3 x forward multiply-adds x 2 FLOPs, 2-s chunks)")
+    print(f"{'model':<14} {'GMAC/chunk':>10} {'GPU chunks/s':>12} {'workers':>8}")
+    for name in models:
+        cfg = load_config(REPO / "conf" / f"{name}.yaml")
+        model = build_model(cfg.model)
+        macs = count_macs(model, 200, cfg.model.to_dict()["feat_dim"])
+        gpu = 100e12 / (3 * 2 * macs)
+        print(f"{name:<14} {macs / 1e9:>10.2f} {gpu:>12.0f} {gpu / worker_rate:>8.0f}", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="xvector_kaldi,xvector,ecapa_c512,ecapa_c1024,resnet34")
@@ -172,6 +265,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=0, help="timed steps (default 50 on GPU, 3 on CPU)")
     p.add_argument("--workers", type=int, default=8, help="DataLoader workers for (c) on a GPU")
     p.add_argument("--device", default="auto")
+    p.add_argument("--audio-only", action="store_true", help="only the audio-source and GPU-worker tables")
+    p.add_argument("--audio-batches", type=int, default=6, help="timed batches of 32 chunks per audio variant")
     args = p.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -184,14 +279,18 @@ def main() -> int:
                   "rates per CPU second")
     feeding = f"{args.workers} DataLoader workers" if device.type == "cuda" else "data loaded in-line"
     print(f"device: {where}; (c) with {feeding}; {args.steps} timed steps")
-    print("(a) data chunks/s per worker (CPU time), (b) model-alone training chunks/s, (c) both, (c)/(b)")
-    print(f"{'model':<14} {'batch':>5} {'frames':>8} {'(a) data':>12} {'(b) model':>12} {'(c) both':>12} {'(c)/(b)':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
-            cfg = load_config(REPO / "conf" / f"{name}.yaml")
-            dim = cfg.model.to_dict()["feat_dim"]
-            data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
-            bench_model(name, data_dir, args, device)
+        if not args.audio_only:
+            print("(a) data chunks/s per worker (CPU time), (b) model-alone training chunks/s, (c) both, (c)/(b)")
+            print(f"{'model':<14} {'batch':>5} {'frames':>8} {'(a) data':>12} {'(b) model':>12} {'(c) both':>12} "
+                  f"{'(c)/(b)':>8}")
+            for name in args.models.split(","):
+                cfg = load_config(REPO / "conf" / f"{name}.yaml")
+                dim = cfg.model.to_dict()["feat_dim"]
+                data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
+                bench_model(name, data_dir, args, device)
+        rate = bench_audio(Path(tmp), Path(args.corpus), args.audio_batches)
+        gpu_workers(args.models.split(","), rate)
     return 0
 
 

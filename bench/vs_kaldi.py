@@ -254,7 +254,7 @@ def parity(kind: str, kaldi: Path, ours: Path, kaldi_out: str, ours_out: str) ->
             worst = max(worst, float(d.max(initial=0.0)))
             over += int(np.sum(d > np.maximum(2e-3, 1e-4 * np.abs(a[k]))))
             total += d.size
-        return over <= total * 1e-4, f"max |diff| {worst:.2g}; {over} of {total} values over the bound"
+        return over <= total * 1e-4, f"max abs diff {worst:.2g}; {over} of {total} values over the bound"
     if kind == "vec":
         a, b = kaldi_io.read_vector(str(kaldi / kaldi_out)), kaldi_io.read_vector(str(ours / ours_out))
         d = float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a))))
@@ -265,13 +265,13 @@ def parity(kind: str, kaldi: Path, ours: Path, kaldi_out: str, ours_out: str) ->
             return False, f"shape {a.shape} vs {b.shape}"
         sign = np.sign(np.sum(a * b, axis=1, keepdims=True))  # eigenvectors are unique up to sign
         d = float(np.max(np.abs(a - sign * b)))
-        return d <= 1e-3, f"max |diff| {d:.2g} (rows up to sign)"
+        return d <= 1e-3, f"max abs diff {d:.2g} (rows up to sign)"
     if kind == "scores":
         a, b = _scores(kaldi / kaldi_out), _scores(ours / ours_out)
         if a[0] != b[0]:
             return False, "trial lists differ"
         d = float(np.max(np.abs(a[1] - b[1])))
-        return d <= 1e-4, f"max |diff| {d:.2g}"
+        return d <= 1e-4, f"max abs diff {d:.2g}"
     if kind == "scores+eer":
         ok, how = parity("scores", kaldi, ours, kaldi_out, ours_out)
         from sid.metrics import compute_eer

@@ -78,6 +78,9 @@ class SpecAugConfig:
     prob: float = field(default=0.6, metadata={"min": 0})
 
 
+AugKind = Literal["reverb", "noise", "music", "babble"]
+
+
 @dataclass
 class DataConfig:
     # random: batch_size chunks from any utterances; speaker_balanced: speakers_per_batch (N) x
@@ -90,6 +93,18 @@ class DataConfig:
     max_frames: int = field(default=400, metadata={"min": 1})
     chunks_per_utt: int = field(default=1, metadata={"min": 1})
     specaug: SpecAugConfig | None = None    # none: no SpecAugment
+    # What the workers read (sid.train.audio): prepared features, or audio turned into fbank per chunk.
+    source: Literal["features", "audio"] = "features"
+    shuffle_buffer: int = field(default=1000, metadata={"min": 1})   # chunks; training from shards only
+    # Audio source only: per-chunk augmentation probability and its kinds, SNR ranges (dB) and
+    # babble speaker counts ([low, high], drawn uniformly), speed perturbation 0.9/1.1.
+    aug_prob: float = field(default=0.0, metadata={"min": 0})
+    aug_kinds: list[AugKind] = field(default_factory=lambda: ["reverb", "noise", "music", "babble"])
+    noise_snr: list[float] = field(default_factory=lambda: [0.0, 15.0])
+    music_snr: list[float] = field(default_factory=lambda: [5.0, 15.0])
+    babble_snr: list[float] = field(default_factory=lambda: [13.0, 20.0])
+    babble_speakers: list[int] = field(default_factory=lambda: [3, 7])
+    speed_perturb: Literal["none", "speakers", "plain"] = "none"
 
 
 @dataclass

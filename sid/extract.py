@@ -140,7 +140,7 @@ def _embed_buffer(model, buffer, device, max_chunk_frames, min_chunk_frames, bat
         for row, i in enumerate(batch):
             x[row, :lengths[row]] = chunks[i][2]
         x_t = torch.from_numpy(x).to(device)
-        if padded:
+        if padded and lengths[-1] != lengths[0]:  # (equal lengths need no mask)
             emb = model.embed(x_t, torch.tensor(lengths, device=device))
         else:
             emb = model.embed(x_t)

@@ -51,6 +51,24 @@ def min_dcf(rates: ErrorRates, p_target: float, c_miss: float = 1, c_fa: float =
     return float(c_det[i] / c_def), float(rates.thresholds[i])
 
 
+def cllr(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Log-likelihood-ratio cost (bits) of scores read as natural-log LLRs (Brümmer):
+    ``(mean over targets of log2(1 + e^-s) + mean over non-targets of log2(1 + e^s)) / 2``."""
+    s = np.asarray(scores, dtype=np.float64)
+    lab = np.asarray(labels, dtype=bool)
+    return float((np.logaddexp(0, -s[lab]).mean() + np.logaddexp(0, s[~lab]).mean()) / (2 * np.log(2)))
+
+
+def actual_dcf(scores: np.ndarray, labels: np.ndarray, threshold: float, p_target: float,
+               c_miss: float = 1, c_fa: float = 1) -> float:
+    """Normalised detection cost of accepting the trials scoring above ``threshold`` (as minDCF is normalised)."""
+    s = np.asarray(scores, dtype=np.float64)
+    lab = np.asarray(labels, dtype=bool)
+    p_miss = float((s[lab] <= threshold).mean())
+    p_fa = float((s[~lab] > threshold).mean())
+    return (c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)) / min(c_miss * p_target, c_fa * (1 - p_target))
+
+
 def compute_eer(target_scores: np.ndarray, nontarget_scores: np.ndarray) -> tuple[float, float]:
     """(EER as a fraction, threshold) exactly as Kaldi's compute-eer, on float32 scores."""
     tgt = np.sort(np.asarray(target_scores, dtype=np.float32))
@@ -80,12 +98,18 @@ def eer_of(rates: ErrorRates) -> float:
     return _eer_sorted(s32[rates.labels], s32[~rates.labels])[0]
 
 
-def evaluate(scores: np.ndarray, labels: np.ndarray, p_targets=P_TARGETS) -> dict:
-    """EER (percent) and minDCF at each p_target from one sort; keys as in results.json."""
+def evaluate(scores: np.ndarray, labels: np.ndarray, p_targets=P_TARGETS, thresholds=()) -> dict:
+    """EER (percent), minDCF at each p_target and Cllr from one sort, and the actual DCF at each
+    ``(p_target, threshold)`` of ``thresholds``; keys as in results.json."""
     rates = error_rates(scores, labels)
     out = {"eer": eer_of(rates) * 100.0}
     for p in p_targets:
         out[f"mindcf_{p:g}"] = min_dcf(rates, p)[0]
+    out["cllr"] = cllr(scores, labels)
+    for p, th in thresholds:
+        if f"mindcf_{p:g}" not in out:
+            out[f"mindcf_{p:g}"] = min_dcf(rates, p)[0]
+        out[f"actdcf_{p:g}"] = actual_dcf(scores, labels, th, p)
     out["num_trials"] = int(len(rates.labels))
     return out
 

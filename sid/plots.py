@@ -101,7 +101,9 @@ def plot_similarity(embeddings: np.ndarray, speakers: list[str], path, title: st
     sim = x @ x.T
     names = list(dict.fromkeys(speakers))
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    im = ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0, interpolation="nearest")
+    # Colours span the matrix's own range: an undertrained model's cosines all sit near 1,
+    # and a fixed 0..1 scale would hide whatever block structure there is.
+    im = ax.imshow(sim, cmap="viridis", vmin=float(sim.min()), vmax=1.0, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine")
     starts = [speakers.index(n) for n in names]
     for s in starts[1:]:

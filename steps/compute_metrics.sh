@@ -3,9 +3,10 @@
 #  e.g.: steps/compute_metrics.sh exp/xvector/scores exp/xvector/results data/voxceleb1_test/trials
 # For each trials list and each back-end's score file <score-dir>/<trials-name>.<backend>.score
 # (from steps/score_cosine.sh, score_plda.sh, score_norm.sh), computes the EER (Kaldi's compute-eer)
-# and minDCF at p-target 0.01, 0.001 and 0.05 (sid/compute_min_dcf.py) into
-# <results-dir>/results.json:
-#   {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, "mindcf_0.001": x, "mindcf_0.05": x, "num_trials": n}}}
+# and minDCF at p-target 0.01, 0.001 and 0.05 (sid/compute_min_dcf.py), Cllr, and where a calibrated
+# threshold lies beside the scores (<trials-name>.<backend>.threshold, steps/score_qmf.sh) the actual
+# DCF at it, into <results-dir>/results.json:
+#   {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, ..., "cllr": x, "actdcf_0.01": x, "num_trials": n}}}
 # prints the table (Kaldi's RESULTS layout), and draws <results-dir>/det_<trials-name>.png (all
 # back-ends) and hist_<trials-name>_<backend>.png (target/non-target scores). With --tsne-emb-dir
 # and --tsne-utt2spk it also draws tsne.png, a t-SNE map of --tsne-speakers speakers' embeddings,
@@ -56,7 +57,10 @@ for trials in "$@"; do
     [ -f "$score" ] || continue
     backend=${score#"$score_dir/$name."}
     backend=${backend%.score}
-    $bin.compute_metrics --allow-partial=$allow_partial --backend="$backend" --trials-name="$name" "$trials" "$score" "$results_dir/results.json" >/dev/null
+    threshold_opt=""
+    [ -f "${score%.score}.threshold" ] && threshold_opt="--threshold=${score%.score}.threshold"
+    $bin.compute_metrics --allow-partial=$allow_partial --backend="$backend" --trials-name="$name" $threshold_opt \
+      "$trials" "$score" "$results_dir/results.json" >/dev/null
     pairs+=("$backend=$score")
   done
   [ ${#pairs[@]} -gt 0 ] || { echo "$0: no score files $score_dir/$name.*.score" >&2; exit 1; }

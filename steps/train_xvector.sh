@@ -2,7 +2,8 @@
 # Usage: steps/train_xvector.sh [options] <data-dir> <exp-dir>
 #  e.g.: steps/train_xvector.sh --ngpu 4 --model-config conf/ecapa_c512.yaml data/train_no_sil exp/ecapa_c512
 # Trains a speaker-embedding network on <data-dir> (feats.scp of sliding-CMN'd, voiced-only
-# features from steps/prepare_feats_for_egs.sh, utt2spk, utt2num_frames) into <exp-dir>
+# features from steps/prepare_feats_for_egs.sh, utt2spk, utt2num_frames; or, where the config
+# says data: {source: audio}, wav.scp, utt2spk and utt2dur, with --fbank-config) into <exp-dir>
 # ({config.yaml,spk2id,final.pt,models/,log/train.log,tensorboard/}). Rerunning the same command
 # resumes from the newest checkpoint (<exp-dir>/models/last.pt); a finished run is a no-op.
 # With --ngpu N > 1 it runs torchrun with N processes per node (one per GPU; on a machine
@@ -27,6 +28,11 @@
 #   --seed <N>               # (default: 777)
 #   --checkpoint-minutes <m> # checkpoint at least this often (default: 10)
 #   --device <auto|cpu|cuda> # (default: auto)
+#   --init-model <pt>        # start from these weights, e.g. <exp>/final.pt (large-margin fine-tuning
+#                            # with conf/<model>_lm.yaml into its own exp dir)
+#   --fbank-config <conf>    # audio source: the front-end's Kaldi fbank config (e.g. conf/fbank80.conf)
+#   --rir-list <files>       # audio source: comma-separated rir_list files (augmentation 'reverb')
+#   --noise-dir <dir> --music-dir <dir> --babble-dir <dir>  # audio source: MUSAN data dirs
 #   --train-opts "<opts>"    # more options for sid.bin.train_xvector (e.g. "--valid-utts=500")
 
 set -euo pipefail
@@ -41,6 +47,12 @@ num_workers=4
 seed=777
 checkpoint_minutes=10
 device=auto
+init_model=
+fbank_config=
+rir_list=
+noise_dir=
+music_dir=
+babble_dir=
 train_opts=
 
 command_line="$0 $*"  # logged once the options are read (none on --help)
@@ -54,9 +66,10 @@ fi
 data=$1
 dir=$2
 
-for f in "$model_config" "$data/feats.scp" "$data/utt2spk"; do
+for f in "$model_config" "$data/utt2spk"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+[ -f "$data/feats.scp" ] || [ -f "$data/wav.scp" ] || { echo "$0: $data has neither feats.scp nor wav.scp" >&2; exit 1; }
 mkdir -p "$dir/log"
 
 if [ -z "$master_port" ]; then
@@ -66,7 +79,10 @@ fi
 
 # shellcheck disable=SC2086
 args=(--model-config="$model_config" --num-workers="$num_workers" --seed="$seed"
-      --checkpoint-minutes="$checkpoint_minutes" --device="$device" $train_opts "$data" "$dir")
+      --checkpoint-minutes="$checkpoint_minutes" --device="$device"
+      ${init_model:+--init-model="$init_model"} ${fbank_config:+--fbank-config="$fbank_config"} ${rir_list:+--rir-list="$rir_list"}
+      ${noise_dir:+--noise-dir="$noise_dir"} ${music_dir:+--music-dir="$music_dir"}
+      ${babble_dir:+--babble-dir="$babble_dir"} $train_opts "$data" "$dir")
 
 # Where this runs in a multi-node job: a rendezvous endpoint on the first node.
 rdzv=()

@@ -68,7 +68,7 @@ def test_scoring_steps(recipe, sid_env):
     assert set(results) == {"trials", "trials_half"}
     assert set(results["trials"]) == backends and set(results["trials_half"]) == {"cosine"}
     entry = results["trials"]["plda"]
-    assert set(entry) == {"eer", "mindcf_0.01", "mindcf_0.001", "mindcf_0.05", "num_trials"}
+    assert set(entry) == {"eer", "mindcf_0.01", "mindcf_0.001", "mindcf_0.05", "cllr", "num_trials"}
     assert entry["num_trials"] == len((d / "data/test/trials").read_text().splitlines())
     # Speaker-structured synthetic data: every back-end separates the speakers well.
     for backend in backends:

@@ -74,6 +74,22 @@ def test_batching_never_changes_an_embedding():
         assert np.allclose(small[u], alone[u], atol=1e-5)
 
 
+def test_batches_bound_frames_padding_included():
+    from sid.extract import _batches
+
+    rng = np.random.default_rng(2)
+    lengths = [int(n) for n in rng.integers(20, 900, 300)] + [1500]
+    for padded in (True, False):
+        batches = list(_batches(lengths, 2000, padded))
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            longest = max(lengths[i] for i in b)
+            assert len(b) == 1 or len(b) * longest <= 2000
+            assert padded or len({lengths[i] for i in b}) == 1
+    # Sorted by length, padded batches hold many chunks of neighbouring lengths.
+    assert len(list(_batches(lengths, 2000, True))) < len(lengths) / 2
+
+
 class Alone(torch.nn.Module):
     """The model without ``lengths``: the extractor then batches equal lengths only, so one
     utterance at a time means each chunk alone, unpadded (the reference)."""

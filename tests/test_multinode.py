@@ -97,12 +97,14 @@ def test_queue_pl_starts_the_command_on_every_node(tmp_path, fake_sge):  # noqa:
     (bindir / "qrsh").chmod(0o755)
     (tmp_path / "pe_hostfile").write_text("hostA 1 g.q@hostA UNDEFINED\nhostB 1 g.q@hostB UNDEFINED\n")
     env = dict(fake_sge, PE_HOSTFILE=str(tmp_path / "pe_hostfile"))
-    cmd = ["echo", "node", "$SID_NODE_RANK", "of", "$SID_NUM_NODES", "master", "$SID_MASTER_ADDR", "in", "$PWD"]
+    cmd = ["echo", "node", "$SID_NODE_RANK", "of", "$SID_NUM_NODES", "master", "$SID_MASTER_ADDR", "in", "$PWD",
+           "failures", "to", "$SID_RANK_FAILURES"]
     res = runner("queue.pl", ["--num-nodes", "2", "--gpu", "1", "log/mn.log", *cmd], tmp_path, env)
     assert res.returncode == 0, res.stderr
     assert "-pe node 2" in (bindir / "qsub.args").read_text()
     log = (tmp_path / "log/mn.log").read_text()
-    assert f"0: node 0 of 2 master hostA in {tmp_path}\n" in log and f"1: node 1 of 2 master hostA in {tmp_path}\n" in log
+    for node in (0, 1):
+        assert f"{node}: node {node} of 2 master hostA in {tmp_path} failures to {tmp_path}/log/q/mn.1.failures\n" in log, log
 
     # Node 1 fails at once, node 0 would run a minute: the job ends, naming node 1.
     res = runner("queue.pl", ["--num-nodes", "2", "log/mn.log", "test", "$SID_NODE_RANK", "=", "0", "&&", "exec", "sleep", "60"],
@@ -170,7 +172,7 @@ def test_slurm_two_nodes_train_kill_a_rank_then_resume(slurm, corpus, repo, sid_
     assert re.search(rf"slurm\.pl: job failed \(exit code \d+\), log is in exp/log/train_job\.log; "
                      rf"rank 1 of 2 \(local rank 0 on node [01], host {host}\) was killed by signal 9 \(SIGKILL\)", err), err
     text = log.read_text()
-    assert re.search(rf"^[01]: \[rank 1\] ERROR: rank 1 of 2 .* was killed by signal 9", text, re.M), text
+    assert re.search(r"^[01]: \[rank 1\] ERROR: rank 1 of 2 .* was killed by signal 9", text, re.M), text
     assert not (exp / "final.pt").exists()
 
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

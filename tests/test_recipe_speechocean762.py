@@ -30,7 +30,7 @@ def test_results_better_than_chance(recipe_run):
     work, _, first = recipe_run
     results = json.loads((work / "exp/results.json").read_text())
     assert set(results) == {"test"}
-    assert set(results["test"]) == {"cosine", "cosine_asnorm", "plda"}
+    assert set(results["test"]) == {"cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda"}
     for backend, figures in results["test"].items():
         for key in ("eer", "mindcf_0.01", "mindcf_0.001", "mindcf_0.05"):
             assert math.isfinite(figures[key]), (backend, key)
@@ -39,6 +39,12 @@ def test_results_better_than_chance(recipe_run):
         assert figures["mindcf_0.05"] < 1.0, (backend, figures)
         assert figures["num_trials"] > 1000
     assert "EER" in first.stdout
+    # QMF-calibrated scores are LLRs: a lower Cllr than raw cosine, and the calibrated
+    # threshold's actual DCF near the best (minimum) one.
+    qmf = results["test"]["cosine_asnorm_qmf"]
+    assert qmf["cllr"] < results["test"]["cosine"]["cllr"]
+    assert qmf["actdcf_0.05"] <= 1.1 * qmf["mindcf_0.05"], qmf
+    assert "Cllr:" in first.stdout and "actDCF:" in first.stdout
     for png in ("det_test.png", "hist_test_plda.png", "tsne.png"):
         assert (work / "exp" / png).stat().st_size > 10_000, png
 

@@ -149,3 +149,48 @@ def test_torchrun_two_ranks_disjoint_shards(feats, tiny_config, sid_env, repo, t
     assert (exp / "final.pt").exists()
     stats = _epoch_stats((exp / "log" / "train.log").read_text())
     assert len(stats) == 2 and stats[1][0] < stats[0][0]
+
+
+def test_large_margin_fine_tuning_starts_from_the_model(feats, repo, sid_env, tmp_path):
+    from sid.config import load_config
+    from sid.losses import build_head
+    from sid.models import build_model
+    from sid.train.data import ChunkDataset, plan_epoch, read_training_set
+
+    cfg = yaml.safe_load((repo / "conf" / "xvector_small.yaml").read_text())
+    cfg["loss"] = {"type": "aam_softmax", "margin": 0.2, "scale": 30.0}
+    cfg["training"].update(epochs=1, num_avg=1)
+    src_cfg = tmp_path / "src.yaml"
+    src_cfg.write_text(yaml.safe_dump(cfg))
+    cfg["loss"]["margin"] = 0.5
+    cfg["data"].update(min_frames=150, max_frames=150, batch_size=16)
+    cfg["optim"].update(lr=1e-4, final_lr=2.5e-5, warmup_epochs=0)
+    lm_cfg = tmp_path / "lm.yaml"
+    lm_cfg.write_text(yaml.safe_dump(cfg))
+    src, lm = tmp_path / "src", tmp_path / "lm"
+    for c, exp, extra in ((src_cfg, src, []), (lm_cfg, lm, [f"--init-model={src / 'final.pt'}"])):
+        r = subprocess.run(_train_cmd(c, feats / "train", exp, "--num-workers=0", *extra), env=_env(sid_env),
+                           capture_output=True, text=True, cwd=repo, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    log = (lm / "log" / "train.log").read_text()
+    assert f"Initialised model and head from {src / 'final.pt'}" in log
+    loss0 = float(re.search(r"Loss at step 0: ([\d.]+) \(margin 0.500\)", log).group(1))
+    # The source model's loss on the fine-tuning's first batch under the new margin.
+    saved = load_config(lm / "config.yaml", recorded=True)
+    torch.manual_seed(0)
+    model = build_model(saved.model.to_dict())
+    head = build_head(saved.loss, model.output_dim, saved.num_classes)
+    state = torch.load(src / "final.pt", weights_only=True)
+    model.load_state_dict(state["model"])
+    head.load_state_dict(state["head"])
+    data = read_training_set(feats / "train")
+    ds = ChunkDataset(data, 777)
+    ds.set_plan(0, plan_epoch(data, 777, 0, 16, 150, 150, saved.data.chunks_per_utt))
+    x, y, _ = ds[0]
+    model.train()
+    expected, _ = head(model(x), y)
+    assert loss0 == pytest.approx(float(expected.detach()), rel=1e-5)
+    # Its own averaged model, different from the source.
+    final = torch.load(lm / "final.pt", weights_only=True)
+    assert final["averaged_epochs"] == [1]
+    assert not torch.equal(final["model"]["segment6.weight"], state["model"]["segment6.weight"])

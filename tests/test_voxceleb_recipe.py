@@ -97,7 +97,8 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
     config = tmp_path / "tiny.yaml"
     config.write_text((repo / "conf/xvector_small.yaml").read_text().replace("epochs: 6", "epochs: 2")
                       .replace("batch_size: 32", "batch_size: 8")
-                      .replace("embed_dim: 64", "embed_dim: 8"))  # 28 training vectors: LDA needs few dims
+                      .replace("embed_dim: 64", "embed_dim: 8")  # 28 training vectors: LDA needs few dims
+                      .replace("type: xvector", "type: xvector\n  feat_dim: 80"))  # run.sh's fbank80 features
     later = ("--stage", "3", "--config", config, "--min-len", "50", "--min-num-utts", "2", "--lda-dim", "2",
              "--cohort-top-n", "2", "--num-workers", "0")
     r = run_recipe(where, standin, sid_env, *later)
@@ -161,9 +162,10 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
 
 def test_wespeaker_recipe_with_speed_perturbation(standin, repo, tmp_path, sid_env):
     where = recipe_dir(repo, tmp_path / "ws")
+    # A config training from features: the Kaldi augmentation path on the WeSpeaker sets.
     r = run_recipe(where, standin, sid_env, "--train-set", "wespeaker", "--speed-perturb", "true",
                    "--vox2-meta", standin / "voxceleb2" / "vox2_meta.csv", "--stop-stage", "2",
-                   "--num-aug-utts", "8")
+                   "--num-aug-utts", "8", "--config", "conf/xvector.yaml")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     data = where / "data"
     for d in data_dirs(where):
@@ -179,3 +181,48 @@ def test_wespeaker_recipe_with_speed_perturbation(standin, repo, tmp_path, sid_e
     # Copies of speed-perturbed utterances keep the speed in their recipe.
     aug = read_dict(data / "train_aug" / "utt2aug")
     assert all('"speed":0.9' in rec for utt, rec in aug.items() if utt.startswith("sp0.9-"))
+
+
+def test_wespeaker_recipe_from_audio_end_to_end(standin, repo, tmp_path, sid_env):
+    """--train-set wespeaker with a config training from audio: stage 2 makes only the MUSAN/RIR
+    dirs, training augments chunks in the loader, large-margin fine-tuning follows, AS-norm
+    scores are QMF-calibrated; a rerun changes nothing."""
+    import json
+
+    import yaml
+
+    where = recipe_dir(repo, tmp_path / "wsa")
+    cfg = yaml.safe_load((repo / "conf/xvector_small.yaml").read_text())
+    cfg["model"].update(feat_dim=80, channels=32, stats_channels=64, embed_dim=8, hidden_dim=16)
+    cfg["loss"] = {"type": "aam_softmax", "margin": 0.2, "scale": 30.0}
+    cfg["data"].update(source="audio", aug_prob=0.5, speed_perturb="speakers", batch_size=4,
+                       min_frames=100, max_frames=150, chunks_per_utt=1)
+    cfg["training"].update(epochs=1, num_avg=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    cfg["loss"]["margin"] = 0.5
+    cfg["data"].update(aug_prob=0.0, min_frames=300, max_frames=300)
+    cfg["optim"].update(lr=1e-4, final_lr=2.5e-5, warmup_epochs=0)
+    (tmp_path / "tiny_lm.yaml").write_text(yaml.safe_dump(cfg))
+    args = ("--train-set", "wespeaker", "--config", tmp_path / "tiny.yaml", "--lm-config", tmp_path / "tiny_lm.yaml",
+            "--lda-dim", "2", "--cohort-top-n", "2", "--num-workers", "0")
+    r = run_recipe(where, standin, sid_env, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    data, exp = where / "data", where / "exp"
+    assert (data / "musan_noise" / "wav.scp").is_file() and (data / "rirs" / "smallroom" / "rir_list").is_file()
+    assert not (data / "train_combined").exists() and not (data / "train_reverb").exists()
+    log = (exp / "tiny" / "log" / "train.log").read_text()
+    assert "Epoch 1:" in log and yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["features"]["type"] == "fbank"
+    assert yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["num_classes"] == 3 * len(
+        set(read_dict(data / "train" / "utt2spk").values()))
+    lm_log = (exp / "tiny_lm" / "log" / "train.log").read_text()
+    assert "Initialised model and head from exp/tiny/final.pt" in lm_log and (exp / "tiny_lm" / "final.pt").is_file()
+    results = json.loads((exp / "tiny_lm" / "results.json").read_text())
+    assert {"cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda"} <= set(results["trials_vox1_O"])
+    assert "actdcf_0.01" in results["trials_vox1_O"]["cosine_asnorm_qmf"]
+    assert (exp / "tiny_lm" / "scores" / "trials_vox1_O.cosine_asnorm_qmf.threshold").is_file()
+    before = snapshot(where)
+    r = run_recipe(where, standin, sid_env, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    changed = {k for k, v in snapshot(where).items() if before.get(k) != v}
+    rewritten = sorted(k for k in changed if "/log/" not in k and not k.endswith(".png") and "results" not in k)
+    assert not rewritten, rewritten

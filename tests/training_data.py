@@ -9,6 +9,9 @@ corpus with kaldi_native_fbank, and writes two data dirs:
   features with utt2spk/spk2utt/utt2num_frames (what steps/prepare_feats_for_egs.sh
   writes).
 
+``audio_data_dir(corpus, root)`` writes a small audio training dir with noise dirs,
+an RIR and an fbank config (the audio source's tests).
+
 Both record how their features were made, as the steps do (``sid.provenance``).
 """
 
@@ -86,3 +89,51 @@ def corpus_features(corpus: Path, root: Path) -> Path:
     (root / "train" / "cmvn_opts").write_text(CMVN_OPTS + "\n")
     _CACHE["dir"] = root
     return root
+
+
+NUM_AUDIO_SPK, AUDIO_UTTS = 8, 6
+
+
+def _write_audio_dir(d: Path, rows: list[tuple[str, str, str, float]]) -> Path:
+    d.mkdir(parents=True)
+    (d / "wav.scp").write_text("".join(f"{u} {p}\n" for u, _, p, _ in rows))
+    (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _, _ in rows))
+    (d / "utt2dur").write_text("".join(f"{u} {dur:.3f}\n" for u, _, _, dur in rows))
+    return d
+
+
+def audio_data_dir(corpus: Path, root: Path) -> dict:
+    """A training dir of speechocean762 utterances (as wav, flac and the corpus' ogg), MUSAN-like
+    noise dirs made of other utterances, a synthetic RIR with its rir_list and a 30-bin fbank config."""
+    import soundfile as sf
+
+    spk2utt = {}
+    for line in (corpus / "train" / "spk2utt").read_text().splitlines():
+        spk, *utts = line.split()
+        spk2utt[spk] = sorted(utts)
+    wav = dict(line.split(maxsplit=1) for line in (corpus / "train" / "wav.scp").read_text().splitlines())
+    speakers = sorted(spk2utt)
+    rows, noise_rows = [], []
+    for k, spk in enumerate(speakers[:NUM_AUDIO_SPK]):
+        for n, utt in enumerate(spk2utt[spk][:AUDIO_UTTS]):
+            samples, sr = sf.read(str(corpus / wav[utt]), dtype="int16")
+            ext = ("wav", "flac", "ogg")[(k + n) % 3]
+            path = corpus / wav[utt] if ext == "ogg" else root / "audio" / f"{utt}.{ext}"
+            if ext != "ogg":
+                path.parent.mkdir(exist_ok=True)
+                sf.write(str(path), samples, sr)
+            rows.append((utt, spk, str(path), len(samples) / sr))
+    for spk in speakers[NUM_AUDIO_SPK:NUM_AUDIO_SPK + 4]:
+        utt = spk2utt[spk][0]
+        noise_rows.append((utt, utt, str(corpus / wav[utt]), sf.info(str(corpus / wav[utt])).duration))
+    train = _write_audio_dir(root / "train", rows)
+    noises = {kind: _write_audio_dir(root / f"musan_{kind}", noise_rows) for kind in ("noise", "music", "babble")}
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 16000
+    rir = (rng.standard_normal(4000) * np.exp(-t / 0.05) * 0.3).astype(np.float32)
+    rir[200] = 0.9
+    sf.write(str(root / "rir1.wav"), rir, 16000)
+    (root / "rir_list").write_text(f"--rir-id r1 --room-id room1 {root / 'rir1.wav'}\n")
+    conf = root / "fbank.conf"
+    conf.write_text("--num-mel-bins=30\n--snip-edges=false\n")
+    return {"train": train, "noises": noises, "rir_list": root / "rir_list", "conf": conf, "root": root}

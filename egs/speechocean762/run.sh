@@ -3,8 +3,9 @@
 # Speaker verification on speechocean762 (OpenSLR 101, read English speech, 16 kHz),
 # small enough for a laptop CPU (about 3 minutes on 2 cores), with the stages of the
 # VoxCeleb recipe: data prep, 30-dim MFCC + energy VAD, sliding CMN and voiced frames,
-# a small x-vector TDNN, embedding extraction, cosine / cosine+AS-norm / LDA+PLDA
-# back-ends, EER and minDCF into <exp>/results.json, a printed table and plots.
+# a small x-vector TDNN, embedding extraction, cosine / cosine+AS-norm (+QMF calibration) /
+# LDA+PLDA back-ends, EER, minDCF, Cllr and the calibrated threshold's actual DCF into
+# <exp>/results.json, a printed table and plots.
 #
 # With only train/ in the corpus, --num-test-speakers speakers are held out for
 # evaluation and a VoxCeleb-format trial list is made for them; with test/ present,
@@ -217,6 +218,10 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/score_cosine.sh --cmd "$train_cmd" --allow-partial "$allow_partial" "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
   steps/score_norm.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --backend cosine --method asnorm --top-n 50 \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  # QMF calibration of the AS-norm scores (trained on trials among the training speakers)
+  # and the calibrated decision thresholds beside them.
+  steps/score_qmf.sh --cmd "$train_cmd" --top-n 50 \
+    "$data/train" "$emb/train" "$data/test" "$emb/test" "$scores" "${kaldi_trials[@]}"
   steps/score_plda.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --lda-dim "$lda_dim" \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
 fi

@@ -4,8 +4,12 @@ Usage: python -m sid.bin.compute_metrics [options] <trials> <scores> <results-js
 Trials: "<utt1> <utt2> target|nontarget"; scores: "<utt1> <utt2> <score>"
 (every scored pair must be a trial, and every trial scored unless --allow-partial).
 EER is Kaldi's compute-eer, minDCF is sid/compute_min_dcf.py with c-miss =
-c-fa = 1, all from one sort. results.json holds
-  {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, "mindcf_0.001": x, "mindcf_0.05": x, "num_trials": n}}}
+c-fa = 1, all from one sort; Cllr reads the scores as natural-log LLRs (meaningful
+for calibrated scores). With --threshold=FILE ('<p-target> <threshold>' lines, as
+sid.bin.apply_qmf writes beside calibrated scores) also the actual DCF of accepting
+scores above each threshold. results.json holds
+  {"<trials-name>": {"<backend>": {"eer": %, "mindcf_0.01": x, "mindcf_0.001": x, "mindcf_0.05": x,
+                                   "cllr": x, ["actdcf_<p>": x,] "num_trials": n}}}
 and is rewritten atomically with this entry added or replaced.
 e.g.: python -m sid.bin.compute_metrics --backend=plda data/voxceleb1_test/trials exp/scores/trials.plda.score exp/results/results.json
 """
@@ -27,6 +31,7 @@ def main() -> int:
     po.register("trials-name", "", "Trials-list name for results.json (default: the trials file's basename)")
     po.register("allow-partial", False, "Evaluate a score file that covers only part of the trials (else an error)")
     po.register("p-targets", "0.01,0.001,0.05", "Comma-separated target priors for minDCF")
+    po.register("threshold", "", "File of '<p-target> <threshold>' lines: actual DCF at each")
     opts, args = po.parse(num_args=3)
     trials, scores_file, results = args
     name = opts.trials_name or os.path.basename(trials)
@@ -41,7 +46,19 @@ def main() -> int:
         raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
     scored, scores = read_scores(scores_file)
     labels = match_scores(read_trials(trials, need_labels=True), scored, opts.allow_partial)
-    entry = evaluate(scores, labels, p_targets)
+    thresholds = []
+    if opts.threshold:
+        try:
+            with open(opts.threshold, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        p, th = line.split()
+                        thresholds.append((float(p), float(th)))
+        except OSError as err:
+            raise SidError(f"cannot read --threshold {opts.threshold}: {err.strerror}") from None
+        except ValueError:
+            raise SidError(f"{opts.threshold}:{lineno}: expected '<p-target> <threshold>'") from None
+    entry = evaluate(scores, labels, p_targets, thresholds)
     data = {}
     if os.path.exists(results):
         try:
@@ -54,7 +71,9 @@ def main() -> int:
         json.dump(data, f, indent=2)
         f.write("\n")
     print(f"{name} {backend} EER: {entry['eer']:.4g}% " +
-          " ".join(f"minDCF(p-target={p:g}): {entry[f'mindcf_{p:g}']:.4f}" for p in p_targets))
+          " ".join(f"minDCF(p-target={p:g}): {entry[f'mindcf_{p:g}']:.4f}" for p in p_targets) +
+          f" Cllr: {entry['cllr']:.4f}" +
+          "".join(f" actDCF(p-target={p:g}): {entry[f'actdcf_{p:g}']:.4f}" for p, _ in thresholds))
     return 0
 
 

@@ -4,8 +4,9 @@ Usage: python -m sid.bin.print_results <results-json>
 One block per trials list and back-end:
   # <trials-name> <backend> (<n> trials)
   EER: 3.128%
-  minDCF(p-target=0.01): 0.3258
+  minDCF(p-target=0.01): 0.3258  actDCF: 0.3391   (actDCF where a threshold was given)
   ...
+  Cllr: 0.4122
 """
 
 import json
@@ -22,7 +23,11 @@ def format_results(data: dict) -> str:
             lines.append(f"# {name} {backend} ({entry.get('num_trials', '?')} trials)")
             lines.append(f"EER: {entry['eer']:.4g}%")
             for key in (k for k in entry if k.startswith("mindcf_")):
-                lines.append(f"minDCF(p-target={key.split('_', 1)[1]}): {entry[key]:.4f}")
+                p = key.split("_", 1)[1]
+                act = f"  actDCF: {entry[f'actdcf_{p}']:.4f}" if f"actdcf_{p}" in entry else ""
+                lines.append(f"minDCF(p-target={p}): {entry[key]:.4f}{act}")
+            if "cllr" in entry:
+                lines.append(f"Cllr: {entry['cllr']:.4f}")
     return "\n".join(lines)
 
 

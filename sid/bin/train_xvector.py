@@ -11,7 +11,8 @@ USAGE = """Train an x-vector / ECAPA-TDNN / ResNet speaker-embedding network, re
 Usage:  train_xvector [options] <data-dir> <exp-dir>
  e.g.:  train_xvector --model-config=conf/ecapa_c512.yaml data/train_combined_no_sil exp/ecapa
 <data-dir> holds feats.scp (sliding-CMN'd, voiced-only features, see steps/prepare_feats_for_egs.sh),
-utt2spk and preferably utt2num_frames."""
+utt2spk and preferably utt2num_frames; with data.source 'audio' in the config, wav.scp (and segments),
+utt2spk and utt2dur: chunks are read, augmented and turned into fbank in the DataLoader workers."""
 
 
 def main() -> int:
@@ -31,6 +32,13 @@ def main() -> int:
     po.register("tensorboard", True, "Write TensorBoard scalars to <exp-dir>/tensorboard")
     po.register("write-chunk-lists", False, "Write each rank's chunks per epoch to <exp-dir>/log/chunks/ (audit)")
     po.register("progress", True, "Show a tqdm progress bar (rank 0)")
+    po.register("fbank-config", "", "data.source audio: Kaldi fbank config of the front-end (e.g. conf/fbank80.conf)")
+    po.register("rir-list", "", "data.source audio: comma-separated RIRS_NOISES rir_list files for 'reverb'")
+    po.register("noise-dir", "", "data.source audio: MUSAN noise data dir (local/make_musan.py) for 'noise'")
+    po.register("music-dir", "", "data.source audio: MUSAN music data dir for 'music'")
+    po.register("init-model", "", "Start from the model and head of this checkpoint (e.g. <exp>/final.pt): "
+                "large-margin fine-tuning; ignored when resuming")
+    po.register("babble-dir", "", "data.source audio: MUSAN speech data dir for 'babble'")
     po.register("num-threads", 0, "Intra-op threads per process on CPU; 0: torch's default (the cores or "
                 "OMP_NUM_THREADS). CPU kernels sum in an order that depends on it, so a fixed value gives the "
                 "same model on every machine")

@@ -58,8 +58,10 @@ def run_sge(script: str) -> int:
     hosts = sge_hosts(pe_hostfile)
     procs, relays = [], []
     for rank, host in enumerate(hosts):
-        env = f"SID_NUM_NODES={len(hosts)} SID_NODE_RANK={rank} SID_MASTER_ADDR={host if rank == 0 else hosts[0]}"
-        argv = ["qrsh", "-inherit", "-nostdin", host, "/usr/bin/env", *env.split(), "/bin/bash", script]
+        env = [f"SID_NUM_NODES={len(hosts)}", f"SID_NODE_RANK={rank}", f"SID_MASTER_ADDR={hosts[0]}"]
+        if os.environ.get("SID_RANK_FAILURES"):  # qrsh -inherit passes no environment
+            env.append(f"SID_RANK_FAILURES={os.environ['SID_RANK_FAILURES']}")
+        argv = ["qrsh", "-inherit", "-nostdin", host, "/usr/bin/env", *env, "/bin/bash", script]
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True)
         procs.append(p)

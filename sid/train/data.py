@@ -49,17 +49,29 @@ def derive_seed(*parts: int) -> int:
 
 @dataclass
 class TrainingSet:
-    """Utterances of a training data dir with labels and lengths (in frames)."""
+    """Utterances of a training data dir with labels and lengths (in frames).
+
+    ``feats`` says where each utterance is: a feats.scp value, a shard member
+    (``sid.data.shards.Member``) or audio (``sid.train.audio.AudioSpan``). ``shards``
+    (from a shard dir) lists the utterance indices of each tar shard in file order.
+    """
     utts: list[str]
-    feats: dict[str, str]
+    feats: dict
     labels: np.ndarray
     lengths: np.ndarray
     spk2id: dict[str, int]
+    shards: list[np.ndarray] | None = None
 
     def subset(self, idx) -> "TrainingSet":
         idx = np.asarray(idx, dtype=np.int64)
         utts = [self.utts[i] for i in idx]
-        return TrainingSet(utts, {u: self.feats[u] for u in utts}, self.labels[idx], self.lengths[idx], self.spk2id)
+        shards = None
+        if self.shards is not None:
+            new = np.full(len(self.utts), -1, dtype=np.int64)
+            new[idx] = np.arange(len(idx))
+            shards = [new[s][new[s] >= 0] for s in self.shards]
+        return TrainingSet(utts, {u: self.feats[u] for u in utts}, self.labels[idx], self.lengths[idx], self.spk2id,
+                           shards)
 
 
 def _num_frames(data_dir: Path, feats: dict[str, str]) -> dict[str, int]:
@@ -78,12 +90,17 @@ def _num_frames(data_dir: Path, feats: dict[str, str]) -> dict[str, int]:
 
 
 def read_training_set(data_dir: str | Path, spk2id: dict[str, int] | None = None) -> TrainingSet:
-    """Read ``feats.scp`` and ``utt2spk`` (and ``utt2num_frames`` when present).
+    """Read ``feats.scp`` and ``utt2spk`` (and ``utt2num_frames`` when present), or a
+    shard dir of features (``sid.data.shards``).
 
     ``spk2id`` fixes the label map (a resumed run reuses the saved one); otherwise
     speakers are numbered in sorted order.
     """
     data_dir = Path(data_dir)
+    from sid.data import shards
+
+    if shards.is_shard_dir(data_dir):
+        return read_shard_training_set(data_dir, "features", None, spk2id)
     for name in ("feats.scp", "utt2spk"):
         if not (data_dir / name).exists():
             raise DataDirError(f"{data_dir}/{name} not found: training needs features (steps/prepare_feats_for_egs.sh) and utt2spk")
@@ -107,6 +124,35 @@ def read_training_set(data_dir: str | Path, spk2id: dict[str, int] | None = None
     if not len(utts):
         raise DataDirError(f"{data_dir}/feats.scp is empty")
     return TrainingSet(utts, feats, labels, lengths, spk2id)
+
+
+def read_shard_training_set(shard_dir: Path, kind: str, frame_opts, spk2id: dict[str, int] | None) -> TrainingSet:
+    """A shard dir (``sid.data.shards``) of ``kind`` (features, or audio with lengths in frames of ``frame_opts``)."""
+    from sid.data import shards
+    from sid.features.window import num_frames
+
+    made = (shard_dir / "kind").read_text().strip() if (shard_dir / "kind").is_file() else "?"
+    if made != kind:
+        raise DataDirError(f"{shard_dir} holds shards of {made}, but the config's data.source is {kind}")
+    members = shards.read_index(shard_dir)
+    utt2spk = read_dict(shard_dir / "utt2spk")
+    sizes = read_dict(shard_dir / ("utt2num_frames" if kind == "features" else "utt2dur"))
+    utts = sorted(members, key=str.encode)
+    if spk2id is None:
+        spk2id = {s: i for i, s in enumerate(sorted({utt2spk[u] for u in utts}, key=str.encode))}
+    unknown = [u for u in utts if utt2spk.get(u) not in spk2id]
+    if unknown:
+        raise DataDirError(f"{shard_dir}: speaker of utterance '{unknown[0]}' is not in utt2spk or the saved spk2id")
+    if kind == "features":
+        lengths = [int(sizes[u]) for u in utts]
+        feats = members
+    else:
+        from sid.train.audio import AudioSpan
+
+        lengths = [num_frames(int(float(sizes[u]) * frame_opts.samp_freq), frame_opts) for u in utts]
+        feats = {u: AudioSpan(members[u].path, member=members[u]) for u in utts}
+    return TrainingSet(utts, feats, np.array([spk2id[utt2spk[u]] for u in utts], dtype=np.int64),
+                       np.array(lengths, dtype=np.int64), spk2id, shards.shard_order(shard_dir, utts, members))
 
 
 def split_validation(data: TrainingSet, num_valid: int, seed: int) -> tuple[TrainingSet, TrainingSet | None]:
@@ -136,11 +182,23 @@ class Batch:
 
 
 def plan_epoch(data: TrainingSet, seed: int, epoch: int, batch_size: int, min_frames: int, max_frames: int,
-               chunks_per_utt: int = 1, world_size: int = 1) -> list[Batch]:
+               chunks_per_utt: int = 1, world_size: int = 1, shuffle_buffer: int = 1000) -> list[Batch]:
     """The epoch's batches; their count is a multiple of ``world_size`` (the last,
-    incomplete round is dropped, as each rank must take the same number of steps)."""
+    incomplete round is dropped, as each rank must take the same number of steps).
+
+    From shards, the utterances come in the order of the shards (a seeded
+    permutation of them), each shard's in file order, through a seeded shuffle
+    buffer of ``shuffle_buffer`` chunks: batch after batch the readers move along
+    the tar files instead of seeking all over the data.
+    """
     rng = np.random.default_rng(derive_seed(seed, epoch))
-    idx = rng.permutation(np.repeat(np.arange(len(data.utts)), chunks_per_utt))
+    if data.shards is not None:
+        from sid.data.shards import shuffle_buffer as shuffled
+
+        stream = np.concatenate([data.shards[k] for k in rng.permutation(len(data.shards))])
+        idx = shuffled(np.repeat(stream, chunks_per_utt), max(1, shuffle_buffer), rng)
+    else:
+        idx = rng.permutation(np.repeat(np.arange(len(data.utts)), chunks_per_utt))
     num = len(idx) // batch_size
     num -= num % world_size
     batches = []
@@ -207,8 +265,10 @@ class ChunkDataset(torch.utils.data.Dataset):
     """Item ``i`` is batch ``i`` of the current epoch's plan: ``(feats[B,L,D], labels[B], i)``."""
 
     def __init__(self, data: TrainingSet, seed: int, specaug: SpecAugment | None = None):
+        from sid.data.shards import ShardFeatureReader
+
         self.data = data
-        self.reader = ScpTable(data.feats)
+        self.reader = ScpTable(data.feats) if data.shards is None else ShardFeatureReader(data.feats)
         self.seed = seed
         self.specaug = specaug
         self.epoch = 0

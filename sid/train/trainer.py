@@ -37,7 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sid.cli import progress
-from sid.config import OptimConfig, TrainConfig, TrainDataRecord, load_config
+from sid.config import DataConfig, FeaturesRecord, OptimConfig, TrainConfig, TrainDataRecord, load_config
 from sid.data.table import read_dict, write_table
 from sid.errors import SidError
 from sid.kaldi_io import ScpTable
@@ -70,6 +70,13 @@ class TrainOptions:
     tensorboard: bool = True
     write_chunk_lists: bool = False
     progress: bool = True
+    # Audio source (data.source: audio): the fbank config and the augmentation sources.
+    fbank_config: str = ""
+    rir_list: str = ""
+    noise_dir: str = ""
+    music_dir: str = ""
+    babble_dir: str = ""
+    init_model: str = ""            # start from these weights (e.g. <exp>/final.pt for large-margin fine-tuning)
     num_threads: int = 0
 
 
@@ -171,13 +178,28 @@ class Trainer:
         spk2id = None
         if spk2id_path.exists():
             spk2id = {k: int(v) for k, v in read_dict(spk2id_path).items()}
-        data = read_training_set(data_dir, spk2id)
-        dim = self._feat_dim(data)
+        self.source = cfg.data.source
+        self.frontend = None
+        if self.source == "audio":
+            from sid.train import audio
+
+            if not self.opts.fbank_config:
+                raise SidError("data.source 'audio' needs --fbank-config (e.g. conf/fbank80.conf, the features "
+                               "extraction computes)")
+            self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+            data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
+            dim = self.frontend.dim
+            where = f"--fbank-config {self.opts.fbank_config} gives"
+            classes = audio.num_classes(len(data.spk2id), cfg.data.speed_perturb)
+        else:
+            data = read_training_set(data_dir, spk2id)
+            dim = self._feat_dim(data)
+            where = f"{data_dir}/feats.scp has"
+            classes = len(data.spk2id)
         if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
-            raise SidError(f"{data_dir}/feats.scp has {dim}-dim features but the config's model.feat_dim is "
-                           f"{cfg.model.args['feat_dim']}")
+            raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=len(data.spk2id), features=training_record(data_dir),
+                                  num_classes=classes, features=self._features_record(data_dir),
                                   train_data=_train_data_record(data))
         if saved_cfg.exists():
             changed = load_config(saved_cfg, recorded=True).differences(cfg)
@@ -192,9 +214,36 @@ class Trainer:
                 cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
 
+    def _features_record(self, data_dir: str) -> FeaturesRecord:
+        """From audio, the fbank config given; extraction's sliding CMN over 300 frames is the
+        per-chunk mean normalisation of 2-3 s training chunks."""
+        if self.frontend is None:
+            return training_record(data_dir)
+        from sid.provenance import options_md5
+
+        text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
+        return FeaturesRecord("fbank", text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
+
+    def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
+        """The chunk dataset of the configured source; held-out chunks get no augmentation."""
+        specaug = SpecAugment.from_config(data_cfg.specaug) if train else None
+        if self.source == "features":
+            return ChunkDataset(data, self.opts.seed, specaug)
+        from sid.train import audio
+
+        opts = self.opts
+        aug_prob = data_cfg.aug_prob if train else 0.0
+        augmenter = None
+        if aug_prob > 0:
+            noise_dirs = {"noise": opts.noise_dir, "music": opts.music_dir, "babble": opts.babble_dir}
+            augmenter = audio.Augmenter.from_config(int(self.frontend.frame_opts.samp_freq), data_cfg,
+                                                    [p for p in opts.rir_list.split(",") if p], noise_dirs)
+        speed = data_cfg.speed_perturb if train else "none"
+        return audio.AudioChunkDataset(data, opts.seed, self.frontend, specaug, augmenter, aug_prob, speed)
+
     @staticmethod
     def _feat_dim(data: TrainingSet) -> int:
-        return int(ScpTable({data.utts[0]: data.feats[data.utts[0]]})[data.utts[0]].shape[1])
+        return int(ChunkDataset(data, 0).reader[data.utts[0]].shape[1])
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -236,7 +285,7 @@ class Trainer:
 
             def plan(ep: int) -> list[Batch]:
                 return plan_epoch(self.train_set, opts.seed, ep, batch_size, min_frames, max_frames,
-                                  data_cfg.chunks_per_utt, self.world)
+                                  data_cfg.chunks_per_utt, self.world, data_cfg.shuffle_buffer)
         if cfg.loss.type in METRIC_LOSSES and opts.valid_utts > 0:
             raise SidError(f"--valid-utts measures a classification loss; with loss '{cfg.loss.type}' "
                            "validate with --valid-trials and --valid-data instead")
@@ -270,7 +319,10 @@ class Trainer:
             pos = self._map_position(int(state["position"]), int(state.get("world_size", 1)))
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
-        elif self.is_main:
+        else:
+            if opts.init_model:
+                self._load_init_model(net, opts.init_model)
+        if not last.exists() and self.is_main:
             log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
                      count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
             log.info("%d training utterances of %d speakers, %d held out; %d steps per epoch (batch %d, %d rank(s)), "
@@ -286,7 +338,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(self.exp / "tensorboard"), purge_step=step)
 
-        dataset = ChunkDataset(self.train_set, opts.seed, SpecAugment.from_config(data_cfg.specaug))
+        dataset = self._dataset(self.train_set, data_cfg, train=True)
         last_save = time.monotonic()
 
         def save(epoch_: int, pos_: int) -> None:
@@ -304,7 +356,7 @@ class Trainer:
             batches = plan(epoch)
             dataset.set_plan(epoch, batches)
             if opts.write_chunk_lists:
-                self._write_chunk_list(epoch, batches)
+                self._write_chunk_list(epoch, batches, dataset)
             sampler = ShardSampler(len(batches), self.rank, self.world, start=pos)
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=None, sampler=sampler, num_workers=opts.num_workers,
@@ -333,6 +385,8 @@ class Trainer:
                 step += 1
                 pos += 1
                 loss_v = float(loss.detach())
+                if step == 1 and self.is_main:
+                    log.info("Loss at step 0: %.6f (margin %.3f)", loss_v, float(net.head.margin))
                 if not math.isfinite(loss_v):
                     raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
                                    "optim.grad_clip, then resume (the last checkpoint is kept)")
@@ -376,6 +430,21 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
+    def _load_init_model(self, net: "_Net", path: str) -> None:
+        """Start from another training's weights (large-margin fine-tuning: ``<exp>/final.pt``)."""
+        state = checkpoint.load(path)
+        for part in ("model", "head"):
+            if part not in state:
+                raise SidError(f"{path} has no '{part}' weights (expected a final.pt or epoch_<N>.pt of train_xvector)")
+            try:
+                getattr(net, part).load_state_dict(state[part])
+            except RuntimeError as err:
+                first = str(err).strip().splitlines()
+                raise SidError(f"{path} does not fit this config's {part} (same model and speakers needed): "
+                               f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+        if self.is_main:
+            log.info("Initialised model and head from %s", path)
+
     def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
         """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
         if num_batches == 0:
@@ -392,21 +461,29 @@ class Trainer:
         log.warning("checkpoint was written by %d rank(s), now %d: resuming at global batch %d", old_world, self.world, done)
         return max(0, -(-(done - self.rank) // self.world))
 
-    def _write_chunk_list(self, epoch: int, batches: list[Batch]) -> None:
+    def _write_chunk_list(self, epoch: int, batches: list[Batch], dataset: ChunkDataset) -> None:
+        """``<batch>-<pos> <utt> <start> <frames>`` per chunk, and from audio its speed and augmentation."""
         path = self.exp / "log" / "chunks" / f"epoch{epoch + 1}.rank{self.rank}.txt"
         from sid.data.table import atomic_path
+        draw = getattr(dataset, "draw", None)
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for b in range(self.rank, len(batches), self.world):
                 batch = batches[b]
                 for j, (i, s) in enumerate(zip(batch.utt_index, batch.start)):
-                    f.write(f"{b}-{j} {self.train_set.utts[i]} {s} {batch.length}\n")
+                    extra = ""
+                    if draw is not None:
+                        from sid.train.audio import SPEED_FACTORS
+
+                        choice = draw(b, j, 0)
+                        extra = f" speed={SPEED_FACTORS[choice.speed]:g} aug={choice.aug['kind'] if choice.aug else 'none'}"
+                    f.write(f"{b}-{j} {self.train_set.utts[i]} {s} {batch.length}{extra}\n")
 
     def _validate(self, net: _Net, epoch: int, step: int, writer, batch_size: int, length: int) -> None:
         if self.is_main and (self.valid_set is not None or self.opts.valid_trials):
             net.eval()
             msg = []
             if self.valid_set is not None:
-                ds = ChunkDataset(self.valid_set, self.opts.seed)
+                ds = self._dataset(self.valid_set, self.cfg.data, train=False)
                 ds.set_plan(0, _valid_batches(self.valid_set, self.opts.seed, batch_size, length))
                 loss, acc = chunk_loss_acc(net.model, net.head, ((ds[i][0], ds[i][1]) for i in range(len(ds))),
                                            self.device, self._autocast)

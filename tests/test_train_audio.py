@@ -1,0 +1,210 @@
+"""Training from audio (sid.train.audio): seeking reads, augmentation at the configured rate,
+speed perturbation as new speakers, clean chunks equal to the samples, and kill -9 + rerun
+ending with the weights of an uninterrupted run (augmentation on)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from sid.config import DataConfig
+from sid.train.audio import (SPEED_FACTORS, AudioChunkDataset, AudioReader, AudioSpan, Augmenter, FbankFrontend,
+                             fbank_options, read_audio_training_set, samples_for_frames)
+from sid.train.data import plan_epoch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from training_data import NUM_AUDIO_SPK as NUM_SPK  # noqa: E402
+from training_data import audio_data_dir  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def audio_data(corpus, tmp_path_factory):
+    return audio_data_dir(corpus, tmp_path_factory.mktemp("audio"))
+
+
+def _dataset(audio_data, aug_prob=0.0, speed="none", seed=3):
+    opts = fbank_options(audio_data["conf"])
+    front = FbankFrontend(opts)
+    data = read_audio_training_set(audio_data["train"], opts.frame_opts)
+    aug = Augmenter.from_config(16000, DataConfig(), [audio_data["rir_list"]], audio_data["noises"]) if aug_prob else None
+    ds = AudioChunkDataset(data, seed, front, augmenter=aug, aug_prob=aug_prob, speed_perturb=speed)
+    ds.set_plan(0, plan_epoch(data, seed, 0, 8, 100, 300, chunks_per_utt=2))
+    return ds
+
+
+def test_reader_seeks_exact_samples_and_wraps(audio_data):
+    wav = dict(line.split(maxsplit=1) for line in (audio_data["train"] / "wav.scp").read_text().splitlines())
+    reader = AudioReader({u: AudioSpan(p) for u, p in wav.items()}, 16000)
+    for utt in sorted(wav)[:6]:  # wav, flac and ogg
+        full = sf.read(wav[utt], dtype="float32")[0] * 32768.0
+        assert np.array_equal(reader.read(utt, 1234, 5000), full[1234:6234])
+        tail = reader.read(utt, len(full) - 100, 300)
+        assert np.array_equal(tail[:100], full[-100:]) and np.array_equal(tail[100:200], full[-100:])
+    # A segment: samples [int(start * sr), int(end * sr)) of the recording.
+    utt = sorted(wav)[0]
+    full = sf.read(wav[utt], dtype="float32")[0] * 32768.0
+    seg = AudioReader({"s": AudioSpan(wav[utt], 0.5, 1.0)}, 16000)
+    assert np.array_equal(seg.read("s", 0, 8000), full[8000:16000])
+    assert np.array_equal(seg.read("s", 7000, 2000)[:1000], full[15000:16000])
+
+
+def test_clean_chunks_equal_the_samples(audio_data):
+    ds = _dataset(audio_data, aug_prob=0.0)
+    wav = {u: s.spec for u, s in ds.data.feats.items()}
+    opts = ds.frontend.frame_opts
+    for b in range(3):
+        batch = ds.batches[b]
+        need = samples_for_frames(batch.length, opts)
+        for j in range(len(batch.utt_index)):
+            x, choice = ds.chunk_audio(b, j)
+            assert choice.aug is None and choice.speed == 0
+            utt = ds.data.utts[batch.utt_index[j]]
+            full = sf.read(wav[utt], dtype="float32")[0] * 32768.0
+            first = int(batch.start[j]) * opts.window_shift
+            piece = full[first:first + need]
+            assert np.array_equal(x, np.pad(piece, (0, need - len(piece)), mode="wrap"))
+    feats, labels, _ = ds[0]
+    assert feats.shape == (8, ds.batches[0].length, 30)
+    # Per-chunk mean normalisation.
+    assert torch.allclose(feats.mean(dim=1), torch.zeros(8, 30), atol=1e-3)
+
+
+def test_augmentation_rate_kinds_and_determinism(audio_data):
+    ds = _dataset(audio_data, aug_prob=0.4)
+    draws = [ds.draw(b, j, 32000) for b in range(len(ds.batches)) for j in range(8)]
+    n_aug = sum(d.aug is not None for d in draws)
+    n = len(draws)
+    # Binomial(n, 0.4) within 4 standard deviations.
+    assert abs(n_aug - 0.4 * n) < 4 * np.sqrt(n * 0.4 * 0.6), (n_aug, n)
+    kinds = {d.aug["kind"] for d in draws if d.aug}
+    assert kinds == {"reverb", "noise", "music", "babble"}
+    for d in draws:
+        if d.aug and d.aug["kind"] == "babble":
+            assert 3 <= len(d.aug["additive"]) <= 7 and all(13 <= a["snr"] <= 20 for a in d.aug["additive"])
+        if d.aug and d.aug["kind"] == "noise":
+            assert 0 <= d.aug["additive"][0]["snr"] <= 15
+    # Augmented chunks differ from the clean ones; the same draw gives the same audio.
+    clean = _dataset(audio_data, aug_prob=0.0)
+    changed = 0
+    for b in range(2):
+        for j in range(8):
+            x, choice = ds.chunk_audio(b, j)
+            y, _ = clean.chunk_audio(b, j)
+            if choice.aug is not None:
+                assert np.abs(x - y).mean() > 1.0
+                changed += 1
+            else:
+                assert np.array_equal(x, y)
+    assert changed > 0
+    assert torch.equal(ds[1][0], _dataset(audio_data, aug_prob=0.4)[1][0])
+
+
+def test_speed_perturbation_as_new_speakers(audio_data):
+    ds = _dataset(audio_data, speed="speakers")
+    base = _dataset(audio_data)
+    num = len(ds.data.spk2id)
+    _, labels, _ = ds[0]
+    _, clean_labels, _ = base[0]
+    speeds = [ds.draw(0, j, 0).speed for j in range(8)]
+    assert labels.tolist() == [int(c) + s * num for c, s in zip(clean_labels, speeds)]
+    assert set(speeds) == {0, 1, 2} or len(set(speeds)) > 1
+    b, j = next((b, j) for b in range(len(ds.batches)) for j in range(8) if ds.draw(b, j, 0).speed == 1)
+    x, _ = ds.chunk_audio(b, j)
+    y, _ = base.chunk_audio(b, j)
+    assert len(x) == len(y) and not np.array_equal(x, y)
+    assert SPEED_FACTORS[1] == 0.9
+
+
+def test_missing_sources_are_clear_errors(audio_data, tmp_path):
+    from sid.errors import SidError
+
+    with pytest.raises(SidError, match="--music-dir"):
+        Augmenter.from_config(16000, DataConfig(aug_kinds=["music"]), [], {})
+    with pytest.raises(SidError, match="rir"):
+        Augmenter.from_config(16000, DataConfig(aug_kinds=["reverb"]), [], {})
+    with pytest.raises(SidError, match="babble_snr"):
+        Augmenter.from_config(16000, DataConfig(babble_snr=[20.0, 13.0]), [audio_data["rir_list"]], audio_data["noises"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "wav.scp").write_text("u1 /x.wav\n")
+    (bad / "utt2spk").write_text("u1 s1\n")
+    with pytest.raises(SidError, match="utt2dur"):
+        read_audio_training_set(bad, fbank_options(audio_data["conf"]).frame_opts)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def audio_config(repo, tmp_path_factory):
+    cfg = yaml.safe_load((repo / "conf" / "xvector_small.yaml").read_text())
+    cfg["model"].update(channels=32, stats_channels=64, embed_dim=16, hidden_dim=16)
+    cfg["data"].update(source="audio", batch_size=8, min_frames=100, max_frames=150, chunks_per_utt=1,
+                       aug_prob=0.5, speed_perturb="speakers")
+    cfg["training"].update(epochs=1, num_avg=1)
+    path = tmp_path_factory.mktemp("cfg") / "audio.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cmd(cfg, audio_data, exp, *extra):
+    n = audio_data["noises"]
+    return [sys.executable, "-m", "sid.bin.train_xvector", f"--model-config={cfg}", "--progress=false",
+            "--tensorboard=false", f"--fbank-config={audio_data['conf']}", f"--rir-list={audio_data['rir_list']}",
+            f"--noise-dir={n['noise']}", f"--music-dir={n['music']}", f"--babble-dir={n['babble']}",
+            *extra, str(audio_data["train"]), str(exp)]
+
+
+def _env(sid_env):
+    return {**sid_env, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, sid_env, repo, tmp_path):
+    full = tmp_path / "full"
+    res = subprocess.run(_cmd(audio_config, audio_data, full, "--num-workers=0", "--write-chunk-lists=true"),
+                         env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    saved = yaml.safe_load((full / "config.yaml").read_text())
+    assert saved["num_classes"] == 3 * NUM_SPK and saved["features"]["config"] == audio_data["conf"].read_text()
+    chunks = (full / "log" / "chunks" / "epoch1.rank0.txt").read_text().splitlines()
+    augs = [re.search(r"aug=(\w+)", line).group(1) for line in chunks]
+    assert 0 < augs.count("none") < len(augs)
+
+    exp = tmp_path / "killed"
+    cmd = _cmd(audio_config, audio_data, exp, "--num-workers=2", "--checkpoint-steps=2")
+    log = exp / "log" / "train.log"
+    proc = subprocess.Popen(cmd, env=_env(sid_env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=repo)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if log.exists() and re.search(r"\(epoch 1, batch [1-9]\d*, step", log.read_text()):
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail("no mid-epoch checkpoint within 120 s")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert not (exp / "final.pt").exists()
+    res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r"Resuming from .*last.pt: epoch 1, batch [1-9]", res.stderr)
+    ref = torch.load(full / "final.pt", weights_only=True)
+    got = torch.load(exp / "final.pt", weights_only=True)
+    for part in ("model", "head"):
+        for k, v in ref[part].items():
+            assert torch.allclose(got[part][k].float(), v.float(), rtol=1e-5, atol=1e-6), f"{part}.{k} differs"
