@@ -2,7 +2,6 @@
 independent implementation of Kaldi's numerics), VAD and sliding CMN against
 straightforward per-frame transcriptions of Kaldi's loops, table writers, tools."""
 
-import os
 import subprocess
 import sys
 
@@ -18,7 +17,6 @@ from sid.features.compute import Fbank, Mfcc
 from sid.features.options import FbankOptions, FrameExtractionOptions, MfccOptions, VadEnergyOptions
 from sid.features.vad import compute_vad, select_voiced_frames
 from sid.features.window import num_frames, reflected_signal
-from sid.kaldi_io import TableWriter
 
 
 def _signal(seconds=1.3, seed=0, sr=16000):

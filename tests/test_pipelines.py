@@ -13,11 +13,11 @@ import fcntl
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sid import provenance
 from sid.features.cmvn import apply_cmvn_sliding
 from sid.features.vad import select_voiced_frames
 from sid.kaldi_io import TableWriter, random_access, read_matrices
@@ -56,6 +56,9 @@ def setup(tmp_path, sid_env):
         for u in UTTS:
             f.write(u, rng.standard_normal((FRAMES, DIM)).astype(np.float32) + 3)
             v.write(u, (rng.random(FRAMES) < 0.7).astype(np.float32))
+    conf = tmp_path / "fbank.conf"
+    conf.write_text(f"--num-mel-bins={DIM}\n")
+    provenance.write_record(data, "fbank", conf)   # as steps/make_fbank.sh leaves it
     (data / "wav.scp").write_text("".join(f"{u} cat {u}.wav |\n" for u in UTTS))  # never read here
     (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in UTTS))
     (data / "spk2utt").write_text("".join(f"s{s} " + " ".join(u for u in UTTS if u.startswith(f"s{s}-")) + "\n"
@@ -93,7 +96,7 @@ def test_killed_process_in_a_pipeline_job_then_rerun_completes(setup, repo):
     tmp_path, env, step = setup
     res = subprocess.run(step, cwd=repo, env=dict(env, KILL_MARK=str(tmp_path / "killed")), capture_output=True,
                          text=True, timeout=300)
-    assert (tmp_path / "killed").exists()
+    assert (tmp_path / "killed").exists(), res.stdout + res.stderr
     # The job whose CMN died fails, although the rest of its pipe exited 0 with two utterances.
     assert res.returncode != 0, res.stdout + res.stderr
     assert "create_xvector_feats_train.2.log" in res.stderr

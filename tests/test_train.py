@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import corpus_features  # noqa: E402
+from training_data import corpus_features, kill_after_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -90,26 +88,7 @@ def test_rerun_after_finish_is_a_noop(uninterrupted, tiny_config, feats, sid_env
 def test_kill9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, feats, tiny_config, sid_env, repo, tmp_path):
     exp = tmp_path / "killed"
     cmd = _train_cmd(tiny_config, feats / "train", exp, "--num-workers=1", "--checkpoint-steps=4")
-    log = exp / "log" / "train.log"
-    proc = subprocess.Popen(cmd, env=_env(sid_env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=repo)
-    try:
-        deadline = time.monotonic() + 120
-        # Kill right after a mid-epoch checkpoint of epoch 2 (the training goes on past it meanwhile).
-        while time.monotonic() < deadline:
-            if log.exists() and re.search(r"\(epoch 2, batch [1-9]\d*, step", log.read_text()):
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
-        else:
-            pytest.fail("no mid-epoch checkpoint within 120 s")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (exp / "final.pt").exists()
+    kill_after_checkpoint(cmd, _env(sid_env), repo, exp, epoch=2)
 
     res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]

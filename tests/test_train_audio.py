@@ -5,10 +5,8 @@ ending with the weights of an uninterrupted run (augmentation on)."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from sid.train.data import plan_epoch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_data import NUM_AUDIO_SPK as NUM_SPK  # noqa: E402
-from training_data import audio_data_dir  # noqa: E402
+from training_data import audio_data_dir, kill_after_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -182,24 +180,7 @@ def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, 
 
     exp = tmp_path / "killed"
     cmd = _cmd(audio_config, audio_data, exp, "--num-workers=2", "--checkpoint-steps=2")
-    log = exp / "log" / "train.log"
-    proc = subprocess.Popen(cmd, env=_env(sid_env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=repo)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log.exists() and re.search(r"\(epoch 1, batch [1-9]\d*, step", log.read_text()):
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
-        else:
-            pytest.fail("no mid-epoch checkpoint within 120 s")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
-    assert not (exp / "final.pt").exists()
+    kill_after_checkpoint(cmd, _env(sid_env), repo, exp, epoch=1)
     res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert re.search(r"Resuming from .*last.pt: epoch 1, batch [1-9]", res.stderr)

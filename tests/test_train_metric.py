@@ -5,10 +5,8 @@ resumed ends with the weights of an uninterrupted one."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import kaldiio
@@ -18,7 +16,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import corpus_features  # noqa: E402
+from training_data import corpus_features, kill_after_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -117,24 +115,7 @@ def test_ge2e_kill9_mid_epoch_then_resume_equals_uninterrupted(ge2e_config, feat
 
     exp = tmp_path / "killed"
     cmd = _cmd(ge2e_config, feats / "train", exp, "--num-workers=1", "--checkpoint-steps=3")
-    log = exp / "log" / "train.log"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=repo)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if log.exists() and re.search(r"\(epoch 2, batch [1-9]\d*, step", log.read_text()):
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            time.sleep(0.05)
-        else:
-            pytest.fail("no mid-epoch checkpoint within 180 s")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
-    assert not (exp / "final.pt").exists()
+    kill_after_checkpoint(cmd, env, repo, exp, epoch=2, timeout=180)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert re.search(r"Resuming from .*last.pt: epoch 2, batch \d+", res.stderr)

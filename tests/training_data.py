@@ -137,3 +137,34 @@ def audio_data_dir(corpus: Path, root: Path) -> dict:
     conf = root / "fbank.conf"
     conf.write_text("--num-mel-bins=30\n--snip-edges=false\n")
     return {"train": train, "noises": noises, "rir_list": root / "rir_list", "conf": conf, "root": root}
+
+
+def kill_after_checkpoint(cmd: list, env: dict, cwd: Path, exp: Path, epoch: int, timeout: float = 120) -> None:
+    """Start a training command and SIGKILL it right after its first mid-epoch checkpoint of ``epoch``
+    (training goes on past it meanwhile); the resume tests then rerun ``cmd``."""
+    import re
+    import signal
+    import subprocess
+    import time
+
+    import pytest
+
+    log = exp / "log" / "train.log"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists() and re.search(rf"\(epoch {epoch}, batch [1-9]\d*, step", log.read_text()):
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"no mid-epoch checkpoint within {timeout:.0f} s")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (exp / "final.pt").exists()

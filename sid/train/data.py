@@ -27,7 +27,6 @@ chunk are repeated to fill it (WeSpeaker's wrap padding).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
