@@ -17,7 +17,6 @@ nj=4
 cmd=run.pl
 utts_per_shard=1000
 
-echo "$0 $*"
 . parse_options.sh
 
 if [ $# -ne 2 ]; then

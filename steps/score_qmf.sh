@@ -27,7 +27,6 @@ num_trials=20000
 p_targets=0.01,0.05
 seed=777
 
-echo "$0 $*"
 . parse_options.sh
 
 if [ $# -lt 6 ]; then
