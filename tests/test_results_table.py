@@ -37,3 +37,17 @@ def test_tables_replace_the_marked_block(tmp_path, sid_env, repo):
     doc.write_text("no block here\n")
     r = run([f"--update={doc}", "--name=so", "--commit=x", str(tmp_path / "results.json")], sid_env, repo)
     assert r.returncode == 1 and "no block '<!-- results: so -->'" in r.stderr and doc.read_text() == "no block here\n"
+
+
+def test_cllr_and_actual_dcf_columns_where_the_run_has_them(tmp_path, sid_env, repo):
+    results = {"test": {"cosine": {"eer": 11.34, "mindcf_0.01": 0.82, "cllr": 0.8083, "num_trials": 10},
+                        "cosine_asnorm_qmf": {"eer": 10.63, "mindcf_0.01": 0.86, "cllr": 0.4865,
+                                              "actdcf_0.01": 0.9507, "num_trials": 10}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    r = run(["--commit=abc", "--date=d", str(tmp_path / "results.json")], sid_env, repo)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:4] == [
+        "| back-end | EER (%) | minDCF p=0.01 | Cllr | actDCF p=0.01 |",
+        "|---|---|---|---|---|",
+        "| cosine | 11.34 | 0.8200 | 0.8083 |  |",
+        "| cosine + AS-norm + QMF | 10.63 | 0.8600 | 0.4865 | 0.9507 |"]

@@ -2,7 +2,8 @@
 
 Usage: python -m sid.bin.results_table [options] <results-json>
  e.g.: python -m sid.bin.results_table --update=RESULTS.md --name=speechocean762 egs/speechocean762/exp/results.json
-One table per trials list (back-end, EER in %, each minDCF), then the line "Measured
+One table per trials list (back-end, EER in %, each minDCF, then Cllr and the actual DCF at
+the calibrated threshold where the run has them), then the line "Measured
 at commit C on D." (C: --commit, by default the checkout's; D: --date, by default
 today, UTC). With --update=FILE the tables replace what stands in FILE between the
 lines "<!-- results: NAME -->" and "<!-- /results: NAME -->" (NAME from --name), so
@@ -19,7 +20,8 @@ from sid.cli import KaldiOptions, run_main
 from sid.data.table import atomic_path
 from sid.errors import SidError
 
-BACKENDS = {"cosine": "cosine", "cosine_asnorm": "cosine + AS-norm", "plda": "LDA + PLDA"}
+BACKENDS = {"cosine": "cosine", "cosine_asnorm": "cosine + AS-norm",
+            "cosine_asnorm_qmf": "cosine + AS-norm + QMF", "plda": "LDA + PLDA"}
 
 
 def tables(results: dict, commit: str, date: str) -> str:
@@ -27,17 +29,23 @@ def tables(results: dict, commit: str, date: str) -> str:
     for name in sorted(results):
         entries = results[name]
         # In the order compute_metrics wrote them (its --p-targets).
-        p_targets = list(dict.fromkeys(k.split("_", 1)[1] for e in entries.values() for k in e
-                                       if k.startswith("mindcf_")))
+        def keyed(prefix):
+            return list(dict.fromkeys(k.split("_", 1)[1] for e in entries.values() for k in e if k.startswith(prefix)))
+        p_targets, act_targets = keyed("mindcf_"), keyed("actdcf_")
+        cllr = any("cllr" in e for e in entries.values())
         if len(results) > 1:
             out += [f"Trials `{name}` ({next(iter(entries.values())).get('num_trials', '?')} trials):", ""]
-        out.append("| back-end | EER (%) | " + " | ".join(f"minDCF p={p}" for p in p_targets) + " |")
-        out.append("|---|---|" + "---|" * len(p_targets))
+        columns = ([f"minDCF p={p}" for p in p_targets] + (["Cllr"] if cllr else [])
+                   + [f"actDCF p={p}" for p in act_targets])
+        out.append("| back-end | EER (%) | " + " | ".join(columns) + " |")
+        out.append("|---|---|" + "---|" * len(columns))
         order = [b for b in BACKENDS if b in entries] + sorted(b for b in entries if b not in BACKENDS)
         for backend in order:
             e = entries[backend]
-            dcfs = " | ".join(f"{e[f'mindcf_{p}']:.4f}" if f"mindcf_{p}" in e else "" for p in p_targets)
-            out.append(f"| {BACKENDS.get(backend, backend)} | {e['eer']:.4g} | {dcfs} |")
+            keys = ([f"mindcf_{p}" for p in p_targets] + (["cllr"] if cllr else [])
+                    + [f"actdcf_{p}" for p in act_targets])
+            cells = " | ".join(f"{e[k]:.4f}" if k in e else "" for k in keys)
+            out.append(f"| {BACKENDS.get(backend, backend)} | {e['eer']:.4g} | {cells} |")
         out.append("")
     out.append(f"Measured at commit {commit} on {date}.")
     return "\n".join(out)
