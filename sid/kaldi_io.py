@@ -619,6 +619,19 @@ def _decode_plain(head: bytes, body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(rows, cols)
 
 
+def _scp_lines(text: str, path: str) -> Iterator[tuple[int, str, str]]:
+    """``(line number, key, value)`` of each non-blank ``key value`` line of an scp's text; a key
+    without a value is an error naming the line."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        key, _, value = line.strip().partition(" ")
+        if not key:
+            continue
+        value = value.strip()
+        if not value:
+            raise SidError(f"{path}:{lineno}: key '{key}' has no value")
+        yield lineno, key, value
+
+
 def read_matrices(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
     """Sequential ``(key, float32 array)`` from a Kaldi rspecifier (scp:, ark:, ark,t:, pipes, -)."""
     opts, path = split_specifier(rspecifier)
@@ -626,14 +639,9 @@ def read_matrices(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
         reader = RandomAccessReader()
         try:
             with open_input(path) as f:
-                lines = io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
-            for lineno, line in enumerate(lines, 1):
-                key, _, value = line.strip().partition(" ")
-                if not key:
-                    continue
-                if not value.strip():
-                    raise SidError(f"{path}:{lineno}: key '{key}' has no value")
-                yield key, np.asarray(reader.read(value.strip(), key), dtype=np.float32)
+                text = io.TextIOWrapper(f, encoding="utf-8").read()
+            for _, key, value in _scp_lines(text, path):
+                yield key, np.asarray(reader.read(value, key), dtype=np.float32)
         finally:
             reader.close()
         return
@@ -679,15 +687,8 @@ def _skip(data: bytes, pos: int, where: str) -> int:
 def _iter_scp(path: str) -> Iterator[tuple[str, bytes, int, str]]:
     """``(key, archive bytes, object position, where)`` for each line of an scp file."""
     cache: dict[str, bytes] = {}
-    text = read_bytes(path).decode()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        key, _, target = line.strip().partition(" ")
-        target = target.strip()
+    for lineno, key, target in _scp_lines(read_bytes(path).decode(), path):
         where = f"{path}:{lineno}"
-        if not target:
-            raise SidError(f"{where}: key '{key}' has no value")
         fname, colon, offset = target.rpartition(":")
         if colon and offset.isdigit():
             if fname not in cache:
@@ -891,16 +892,8 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     if len(tokens) == 2 * len(lines):  # one "key value" per line, none blank
         keys, values, linenos = tokens[0::2], tokens[1::2], None
     else:
-        keys, values, linenos = [], [], []
-        for lineno, line in enumerate(lines, 1):
-            key, _, value = line.strip().partition(" ")
-            if not key:
-                continue
-            if not value.strip():
-                raise SidError(f"{path}:{lineno}: key '{key}' has no value")
-            keys.append(key)
-            values.append(value.strip())
-            linenos.append(lineno)
+        entries = list(_scp_lines(text, path))
+        linenos, keys, values = [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
     if not keys:
         return
     # Archive and offset of every "file:offset" value; -1 where a value is anything else.
