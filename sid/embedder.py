@@ -12,8 +12,10 @@ An utterance goes through exactly what the recipe does to it before
 ``compute_*_feats``, so ``utt`` decides the result), the compression round trip
 ``steps/make_features.sh`` stores them with (``compress``, its default), energy VAD
 (``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
-exp's CMN, voiced frames, chunking and batching. The embedding of an utterance is
-therefore the one the recipe extracts for it.
+exp's CMN, voiced frames, chunking and batching. A model trained from audio
+(``features.source: audio``) gets what it was trained on instead: the fbank, uncompressed,
+less the utterance's mean, no VAD. The embedding of an utterance is therefore the one the
+recipe extracts for it.
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ class Embedder:
         return np.ascontiguousarray(samples, dtype=np.float32)
 
     def features(self, samples, sr: int, utt: str = "", where: str = "", int16_range: bool | None = None) -> np.ndarray:
-        """Prepared features (CMN'd voiced frames) of one utterance, as extraction gets them.
+        """Prepared features (CMN'd voiced frames, or for a model trained from audio its CMN'd
+        fbank) of one utterance, as extraction gets them.
         ``int16_range``: the samples' scale (default: integers are, floats are in [-1, 1])."""
         from sid import kaldi_io
         from sid.features.vad import compute_vad
@@ -141,6 +144,8 @@ class Embedder:
         x = self._samples(samples, sr, where, int16_range)
         if num_frames(len(x), self.feat_opts.frame_opts) == 0:
             raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
+        if self.extractor.from_audio:
+            return self.extractor.prepare_audio(utt, x)
         feats = self.computer.compute(x, utt)
         if not np.isfinite(feats).all():
             raise SidError(f"{where}: features contain non-finite values")
