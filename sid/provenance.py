@@ -177,10 +177,10 @@ def copy_record(sources: list[str | Path], dest: str | Path) -> None:
 
 def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
     """Stop unless ``data_dir``'s features were made as the model's training features."""
-    from sid.config import load_config
+    from sid.config import load_features_record
 
     cfg_path = Path(model_dir) / "config.yaml"
-    record = load_config(cfg_path, recorded=True).features
+    record = load_features_record(cfg_path)
     if record is None:
         raise SidError(f"{cfg_path} has no 'features' record: the model does not say how its features were made")
     data_dir = Path(data_dir)
