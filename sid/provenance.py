@@ -49,15 +49,20 @@ def options_md5(text: str) -> str:
 def frontend_text(config: str | Path) -> str:
     """For ``feat_type`` frontend (steps/make_frontend_feats.sh): the model config's ``frontend``
     section as YAML, the record of what was computed (two models with the same front-end share it)."""
-    import dataclasses
-
-    import yaml
-
     from sid.config import load_config
 
     frontend = load_config(config).frontend
     if frontend is None:
         raise SidError(f"{config} has no 'frontend' section")
+    return frontend_record_text(frontend)
+
+
+def frontend_record_text(frontend) -> str:
+    """A ``sid.config.FrontendConfig`` as its record's text (what training from audio records)."""
+    import dataclasses
+
+    import yaml
+
     return yaml.safe_dump(dataclasses.asdict(frontend), sort_keys=True)
 
 
