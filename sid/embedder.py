@@ -73,14 +73,20 @@ class Embedder:
         if record is None:
             raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
                            "(retrain with the current steps/train_xvector.sh, or import the model)")
-        kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
-        if record.type not in kinds:
-            raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
-                           f"allowed: {', '.join(kinds)}")
-        options_cls, computer_cls = kinds[record.type]
-        self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
-        self.computer = computer_cls(self.feat_opts)
-        self.sample_rate = int(self.feat_opts.frame_opts.samp_freq)
+        self.computer = None
+        if self.extractor.from_audio:
+            # (The extractor computes the features it was trained on from the samples.)
+            self.frame_opts = self.extractor.audio_frontend.frame_opts
+        else:
+            kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
+            if record.type not in kinds:
+                raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
+                               f"allowed: {', '.join(kinds)}")
+            options_cls, computer_cls = kinds[record.type]
+            feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
+            self.computer = computer_cls(feat_opts)
+            self.frame_opts = feat_opts.frame_opts
+        self.sample_rate = int(self.frame_opts.samp_freq)
         try:
             vad_text = Path(vad_config).read_text(encoding="utf-8")
         except OSError as err:
@@ -119,7 +125,7 @@ class Embedder:
         scale = 1.0 if int16_range else INT16_SCALE
         samples = samples.astype(np.float64) * scale
         if sr != self.sample_rate:
-            frame = self.feat_opts.frame_opts
+            frame = self.frame_opts
             allowed = (sr > self.sample_rate and frame.allow_downsample) or (sr < self.sample_rate and frame.allow_upsample)
             if not (self.resample or allowed):
                 raise SidError(f"{where}: sample rate {sr} Hz, the model's features need {self.sample_rate} Hz "
@@ -142,7 +148,7 @@ class Embedder:
 
         where = where or f"utterance '{utt}'"
         x = self._samples(samples, sr, where, int16_range)
-        if num_frames(len(x), self.feat_opts.frame_opts) == 0:
+        if num_frames(len(x), self.frame_opts) == 0:
             raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
         if self.extractor.from_audio:
             return self.extractor.prepare_audio(utt, x)
@@ -166,7 +172,7 @@ class Embedder:
     def decode(self, read) -> tuple[np.ndarray, int]:
         """``read(sample_rate, resample) -> (samples, sr)`` called as compute_*_feats calls it:
         resampled to the model's rate when asked for (or allowed by the feature config)."""
-        frame = self.feat_opts.frame_opts
+        frame = self.frame_opts
         samples, sr = read(None, False)
         if sr != self.sample_rate and (self.resample or (sr > self.sample_rate and frame.allow_downsample)
                                        or (sr < self.sample_rate and frame.allow_upsample)):

@@ -209,17 +209,26 @@ class Extractor:
         record = self.cfg.features
         where = f"{Path(model_dir) / 'config.yaml'}"
         self.from_audio = record.source == "audio"
-        self.cmn = self.fbank = None
+        self.cmn = self.audio_frontend = None
         if self.from_audio:
-            from sid.embedder import options_from_text
-            from sid.features.compute import Fbank
-            from sid.features.options import FbankOptions
+            # The training front-end itself, on the whole utterance (its per-chunk mean
+            # normalisation is then the utterance's).
+            from sid.train import audio
 
-            if record.type != "fbank":
-                raise SidError(f"{where}: features.type '{record.type}' with source audio: only fbank is computed "
-                               "from audio")
-            self.fbank = Fbank(options_from_text(FbankOptions, record.config, f"{where} (features.config)"))
-            self.sample_rate = int(self.fbank.opts.frame_opts.samp_freq)
+            if record.type == "frontend":
+                if self.cfg.frontend is None:
+                    raise SidError(f"{where}: features.type frontend but no 'frontend' section")
+                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend)
+            elif record.type == "fbank":
+                from sid.embedder import options_from_text
+                from sid.features.options import FbankOptions
+
+                opts = options_from_text(FbankOptions, record.config, f"{where} (features.config)")
+                self.audio_frontend = audio.FbankFrontend(opts)
+            else:
+                raise SidError(f"{where}: features.type '{record.type}' with source audio: only fbank and a "
+                               "frontend section are computed from audio")
+            self.sample_rate = int(self.audio_frontend.frame_opts.samp_freq)
         else:
             from sid.provenance import parse_cmvn_opts
 
@@ -229,24 +238,22 @@ class Extractor:
         self.batch_frames = batch_frames
 
     def prepare_audio(self, utt: str, samples: np.ndarray) -> np.ndarray:
-        """A model trained from audio: the fbank of ``samples`` (int16 range, the model's rate;
-        dither seeded by ``utt``) less its mean over the utterance."""
+        """A model trained from audio: its training front-end's features of ``samples`` (int16
+        range, the model's rate; dither seeded by ``utt``) less their mean over the utterance."""
         from sid.features.window import num_frames
 
-        if num_frames(len(samples), self.fbank.opts.frame_opts) == 0:
+        if num_frames(len(samples), self.audio_frontend.frame_opts) == 0:
             raise SidError(f"utterance '{utt}': {len(samples)} samples is shorter than one frame")
-        return self.prepare(utt, self.fbank.compute(samples, utt), None)
+        return self.audio_frontend(samples, utt)
 
     def prepare(self, utt: str, feats: np.ndarray, vad: np.ndarray | None) -> np.ndarray:
+        """A model trained from features: sliding CMN of the raw features, then voiced frames."""
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
         if self.from_audio:
-            # (The training front-end's per-chunk normalisation, sid.train.audio.FbankFrontend.)
-            if vad is not None:
-                raise SidError(f"utterance '{utt}': this model was trained from audio without VAD "
-                               "(features.source: audio); give no VAD")
-            return feats - feats.mean(axis=0, keepdims=True)
+            raise SidError(f"utterance '{utt}': this model was trained from audio (features.source: audio); "
+                           "it computes its features from the samples")
         feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
                                    center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
         if vad is not None:

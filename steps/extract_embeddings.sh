@@ -10,7 +10,8 @@
 # audio instead (wav.scp, segments): the fbank it was trained on, less each utterance's mean,
 # no VAD.
 # One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
-# done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
+# done with the same model, config, features, VAD and chunking options (<out-dir>/xvector.<job>.scp.made_by)
+# and redoes the others. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
 # and num_utts.ark.
 #
 # Options:
@@ -89,8 +90,10 @@ else
 fi
 
 # Speaker means, as extract_xvectors.sh does with ivector-mean.
-if [ ! -f "$dir/num_utts.ark" ] || [ "$dir/xvector.scp" -nt "$dir/num_utts.ark" ]; then
+. made_by.sh
+if ! made "$dir/spk_xvector.scp.made_by" "" "$data/spk2utt" "$dir/xvector.scp" || [ ! -f "$dir/num_utts.ark" ]; then
   python -m sid.bin.ivector_mean "ark:$data/spk2utt" "scp:$dir/xvector.scp" \
     "ark,scp:$dir/spk_xvector.ark,$dir/spk_xvector.scp" "ark,t:$dir/num_utts.ark"
+  [ ! -f "$dir/spk_xvector.scp.made_by.new" ] || made_done "$dir/spk_xvector.scp.made_by"
 fi
 echo "$0: wrote $(wc -l < "$dir/xvector.scp") embeddings to $dir/xvector.scp"
