@@ -287,6 +287,23 @@ def load_finetune_config(path: str | Path, source: TrainConfig, source_path: str
     return cfg
 
 
+def load_features_record(path: str | Path) -> FeaturesRecord | None:
+    """The ``features`` record of an exp dir's ``config.yaml`` alone (not the model section, whose
+    check imports torch: extraction steps ask this before anything else)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as err:
+        raise SidError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SidError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict) or raw.get("features") is None:
+        return None
+    return _parse_dataclass(raw["features"], FeaturesRecord, "features", str(path))
+
+
 def parse_config(raw: Any, source: str = "<config>", recorded: bool = False) -> TrainConfig:
     if not isinstance(raw, dict):
         raise SidError(f"{source}: expected a mapping with sections {', '.join(TRAINING_SECTIONS)}")

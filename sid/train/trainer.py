@@ -185,13 +185,21 @@ class Trainer:
         if self.source == "audio":
             from sid.train import audio
 
-            if not self.opts.fbank_config:
+            if cfg.frontend is not None:
+                # The config's own front-end (d-vector, ResNetSE34, GRU, ConvGRU): its one home.
+                if self.opts.fbank_config:
+                    raise SidError(f"--fbank-config {self.opts.fbank_config}: the config's 'frontend' section "
+                                   f"({cfg.frontend.type}) says what the model reads from audio; drop the option")
+                self.frontend = audio.ModelFrontend(cfg.frontend)
+                where = f"the config's frontend ({cfg.frontend.type}) gives"
+            elif not self.opts.fbank_config:
                 raise SidError("data.source 'audio' needs --fbank-config (e.g. conf/fbank80.conf, the features "
-                               "extraction computes)")
-            self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+                               "extraction computes), or a 'frontend' section in the config")
+            else:
+                self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+                where = f"--fbank-config {self.opts.fbank_config} gives"
             data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
             dim = self.frontend.dim
-            where = f"--fbank-config {self.opts.fbank_config} gives"
             classes = audio.num_classes(len(data.spk2id), cfg.data.speed_perturb)
         else:
             data = read_training_set(data_dir, spk2id)
@@ -201,7 +209,7 @@ class Trainer:
         if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
             raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=classes, features=self._features_record(data_dir),
+                                  num_classes=classes, features=self._features_record(data_dir, cfg.frontend),
                                   train_data=_train_data_record(data))
         self.spk2id = data.spk2id
         if self.opts.init_model:
@@ -232,15 +240,19 @@ class Trainer:
                                f"{getattr(theirs, key)!r} there; make the training features with that exp's "
                                "features.config")
 
-    def _features_record(self, data_dir: str) -> FeaturesRecord:
+    def _features_record(self, data_dir: str, frontend) -> FeaturesRecord:
         """From audio, the fbank config given; extraction's sliding CMN over 300 frames is the
         per-chunk mean normalisation of 2-3 s training chunks."""
         if self.frontend is None:
             return training_record(data_dir)
-        from sid.provenance import options_md5
+        from sid.provenance import frontend_record_text, options_md5
 
-        text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
-        return FeaturesRecord("fbank", text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
+        if frontend is not None:
+            # What steps/make_frontend_feats.sh records for the same front-end.
+            feat_type, text = "frontend", frontend_record_text(frontend)
+        else:
+            feat_type, text = "fbank", Path(self.opts.fbank_config).read_text(encoding="utf-8")
+        return FeaturesRecord(feat_type, text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
 
     def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
