@@ -148,11 +148,28 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
     assert set(read_dict(data / "train_combined_no_sil" / "utt2spk")) <= set(read_dict(data / "train_combined" / "utt2spk"))
     log = (exp / "log" / "train_job.log").read_text()
     assert "was started with other settings or data" in log and "train_data.num_utts" in log
+    # (MUSAN from another root, the same files: its dirs record the root and are made again.)
+    musan2 = tmp_path / "musan2"
+    musan2.symlink_to(standin / "musan")
+    noise = made_at("train_noise")
     r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "2", "--stop-stage", "3",
-                   "--num-aug-utts", "10", "--aug-seed", "7", "--min-len", "80")
+                   "--num-aug-utts", "10", "--aug-seed", "7", "--min-len", "80", "--musan-root", musan2)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert made_at("train_reverb") > reverb and "--random-seed 7" in (data / "train_reverb" / ".made_by").read_text()
     assert "80 2 data/train_combined_cmn" in (data / "train_combined_no_sil" / ".made_by").read_text()
+    assert (data / "musan_noise" / ".made_by").read_text().strip() == f"local/make_musan.py {musan2}"
+    assert made_at("train_noise") > noise and "data/rirs " in (data / "train_reverb" / ".made_by").read_text()
+    # Another --min-num-utts redoes the speaker selection (and only that, in stage 3).
+    cmn = made_at("train_combined_cmn")
+    r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "3", "--stop-stage", "3",
+                   "--min-len", "80", "--min-num-utts", "5", "--musan-root", musan2)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert made_at("train_combined_cmn") == cmn
+    assert "80 5 data/train_combined_cmn" in (data / "train_combined_no_sil" / ".made_by").read_text()
+    counts = {}
+    for spk in read_dict(data / "train_combined_no_sil" / "utt2spk").values():
+        counts[spk] = counts.get(spk, 0) + 1
+    assert counts and min(counts.values()) >= 5
     r = run_recipe(where, standin, sid_env, *meta, "--stage", "1", "--stop-stage", "1", "--feat-type", "mfcc")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in ("train", "voxceleb1_test"):
