@@ -177,6 +177,48 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
         assert (data / name / "conf" / "mfcc.conf").is_file()
 
 
+def test_two_runs_at_once_on_the_same_dirs(standin, repo, tmp_path, sid_env):
+    """A second run.sh started while one runs on the same dirs waits for the first (utils/lock_dirs.sh),
+    then finds its work done; with SID_LOCK_WAIT=false it stops at once saying why."""
+    import time
+
+    import kaldiio
+
+    where = recipe_dir(repo, tmp_path / "twice")
+    cmd = ["./run.sh", "--voxceleb1-root", standin / "voxceleb1", "--voxceleb2-root", standin / "voxceleb2",
+           "--trials-dir", standin / "lists", "--nj", "2", "--stop-stage", "1"]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(list(map(str, cmd)), cwd=where, env=sid_env, stdout=log, stderr=subprocess.STDOUT)
+    lock = where / ".data.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.is_file() and lock.stat().st_size) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    second = subprocess.run(list(map(str, cmd)), cwd=where, env=sid_env, capture_output=True, text=True)
+    assert first.wait() == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "is in use by another run" in second.stderr and "waiting for it to end" in second.stderr
+    # One complete, uncorrupted result: every data dir validates and every feature matrix reads.
+    for d in data_dirs(where):
+        validate(d, sid_env)
+    for name in ("train", "voxceleb1_test"):
+        utts = read_dict(where / "data" / name / "utt2spk")
+        feats = dict(kaldiio.load_scp(str(where / "data" / name / "feats.scp")))
+        assert set(feats) == set(utts) and all(m.shape[1] == 80 for m in feats.values())
+    assert not list((where / "data").glob("*.tmp"))
+
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+            time.sleep(0.05)
+        r = subprocess.run(list(map(str, cmd)), cwd=where, env=dict(sid_env, SID_LOCK_WAIT="false"),
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1 and "is in use by another run" in r.stderr and "SID_LOCK_WAIT=false" in r.stderr
+
+
 def test_wespeaker_recipe_with_speed_perturbation(standin, repo, tmp_path, sid_env):
     where = recipe_dir(repo, tmp_path / "ws")
     # A config training from features: the Kaldi augmentation path on the WeSpeaker sets.
