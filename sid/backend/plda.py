@@ -105,11 +105,20 @@ class Plda:
     # terms) are double. Scores agree with Kaldi's double arithmetic to ~1e-5 (parity: 1e-3)
     # at a fifth of the time.
     def transform_vectors(self, x: np.ndarray, num_utts: np.ndarray | int = 1, normalize_length: bool = True,
-                          simple_length_norm: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Kaldi's TransformIvector for each row: returns (float32 transformed rows, normalisation factors)."""
+                          simple_length_norm: bool = False, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Kaldi's TransformIvector for each row: returns (float32 transformed rows, normalisation factors).
+
+        ``in_place``: the result overwrites ``x`` (float32), a block of rows at a time, so a whole
+        table is not held twice."""
         # x T^T - mean T^T is (x - mean) T^T, without a copy of the table.
-        with big_blas():
-            y = np.asarray(x, dtype=np.float32) @ self.transform.T.astype(np.float32)
+        t = self.transform.T.astype(np.float32)
+        if in_place and x.dtype == np.float32 and x.flags.c_contiguous:
+            for s in range(0, len(x), 16384):
+                x[s:s + 16384] = x[s:s + 16384] @ t
+            y = x
+        else:
+            with big_blas():
+                y = np.asarray(x, dtype=np.float32) @ t
         y -= (self.mean @ self.transform.T).astype(np.float32)
         if simple_length_norm:
             factor = np.sqrt(self.dim / np.einsum("ij,ij->i", y, y, dtype=np.float64))
