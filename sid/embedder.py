@@ -4,7 +4,9 @@
     e = Embedder.from_exp("exp/xvector")
     a = e.embed_file("a.wav")            # float32 [dim]
     b = e.embed(samples, 16000)          # samples: int16 range, or floats in [-1, 1]
-    e.score(a, b)                        # cosine, or the PLDA back-end when one is given
+    e.score(a, b)                        # cosine, or the exp's back-end (see below)
+    e.score_files("a.wav", "b.wav")      # both embedded and scored, durations given to the back-end
+    e.threshold                          # the exp's calibrated threshold (score >= it: accept), or None
 
 An utterance goes through exactly what the recipe does to it before
 ``steps/extract_embeddings.sh``: the features the exp's ``config.yaml`` records
@@ -14,6 +16,11 @@ An utterance goes through exactly what the recipe does to it before
 (``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
 exp's CMN, voiced frames, chunking and batching. The embedding of an utterance is
 therefore the one the recipe extracts for it.
+
+Scores are the cosine similarity, unless the exp records a back-end trained for it
+(``<exp>/backend.yaml`` from ``sid.bin.record_backend``, ``sid.backend.record``): PLDA, or
+cosine + AS-norm + QMF calibration, whose threshold at the recorded target prior is
+``threshold``. A back-end dir given as ``backend=`` (score_plda.sh's ``backend_plda``) replaces it.
 """
 
 from __future__ import annotations
@@ -58,7 +65,6 @@ class Embedder:
     def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path = DEFAULT_VAD_CONFIG,
                  compress: bool = True, resample: bool = False, backend: str | Path | None = None,
                  max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 0):
-        from sid import kaldi_io
         from sid.extract import Extractor, pick_device
         from sid.features.compute import Fbank, Mfcc
         from sid.features.options import FbankOptions, MfccOptions, VadEnergyOptions
@@ -86,19 +92,9 @@ class Embedder:
         self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
         self.compress = compress
         self.resample = resample
-        self.plda = self.mean = self.transform = None
-        if backend is not None:
-            from sid.backend.plda import Plda
+        from sid.backend.record import Backend
 
-            backend = Path(backend)
-            for name in ("mean.vec", "plda"):
-                if not (backend / name).exists():
-                    raise SidError(f"{backend / name} not found: a back-end dir is score_plda.sh's backend_plda "
-                                   "(mean.vec, plda, optional transform.mat)")
-            self.mean = kaldi_io.read_vector(str(backend / "mean.vec"))
-            if (backend / "transform.mat").exists():
-                self.transform = kaldi_io.read_matrix(str(backend / "transform.mat"))
-            self.plda = Plda.read(str(backend / "plda"))
+        self.backend = Backend.of_model(self.exp) if backend is None else Backend("plda", backend)
 
     @classmethod
     def from_exp(cls, exp: str | Path, **kwargs) -> "Embedder":
@@ -184,26 +180,35 @@ class Embedder:
     def embed_file(self, path: str | Path, utt: str | None = None) -> np.ndarray:
         """The embedding of an audio file (any format ``sid.data.audio`` reads); ``utt`` defaults
         to the file name without its extension."""
-        path = str(path)
+        return self._embed_path(str(path), utt)[0]
+
+    def _embed_path(self, path: str, utt: str | None = None) -> tuple[np.ndarray, float]:
+        """The embedding of a file and its duration in seconds."""
         utt = Path(path).stem if utt is None else utt
         samples, sr = self.read(path, utt)
         prepared = self.features(samples, sr, utt, where=path, int16_range=True)
-        return next(iter(self.extractor.embed([(utt, prepared)])))[1]
+        return next(iter(self.extractor.embed([(utt, prepared)])))[1], len(samples) / sr
 
-    def score(self, a: np.ndarray, b: np.ndarray) -> float:
-        """Cosine similarity, or the PLDA log-likelihood ratio when a back-end was given
-        (mean, LDA, length norm, PLDA, as steps/score_plda.sh scores)."""
-        a = np.asarray(a, dtype=np.float32).reshape(1, -1)
-        b = np.asarray(b, dtype=np.float32).reshape(1, -1)
+    @property
+    def threshold(self) -> float | None:
+        """The back-end's calibrated decision threshold (accept a score >= it), when the exp has one."""
+        return None if self.backend is None else self.backend.threshold
+
+    def score(self, a: np.ndarray, b: np.ndarray, dur_a: float | None = None, dur_b: float | None = None) -> float:
+        """Cosine similarity, or the back-end's score as its scoring step computes it for a trial
+        (PLDA: mean, LDA, length norm, PLDA; QMF needs both utterances' durations in seconds)."""
+        a = np.asarray(a, dtype=np.float32).reshape(-1)
+        b = np.asarray(b, dtype=np.float32).reshape(-1)
         if a.shape != b.shape:
-            raise SidError(f"embeddings of different dimensions: {a.shape[1]} and {b.shape[1]}")
-        if self.plda is None:
-            na, nb = np.linalg.norm(a), np.linalg.norm(b)
-            if na == 0 or nb == 0:
-                raise SidError("cannot score a zero embedding")
-            return float((a @ b.T)[0, 0] / (na * nb))
-        from sid.backend import pipeline
+            raise SidError(f"embeddings of different dimensions: {a.shape[0]} and {b.shape[0]}")
+        if self.backend is not None:
+            return self.backend.score(a, b, dur_a, dur_b)
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na == 0 or nb == 0:
+            raise SidError("cannot score a zero embedding")
+        return float(a @ b / (na * nb))
 
-        x = pipeline.prepare(np.concatenate([a, b]).copy(), self.mean, self.transform)
-        y = self.plda.transform_vectors(x, 1)[0]
-        return float(self.plda.log_likelihood_ratios(y[:1], np.ones(1), y[1:], np.zeros(1, int), np.zeros(1, int))[0])
+    def score_files(self, a: str | Path, b: str | Path) -> float:
+        """The score of two audio files (their durations as utt2dur gives them: the whole file)."""
+        (ea, da), (eb, db) = self._embed_path(str(a)), self._embed_path(str(b))
+        return self.score(ea, eb, da, db)

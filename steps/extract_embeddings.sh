@@ -7,7 +7,8 @@
 # extract_xvectors.sh. <data-dir>'s features must be made as the training features were
 # (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops.
 # One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
-# done. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
+# done with the same model, config, features, VAD and chunking options (<out-dir>/xvector.<job>.scp.made_by)
+# and redoes the others. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
 # and num_utts.ark.
 #
 # Options:
@@ -79,8 +80,10 @@ else
 fi
 
 # Speaker means, as extract_xvectors.sh does with ivector-mean.
-if [ ! -f "$dir/num_utts.ark" ] || [ "$dir/xvector.scp" -nt "$dir/num_utts.ark" ]; then
+. made_by.sh
+if ! made "$dir/spk_xvector.scp.made_by" "" "$data/spk2utt" "$dir/xvector.scp" || [ ! -f "$dir/num_utts.ark" ]; then
   python -m sid.bin.ivector_mean "ark:$data/spk2utt" "scp:$dir/xvector.scp" \
     "ark,scp:$dir/spk_xvector.ark,$dir/spk_xvector.scp" "ark,t:$dir/num_utts.ark"
+  [ ! -f "$dir/spk_xvector.scp.made_by.new" ] || made_done "$dir/spk_xvector.scp.made_by"
 fi
 echo "$0: wrote $(wc -l < "$dir/xvector.scp") embeddings to $dir/xvector.scp"

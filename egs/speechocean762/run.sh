@@ -224,6 +224,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     "$data/train" "$emb/train" "$data/test" "$emb/test" "$scores" "${kaldi_trials[@]}"
   steps/score_plda.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --lda-dim "$lda_dim" \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  # The model's back-end for sid.Embedder and `sid.bin.verify --exp $model`: the calibrated one
+  # (its threshold does not depend on the list: any list's file).
+  cohort=$emb/train/spk_xvector.scp; [ -f "$cohort" ] || cohort=$scores/backend_cosine/spk_xvector.scp
+  python -m sid.bin.record_backend --cohort "$cohort" \
+    --threshold-file "$scores/$(basename "${kaldi_trials[0]}").cosine_asnorm_qmf.threshold" "$model" "$scores/backend_cosine"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -10,6 +10,10 @@ rows of the result for the ``dim`` largest eigenvalues form the transform.
 The written matrix is ``dim x (D+1)``: the last column ``-A mean`` removes
 the training mean, as Kaldi writes it.
 
+Where Kaldi stops on a singular total covariance (vectors spanning fewer than D
+dimensions: too few of them, or a collapsed or low-rank embedding space), LDA is
+computed in the subspace they span and ``dim`` limited to its rank, with a warning.
+
 Eigenvectors are defined up to sign; we make each row's largest-magnitude
 coefficient positive (Kaldi's own choice follows its QR iterations).
 Downstream PLDA/cosine scores do not depend on the signs.
@@ -98,6 +102,34 @@ def normalizing_transform(covar: np.ndarray, floor: float) -> np.ndarray:
     return s[:, None] ** -0.5 * u.T
 
 
+# Kaldi's SingularTotCovar test: a total covariance whose eigenvalues span more than this
+# ratio is singular for LDA's purposes.
+MAX_CONDITION = 1e6
+
+
+def _total_subspace(total: np.ndarray, n: int, dim: int) -> tuple[np.ndarray | None, int]:
+    """``(basis, dim)``: None and ``dim`` where the total covariance is well conditioned (Kaldi's
+    case); otherwise the ``D x r`` eigenvectors of its ``r`` eigenvalues above ``1 / MAX_CONDITION``
+    of the largest, LDA then working in that subspace, and ``dim`` limited to ``r``.
+
+    Embeddings of a collapsed or undertrained network (ReLU outputs that never fire, a few
+    directions only), or fewer vectors than dimensions, span a subspace: Kaldi stops there;
+    here the subspace is used, with a warning that says so."""
+    d = total.shape[0]
+    eig, vecs = sort_eig(total)
+    if eig[0] <= 0:
+        raise SidError(f"the {n} vectors are all the same (zero total covariance): nothing for LDA to separate "
+                       "(a collapsed model?)")
+    if eig[-1] > eig[0] / MAX_CONDITION:
+        return None, dim
+    rank = int(np.sum(eig > eig[0] / MAX_CONDITION))
+    log.warning("The total covariance of %d vectors of dimension %d is singular: they span only %d dimensions "
+                "(eigenvalues below %g of the largest; too few vectors, or collapsed or low-rank embeddings). "
+                "LDA is computed in that %d-dim subspace%s", n, d, rank, 1 / MAX_CONDITION, rank,
+                f" and its dimension limited from {dim} to {rank}" if dim > rank else "")
+    return vecs[:, :rank], min(dim, rank)
+
+
 def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_factor: float = 0.1,
                 covariance_floor: float = 1e-6) -> np.ndarray:
     """The ``dim x (D+1)`` LDA transform (float32) of rows ``x`` labelled by ``spk_idx`` (0..S-1)."""
@@ -118,9 +150,9 @@ def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_f
     scaled = (means - mean) * np.sqrt(counts)[:, None]
     within = within_scatter(x, spk_idx, means) / n
     total = within + scaled.T @ scaled / n
-    eig = np.linalg.eigvalsh(total)
-    if eig[0] <= 0 or eig[-1] / eig[0] > 1e6:  # Kaldi's SingularTotCovar test
-        raise SidError(f"too little data for dimension {d}: the total covariance of {n} vectors is singular")
+    basis, dim = _total_subspace(total, n, dim)
+    if basis is not None:
+        total, within = basis.T @ total @ basis, basis.T @ within @ basis
     to_normalize = total_covariance_factor * total + (1.0 - total_covariance_factor) * within
     proj = normalizing_transform(to_normalize, covariance_floor)
     between_proj = proj @ (total - within) @ proj.T
@@ -128,7 +160,10 @@ def compute_lda(x: np.ndarray, spk_idx: np.ndarray, dim: int, total_covariance_f
     log.info("Singular values of between-class covariance after projecting with interpolated "
              "[total/within] covariance with a weight of %g on the total covariance, are: [ %s ]",
              total_covariance_factor, " ".join(f"{v:g}" for v in s))
-    linear = fix_signs(u[:, :dim].T @ proj).astype(np.float32)
+    linear = u[:, :dim].T @ proj
+    if basis is not None:
+        linear = linear @ basis.T   # back from the subspace's coordinates to the vectors'
+    linear = fix_signs(linear).astype(np.float32)
     offset = -(linear.astype(np.float64) @ mean)
     return np.hstack([linear, offset.astype(np.float32)[:, None]])
 

@@ -35,7 +35,9 @@ def _joint_diagonalize(within: np.ndarray, between: np.ndarray) -> tuple[np.ndar
     try:
         chol = np.linalg.cholesky((within + within.T) / 2)
     except np.linalg.LinAlgError:
-        raise SidError("within-class covariance is not positive definite; too little data for the dimension") from None
+        raise SidError("within-class covariance is not positive definite: too little data for the dimension, or "
+                       "vectors spanning fewer dimensions than they have (a collapsed or low-rank model); "
+                       "an LDA first (--lda-dim) reduces them to the dimensions they span") from None
     chol_inv = np.linalg.inv(chol)
     lam, u = np.linalg.eigh(chol_inv @ ((between + between.T) / 2) @ chol_inv.T)
     return u.T @ chol_inv, chol @ u, lam

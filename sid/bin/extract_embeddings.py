@@ -31,22 +31,31 @@ def main() -> int:
     po.register("chunking", "", "kaldi (length-weighted mean of --max-chunk-frames chunks) or windows (mean of "
                 "unit-length 1.6 s windows at 50% overlap, re-normalised: d-vectors); default: the config's "
                 "extract.chunking, else kaldi")
-    po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and is newer "
-                "than the model and the inputs (resuming a split job)")
+    po.register("skip-done", False, "For an ark,scp output: do nothing if its scp exists and <scp>.made_by "
+                "records the same model, config, inputs and chunking options (resuming a split job); "
+                "otherwise say what changed and extract again")
     opts, (model_dir, feats_rspec, vad_rspec, wspec) = po.parse(num_args=4)
+
+    from sid import kaldi_io, provenance
+
+    out_scp = kaldi_io.scp_of(wspec)
+    marker = f"{out_scp}.made_by"
+    if opts.skip_done and out_scp:
+        # What changes the embeddings (not --batch-frames, --num-threads: they do not).
+        options = (f"max_chunk_frames={opts.max_chunk_frames} min_chunk_frames={opts.min_chunk_frames} "
+                   f"chunking={opts.chunking} model_file={opts.model_file}")
+        inputs = [Path(model_dir) / opts.model_file, Path(model_dir) / "config.yaml",
+                  *kaldi_io.files_of(feats_rspec), *kaldi_io.files_of(vad_rspec)]
+        if not os.path.exists(out_scp) and os.path.exists(marker):
+            os.remove(marker)
+        if provenance.step_done(marker, options, inputs, "extract_embeddings"):
+            log.info("%s is up to date; nothing to do", out_scp)
+            return 0
 
     import torch
 
-    from sid import kaldi_io
     from sid.errors import SidError
     from sid.extract import Extractor, pick_device
-
-    out_scp = kaldi_io.scp_of(wspec)
-    if opts.skip_done and out_scp and _up_to_date(out_scp, [Path(model_dir) / opts.model_file,
-                                                           *map(Path, kaldi_io.files_of(feats_rspec)),
-                                                           *map(Path, kaldi_io.files_of(vad_rspec))]):
-        log.info("%s is up to date; nothing to do", out_scp)
-        return 0
     torch.set_num_threads(max(1, opts.num_threads))
     device = pick_device(opts.use_gpu)
     ext = Extractor(model_dir, device, opts.max_chunk_frames, opts.min_chunk_frames, opts.batch_frames, opts.chunking)
@@ -74,16 +83,11 @@ def main() -> int:
     with kaldi_io.TableWriter(wspec) as w:
         for k in keys:
             w.write(k, embeddings[k])
+    if opts.skip_done and out_scp:
+        provenance.step_finish(marker)
     log.info("Computed %d embeddings (%d-dim) on %s; %d utterances without VAD, %d without voiced frames",
              len(embeddings), next(iter(embeddings.values())).shape[0], device, counts["no_vad"], counts["no_voiced"])
     return 0
-
-
-def _up_to_date(target: str, sources: list[Path]) -> bool:
-    if not os.path.exists(target):
-        return False
-    t = os.path.getmtime(target)
-    return all(s.exists() and s.stat().st_mtime <= t for s in sources)
 
 
 if __name__ == "__main__":
