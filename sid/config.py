@@ -159,6 +159,10 @@ class FeaturesRecord:
     config: str                             # the feature config's text (Kaldi options, one a line)
     checksum: str                           # of the options, as in the data dir's done-marker
     cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
+    # features: the data dir's feats.scp with the sliding CMN of cmvn_opts and voiced frames only;
+    # audio: computed per chunk from wav.scp, each chunk's mean subtracted, no VAD (data.source
+    # audio), so extraction computes them from the test audio and subtracts the utterance's mean.
+    source: Literal["features", "audio"] = "features"
 
 
 @dataclass

@@ -271,6 +271,8 @@ def test_wespeaker_recipe_from_audio_end_to_end(standin, repo, tmp_path, sid_env
     assert not (data / "train_combined").exists() and not (data / "train_reverb").exists()
     log = (exp / "tiny" / "log" / "train.log").read_text()
     assert "Epoch 1:" in log and yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["features"]["type"] == "fbank"
+    # Extraction computes the fbank from the test sets' audio as training did (no VAD).
+    assert yaml.safe_load((exp / "tiny_lm" / "config.yaml").read_text())["features"]["source"] == "audio"
     assert yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["num_classes"] == 3 * len(
         set(read_dict(data / "train" / "utt2spk").values()))
     lm_log = (exp / "tiny_lm" / "log" / "train.log").read_text()
