@@ -24,7 +24,7 @@ import numpy as np
 
 from sid import kaldi_io
 from sid.backend import big_blas
-from sid.backend.lda import class_sums, fix_signs, within_scatter
+from sid.backend.lda import class_stats, fix_signs
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,12 @@ def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) ->
     """Train Kaldi's PLDA on rows ``x`` with speaker indices ``spk_idx`` (0..S-1, each used)."""
     n_total, d = x.shape
     num_spk = int(spk_idx.max()) + 1
-    sums, counts = class_sums(x, spk_idx, num_spk)
+    sums, counts, offset_scatter = class_stats(x, spk_idx, num_spk)
     if np.any(counts == 0):
         raise SidError("internal error: speaker without vectors passed to estimate_plda")
     if num_spk == n_total:
         raise SidError("No speakers with multiple utterances, unable to estimate PLDA.")
     means = sums / counts[:, None]
-    offset_scatter = within_scatter(x, spk_idx, means)
     global_mean = means.sum(axis=0) / num_spk
     centred = means - global_mean
     n_spk = counts.astype(np.float64)[:, None]
