@@ -72,19 +72,31 @@ class Embedder:
             raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
                            "(retrain with the current steps/train_xvector.sh, or import the model)")
         kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
-        if record.type not in kinds:
+        self.frontend = None
+        if record.type == "frontend":
+            from sid.features.frontends import OWN_VAD, build_frontend
+
+            # Only a front-end that trims silence itself: the others take the VAD of the recipe's MFCCs.
+            if self.extractor.cfg.frontend.type not in OWN_VAD:
+                raise SidError(f"{cfg_path}: the Embedder computes front-end features only for "
+                               f"{', '.join(OWN_VAD)}, not '{self.extractor.cfg.frontend.type}' (whose VAD comes "
+                               "from the recipe's MFCCs); extract with steps/extract_embeddings.sh")
+            self.frontend = build_frontend(self.extractor.cfg.frontend)
+            self.feat_opts = FbankOptions()   # its frame rate and 16 kHz: sid.features.frontends' front-ends
+        elif record.type not in kinds:
             raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
-                           f"allowed: {', '.join(kinds)}")
-        options_cls, computer_cls = kinds[record.type]
-        self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
-        self.computer = computer_cls(self.feat_opts)
+                           f"allowed: frontend, {', '.join(kinds)}")
+        else:
+            options_cls, computer_cls = kinds[record.type]
+            self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
+            self.computer = computer_cls(self.feat_opts)
         self.sample_rate = int(self.feat_opts.frame_opts.samp_freq)
         try:
             vad_text = Path(vad_config).read_text(encoding="utf-8")
         except OSError as err:
             raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
         self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
-        self.compress = compress
+        self.compress = compress and self.frontend is None   # front-end features are stored uncompressed
         self.resample = resample
         self.plda = self.mean = self.transform = None
         if backend is not None:
@@ -139,6 +151,10 @@ class Embedder:
 
         where = where or f"utterance '{utt}'"
         x = self._samples(samples, sr, where, int16_range)
+        if self.frontend is not None:
+            from sid.features.frontends import frontend_features
+
+            return self.extractor.prepare(utt, frontend_features(self.frontend, x, where=where), None)
         if num_frames(len(x), self.feat_opts.frame_opts) == 0:
             raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
         feats = self.computer.compute(x, utt)

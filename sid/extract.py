@@ -23,8 +23,9 @@ GE2E and Resemblyzer): ``extract.chunking: windows`` in the config, or
 
 ``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
 features as Kaldi's ``extract_xvectors.sh`` does: the sliding CMN the training features
-had (``features.cmvn_opts`` of the config, recorded from the training data dir) then
-voiced-frame selection.
+had (``features.cmvn_opts`` of the config, recorded from the training data dir; ``none``
+for an imported model that normalises by itself) then voiced-frame selection (none for
+a front-end that trims silence itself, Resemblyzer's).
 """
 
 from __future__ import annotations
@@ -201,8 +202,13 @@ class Extractor:
         if self.cfg.features is None:
             raise SidError(f"{Path(model_dir) / 'config.yaml'} has no 'features' record: it does not say how its "
                            "training features were normalised")
+        from sid.features.frontends import OWN_VAD
         from sid.provenance import parse_cmvn_opts
-        self.cmn = parse_cmvn_opts(self.cfg.features.cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
+        cmvn_opts = self.cfg.features.cmvn_opts
+        self.cmn = None if cmvn_opts == "none" else parse_cmvn_opts(
+            cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
+        # A front-end that trims silence itself makes fewer frames than the Kaldi VAD decided on.
+        self.own_vad = self.cfg.frontend is not None and self.cfg.frontend.type in OWN_VAD
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
@@ -211,9 +217,10 @@ class Extractor:
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
-        feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
-                                   center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
-        if vad is not None:
+        if self.cmn is not None:
+            feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
+                                       center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
+        if vad is not None and not self.own_vad:
             if len(vad) != feats.shape[0]:
                 raise SidError(f"utterance '{utt}': VAD has {len(vad)} frames, features {feats.shape[0]}")
             feats = select_voiced_frames(feats, vad)

@@ -47,7 +47,7 @@ def frontend_text(config: str | Path) -> str:
 
     from sid.config import load_config
 
-    frontend = load_config(config).frontend
+    frontend = load_config(config, recorded=True).frontend   # a model config, or an exp's (imported models)
     if frontend is None:
         raise SidError(f"{config} has no 'frontend' section")
     return yaml.safe_dump(dataclasses.asdict(frontend), sort_keys=True)
