@@ -125,6 +125,11 @@ class OptimConfig:
 class TrainingConfig:
     epochs: int = field(default=10, metadata={"min": 1})
     num_avg: int = field(default=1, metadata={"min": 1})  # final.pt: mean of the last num_avg epochs
+    # Fine-tuning: these blocks of the model (parameter-name prefixes, e.g. [lstm] or [tdnn1, tdnn2])
+    # stay fixed, batch-norm statistics included, for the first freeze_epochs epochs
+    # (steps/train_xvector.sh --freeze, --freeze-epochs).
+    freeze: list[str] = field(default_factory=list)
+    freeze_epochs: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
@@ -155,9 +160,12 @@ class FeaturesRecord:
     type: str                               # fbank | mfcc | ... (steps/make_<type>.sh)
     config: str                             # the feature config's text (Kaldi options, one a line)
     checksum: str                           # of the options, as in the data dir's done-marker
-    # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh); "none": no CMN (an imported
-    # model whose front-end or network normalises by itself, sid.pretrained)
-    cmvn_opts: str
+    cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
+    # features: the data dir's feats.scp with the sliding CMN of cmvn_opts and voiced frames only;
+    # audio: computed per chunk from wav.scp, each chunk's mean subtracted, no VAD (data.source
+    # audio), so extraction computes them from the test audio and subtracts the utterance's mean
+    # (with cmvn_opts "none": no mean subtracted, an imported model that normalises by itself).
+    source: Literal["features", "audio"] = "features"
 
 
 @dataclass
@@ -246,6 +254,61 @@ def load_config(path: str | Path, recorded: bool = False) -> TrainConfig:
     except yaml.YAMLError as err:
         raise SidError(f"{path}: invalid YAML: {err}") from None
     return parse_config(raw, str(path), recorded)
+
+
+# Fine-tuning (steps/train_xvector.sh --init-model <exp>): what the source exp decides.
+INHERITED = ("model", "frontend", "extract")
+
+
+def load_finetune_config(path: str | Path, source: TrainConfig, source_path: str) -> TrainConfig:
+    """A training config for fine-tuning the model of ``source`` (an exp's ``config.yaml``, at
+    ``source_path``): the model, its front-end and its extraction come from the source; the
+    config's other sections (loss, data, optim, training) are the training settings. A model,
+    frontend or extract section the config gives anyway must say what the source says."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as err:
+        raise SidError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SidError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise SidError(f"{path}: expected a mapping with sections {', '.join(TRAINING_SECTIONS)}")
+    inherited = source.to_dict()
+    merged = {**raw, **{k: inherited[k] for k in INHERITED if k not in raw and k in inherited}}
+    cfg = parse_config(merged, str(path))
+    given = cfg.to_dict()
+    for section in INHERITED:
+        if section not in raw:
+            continue
+        keys = [k for k in (raw[section] or {})] if section == "model" else list(given.get(section) or {})
+        for key in keys:
+            mine = (given.get(section) or {}).get(key)
+            theirs = (inherited.get(section) or {}).get(key)
+            if mine != theirs:
+                raise SidError(f"{path}: {section}.{key} is {_short(mine)}, but the model to fine-tune "
+                               f"({source_path}) has {_short(theirs)}: the {section} comes from that exp; "
+                               f"remove '{section}' from {path} or make it agree")
+    return cfg
+
+
+def load_features_record(path: str | Path) -> FeaturesRecord | None:
+    """The ``features`` record of an exp dir's ``config.yaml`` alone (not the model section, whose
+    check imports torch: extraction steps ask this before anything else)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as err:
+        raise SidError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SidError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict) or raw.get("features") is None:
+        return None
+    return _parse_dataclass(raw["features"], FeaturesRecord, "features", str(path))
 
 
 def parse_config(raw: Any, source: str = "<config>", recorded: bool = False) -> TrainConfig:

@@ -4,7 +4,9 @@
     e = Embedder.from_exp("exp/xvector")
     a = e.embed_file("a.wav")            # float32 [dim]
     b = e.embed(samples, 16000)          # samples: int16 range, or floats in [-1, 1]
-    e.score(a, b)                        # cosine, or the PLDA back-end when one is given
+    e.score(a, b)                        # cosine, or the exp's back-end (see below)
+    e.score_files("a.wav", "b.wav")      # both embedded and scored, durations given to the back-end
+    e.threshold                          # the exp's calibrated threshold (score >= it: accept), or None
 
 An utterance goes through exactly what the recipe does to it before
 ``steps/extract_embeddings.sh``: the features the exp's ``config.yaml`` records
@@ -12,8 +14,15 @@ An utterance goes through exactly what the recipe does to it before
 ``compute_*_feats``, so ``utt`` decides the result), the compression round trip
 ``steps/make_features.sh`` stores them with (``compress``, its default), energy VAD
 (``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
-exp's CMN, voiced frames, chunking and batching. The embedding of an utterance is
-therefore the one the recipe extracts for it.
+exp's CMN, voiced frames, chunking and batching. A model trained from audio
+(``features.source: audio``) gets what it was trained on instead: the fbank, uncompressed,
+less the utterance's mean, no VAD. The embedding of an utterance is therefore the one the
+recipe extracts for it.
+
+Scores are the cosine similarity, unless the exp records a back-end trained for it
+(``<exp>/backend.yaml`` from ``sid.bin.record_backend``, ``sid.backend.record``): PLDA, or
+cosine + AS-norm + QMF calibration, whose threshold at the recorded target prior is
+``threshold``. A back-end dir given as ``backend=`` (score_plda.sh's ``backend_plda``) replaces it.
 """
 
 from __future__ import annotations
@@ -58,7 +67,6 @@ class Embedder:
     def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path = DEFAULT_VAD_CONFIG,
                  compress: bool = True, resample: bool = False, backend: str | Path | None = None,
                  max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 0):
-        from sid import kaldi_io
         from sid.extract import Extractor, pick_device
         from sid.features.compute import Fbank, Mfcc
         from sid.features.options import FbankOptions, MfccOptions, VadEnergyOptions
@@ -71,46 +79,30 @@ class Embedder:
         if record is None:
             raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
                            "(retrain with the current steps/train_xvector.sh, or import the model)")
-        kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
-        self.frontend = None
-        if record.type == "frontend":
-            from sid.features.frontends import OWN_VAD, build_frontend
-
-            # Only a front-end that trims silence itself: the others take the VAD of the recipe's MFCCs.
-            if self.extractor.cfg.frontend.type not in OWN_VAD:
-                raise SidError(f"{cfg_path}: the Embedder computes front-end features only for "
-                               f"{', '.join(OWN_VAD)}, not '{self.extractor.cfg.frontend.type}' (whose VAD comes "
-                               "from the recipe's MFCCs); extract with steps/extract_embeddings.sh")
-            self.frontend = build_frontend(self.extractor.cfg.frontend)
-            self.feat_opts = FbankOptions()   # its frame rate and 16 kHz: sid.features.frontends' front-ends
-        elif record.type not in kinds:
-            raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
-                           f"allowed: frontend, {', '.join(kinds)}")
+        self.computer = None
+        if self.extractor.from_audio:
+            # (The extractor computes the features it was trained on from the samples.)
+            self.frame_opts = self.extractor.audio_frontend.frame_opts
         else:
+            kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
+            if record.type not in kinds:
+                raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
+                               f"allowed: {', '.join(kinds)}")
             options_cls, computer_cls = kinds[record.type]
-            self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
-            self.computer = computer_cls(self.feat_opts)
-        self.sample_rate = int(self.feat_opts.frame_opts.samp_freq)
+            feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
+            self.computer = computer_cls(feat_opts)
+            self.frame_opts = feat_opts.frame_opts
+        self.sample_rate = int(self.frame_opts.samp_freq)
         try:
             vad_text = Path(vad_config).read_text(encoding="utf-8")
         except OSError as err:
             raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
         self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
-        self.compress = compress and self.frontend is None   # front-end features are stored uncompressed
+        self.compress = compress
         self.resample = resample
-        self.plda = self.mean = self.transform = None
-        if backend is not None:
-            from sid.backend.plda import Plda
+        from sid.backend.record import Backend
 
-            backend = Path(backend)
-            for name in ("mean.vec", "plda"):
-                if not (backend / name).exists():
-                    raise SidError(f"{backend / name} not found: a back-end dir is score_plda.sh's backend_plda "
-                                   "(mean.vec, plda, optional transform.mat)")
-            self.mean = kaldi_io.read_vector(str(backend / "mean.vec"))
-            if (backend / "transform.mat").exists():
-                self.transform = kaldi_io.read_matrix(str(backend / "transform.mat"))
-            self.plda = Plda.read(str(backend / "plda"))
+        self.backend = Backend.of_model(self.exp) if backend is None else Backend("plda", backend)
 
     @classmethod
     def from_exp(cls, exp: str | Path, **kwargs) -> "Embedder":
@@ -129,7 +121,7 @@ class Embedder:
         scale = 1.0 if int16_range else INT16_SCALE
         samples = samples.astype(np.float64) * scale
         if sr != self.sample_rate:
-            frame = self.feat_opts.frame_opts
+            frame = self.frame_opts
             allowed = (sr > self.sample_rate and frame.allow_downsample) or (sr < self.sample_rate and frame.allow_upsample)
             if not (self.resample or allowed):
                 raise SidError(f"{where}: sample rate {sr} Hz, the model's features need {self.sample_rate} Hz "
@@ -143,7 +135,8 @@ class Embedder:
         return np.ascontiguousarray(samples, dtype=np.float32)
 
     def features(self, samples, sr: int, utt: str = "", where: str = "", int16_range: bool | None = None) -> np.ndarray:
-        """Prepared features (CMN'd voiced frames) of one utterance, as extraction gets them.
+        """Prepared features (CMN'd voiced frames, or for a model trained from audio its CMN'd
+        fbank) of one utterance, as extraction gets them.
         ``int16_range``: the samples' scale (default: integers are, floats are in [-1, 1])."""
         from sid import kaldi_io
         from sid.features.vad import compute_vad
@@ -151,12 +144,10 @@ class Embedder:
 
         where = where or f"utterance '{utt}'"
         x = self._samples(samples, sr, where, int16_range)
-        if self.frontend is not None:
-            from sid.features.frontends import frontend_features
-
-            return self.extractor.prepare(utt, frontend_features(self.frontend, x, where=where), None)
-        if num_frames(len(x), self.feat_opts.frame_opts) == 0:
+        if num_frames(len(x), self.frame_opts) == 0:
             raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
+        if self.extractor.from_audio:
+            return self.extractor.prepare_audio(utt, x)
         feats = self.computer.compute(x, utt)
         if not np.isfinite(feats).all():
             raise SidError(f"{where}: features contain non-finite values")
@@ -177,7 +168,7 @@ class Embedder:
     def decode(self, read) -> tuple[np.ndarray, int]:
         """``read(sample_rate, resample) -> (samples, sr)`` called as compute_*_feats calls it:
         resampled to the model's rate when asked for (or allowed by the feature config)."""
-        frame = self.feat_opts.frame_opts
+        frame = self.frame_opts
         samples, sr = read(None, False)
         if sr != self.sample_rate and (self.resample or (sr > self.sample_rate and frame.allow_downsample)
                                        or (sr < self.sample_rate and frame.allow_upsample)):
@@ -200,26 +191,35 @@ class Embedder:
     def embed_file(self, path: str | Path, utt: str | None = None) -> np.ndarray:
         """The embedding of an audio file (any format ``sid.data.audio`` reads); ``utt`` defaults
         to the file name without its extension."""
-        path = str(path)
+        return self._embed_path(str(path), utt)[0]
+
+    def _embed_path(self, path: str, utt: str | None = None) -> tuple[np.ndarray, float]:
+        """The embedding of a file and its duration in seconds."""
         utt = Path(path).stem if utt is None else utt
         samples, sr = self.read(path, utt)
         prepared = self.features(samples, sr, utt, where=path, int16_range=True)
-        return next(iter(self.extractor.embed([(utt, prepared)])))[1]
+        return next(iter(self.extractor.embed([(utt, prepared)])))[1], len(samples) / sr
 
-    def score(self, a: np.ndarray, b: np.ndarray) -> float:
-        """Cosine similarity, or the PLDA log-likelihood ratio when a back-end was given
-        (mean, LDA, length norm, PLDA, as steps/score_plda.sh scores)."""
-        a = np.asarray(a, dtype=np.float32).reshape(1, -1)
-        b = np.asarray(b, dtype=np.float32).reshape(1, -1)
+    @property
+    def threshold(self) -> float | None:
+        """The back-end's calibrated decision threshold (accept a score >= it), when the exp has one."""
+        return None if self.backend is None else self.backend.threshold
+
+    def score(self, a: np.ndarray, b: np.ndarray, dur_a: float | None = None, dur_b: float | None = None) -> float:
+        """Cosine similarity, or the back-end's score as its scoring step computes it for a trial
+        (PLDA: mean, LDA, length norm, PLDA; QMF needs both utterances' durations in seconds)."""
+        a = np.asarray(a, dtype=np.float32).reshape(-1)
+        b = np.asarray(b, dtype=np.float32).reshape(-1)
         if a.shape != b.shape:
-            raise SidError(f"embeddings of different dimensions: {a.shape[1]} and {b.shape[1]}")
-        if self.plda is None:
-            na, nb = np.linalg.norm(a), np.linalg.norm(b)
-            if na == 0 or nb == 0:
-                raise SidError("cannot score a zero embedding")
-            return float((a @ b.T)[0, 0] / (na * nb))
-        from sid.backend import pipeline
+            raise SidError(f"embeddings of different dimensions: {a.shape[0]} and {b.shape[0]}")
+        if self.backend is not None:
+            return self.backend.score(a, b, dur_a, dur_b)
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na == 0 or nb == 0:
+            raise SidError("cannot score a zero embedding")
+        return float(a @ b / (na * nb))
 
-        x = pipeline.prepare(np.concatenate([a, b]).copy(), self.mean, self.transform)
-        y = self.plda.transform_vectors(x, 1)[0]
-        return float(self.plda.log_likelihood_ratios(y[:1], np.ones(1), y[1:], np.zeros(1, int), np.zeros(1, int))[0])
+    def score_files(self, a: str | Path, b: str | Path) -> float:
+        """The score of two audio files (their durations as utt2dur gives them: the whole file)."""
+        (ea, da), (eb, db) = self._embed_path(str(a)), self._embed_path(str(b))
+        return self.score(ea, eb, da, db)

@@ -6,9 +6,11 @@ to training only (loss heads, optimiser state) and the front-end the network was
 on. Importing checks every key: one of theirs that we do not know, one of ours that they
 lack, or a shape that differs is an error naming their key. The exp dir it writes holds
 ``config.yaml`` (the model, its front-end as a ``frontend`` section or a Kaldi feature
-config, the normalisation as ``features.cmvn_opts``, how utterances are chunked) and
-``final.pt`` (the weights, no training state), which extraction, back-ends, the Embedder,
-export and fine-tuning read as if the model had been trained here.
+config, ``features.source: audio`` so that extraction computes it from the audio of the
+whole utterance with no Kaldi VAD, as the toolkit does, the normalisation as
+``features.cmvn_opts``, how utterances are chunked) and ``final.pt`` (the weights, no
+training state), which extraction, back-ends, the Embedder, export and fine-tuning read
+as if the model had been trained here.
 
 Formats (the parameter names are those of the published checkpoints):
 
@@ -49,7 +51,7 @@ class Imported:
     ignored: Callable[[str], bool]        # their training-only keys
     frontend: dict | None = None          # the frontend section, or None with a Kaldi feature config
     features: tuple[str, str] | None = None   # (type, Kaldi config text) without a front-end
-    cmvn_opts: str = "none"
+    cmvn_opts: str = "none"               # "": the utterance's mean subtracted; none: nothing
     extract: dict | None = None
 
 
@@ -115,7 +117,7 @@ def _wespeaker(state: dict, config: dict | None) -> Imported:
         model={"type": "resnet", "feat_dim": feat_dim, "base_channels": 32, "num_blocks": list(blocks),
                "embed_dim": int(args.get("embed_dim", 256))},
         names=rename, ignored=lambda k: k.startswith("projection."),
-        features=("fbank", text), cmvn_opts=UTTERANCE_CMN)
+        features=("fbank", text), cmvn_opts="")
 
 
 def _voxceleb_trainer_unwrap(ckpt: dict) -> dict:
@@ -162,9 +164,6 @@ def _voxceleb_trainer(state: dict, config: dict | None) -> Imported:
         frontend={"type": "vt_mel", "num_mel_bins": n_mels, "preemphasis": preemphasis})
 
 
-# The utterance mean subtracted (WeSpeaker, SpeechBrain): Kaldi's sliding CMN with a centred
-# window longer than any utterance (2.8 hours) covers the whole of it.
-UTTERANCE_CMN = "--norm-vars=false --center=true --cmn-window=1000000"
 
 # format -> (how their file holds the weights, the mapping)
 FORMATS: dict[str, tuple[Callable[[dict], dict], Callable[[dict, dict | None], Imported]]] = {
@@ -277,11 +276,11 @@ def import_checkpoint(fmt: str, checkpoint: str | Path, their_config: str | Path
     if imp.frontend is not None:
         config_text = yaml.safe_dump(dataclasses.asdict(cfg.frontend), sort_keys=True)
         cfg.features = FeaturesRecord(type="frontend", config=config_text, checksum=options_md5(config_text),
-                                      cmvn_opts=imp.cmvn_opts)
+                                      cmvn_opts=imp.cmvn_opts, source="audio")
     else:
         feat_type, config_text = imp.features
         cfg.features = FeaturesRecord(type=feat_type, config=config_text, checksum=options_md5(config_text),
-                                      cmvn_opts=imp.cmvn_opts)
+                                      cmvn_opts=imp.cmvn_opts, source="audio")
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.save_atomic({"model": {k: v.clone() for k, v in model.state_dict().items()}}, exp_dir / "final.pt")

@@ -10,11 +10,19 @@
 options its sliding CMN ran with (``apply_cmvn_sliding``'s, one line). Training copies all
 of it into ``<exp>/config.yaml`` (``features:``); extraction applies that CMN and refuses
 test features whose ``.feats_done`` differs from the model's record.
+
+Outputs of the later steps (back-ends, score files, embedding jobs) record what made them in
+``<output>.made_by`` (``step_record``): the step's options and a fingerprint of each input
+(``fingerprint``; for an scp, also of the archives it points into). A step keeps an output
+only when its record is unchanged; otherwise it says what changed and makes it again.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import os
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -41,15 +49,20 @@ def options_md5(text: str) -> str:
 def frontend_text(config: str | Path) -> str:
     """For ``feat_type`` frontend (steps/make_frontend_feats.sh): the model config's ``frontend``
     section as YAML, the record of what was computed (two models with the same front-end share it)."""
+    from sid.config import load_config
+
+    frontend = load_config(config).frontend
+    if frontend is None:
+        raise SidError(f"{config} has no 'frontend' section")
+    return frontend_record_text(frontend)
+
+
+def frontend_record_text(frontend) -> str:
+    """A ``sid.config.FrontendConfig`` as its record's text (what training from audio records)."""
     import dataclasses
 
     import yaml
 
-    from sid.config import load_config
-
-    frontend = load_config(config, recorded=True).frontend   # a model config, or an exp's (imported models)
-    if frontend is None:
-        raise SidError(f"{config} has no 'frontend' section")
     return yaml.safe_dump(dataclasses.asdict(frontend), sort_keys=True)
 
 
@@ -167,15 +180,22 @@ def copy_record(sources: list[str | Path], dest: str | Path) -> None:
     shutil.copyfile(first / MARKER, dest / MARKER)
 
 
-def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
-    """Stop unless ``data_dir``'s features were made as the model's training features."""
-    from sid.config import load_config
+def check_match(model_dir: str | Path, data_dir: str | Path) -> str:
+    """Stop unless ``data_dir``'s features were made as the model's training features (or, for
+    a model trained from audio, it has audio); return what extraction reads: the record's
+    ``source``, features or audio."""
+    from sid.config import load_features_record
 
     cfg_path = Path(model_dir) / "config.yaml"
-    record = load_config(cfg_path, recorded=True).features
+    record = load_features_record(cfg_path)
     if record is None:
         raise SidError(f"{cfg_path} has no 'features' record: the model does not say how its features were made")
     data_dir = Path(data_dir)
+    if record.source == "audio":
+        if not (data_dir / "wav.scp").is_file():
+            raise SidError(f"{data_dir}/wav.scp not found: {model_dir} was trained from audio (features.source in "
+                           f"{cfg_path}) and computes its features from the data dir's audio")
+        return record.source
     marker = _required_marker(data_dir)
     if marker["feat_type"] != record.type or marker["options_md5"] != record.checksum:
         raise SidError(
@@ -183,3 +203,79 @@ def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
             f"({data_dir}/conf/{marker['feat_type']}.conf), but {cfg_path} says the model was trained on "
             f"{record.type} with options {record.checksum} (its features.config): remake the features of "
             f"{data_dir} with that config")
+    return record.source
+
+
+# -- records of step outputs (<output>.made_by) --------------------------------------------------
+# Inputs up to this size are fingerprinted by their content; bigger ones (training embeddings,
+# feature archives) by size and modification time, which a rewrite changes and reading is free.
+CONTENT_HASH_MAX_BYTES = 64 << 20
+_SCP_OFFSET = re.compile(r"(?:\[[^\]]*\])?(?::\d+)?$")
+
+
+def fingerprint(path: str | Path) -> str:
+    """``md5 <hex>`` of a file's content, ``size <n> mtime <ns>`` for a big file, ``missing``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    if st.st_size > CONTENT_HASH_MAX_BYTES:
+        return f"size {st.st_size} mtime {st.st_mtime_ns}"
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"md5 {h.hexdigest()}"
+
+
+def _scp_targets(path: Path) -> list[str]:
+    """The files an scp's values point into (``ark:offset`` and ``[range]`` stripped; pipes left out)."""
+    targets = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            value = line.strip().partition(" ")[2].strip()
+            if value and not value.endswith("|"):
+                targets.add(_SCP_OFFSET.sub("", value))
+    return sorted(targets)
+
+
+def step_record(options: str, inputs: list[str | Path]) -> str:
+    """What made an output: ``options`` (the step's settings that change it, as one line) and a
+    fingerprint line per input file, then per archive each input scp points into."""
+    lines = [f"options {options}"]
+    for path in inputs:
+        lines.append(f"input {path} {fingerprint(path)}")
+        if str(path).endswith(".scp") and os.path.isfile(path):
+            lines.extend(f"  archive {t} {fingerprint(t)}" for t in _scp_targets(Path(path)))
+    return "\n".join(lines) + "\n"
+
+
+def step_done(marker: str | Path, options: str, inputs: list[str | Path], what: str = "") -> bool:
+    """True when ``marker`` holds the record of ``options`` and ``inputs``. Otherwise the stale
+    marker is removed, the new record is left in ``<marker>.new`` (the caller renames it to
+    ``marker`` once the output is complete: ``step_finish``) and, where there was a marker, what
+    changed is printed."""
+    from sid.data.table import atomic_path
+
+    marker = Path(marker)
+    record = step_record(options, inputs)
+    old = marker.read_text(encoding="utf-8") if marker.exists() else None
+    if old == record:
+        return True
+    if old is not None:
+        output = str(marker)[:-len(".made_by")] if str(marker).endswith(".made_by") else str(marker)
+        changes = [line for line in difflib.unified_diff(old.splitlines(), record.splitlines(), "was", "now",
+                                                         lineterm="", n=0)
+                   if line[:1] in "+-" and line[:3] not in ("---", "+++")]
+        print(f"{what or 'note'}: {output} was made with other options or inputs; making it again. "
+              "Was (-) / now (+):\n  " + "\n  ".join(changes), flush=True)
+        marker.unlink()
+    with atomic_path(marker.with_name(marker.name + ".new")) as tmp:
+        tmp.write_text(record, encoding="utf-8")
+    return False
+
+
+def step_finish(marker: str | Path) -> None:
+    """Record a completed output: ``<marker>.new`` (written by ``step_done``) becomes ``marker``."""
+    marker = Path(marker)
+    os.replace(marker.with_name(marker.name + ".new"), marker)

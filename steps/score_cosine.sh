@@ -7,8 +7,10 @@
 # (--lda-dim N; needs <train-data-dir>/utt2spk), length-normalises and scores each trials list on <eval-emb-dir>/xvector.scp
 # into <score-dir>/<trials-name>.cosine.score. Training (sid.bin.train_backend --plda=false) and
 # scoring (sid.bin.score_cosine --mean --transform) each read the embeddings once, in one process.
-# Back-end files go to <score-dir>/backend_cosine/{mean.vec,transform.mat}. Finished files are
-# not recomputed; delete them to redo them.
+# Back-end files go to <score-dir>/backend_cosine/{mean.vec,transform.mat}. Each output records
+# what made it (<output>.made_by: the options and fingerprints of its inputs, utils/made_by.sh):
+# a rerun keeps it only if that record is unchanged, and otherwise says what changed and
+# makes it again (another --lda-dim, retrained or re-extracted embeddings, a new back-end).
 #
 # Options:
 #   --cmd <cmd>       # job runner (default: run.pl)
@@ -41,18 +43,24 @@ done
 
 . lock_dirs.sh
 lock_dirs "$dir"  # a second run on this dir waits for this one
+. made_by.sh
 b=$dir/backend_cosine
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"
 
-if [ "$lda_dim" -gt 0 ]; then
-  # Mean and LDA in one process that reads the training embeddings once.
-  if [ ! -s "$b/transform.mat" ]; then
+backend_inputs=("$train_emb/xvector.scp")
+[ "$lda_dim" -gt 0 ] && backend_inputs+=("$train_data/utt2spk")
+if ! made "$b/.made_by" "lda_dim=$lda_dim total_covariance_factor=$total_covariance_factor" "${backend_inputs[@]}"; then
+  # (A back-end without LDA has no transform.mat; score_norm.sh goes by its presence.)
+  rm -f "$b/mean.vec" "$b/transform.mat"
+  if [ "$lda_dim" -gt 0 ]; then
+    # Mean and LDA in one process that reads the training embeddings once.
     $cmd "$b/log/train.log" $bin.train_backend --plda=false --lda-dim=$lda_dim \
       --total-covariance-factor=$total_covariance_factor "scp:$train_emb/xvector.scp" "$train_data/utt2spk" "$b"
+  else
+    $cmd "$b/log/compute_mean.log" $bin.ivector_mean "scp:$train_emb/xvector.scp" "$b/mean.vec"
   fi
-elif [ ! -s "$b/mean.vec" ]; then
-  $cmd "$b/log/compute_mean.log" $bin.ivector_mean "scp:$train_emb/xvector.scp" "$b/mean.vec"
+  made_done "$b/.made_by"
 fi
 transform_opt=""
 [ "$lda_dim" -gt 0 ] && transform_opt="--transform=$b/transform.mat"
@@ -60,8 +68,12 @@ transform_opt=""
 for trials in "$@"; do
   name=$(basename "$trials")
   out=$dir/$name.cosine.score
-  [ -s "$out" ] && { echo "$0: $out exists, not rescoring"; continue; }
+  if made "$out.made_by" "allow_partial=$allow_partial" "$b/mean.vec" "$b/transform.mat" "$eval_emb/xvector.scp" "$trials"; then
+    echo "$0: $out is up to date, not rescoring"
+    continue
+  fi
   $cmd "$dir/log/score_cosine_$name.log" $bin.score_cosine --allow-partial=$allow_partial --mean=$b/mean.vec $transform_opt \
     "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$trials" "$out"
+  made_done "$out.made_by"
   echo "$0: wrote $out"
 done

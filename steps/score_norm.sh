@@ -13,6 +13,8 @@
 # (<score-dir>/backend_<backend>/). Each enrolment and test embedding is scored against the cohort
 # (cosine, or the PLDA model); the mean/std of its --top-n best cohort scores (asnorm) or of all of
 # them (snorm) normalise the trial score: ((s - mu_e)/sd_e + (s - mu_t)/sd_t) / 2.
+# Each output records what made it (<output>.made_by, utils/made_by.sh): a rerun keeps it only if
+# its options and inputs (back-end, embeddings, scores, trials) are unchanged.
 #
 # Options:
 #   --cmd <cmd>               # job runner (default: run.pl)
@@ -53,6 +55,7 @@ done
 bin="python -m sid.bin"
 . lock_dirs.sh
 lock_dirs "$dir"  # a second run on this dir waits for this one
+. made_by.sh
 mkdir -p "$dir/log"
 
 suffix=""
@@ -64,9 +67,10 @@ if [ "$cohort" = utt ]; then
 elif [ ! -f "$cohort_scp" ]; then
   [ -f "$train_data/spk2utt" ] || { echo "$0: need $train_emb/spk_xvector.scp or $train_data/spk2utt" >&2; exit 1; }
   cohort_scp=$b/spk_xvector.scp
-  if [ ! -s "$cohort_scp" ]; then
+  if ! made "$cohort_scp.made_by" "" "$train_data/spk2utt" "$train_emb/xvector.scp"; then
     $cmd "$b/log/cohort_mean.log" $bin.ivector_mean "ark:$train_data/spk2utt" "scp:$train_emb/xvector.scp" \
       "ark,scp:$b/spk_xvector.ark,$cohort_scp"
+    made_done "$cohort_scp.made_by"
   fi
 fi
 
@@ -81,8 +85,13 @@ for trials in "$@"; do
   in=$dir/$name.$backend.score
   out=$dir/$name.${backend}_$method$suffix.score
   [ -s "$in" ] || { echo "$0: no $in: run steps/score_$backend.sh first" >&2; exit 1; }
-  [ -s "$out" ] && { echo "$0: $out exists, not recomputing"; continue; }
+  if made "$out.made_by" "allow_partial=$allow_partial top_n=$top_n" "$b/mean.vec" "$b/transform.mat" "$b/plda" \
+       "$cohort_scp" "$eval_emb/xvector.scp" "$in"; then
+    echo "$0: $out is up to date, not recomputing"
+    continue
+  fi
   $cmd "$dir/log/score_norm_${name}_${backend}_$method$suffix.log" $bin.score_norm --allow-partial=$allow_partial --method=$method --top-n=$top_n $plda_opt $prep_opts \
     "scp:$cohort_scp" "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "$in" "$out"
+  made_done "$out.made_by"
   echo "$0: wrote $out"
 done

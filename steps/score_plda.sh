@@ -14,7 +14,9 @@
 # ivector_normalize_length into ivector_compute_lda / ivector_compute_plda / ivector_plda_scoring),
 # but training (sid.bin.train_backend) and scoring (sid.bin.score_plda) each run as one process
 # that reads the embeddings once, several times faster than the pipes.
-# A finished back-end or score file is not recomputed; delete it to redo it.
+# Each output records what made it (<output>.made_by: the options and fingerprints of its inputs,
+# utils/made_by.sh): a rerun keeps it only if that record is unchanged, and otherwise says what
+# changed and makes it again (another --lda-dim, retrained or re-extracted embeddings, ...).
 #
 # Options:
 #   --cmd <cmd>                     # job runner (default: run.pl)
@@ -50,30 +52,41 @@ done
 
 . lock_dirs.sh
 lock_dirs "$dir"  # a second run on this dir waits for this one
+. made_by.sh
 b=$dir/backend_plda
 mkdir -p "$b/log" "$dir/log"
 bin="python -m sid.bin"
 
-if [ ! -s "$b/plda" ]; then
+if ! made "$b/.made_by" "lda_dim=$lda_dim total_covariance_factor=$total_covariance_factor num_em_iters=$num_em_iters" \
+     "$train_emb/xvector.scp" "$train_data/utt2spk"; then
+  rm -f "$b/mean.vec" "$b/transform.mat" "$b/plda"
   $cmd "$b/log/train.log" $bin.train_backend --lda-dim=$lda_dim \
     --total-covariance-factor=$total_covariance_factor --num-em-iters=$num_em_iters \
     "scp:$train_emb/xvector.scp" "$train_data/utt2spk" "$b"
+  made_done "$b/.made_by"
 fi
 transform_opt=""
 [ "$lda_dim" -gt 0 ] && transform_opt="--transform=$b/transform.mat"
 
-# All unscored trial lists in one process: the embeddings are read and transformed once.
+# All trial lists to (re)score in one process: the embeddings are read and transformed once.
 pairs=()
-names=()
+outs=()
 for trials in "$@"; do
   name=$(basename "$trials")
   out=$dir/$name.plda.score
-  if [ -s "$out" ]; then echo "$0: $out exists, not rescoring"; continue; fi
+  if made "$out.made_by" "allow_partial=$allow_partial smoothing=$smoothing" "$b/mean.vec" "$b/transform.mat" "$b/plda" \
+       "$eval_emb/xvector.scp" "$trials"; then
+    echo "$0: $out is up to date, not rescoring"
+    continue
+  fi
   pairs+=("$trials" "$out")
-  names+=("$name")
+  outs+=("$out")
 done
 if [ ${#pairs[@]} -gt 0 ]; then
   $cmd "$dir/log/score_plda.log" $bin.score_plda --allow-partial=$allow_partial --mean=$b/mean.vec $transform_opt --smoothing=$smoothing \
     "$b/plda" "scp:$eval_emb/xvector.scp" "scp:$eval_emb/xvector.scp" "${pairs[@]}"
-  for name in "${names[@]}"; do echo "$0: wrote $dir/$name.plda.score"; done
+  for out in "${outs[@]}"; do
+    made_done "$out.made_by"
+    echo "$0: wrote $out"
+  done
 fi

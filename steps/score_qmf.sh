@@ -11,6 +11,8 @@
 # <trials-name>.cosine_asnorm_qmf.threshold holds '<p-target> <threshold>' for each --p-targets:
 # accept a trial whose calibrated score is above it. steps/compute_metrics.sh reports Cllr and the
 # actual DCF at those thresholds. Durations come from the data dirs' utt2dur.
+# Each output records what made it (<output>.made_by, utils/made_by.sh): a rerun keeps it only if
+# its options and inputs are unchanged.
 #
 # Options:
 #   --cmd <cmd>               # job runner (default: run.pl)
@@ -44,12 +46,17 @@ for f in "$train_data/utt2spk" "$train_data/utt2dur" "$eval_data/utt2dur" "$trai
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 bin="python -m sid.bin"
+. lock_dirs.sh
+lock_dirs "$dir"  # a second run on this dir waits for this one
+. made_by.sh
 mkdir -p "$dir/log"
 
-if [ ! -s "$b/qmf.json" ]; then
+if ! made "$b/qmf.json.made_by" "num_trials=$num_trials top_n=$top_n seed=$seed" "$b/mean.vec" "$train_data/utt2spk" \
+     "$train_data/utt2dur" "$train_emb/xvector.scp" "$cohort"; then
   $cmd "$b/log/train_qmf.log" $bin.train_qmf --num-trials=$num_trials --top-n=$top_n --seed=$seed \
     --mean=$b/mean.vec "$train_data/utt2spk" "$train_data/utt2dur" "scp:$train_emb/xvector.scp" \
     "scp:$cohort" "$b/qmf.json"
+  made_done "$b/qmf.json.made_by"
 fi
 
 for trials in "$@"; do
@@ -57,9 +64,14 @@ for trials in "$@"; do
   in=$dir/$name.cosine_asnorm.score
   out=$dir/$name.cosine_asnorm_qmf.score
   [ -s "$in" ] || { echo "$0: no $in: run steps/score_norm.sh --backend cosine --method asnorm first" >&2; exit 1; }
-  [ -s "$out" ] && [ -s "${out%.score}.threshold" ] && { echo "$0: $out exists, not recomputing"; continue; }
+  if made "$out.made_by" "p_targets=$p_targets" "$b/qmf.json" "$b/mean.vec" "$eval_data/utt2dur" "$cohort" \
+       "$eval_emb/xvector.scp" "$in" && [ -s "${out%.score}.threshold" ]; then
+    echo "$0: $out is up to date, not recomputing"
+    continue
+  fi
   $cmd "$dir/log/apply_qmf_$name.log" $bin.apply_qmf --mean=$b/mean.vec --p-targets=$p_targets \
     --threshold-out="${out%.score}.threshold" "$b/qmf.json" "$eval_data/utt2dur" "scp:$cohort" \
     "scp:$eval_emb/xvector.scp" "$in" "$out"
+  [ ! -f "$out.made_by.new" ] || made_done "$out.made_by"
   echo "$0: wrote $out and ${out%.score}.threshold"
 done

@@ -28,8 +28,15 @@
 #   --seed <N>               # (default: 777)
 #   --checkpoint-minutes <m> # checkpoint at least this often (default: 10)
 #   --device <auto|cpu|cuda> # (default: auto)
-#   --init-model <pt>        # start from these weights, e.g. <exp>/final.pt (large-margin fine-tuning
-#                            # with conf/<model>_lm.yaml into its own exp dir)
+#   --init-model <exp>       # fine-tune the model of this exp dir (trained here or imported; or a
+#                            # checkpoint in one, e.g. <exp>/final.pt): its model, front-end and
+#                            # extraction, the loss/data/optim/training of --model-config (which may
+#                            # omit 'model'); its head when trained on the same speakers (large-margin
+#                            # fine-tuning with conf/<model>_lm.yaml), else a new head for <data-dir>'s
+#   --freeze <blocks>        # comma-separated model blocks (parameter-name prefixes, e.g. lstm or
+#                            # frames.0,frames.1) kept fixed, batch norm included, for the first
+#                            # --freeze-epochs epochs (default: the config's training.freeze)
+#   --freeze-epochs <N>      # (default: the config's training.freeze_epochs)
 #   --fbank-config <conf>    # audio source: the front-end's Kaldi fbank config (e.g. conf/fbank80.conf)
 #   --rir-list <files>       # audio source: comma-separated rir_list files (augmentation 'reverb')
 #   --noise-dir <dir> --music-dir <dir> --babble-dir <dir>  # audio source: MUSAN data dirs
@@ -48,6 +55,8 @@ seed=777
 checkpoint_minutes=10
 device=auto
 init_model=
+freeze=
+freeze_epochs=
 fbank_config=
 rir_list=
 noise_dir=
@@ -80,7 +89,7 @@ fi
 # shellcheck disable=SC2086
 args=(--model-config="$model_config" --num-workers="$num_workers" --seed="$seed"
       --checkpoint-minutes="$checkpoint_minutes" --device="$device"
-      ${init_model:+--init-model="$init_model"} ${fbank_config:+--fbank-config="$fbank_config"} ${rir_list:+--rir-list="$rir_list"}
+      ${init_model:+--init-model="$init_model"} ${freeze:+--freeze="$freeze"} ${freeze_epochs:+--freeze-epochs="$freeze_epochs"} ${fbank_config:+--fbank-config="$fbank_config"} ${rir_list:+--rir-list="$rir_list"}
       ${noise_dir:+--noise-dir="$noise_dir"} ${music_dir:+--music-dir="$music_dir"}
       ${babble_dir:+--babble-dir="$babble_dir"} $train_opts "$data" "$dir")
 

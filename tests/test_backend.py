@@ -117,10 +117,39 @@ def test_lda_errors():
     x, idx = synthetic(dim=12)
     with pytest.raises(SidError, match="--dim=13"):
         compute_lda(x, idx, dim=13)
-    with pytest.raises(SidError, match="singular"):
-        compute_lda(x[:8], idx[:8], dim=4)
+    with pytest.raises(SidError, match="all the same"):
+        compute_lda(np.ones_like(x), idx, dim=4)
     with pytest.raises(SidError, match="does not fit"):
         apply_transform(np.ones((3, 5)), x)
+
+
+def test_lda_plda_on_rank_deficient_vectors(caplog):
+    """Embeddings spanning a subspace (collapsed or low-rank d-vectors, dead ReLU outputs,
+    fewer vectors than dimensions): LDA works in the subspace, limited to its rank, with a
+    warning saying so, and LDA + PLDA score exactly as on the subspace's own coordinates."""
+    from sid.backend.pipeline import prepare, train
+
+    z, idx = synthetic(num_spk=60, dim=12)
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(31, 12)))[0]          # 12 orthonormal directions of 31
+    basis = np.insert(basis, 5, 0.0, axis=0)                      # and a unit that never fires
+    x = (z.astype(np.float64) @ basis.T).astype(np.float32)
+    keys = [f"u{i}" for i in range(len(x))]
+    utt2spk = {k: f"s{s}" for k, s in zip(keys, idx)}
+    with caplog.at_level("WARNING"):
+        mean, lda, plda = train(keys, x.copy(), utt2spk, lda_dim=20)
+    assert lda.shape == (12, 33)
+    assert "span only 12 dimensions" in caplog.text and "limited from 20 to 12" in caplog.text
+    mean_z, lda_z, plda_z = train(keys, z.copy(), utt2spk, lda_dim=12)
+    scores = plda.score_matrix(prepare(x.copy(), mean, lda), np.ones(len(x)), prepare(x.copy(), mean, lda))
+    scores_z = plda_z.score_matrix(prepare(z.copy(), mean_z, lda_z), np.ones(len(z)),
+                                   prepare(z.copy(), mean_z, lda_z))
+    np.testing.assert_allclose(scores, scores_z, rtol=1e-3, atol=1e-3)
+    # Fewer vectors than dimensions: the same, within the vectors' span.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert compute_lda(z[:8], idx[:8], dim=4).shape == (4, 13)
+    assert "span only 7 dimensions" in caplog.text
 
 
 # ------------------------------------------------------------------ PLDA

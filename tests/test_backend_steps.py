@@ -134,3 +134,45 @@ def test_in_process_backend_matches_kaldi_pipes(recipe, sid_env, tmp_path):
     diff = np.abs(np.array([float(r[2]) for r in one_rows]) - np.array([float(r[2]) for r in pipe_rows]))
     assert diff.max() < 1e-3
     assert (tmp_path / "half.score").read_text().splitlines() == (tmp_path / "one.score").read_text().splitlines()[::2]
+
+
+def test_changed_options_or_inputs_redo_the_outputs(recipe, sid_env, tmp_path):
+    """A back-end or score file made with other options or from other embeddings is made again
+    (each records its options and inputs in <output>.made_by), never silently reused."""
+    import shutil
+
+    d, env = tmp_path, sid_env
+    for sub in ("data", "emb"):
+        shutil.copytree(recipe / sub, d / sub)
+    args = "data/train emb/train emb/test exp/scores data/test/trials"
+    scores = d / "exp/scores"
+    sh(f"score_cosine.sh {args} && score_plda.sh --lda-dim 16 {args} && score_norm.sh --top-n 20 {args}", d, env)
+    plda_before = (scores / "trials.plda.score").read_text()
+    assert kaldi_io.read_matrix(str(scores / "backend_plda/transform.mat")).shape[0] == 16
+
+    # Another --lda-dim: the PLDA back-end and its scores are made again, the cosine ones kept.
+    out = sh(f"score_plda.sh --lda-dim 8 {args}", d, env)
+    assert "making it again" in out and "-options lda_dim=16" in out and "+options lda_dim=8" in out
+    assert kaldi_io.read_matrix(str(scores / "backend_plda/transform.mat")).shape[0] == 8
+    assert (scores / "trials.plda.score").read_text() != plda_before
+    assert "not rescoring" in sh(f"score_cosine.sh {args}", d, env)
+
+    # LDA for cosine, then none again: the transform goes with it (score_norm.sh goes by it).
+    sh(f"score_cosine.sh --lda-dim 8 {args}", d, env)
+    assert (scores / "backend_cosine/transform.mat").exists()
+    sh(f"score_cosine.sh {args}", d, env)
+    assert not (scores / "backend_cosine/transform.mat").exists()
+
+    # New test embeddings in the same files (as a retrained model's, re-extracted): every
+    # score is made again, AS-norm's from the new cosine scores.
+    cosine, asnorm = (scores / "trials.cosine.score").read_text(), (scores / "trials.cosine_asnorm.score").read_text()
+    keys, vecs = kaldi_io.read_vectors("scp:" + str(d / "emb/test/xvector.scp"))
+    noise = np.random.default_rng(1).normal(size=vecs.shape).astype(np.float32)
+    kaldi_io.write_vectors(f"ark,scp:{d}/emb/test/xvector.ark,{d}/emb/test/xvector.scp", keys, vecs + noise)
+    assert "making it again" in sh(f"score_cosine.sh {args}", d, env)
+    assert (scores / "trials.cosine.score").read_text() != cosine
+    assert "making it again" in sh(f"score_norm.sh --top-n 20 {args}", d, env)
+    assert (scores / "trials.cosine_asnorm.score").read_text() != asnorm
+    # And a changed --top-n redoes AS-norm alone.
+    out = sh(f"score_norm.sh --top-n 10 {args}", d, env)
+    assert "+options allow_partial=false top_n=10" in out

@@ -243,6 +243,43 @@ def test_extract_embeddings_step(trained, sid_env, repo, tmp_path):
     assert "up to date" in (out / "log" / "extract.1.log").read_text()
 
 
+def test_skip_done_redoes_a_job_made_otherwise(trained, sid_env, repo, tmp_path):
+    """--skip-done keeps a job's output only when its record (<scp>.made_by: chunking options,
+    model, config, features, VAD) is unchanged: other options or another model extract again."""
+    feats, exp = trained
+    model = tmp_path / "exp"
+    model.mkdir()
+    for name in ("config.yaml", "final.pt"):
+        shutil.copy(exp / name, model / name)
+    utts = (feats / "raw" / "feats.scp").read_text().splitlines()[:4]
+    (tmp_path / "feats.scp").write_text("\n".join(utts) + "\n")
+    scp = tmp_path / "x.scp"
+
+    def extract(*opts):
+        res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", "--skip-done=true", *opts, str(model),
+                              f"scp:{tmp_path}/feats.scp", f"scp:{feats}/raw/vad.scp", f"ark,scp:{tmp_path}/x.ark,{scp}"],
+                             env=sid_env, capture_output=True, text=True, cwd=repo)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout + res.stderr, dict(kaldiio.load_scp(str(scp)).items())
+
+    _, first = extract()
+    out, again = extract()
+    assert "up to date" in out
+    out, chunked = extract("--max-chunk-frames=60")
+    assert "+options max_chunk_frames=60" in out and "up to date" not in out
+    assert not all(np.allclose(first[u], chunked[u]) for u in first)
+    # Another model in the same files (retrained): extracted again.
+    from sid.train import checkpoint
+    ckpt = checkpoint.load(model / "final.pt")
+    for v in ckpt["model"].values():
+        if v.is_floating_point():
+            v.add_(0.05 * torch.randn_like(v))
+    checkpoint.save_atomic(ckpt, model / "final.pt")
+    out, retrained = extract("--max-chunk-frames=60")
+    assert f"input {model / 'final.pt'}" in out and "up to date" not in out
+    assert not all(np.allclose(chunked[u], retrained[u]) for u in chunked)
+
+
 def test_extract_tool_errors(trained, sid_env, repo, tmp_path):
     feats, exp = trained
     res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", str(tmp_path), f"scp:{feats}/raw/feats.scp",

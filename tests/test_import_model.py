@@ -344,16 +344,26 @@ def test_voxceleb_trainer_random_weights_equal_reference(tmp_path, variant, n_me
     assert torch.allclose(ours.double(), ref, atol=1e-4 * ref.abs().max())
 
 
-def test_imported_normalisation_as_published(tmp_path):
-    """WeSpeaker's utterance mean subtraction, and Resemblyzer's trimmed frames taken whole
-    (its own VAD decided them: a Kaldi VAD of another length is not applied)."""
+def test_imported_front_ends_from_audio(tmp_path):
+    """Extraction computes an imported model's front-end from the audio, as its toolkit does:
+    WeSpeaker's Kaldi fbank less the utterance mean, Resemblyzer's trimmed mel as it is."""
+    from sid.embedder import options_from_text
     from sid.extract import Extractor
+    from sid.features.compute import Fbank
+    from sid.features.frontends import ResemblyzerMel, frontend_features
+    from sid.features.options import FbankOptions
 
+    rng = np.random.default_rng(0)
+    samples = (rng.standard_normal(16000) * 3000).astype(np.float32)
     import_checkpoint("wespeaker", save(wespeaker_resnet34_state(), tmp_path / "w.pt"), None, tmp_path / "we")
-    feats = np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32) + 3
-    prepared = Extractor(tmp_path / "we", CPU).prepare("u", feats, None)
-    assert np.allclose(prepared, feats - feats.mean(axis=0), atol=1e-5)
+    ext = Extractor(tmp_path / "we", CPU)
+    assert ext.from_audio
+    fbank = Fbank(options_from_text(FbankOptions, ext.cfg.features.config, "record")).compute(samples, "u")
+    assert fbank.shape == (98, 80)   # snip edges: 1 + (16000 - 400) // 160
+    assert np.allclose(ext.prepare_audio("u", samples), fbank - fbank.mean(axis=0), atol=1e-5)
     import_checkpoint("resemblyzer", save({"model_state": resemblyzer_state()}, tmp_path / "r.pt"), None,
                       tmp_path / "re")
-    mel = np.abs(feats[:, :40])
-    assert np.array_equal(Extractor(tmp_path / "re", CPU).prepare("u", mel, np.zeros(10)), mel)
+    speech = np.concatenate([np.zeros(8000, np.float32), samples, np.zeros(16000, np.float32)])
+    ours = Extractor(tmp_path / "re", CPU).prepare_audio("u", speech)
+    assert np.array_equal(ours, frontend_features(ResemblyzerMel(), speech))
+    assert ours.shape == (160, 40) and (ours >= 0).all()

@@ -154,3 +154,25 @@ def test_feature_record_tool_errors_are_clean(tmp_path, repo, sid_env):
     assert r.returncode == 1 and "feature type 'fbnk' unknown; allowed: fbank, mfcc" in r.stderr
     r = _run([sys.executable, "-m", "sid.bin.feature_record", "match", tmp_path, tmp_path], repo, sid_env, ok=False)
     assert r.returncode == 1 and "config.yaml" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_feature_record_match_reads_the_record_without_torch(tmp_path, repo, sid_env):
+    """extract_embeddings.sh asks `feature_record match` first: it reads config.yaml's features
+    record alone, without importing torch (the model section's check would)."""
+    import yaml
+
+    conf = tmp_path / "f.conf"
+    conf.write_text("--num-mel-bins=80\n")
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    provenance.write_record(data, "fbank", conf)
+    exp.mkdir()
+    record = {"type": "fbank", "config": conf.read_text(), "checksum": provenance.read_marker(data)["options_md5"],
+              "cmvn_opts": "--cmn-window=300"}
+    (exp / "config.yaml").write_text(yaml.safe_dump({"model": {"type": "xvector"}, "features": record}))
+    check = ("import sys; from sid.provenance import check_match; check_match(sys.argv[1], sys.argv[2]); "
+             "assert 'torch' not in sys.modules, 'torch imported'")
+    _run([sys.executable, "-c", check, exp, data], repo, sid_env)
+    conf.write_text("--num-mel-bins=40\n")
+    provenance.write_record(data, "fbank", conf)
+    r = _run([sys.executable, "-m", "sid.bin.feature_record", "match", exp, data], repo, sid_env, ok=False)
+    assert r.returncode == 1 and "remake the features" in r.stderr

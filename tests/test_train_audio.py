@@ -189,3 +189,55 @@ def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, 
     for part in ("model", "head"):
         for k, v in ref[part].items():
             assert torch.allclose(got[part][k].float(), v.float(), rtol=1e-5, atol=1e-6), f"{part}.{k} differs"
+
+
+@pytest.mark.parametrize("frontend", [{"type": "waveform", "frame_samples": 160}, {"type": "vt_mel", "num_mel_bins": 40}])
+def test_model_frontend_chunks_are_the_extracted_features(audio_data, frontend):
+    """A config's own front-end from audio chunks (ConvGRU's raw waveform rows, voxceleb_trainer's
+    log-mel) gives the rows compute_frontend_feats writes for the whole utterance (which
+    extraction reads), but for the STFT frames that reach past the chunk's edges."""
+    from sid.config import FrontendConfig
+    from sid.features.frontends import build_frontend, frontend_features
+    from sid.train.audio import ModelFrontend
+
+    cfg = FrontendConfig(**frontend)
+    front = ModelFrontend(cfg, cmn=False)
+    data = read_audio_training_set(audio_data["train"], front.frame_opts)
+    ds = AudioChunkDataset(data, 3, front)
+    ds.set_plan(0, plan_epoch(data, 3, 0, 4, 100, 150, chunks_per_utt=1))
+    batch = ds.batches[0]
+    feats, _, _ = ds[0]
+    assert feats.shape == (4, batch.length, front.dim)
+    edge = 0 if cfg.type == "waveform" else 3
+    for j in range(4):
+        utt = ds.data.utts[batch.utt_index[j]]
+        full = frontend_features(build_frontend(cfg), sf.read(ds.data.feats[utt].spec, dtype="float32")[0] * 32768.0)
+        start = int(batch.start[j])
+        rows = full[start:start + batch.length]
+        n = min(len(rows), batch.length) - edge   # a chunk past the end wraps the audio round
+        np.testing.assert_allclose(feats[j, edge:n].numpy(), rows[edge:n], rtol=1e-4, atol=1e-3)
+
+
+def test_convgru_trains_from_raw_audio(audio_data, sid_env, repo, tmp_path):
+    """A config with a 'frontend' section trains from audio on that front-end (ConvGRU on the raw
+    waveform) and records it as steps/make_frontend_feats.sh records its features, so extraction
+    accepts exactly those; --fbank-config beside it is refused."""
+    from sid.provenance import frontend_text, options_md5
+
+    cfg = yaml.safe_load((repo / "conf" / "convgru_embedder.yaml").read_text())
+    cfg["model"].update(conv_channels=16, hidden=16, num_layers=1, embed_dim=8)
+    cfg["data"].update(source="audio", speakers_per_batch=4, utts_per_speaker=2, min_frames=50, max_frames=60)
+    cfg["training"].update(epochs=1)
+    path = tmp_path / "convgru.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "sid.bin.train_xvector", f"--model-config={path}", "--progress=false",
+           "--tensorboard=false", "--num-workers=0", str(audio_data["train"])]
+    res = subprocess.run(cmd + [str(tmp_path / "exp")], env=_env(sid_env), capture_output=True, text=True, cwd=repo,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())["features"]
+    assert record["type"] == "frontend" and record["checksum"] == options_md5(frontend_text(path))
+    res = subprocess.run(cmd[:3] + [f"--fbank-config={audio_data['conf']}"] + cmd[3:] + [str(tmp_path / "exp2")],
+                         env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode != 0 and "says what the model reads from audio; drop the option" in res.stderr
+    assert "Traceback" not in res.stderr

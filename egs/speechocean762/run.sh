@@ -121,14 +121,15 @@ if [ -n "$pretrained" ]; then
   if [ ! -f "$model/final.pt" ]; then
     python -m sid.bin.import_model --format "$pretrained" "$pretrained" "$model"
   fi
-  config=$model/config.yaml   # its front-end
 fi
 emb=$model/embeddings
 # A model with its own front-end reads features named after it (e.g. vt_mel40) in
-# $data/<set>_<name>; the others read the MFCCs.
-fe=$(python -c 'import sys
+# $data/<set>_<name>; the others read the MFCCs. An imported model computes its
+# front-end from the audio at extraction (features.source: audio).
+fe=
+[ -n "$pretrained" ] || fe=$(python -c 'import sys
 from sid.config import load_config
-f = load_config(sys.argv[1], recorded=True).frontend
+f = load_config(sys.argv[1]).frontend
 print("" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
 feat=${fe:+_$fe}
 if [ "$epochs" -gt 0 ]; then
@@ -245,6 +246,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     "$data/train" "$emb/train" "$data/test" "$emb/test" "$scores" "${kaldi_trials[@]}"
   steps/score_plda.sh --cmd "$train_cmd" --allow-partial "$allow_partial" --lda-dim "$lda_dim" \
     "$data/train" "$emb/train" "$emb/test" "$scores" "${kaldi_trials[@]}"
+  # The model's back-end for sid.Embedder and `sid.bin.verify --exp $model`: the calibrated one
+  # (its threshold does not depend on the list: any list's file).
+  cohort=$emb/train/spk_xvector.scp; [ -f "$cohort" ] || cohort=$scores/backend_cosine/spk_xvector.scp
+  python -m sid.bin.record_backend --cohort "$cohort" \
+    --threshold-file "$scores/$(basename "${kaldi_trials[0]}").cosine_asnorm_qmf.threshold" "$model" "$scores/backend_cosine"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -2,10 +2,10 @@
 
 from sid.cli import KaldiOptions, run_main
 
-USAGE = """Compute the front-end a model config (or an exp dir's config.yaml) names in its 'frontend' section
-(vt_mel: voxceleb_trainer's log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its
-num_mel_bins; resemblyzer: Resemblyzer's trimmed mel), with Kaldi's frame count (25 ms / 10 ms) so VAD
-decisions made on Kaldi features apply (resemblyzer: its own frames, trimmed by its own VAD). Unreadable, empty
+USAGE = """Compute the front-end a model config names in its 'frontend' section (vt_mel: voxceleb_trainer's
+log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its num_mel_bins; resemblyzer:
+Resemblyzer's trimmed mel), with Kaldi's frame count (25 ms / 10 ms) so VAD decisions made on Kaldi
+features apply (resemblyzer: its own frames, trimmed by its own VAD). Unreadable, empty
 or too short utterances are warned about and skipped; the program fails if none succeeded.
 Usage:  compute_frontend_feats [options] --model-config=<yaml> <wav-rspecifier> <feats-wspecifier>
  e.g.:  compute_frontend_feats --model-config=conf/resnetse34l_ap.yaml scp:data/train/wav.scp ark,scp:fe.ark,fe.scp"""
@@ -40,7 +40,7 @@ def main() -> int:
     log = logging.getLogger("compute_frontend_feats")
     if not opts.model_config:
         raise SidError("--model-config=<yaml> is required")
-    cfg = load_config(opts.model_config, recorded=True)   # a model config, or an exp's (imported models)
+    cfg = load_config(opts.model_config)
     fe_cfg = cfg.frontend
     if fe_cfg is None:
         raise SidError(f"{opts.model_config} has no 'frontend' section")

@@ -36,21 +36,42 @@ def main() -> int:
     po.register("rir-list", "", "data.source audio: comma-separated RIRS_NOISES rir_list files for 'reverb'")
     po.register("noise-dir", "", "data.source audio: MUSAN noise data dir (local/make_musan.py) for 'noise'")
     po.register("music-dir", "", "data.source audio: MUSAN music data dir for 'music'")
-    po.register("init-model", "", "Start from the model and head of this checkpoint (e.g. <exp>/final.pt): "
-                "large-margin fine-tuning; ignored when resuming")
+    po.register("init-model", "", "Start from this exp dir's model (<exp> or a checkpoint in it, e.g. "
+                "<exp>/final.pt; trained here or imported): its model, front-end and extraction settings, with "
+                "the loss, data, optim and training settings of --model-config; its head too when it was trained "
+                "on the same speakers, else a new head. Ignored when resuming")
+    po.register("freeze", "", "Comma-separated blocks of the model (parameter-name prefixes, e.g. 'lstm' or "
+                "'frames.0,frames.1') kept fixed for the first --freeze-epochs epochs (default: the config's "
+                "training.freeze)")
+    po.register("freeze-epochs", -1, "Epochs the --freeze blocks stay fixed (default -1: the config's "
+                "training.freeze_epochs)")
     po.register("babble-dir", "", "data.source audio: MUSAN speech data dir for 'babble'")
     po.register("num-threads", 0, "Intra-op threads per process on CPU; 0: torch's default (the cores or "
                 "OMP_NUM_THREADS). CPU kernels sum in an order that depends on it, so a fixed value gives the "
                 "same model on every machine")
     opts, (data_dir, exp_dir) = po.parse(num_args=2)
 
+    import dataclasses
+
+    from sid.config import load_config, load_finetune_config
     from sid.errors import SidError
-    from sid.config import load_config
+    from sid.train.checkpoint import init_source
     from sid.train.trainer import TrainOptions, Trainer
 
     if not opts.model_config:
         raise SidError("--model-config=<yaml> is required (see conf/*.yaml)")
-    cfg = load_config(opts.model_config)
+    if opts.init_model:
+        _, src = init_source(opts.init_model)
+        cfg = load_finetune_config(opts.model_config, load_config(src / "config.yaml", recorded=True),
+                                   str(src / "config.yaml"))
+    else:
+        cfg = load_config(opts.model_config)
+    training = cfg.training
+    if opts.freeze:
+        training = dataclasses.replace(training, freeze=[b for b in opts.freeze.split(",") if b])
+    if opts.freeze_epochs >= 0:
+        training = dataclasses.replace(training, freeze_epochs=opts.freeze_epochs)
+    cfg = dataclasses.replace(cfg, training=training)
     topts = TrainOptions(**{k: getattr(opts, k) for k in TrainOptions.__dataclass_fields__})
     Trainer(data_dir, exp_dir, cfg, topts).run()
     return 0

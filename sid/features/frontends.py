@@ -16,7 +16,8 @@ do not use Kaldi's features: input (batch, samples) at 16 kHz in int16 range (wh
   mel power spectrogram librosa computes (Hann 25 ms frames every 10 ms, centred with zero
   padding, Slaney mel scale and area normalisation, no log). The features are cut to the
   last partial's end, so ``extract.chunking: windows`` of 160 frames every 77 averages
-  exactly Resemblyzer's partials. It trims silence itself: Kaldi's VAD does not apply.
+  exactly Resemblyzer's partials. It trims silence itself: a Kaldi VAD does not apply
+  (an imported Resemblyzer model computes it from the audio, ``features.source: audio``).
 * ``Waveform``: raw samples as rows of ``frame_samples`` (10 ms) consecutive samples,
   scaled to [-1, 1), so chunks, voiced-frame selection and batching treat audio like
   any feature matrix (``conv_gru`` reads it).
@@ -177,9 +178,6 @@ def _webrtc_vad(mode: int):
         raise SidError("Resemblyzer's front-end needs WebRTC's VAD: pip install webrtcvad-wheels") from None
     return webrtcvad.Vad(mode)
 
-
-# Front-ends that trim silence themselves: extraction takes all their frames (no Kaldi VAD).
-OWN_VAD = ("resemblyzer",)
 
 
 class Waveform(nn.Module):

@@ -15,7 +15,10 @@ front-ends can reuse them):
   uniformly within WeSpeaker's and Kaldi's ranges (noise 0-15 dB, music 5-15 dB,
   babble 13-20 dB with 3-7 speakers).
 * a front-end: ``FbankFrontend`` (Kaldi-exact fbank of ``sid.features`` with the
-  dither seeded per chunk, then per-chunk mean normalisation as WeSpeaker does).
+  dither seeded per chunk, then per-chunk mean normalisation as WeSpeaker does), or for a
+  config with a ``frontend`` section ``ModelFrontend`` (its own front-end: Kaldi fbank
+  with its bins, voxceleb_trainer's log-mel, or raw waveform rows for ConvGRU, as
+  ``compute_frontend_feats`` computes them, then per-chunk mean normalisation).
   Any callable ``frontend(samples, key) -> feats[frames, dim]`` with ``dim`` and
   ``frame_opts`` attributes fits.
 
@@ -31,6 +34,7 @@ makes exactly the chunks an uninterrupted one makes, whatever the worker count.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -333,6 +337,45 @@ class FbankFrontend:
 
     def __call__(self, samples: np.ndarray, key: str) -> np.ndarray:
         feats = self.fbank.compute(samples, key)
+        if self.cmn:
+            feats = feats - feats.mean(axis=0, keepdims=True)
+        return feats
+
+
+class ModelFrontend:
+    """A model config's own front-end (its ``frontend`` section: ``sid.features.frontends``)
+    of a chunk, exactly as ``compute_frontend_feats`` computes it for extraction (Kaldi's
+    frame count, 25 ms / 10 ms without snip-edges; Kaldi's filterbank for ``type: fbank``,
+    dither seeded by the chunk's key), then per-chunk mean normalisation."""
+
+    def __init__(self, cfg, cmn: bool = True):
+        from sid.features.compute import Fbank
+        from sid.features.frontends import build_frontend
+        from sid.features.options import FbankOptions
+
+        fb_opts = FbankOptions()
+        fb_opts.frame_opts.snip_edges = False
+        self.frame_opts = fb_opts.frame_opts
+        self.module = build_frontend(cfg)
+        if cfg.type == "waveform":
+            # A chunk of L rows reads exactly L whole 10 ms rows of samples (a 25 ms frame count
+            # would leave the last row, the one a GRU embeds, half zero-padded).
+            self.frame_opts = dataclasses.replace(fb_opts.frame_opts, snip_edges=True,
+                                                  frame_length_ms=1000.0 * cfg.frame_samples / 16000)
+        self.fbank = None
+        if self.module is None:
+            fb_opts.mel_opts.num_bins = cfg.num_mel_bins
+            self.fbank = Fbank(fb_opts)
+        self.dim = self.fbank.dim if self.fbank is not None else self.module.dim
+        self.cmn = cmn
+
+    def __call__(self, samples: np.ndarray, key: str) -> np.ndarray:
+        from sid.features.frontends import frontend_features
+
+        if self.fbank is not None:
+            feats = self.fbank.compute(samples, key)
+        else:
+            feats = frontend_features(self.module, samples, snip_edges=False)
         if self.cmn:
             feats = feats - feats.mean(axis=0, keepdims=True)
         return feats

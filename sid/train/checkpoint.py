@@ -40,6 +40,40 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise SidError(f"cannot load checkpoint {path}: {err}") from None
 
 
+def init_source(path: str | Path) -> tuple[Path, Path]:
+    """``(checkpoint, exp dir)`` of ``--init-model``: an exp dir (its ``final.pt``) or a checkpoint
+    in one (``<exp>/final.pt``, ``<exp>/models/epoch_<N>.pt``); the exp dir holds ``config.yaml``."""
+    path = Path(path)
+    ckpt = path / "final.pt" if path.is_dir() else path
+    if not ckpt.exists():
+        raise SidError(f"{ckpt} not found: --init-model takes an exp dir with final.pt and config.yaml "
+                       "(trained here or written by sid.bin.import_model), or a checkpoint in one")
+    for exp in (ckpt.parent, ckpt.parent.parent):
+        if (exp / "config.yaml").exists():
+            return ckpt, exp
+    raise SidError(f"no config.yaml beside {ckpt} (or one folder up): the model it holds is not described")
+
+
+def load_weights(module: torch.nn.Module, state: dict, where: str, what: str = "model") -> None:
+    """``module.load_state_dict(state)``, with an error naming the first missing, unexpected or
+    mis-shaped key."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing:
+        raise SidError(f"{where}: the {what} has no weight '{missing[0]}' ({len(missing)} missing): "
+                       "the checkpoint is of another architecture, or corrupted")
+    if unexpected:
+        raise SidError(f"{where}: unexpected {what} weight '{unexpected[0]}' ({len(unexpected)} in all): "
+                       "the checkpoint is of another architecture")
+    if shapes:
+        k = shapes[0]
+        raise SidError(f"{where}: {what} weight '{k}' has shape {list(state[k].shape)}, the model needs "
+                       f"{list(own[k].shape)}: the checkpoint is of another architecture")
+    module.load_state_dict(state)
+
+
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) generator states in weights-only-loadable form."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

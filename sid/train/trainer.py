@@ -76,7 +76,9 @@ class TrainOptions:
     noise_dir: str = ""
     music_dir: str = ""
     babble_dir: str = ""
-    init_model: str = ""            # start from these weights (e.g. <exp>/final.pt for large-margin fine-tuning)
+    # Start from this exp's model (an exp dir, or a checkpoint in one): its head too when it was
+    # trained on the same speakers (large-margin fine-tuning), else a new head (a new domain).
+    init_model: str = ""
     num_threads: int = 0
 
 
@@ -97,10 +99,12 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 CONFIG_HEADER = """The config this model was trained with (sid.config), read back by extraction.
-features: how the training features were made. For new audio: steps/make_<features.type>.sh
-with a config file holding features.config, energy VAD (steps/compute_vad_decision.sh); then
-steps/extract_embeddings.sh applies the sliding CMN of features.cmvn_opts, keeps the voiced
-frames, and refuses features whose <data>/.feats_done differs from features.checksum."""
+features: how the training features were made. source features: for new audio,
+steps/make_<features.type>.sh with a config file holding features.config, energy VAD
+(steps/compute_vad_decision.sh); then steps/extract_embeddings.sh applies the sliding CMN of
+features.cmvn_opts, keeps the voiced frames, and refuses features whose <data>/.feats_done
+differs from features.checksum. source audio: steps/extract_embeddings.sh computes the fbank of
+features.config from the data dir's audio and subtracts each utterance's mean (no VAD)."""
 
 
 def _train_data_record(data: TrainingSet) -> TrainDataRecord:
@@ -183,13 +187,21 @@ class Trainer:
         if self.source == "audio":
             from sid.train import audio
 
-            if not self.opts.fbank_config:
+            if cfg.frontend is not None:
+                # The config's own front-end (d-vector, ResNetSE34, GRU, ConvGRU): its one home.
+                if self.opts.fbank_config:
+                    raise SidError(f"--fbank-config {self.opts.fbank_config}: the config's 'frontend' section "
+                                   f"({cfg.frontend.type}) says what the model reads from audio; drop the option")
+                self.frontend = audio.ModelFrontend(cfg.frontend)
+                where = f"the config's frontend ({cfg.frontend.type}) gives"
+            elif not self.opts.fbank_config:
                 raise SidError("data.source 'audio' needs --fbank-config (e.g. conf/fbank80.conf, the features "
-                               "extraction computes)")
-            self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+                               "extraction computes), or a 'frontend' section in the config")
+            else:
+                self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+                where = f"--fbank-config {self.opts.fbank_config} gives"
             data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
             dim = self.frontend.dim
-            where = f"--fbank-config {self.opts.fbank_config} gives"
             classes = audio.num_classes(len(data.spk2id), cfg.data.speed_perturb)
         else:
             data = read_training_set(data_dir, spk2id)
@@ -199,8 +211,11 @@ class Trainer:
         if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
             raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=classes, features=self._features_record(data_dir),
+                                  num_classes=classes, features=self._features_record(data_dir, cfg.frontend),
                                   train_data=_train_data_record(data))
+        self.spk2id = data.spk2id
+        if self.opts.init_model:
+            self._check_init_features(cfg.features, data_dir)
         if saved_cfg.exists():
             changed = load_config(saved_cfg, recorded=True).differences(cfg)
             if changed:
@@ -214,15 +229,33 @@ class Trainer:
                 cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
 
-    def _features_record(self, data_dir: str) -> FeaturesRecord:
-        """From audio, the fbank config given; extraction's sliding CMN over 300 frames is the
-        per-chunk mean normalisation of 2-3 s training chunks."""
+    def _check_init_features(self, record: FeaturesRecord, data_dir: str) -> None:
+        """Fine-tuning reads the features the source model was trained on (or imported with)."""
+        _, src = checkpoint.init_source(self.opts.init_model)
+        theirs = load_config(src / "config.yaml", recorded=True).features
+        if theirs is None:
+            return
+        for key in ("type", "checksum", "cmvn_opts", "source"):
+            if getattr(theirs, key) != getattr(record, key):
+                raise SidError(f"{data_dir}'s features differ from those of the model to fine-tune "
+                               f"({src / 'config.yaml'}): features.{key} is {getattr(record, key)!r} here, "
+                               f"{getattr(theirs, key)!r} there; make the training features with that exp's "
+                               "features.config")
+
+    def _features_record(self, data_dir: str, frontend) -> FeaturesRecord:
+        """From audio, the fbank config given (or the config's front-end), no sliding CMN and no
+        VAD: extraction computes them from the test audio and subtracts each utterance's mean
+        (per-chunk means in training)."""
         if self.frontend is None:
             return training_record(data_dir)
-        from sid.provenance import options_md5
+        from sid.provenance import frontend_record_text, options_md5
 
-        text = Path(self.opts.fbank_config).read_text(encoding="utf-8")
-        return FeaturesRecord("fbank", text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
+        if frontend is not None:
+            # What steps/make_frontend_feats.sh records for the same front-end.
+            feat_type, text = "frontend", frontend_record_text(frontend)
+        else:
+            feat_type, text = "fbank", Path(self.opts.fbank_config).read_text(encoding="utf-8")
+        return FeaturesRecord(feat_type, text, options_md5(text), "", source="audio")
 
     def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
@@ -296,6 +329,7 @@ class Trainer:
                            f"{model.min_frames} <= min_frames <= max_frames for this model")
         head = build_head(cfg.loss, model.output_dim, cfg.num_classes, m_utt)
         net = _Net(model, head).to(self.device)
+        frozen_params, frozen_modules = self._frozen(model)
         optimizer = _build_optimizer(net.parameters(), optim_cfg)
         steps_per_epoch = self._steps_per_epoch(len(plan(0)), batch_size)
         total = steps_per_epoch * epochs
@@ -363,6 +397,11 @@ class Trainer:
                 pin_memory=self.device.type == "cuda", worker_init_fn=worker_init if opts.num_workers else None,
                 prefetch_factor=4 if opts.num_workers else None)
             net.train()
+            freezing = epoch < cfg.training.freeze_epochs and bool(frozen_params)
+            for m in frozen_modules if freezing else ():
+                m.eval()   # fixed batch-norm statistics too
+            if self.is_main and frozen_params and epoch == cfg.training.freeze_epochs and pos == 0 and epoch > 0:
+                log.info("Epoch %d: %s trained from now on", epoch + 1, ", ".join(cfg.training.freeze))
             bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
@@ -376,6 +415,9 @@ class Trainer:
                     loss, logits, *targets = ddp(feats, labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if freezing:
+                    for p in frozen_params:
+                        p.grad = None   # the optimiser skips these: no step, momentum or weight decay
                 if grad_clip > 0:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
@@ -430,20 +472,46 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
+    def _frozen(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Module]]:
+        """The parameters and modules of ``training.freeze`` (prefixes of parameter names)."""
+        prefixes = self.cfg.training.freeze
+        if prefixes and self.cfg.training.freeze_epochs == 0:
+            raise SidError(f"training.freeze ({', '.join(prefixes)}) needs training.freeze_epochs (--freeze-epochs) "
+                           "> 0: the number of epochs they stay fixed")
+
+        def under(name: str, among=prefixes) -> bool:
+            return any(name == p or name.startswith(p + ".") for p in among)
+        names = [n for n, _ in model.named_parameters()]
+        for p in prefixes:
+            if not any(under(n, [p]) for n in names):
+                blocks = sorted({n.split(".")[0] for n in names})
+                raise SidError(f"training.freeze: '{p}' names no parameters of model {self.cfg.model.type}; "
+                               f"its blocks: {', '.join(blocks)} (a prefix of the parameter names, e.g. "
+                               f"'{names[0].rsplit('.', 1)[0]}')")
+        params = [p for n, p in model.named_parameters() if under(n)]
+        if self.is_main and params and not (self.models_dir / "last.pt").exists():
+            log.info("%s fixed for the first %d epoch(s): %d of %d parameters", ", ".join(prefixes),
+                     self.cfg.training.freeze_epochs, sum(p.numel() for p in params), count_parameters(model))
+        return params, [m for n, m in model.named_modules() if n and under(n)]
+
     def _load_init_model(self, net: "_Net", path: str) -> None:
-        """Start from another training's weights (large-margin fine-tuning: ``<exp>/final.pt``)."""
-        state = checkpoint.load(path)
-        for part in ("model", "head"):
-            if part not in state:
-                raise SidError(f"{path} has no '{part}' weights (expected a final.pt or epoch_<N>.pt of train_xvector)")
-            try:
-                getattr(net, part).load_state_dict(state[part])
-            except RuntimeError as err:
-                first = str(err).strip().splitlines()
-                raise SidError(f"{path} does not fit this config's {part} (same model and speakers needed): "
-                               f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+        """Start from another exp's model; its head too where it was trained on the same speakers
+        (large-margin fine-tuning), else the new head stays (fine-tuning on other speakers)."""
+        ckpt, src = checkpoint.init_source(path)
+        state = checkpoint.load(ckpt)
+        if "model" not in state:
+            raise SidError(f"{ckpt} has no 'model' weights (expected final.pt or epoch_<N>.pt of an exp dir)")
+        checkpoint.load_weights(net.model, state["model"], str(ckpt))
+        same_speakers = (src / "spk2id").exists() and \
+            {k: int(v) for k, v in read_dict(src / "spk2id").items()} == self.spk2id
+        if same_speakers and "head" in state:
+            checkpoint.load_weights(net.head, state["head"], str(ckpt), "head")
+            what = "model and head"
+        else:
+            what = (f"model (new {self.cfg.num_classes}-class {self.cfg.loss.type} head: "
+                    f"{'no head in it' if 'head' not in state else 'other speakers'})")
         if self.is_main:
-            log.info("Initialised model and head from %s", path)
+            log.info("Initialised %s from %s", what, ckpt)
 
     def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
         """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""

@@ -1,0 +1,156 @@
+"""Fine-tuning on a new domain (steps/train_xvector.sh --init-model <exp>): the model of any exp
+dir (here one without training state, as sid.bin.import_model writes) on other speakers gets a
+new head, its architecture from the exp; --freeze keeps blocks fixed (batch norm included) for
+--freeze-epochs epochs, then they train; a run killed during the frozen epoch resumes exactly;
+a config or checkpoint of another architecture fails naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from training_data import corpus_features, kill_after_checkpoint  # noqa: E402
+
+from sid import provenance  # noqa: E402
+from sid.config import parse_config  # noqa: E402
+from sid.losses import build_head  # noqa: E402
+from sid.models import build_model  # noqa: E402
+from sid.train import checkpoint  # noqa: E402
+
+MODEL = {"type": "xvector", "feat_dim": 30, "channels": 32, "stats_channels": 64, "embed_dim": 16, "hidden_dim": 16}
+FROZEN = ("frames.0", "frames.1")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def feats(corpus, tmp_path_factory):
+    return corpus_features(corpus, tmp_path_factory.mktemp("finetune_feats"))
+
+
+@pytest.fixture(scope="module")
+def source(feats, tmp_path_factory):
+    """An exp dir with config.yaml, final.pt (model and a 7-class head) and spk2id of other speakers."""
+    exp = tmp_path_factory.mktemp("source") / "exp"
+    exp.mkdir()
+    cfg = parse_config({"model": MODEL})
+    cfg.features = provenance.training_record(feats / "train")
+    cfg.num_classes = 7
+    cfg.dump(exp / "config.yaml")
+    (exp / "spk2id").write_text("".join(f"other{i} {i}\n" for i in range(7)))
+    torch.manual_seed(3)
+    model = build_model(cfg.model)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    head = build_head(cfg.loss, model.output_dim, 7)
+    checkpoint.save_atomic({"model": model.state_dict(), "head": head.state_dict()}, exp / "final.pt")
+    return exp
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    """Training settings only: the model comes from the exp fine-tuned."""
+    path = tmp_path_factory.mktemp("cfg") / "finetune.yaml"
+    path.write_text(yaml.safe_dump({
+        "loss": {"type": "softmax"},
+        "data": {"batch_size": 16, "min_frames": 100, "max_frames": 100},
+        "optim": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
+        "training": {"epochs": 2, "num_avg": 1}}))
+    return path
+
+
+def _cmd(cfg: Path, data: Path, exp: Path, source: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "sid.bin.train_xvector", f"--model-config={cfg}", f"--init-model={source}",
+            f"--freeze={','.join(FROZEN)}", "--freeze-epochs=1", "--progress=false", "--tensorboard=false",
+            "--num-workers=0", *extra, str(data), str(exp)]
+
+
+def _env(sid_env):
+    return {**sid_env, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def finetuned(feats, source, config, repo, tmp_path_factory):
+    import os
+
+    exp = tmp_path_factory.mktemp("ft") / "exp"
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "LC_ALL": "C"}
+    res = subprocess.run(_cmd(config, feats / "train", exp, source), env=env, capture_output=True, text=True,
+                         cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return exp
+
+
+def _frozen(name: str) -> bool:
+    return any(name.startswith(p + ".") for p in FROZEN)
+
+
+def test_new_head_and_the_source_architecture(finetuned, source):
+    log = (finetuned / "log" / "train.log").read_text()
+    assert f"Initialised model (new 20-class softmax head: other speakers) from {source / 'final.pt'}" in log
+    saved = yaml.safe_load((finetuned / "config.yaml").read_text())
+    assert saved["model"] == yaml.safe_load((source / "config.yaml").read_text())["model"]
+    assert saved["num_classes"] == 20 and saved["training"]["freeze"] == list(FROZEN)
+    head = torch.load(finetuned / "final.pt", weights_only=True)["head"]
+    assert next(iter(head.values())).shape[0] == 20
+
+
+def test_frozen_blocks_fixed_then_trained(finetuned, source):
+    src = torch.load(source / "final.pt", weights_only=True)["model"]
+    after1 = torch.load(finetuned / "models" / "epoch_1.pt", weights_only=True)["model"]
+    after2 = torch.load(finetuned / "models" / "epoch_2.pt", weights_only=True)["model"]
+    frozen = [k for k in src if _frozen(k)]
+    assert any("running_mean" in k for k in frozen) and any(k.endswith("weight") for k in frozen)
+    for k in frozen:   # parameters and batch-norm statistics alike
+        assert torch.equal(after1[k], src[k]), f"{k} changed while frozen"
+    for k in src:
+        if not _frozen(k) and torch.is_floating_point(src[k]):
+            assert not torch.equal(after1[k], src[k]), f"{k} did not train"
+    assert not torch.equal(after2["frames.0.conv.weight"], src["frames.0.conv.weight"])
+    assert "frames.0, frames.1 fixed for the first 1 epoch(s)" in (finetuned / "log" / "train.log").read_text()
+
+
+def test_killed_while_frozen_resumes_exactly(finetuned, feats, source, config, repo, sid_env, tmp_path):
+    exp = tmp_path / "killed"
+    cmd = _cmd(config, feats / "train", exp, source, "--checkpoint-steps=2")
+    kill_after_checkpoint(cmd, _env(sid_env), repo, exp, epoch=1)
+    res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Resuming from" in res.stderr
+    ref = torch.load(finetuned / "final.pt", weights_only=True)
+    got = torch.load(exp / "final.pt", weights_only=True)
+    for part in ("model", "head"):
+        for k, v in ref[part].items():
+            assert torch.allclose(got[part][k].float(), v.float(), rtol=1e-5, atol=1e-6), f"{part}.{k} differs"
+
+
+def test_other_architecture_fails_naming_the_key(feats, source, config, repo, sid_env, tmp_path):
+    cfg = yaml.safe_load(config.read_text())
+    cfg["model"] = {**MODEL, "channels": 48}
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(_cmd(wrong, feats / "train", tmp_path / "a", source), env=_env(sid_env),
+                         capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 1 and "model.channels is 48" in res.stderr and "Traceback" not in res.stderr
+
+    # A checkpoint whose weights are not those its config.yaml describes.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.yaml").write_text((source / "config.yaml").read_text())
+    state = torch.load(source / "final.pt", weights_only=True)
+    state["model"]["frames.2.conv.weight"] = state["model"]["frames.2.conv.weight"][:, :-1]
+    checkpoint.save_atomic(state, bad / "final.pt")
+    res = subprocess.run(_cmd(config, feats / "train", tmp_path / "b", bad), env=_env(sid_env),
+                         capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 1 and "'frames.2.conv.weight' has shape" in res.stderr
+
+    res = subprocess.run(_cmd(config, feats / "train", tmp_path / "c", source, "--freeze=tdnn9"),
+                         env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 1 and "'tdnn9' names no parameters" in res.stderr and "frames" in res.stderr
