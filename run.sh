@@ -134,6 +134,7 @@ python -m sid.bin.feature_record validate mfcc $mfcc_config
 # for exp/<config> until it ends (utils/lock_dirs.sh says who holds what).
 . utils/lock_dirs.sh
 lock_dirs data
+. utils/made_by.sh
 
 # The corpora before anything else: a missing one is named by its option.
 check_dir() {  # check_dir <option> <dir> <what it holds>
@@ -146,9 +147,20 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
     check_dir --voxceleb1-root "$voxceleb1_root" "wav/idXXXXX/<video>/NNNNN.wav (or dev/wav, test/wav)"
   [ -d data/train ] || check_dir --voxceleb2-root "$voxceleb2_root" "dev/aac/idXXXXX/<video>/NNNNN.m4a, test/aac/..."
 fi
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -d data/train_combined ]; then
-  [ -d data/musan_speech ] || check_dir --musan-root "$musan_root" "music/ noise/ speech/"
-  [ -f data/rirs/mediumroom/rir_list ] || check_dir --rirs-root "$rirs_root" "simulated_rirs/{smallroom,mediumroom}/"
+# MUSAN's three data dirs come from one command; each records it (.made_by, as make_dir's),
+# so another --musan-root makes them again, and the augmented copies made from them.
+musan_record="local/make_musan.py $musan_root"
+musan_made() {
+  local kind
+  for kind in music noise speech; do
+    [ "$(cat data/musan_$kind/.made_by 2>/dev/null)" = "$musan_record" ] || return 1
+  done
+}
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  musan_made || check_dir --musan-root "$musan_root" "music/ noise/ speech/"
+  # (data/rirs/.made_by as make_dir writes it for stage 2's command)
+  [ "$(cat data/rirs/.made_by 2>/dev/null)" = "local/prepare_rirs.py $rirs_root DEST " ] || \
+    check_dir --rirs-root "$rirs_root" "simulated_rirs/{smallroom,mediumroom}/"
 fi
 
 # need <file> <stage>: a stage's input, or an error saying which stage makes it.
@@ -190,8 +202,10 @@ make_dir() {
     case "$arg" in --nj|--cmd) skip=true; continue ;; esac
     record+="$arg "
   done
-  for arg in "$@"; do
-    case "$arg" in data/*) [ -d "$arg" ] && record+=$'\n'"$arg $(record_of "$arg")" ;; esac
+  # The data dirs it reads: arguments under data/, also inside a longer argument
+  # ("0.5, data/rirs/smallroom/rir_list" reads data/rirs).
+  for arg in $(printf '%s\n' "$@" | grep -oE '(^|[ ,])data/[^/ ,]+' | sed 's/^[ ,]//' | awk '!seen[$0]++'); do
+    [ -d "$arg" ] && [ "$arg" != "$dest" ] && record+=$'\n'"$arg $(record_of "$arg")"
   done
   if [ -d "$dest" ]; then
     [ "$(cat "$dest/.made_by" 2>/dev/null)" = "$record" ] && return 0
@@ -277,7 +291,6 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   fi
   for entry in $trial_lists; do
     IFS=: read -r name list dir <<< "$entry"
-    [ -f data/$dir/trials_$name ] && continue
     if [ -f $trials_dir/$list ]; then
       src=$trials_dir/$list
     elif [ -f $trials_dir/$list.gz ]; then
@@ -286,7 +299,10 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
       echo "$0: no $trials_dir/$list(.gz): trials_$name not made" >&2
       continue
     fi
+    # Kept while made from the same list (path and content) and the same data dir.
+    made data/$dir/trials_$name.made_by "" $src data/$dir/wav.scp data/$dir/utt2spk && continue
     local/make_voxceleb1_trials.py --data-dir data/$dir $src data/$dir/trials_$name
+    made_done data/$dir/trials_$name.made_by
   done
   for name in train $test_sets; do
     utils/validate_data_dir.sh --no-feats data/$name
@@ -325,8 +341,13 @@ combine_sp() {
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stage 2: augmentation"
-  [ -d data/musan_speech ] || local/make_musan.py --nj $nj $musan_root data
-  [ -f data/rirs/mediumroom/rir_list ] || local/prepare_rirs.py $rirs_root data/rirs
+  if ! musan_made; then
+    check_dir --musan-root "$musan_root" "music/ noise/ speech/"
+    rm -rf data/musan_music data/musan_noise data/musan_speech
+    local/make_musan.py --nj $nj $musan_root data
+    for kind in music noise speech; do echo "$musan_record" > data/musan_$kind/.made_by; done
+  fi
+  make_dir data/rirs local/prepare_rirs.py $rirs_root DEST
 fi
 
 # The Kaldi path: fixed augmented copies with features (a config training from audio

@@ -14,8 +14,10 @@ An utterance goes through exactly what the recipe does to it before
 ``compute_*_feats``, so ``utt`` decides the result), the compression round trip
 ``steps/make_features.sh`` stores them with (``compress``, its default), energy VAD
 (``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
-exp's CMN, voiced frames, chunking and batching. The embedding of an utterance is
-therefore the one the recipe extracts for it.
+exp's CMN, voiced frames, chunking and batching. A model trained from audio
+(``features.source: audio``) gets what it was trained on instead: the fbank, uncompressed,
+less the utterance's mean, no VAD. The embedding of an utterance is therefore the one the
+recipe extracts for it.
 
 Scores are the cosine similarity, unless the exp records a back-end trained for it
 (``<exp>/backend.yaml`` from ``sid.bin.record_backend``, ``sid.backend.record``): PLDA, or
@@ -77,14 +79,20 @@ class Embedder:
         if record is None:
             raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
                            "(retrain with the current steps/train_xvector.sh, or import the model)")
-        kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
-        if record.type not in kinds:
-            raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
-                           f"allowed: {', '.join(kinds)}")
-        options_cls, computer_cls = kinds[record.type]
-        self.feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
-        self.computer = computer_cls(self.feat_opts)
-        self.sample_rate = int(self.feat_opts.frame_opts.samp_freq)
+        self.computer = None
+        if self.extractor.from_audio:
+            # (The extractor computes the features it was trained on from the samples.)
+            self.frame_opts = self.extractor.audio_frontend.frame_opts
+        else:
+            kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
+            if record.type not in kinds:
+                raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
+                               f"allowed: {', '.join(kinds)}")
+            options_cls, computer_cls = kinds[record.type]
+            feat_opts = options_from_text(options_cls, record.config, f"{cfg_path} (features.config)")
+            self.computer = computer_cls(feat_opts)
+            self.frame_opts = feat_opts.frame_opts
+        self.sample_rate = int(self.frame_opts.samp_freq)
         try:
             vad_text = Path(vad_config).read_text(encoding="utf-8")
         except OSError as err:
@@ -113,7 +121,7 @@ class Embedder:
         scale = 1.0 if int16_range else INT16_SCALE
         samples = samples.astype(np.float64) * scale
         if sr != self.sample_rate:
-            frame = self.feat_opts.frame_opts
+            frame = self.frame_opts
             allowed = (sr > self.sample_rate and frame.allow_downsample) or (sr < self.sample_rate and frame.allow_upsample)
             if not (self.resample or allowed):
                 raise SidError(f"{where}: sample rate {sr} Hz, the model's features need {self.sample_rate} Hz "
@@ -127,7 +135,8 @@ class Embedder:
         return np.ascontiguousarray(samples, dtype=np.float32)
 
     def features(self, samples, sr: int, utt: str = "", where: str = "", int16_range: bool | None = None) -> np.ndarray:
-        """Prepared features (CMN'd voiced frames) of one utterance, as extraction gets them.
+        """Prepared features (CMN'd voiced frames, or for a model trained from audio its CMN'd
+        fbank) of one utterance, as extraction gets them.
         ``int16_range``: the samples' scale (default: integers are, floats are in [-1, 1])."""
         from sid import kaldi_io
         from sid.features.vad import compute_vad
@@ -135,8 +144,10 @@ class Embedder:
 
         where = where or f"utterance '{utt}'"
         x = self._samples(samples, sr, where, int16_range)
-        if num_frames(len(x), self.feat_opts.frame_opts) == 0:
+        if num_frames(len(x), self.frame_opts) == 0:
             raise SidError(f"{where}: {len(x)} samples is shorter than one frame")
+        if self.extractor.from_audio:
+            return self.extractor.prepare_audio(utt, x)
         feats = self.computer.compute(x, utt)
         if not np.isfinite(feats).all():
             raise SidError(f"{where}: features contain non-finite values")
@@ -157,7 +168,7 @@ class Embedder:
     def decode(self, read) -> tuple[np.ndarray, int]:
         """``read(sample_rate, resample) -> (samples, sr)`` called as compute_*_feats calls it:
         resampled to the model's rate when asked for (or allowed by the feature config)."""
-        frame = self.feat_opts.frame_opts
+        frame = self.frame_opts
         samples, sr = read(None, False)
         if sr != self.sample_rate and (self.resample or (sr > self.sample_rate and frame.allow_downsample)
                                        or (sr < self.sample_rate and frame.allow_upsample)):

@@ -21,10 +21,14 @@ D-vector models instead embed a long utterance as the mean of its 1.6 s windows 
 GE2E and Resemblyzer): ``extract.chunking: windows`` in the config, or
 ``--chunking`` at extraction, selects it beside Kaldi's chunk averaging.
 
-``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares raw
-features as Kaldi's ``extract_xvectors.sh`` does: the sliding CMN the training features
-had (``features.cmvn_opts`` of the config, recorded from the training data dir) then
-voiced-frame selection.
+``Extractor`` loads a model dir (``config.yaml``, ``final.pt``) and prepares an utterance
+as its training data were prepared (``features`` of the config, recorded by training):
+for a model trained from features, as Kaldi's ``extract_xvectors.sh`` does, the sliding
+CMN the training features had (``features.cmvn_opts``) then voiced-frame selection; for a
+model trained from audio (``features.source: audio``), the fbank of ``features.config``
+computed from the samples (dither seeded by the utterance id) with the utterance's mean
+subtracted, no VAD: WeSpeaker's test-time front-end, the whole-utterance form of the
+per-chunk mean normalisation of training.
 """
 
 from __future__ import annotations
@@ -187,7 +191,8 @@ def load_model_dir(model_dir: str | Path, device: torch.device, model_file: str 
 
 
 class Extractor:
-    """Raw features + VAD in, embeddings out, prepared as the model was trained."""
+    """Raw features + VAD (or, for a model trained from audio, samples) in, embeddings out,
+    prepared as the model was trained."""
 
     def __init__(self, model_dir, device: torch.device, max_chunk_frames: int = 10000, min_chunk_frames: int = 25,
                  batch_frames: int = 0, chunking: str = ""):
@@ -201,16 +206,57 @@ class Extractor:
         if self.cfg.features is None:
             raise SidError(f"{Path(model_dir) / 'config.yaml'} has no 'features' record: it does not say how its "
                            "training features were normalised")
-        from sid.provenance import parse_cmvn_opts
-        self.cmn = parse_cmvn_opts(self.cfg.features.cmvn_opts, f"{Path(model_dir) / 'config.yaml'} (features.cmvn_opts)")
+        record = self.cfg.features
+        where = f"{Path(model_dir) / 'config.yaml'}"
+        self.from_audio = record.source == "audio"
+        self.cmn = self.audio_frontend = None
+        if self.from_audio:
+            # "none": an imported model that normalises by itself (sid.pretrained).
+            cmn = record.cmvn_opts != "none"
+            # The training front-end itself, on the whole utterance (its per-chunk mean
+            # normalisation is then the utterance's).
+            from sid.train import audio
+
+            if record.type == "frontend":
+                if self.cfg.frontend is None:
+                    raise SidError(f"{where}: features.type frontend but no 'frontend' section")
+                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend, cmn)
+            elif record.type == "fbank":
+                from sid.embedder import options_from_text
+                from sid.features.options import FbankOptions
+
+                opts = options_from_text(FbankOptions, record.config, f"{where} (features.config)")
+                self.audio_frontend = audio.FbankFrontend(opts, cmn)
+            else:
+                raise SidError(f"{where}: features.type '{record.type}' with source audio: only fbank and a "
+                               "frontend section are computed from audio")
+            self.sample_rate = int(self.audio_frontend.frame_opts.samp_freq)
+        else:
+            from sid.provenance import parse_cmvn_opts
+
+            self.cmn = parse_cmvn_opts(record.cmvn_opts, f"{where} (features.cmvn_opts)")
         self.max_chunk_frames = max_chunk_frames
         self.min_chunk_frames = min_chunk_frames
         self.batch_frames = batch_frames
 
+    def prepare_audio(self, utt: str, samples: np.ndarray) -> np.ndarray:
+        """A model trained from audio: its training front-end's features of ``samples`` (int16
+        range, the model's rate; dither seeded by ``utt``) less their mean over the utterance
+        (unless ``features.cmvn_opts`` is none)."""
+        from sid.features.window import num_frames
+
+        if num_frames(len(samples), self.audio_frontend.frame_opts) == 0:
+            raise SidError(f"utterance '{utt}': {len(samples)} samples is shorter than one frame")
+        return self.audio_frontend(samples, utt)
+
     def prepare(self, utt: str, feats: np.ndarray, vad: np.ndarray | None) -> np.ndarray:
+        """A model trained from features: sliding CMN of the raw features, then voiced frames."""
         from sid.features.cmvn import apply_cmvn_sliding
         from sid.features.vad import select_voiced_frames
 
+        if self.from_audio:
+            raise SidError(f"utterance '{utt}': this model was trained from audio (features.source: audio); "
+                           "it computes its features from the samples")
         feats = apply_cmvn_sliding(feats, window=self.cmn.cmn_window, min_window=self.cmn.min_window,
                                    center=self.cmn.center, norm_vars=self.cmn.normalize_variance)
         if vad is not None:

@@ -180,8 +180,10 @@ def copy_record(sources: list[str | Path], dest: str | Path) -> None:
     shutil.copyfile(first / MARKER, dest / MARKER)
 
 
-def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
-    """Stop unless ``data_dir``'s features were made as the model's training features."""
+def check_match(model_dir: str | Path, data_dir: str | Path) -> str:
+    """Stop unless ``data_dir``'s features were made as the model's training features (or, for
+    a model trained from audio, it has audio); return what extraction reads: the record's
+    ``source``, features or audio."""
     from sid.config import load_features_record
 
     cfg_path = Path(model_dir) / "config.yaml"
@@ -189,6 +191,11 @@ def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
     if record is None:
         raise SidError(f"{cfg_path} has no 'features' record: the model does not say how its features were made")
     data_dir = Path(data_dir)
+    if record.source == "audio":
+        if not (data_dir / "wav.scp").is_file():
+            raise SidError(f"{data_dir}/wav.scp not found: {model_dir} was trained from audio (features.source in "
+                           f"{cfg_path}) and computes its features from the data dir's audio")
+        return record.source
     marker = _required_marker(data_dir)
     if marker["feat_type"] != record.type or marker["options_md5"] != record.checksum:
         raise SidError(
@@ -196,6 +203,7 @@ def check_match(model_dir: str | Path, data_dir: str | Path) -> None:
             f"({data_dir}/conf/{marker['feat_type']}.conf), but {cfg_path} says the model was trained on "
             f"{record.type} with options {record.checksum} (its features.config): remake the features of "
             f"{data_dir} with that config")
+    return record.source
 
 
 # -- records of step outputs (<output>.made_by) --------------------------------------------------

@@ -6,6 +6,9 @@
 # in <model-dir> (config.yaml, final.pt from steps/train_xvector.sh), like Kaldi's
 # extract_xvectors.sh. <data-dir>'s features must be made as the training features were
 # (its .feats_done against features.checksum in <model-dir>/config.yaml), else it stops.
+# A model trained from audio (features.source: audio in its config.yaml) reads <data-dir>'s
+# audio instead (wav.scp, segments): the fbank it was trained on, less each utterance's mean,
+# no VAD.
 # One job per split of the data dir (utils/split_data.sh); a rerun skips the jobs already
 # done with the same model, config, features, VAD and chunking options (<out-dir>/xvector.<job>.scp.made_by)
 # and redoes the others. Writes <out-dir>/xvector.scp (+ xvector.<job>.ark), speaker means spk_xvector.scp/ark
@@ -45,11 +48,16 @@ srcdir=$1
 data=$2
 dir=$3
 
-for f in "$srcdir/final.pt" "$srcdir/config.yaml" "$data/feats.scp" "$data/vad.scp" "$data/utt2spk"; do
+for f in "$srcdir/final.pt" "$srcdir/config.yaml" "$data/utt2spk"; do
   [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
 # Features made with another config than the training features would give wrong embeddings.
-python -m sid.bin.feature_record match "$srcdir" "$data"
+source=$(python -m sid.bin.feature_record match "$srcdir" "$data")
+if [ "$source" = features ]; then
+  for f in "$data/feats.scp" "$data/vad.scp"; do
+    [ -f "$f" ] || { echo "$0: no such file $f" >&2; exit 1; }
+  done
+fi
 case "$use_gpu" in
   true) gpu_opt="--gpu 1"; tool_gpu=yes ;;
   false) gpu_opt=""; tool_gpu=no ;;
@@ -61,13 +69,15 @@ lock_dirs "$data" "$dir"  # a second run on these dirs waits for this one
 mkdir -p "$dir/log"
 utils/split_data.sh "$data" "$nj"
 sdata=$data/split$nj
+inputs=("scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp")
+[ "$source" = audio ] && inputs=("$sdata/JOB")
 
 # shellcheck disable=SC2086
 $cmd $gpu_opt --num-threads "$num_threads" JOB=1:"$nj" "$dir/log/extract.JOB.log" \
   python -m sid.bin.extract_embeddings --use-gpu=$tool_gpu --num-threads="$num_threads" \
     --max-chunk-frames="$max_chunk_frames" --min-chunk-frames="$min_chunk_frames" --batch-frames="$batch_frames" \
     --chunking="$chunking" --skip-done=true \
-    "$srcdir" "scp:$sdata/JOB/feats.scp" "scp:$sdata/JOB/vad.scp" \
+    "$srcdir" "${inputs[@]}" \
     "ark,scp:$dir/xvector.JOB.ark,$dir/xvector.JOB.scp"
 
 tmp=$dir/.xvector.scp.$$.tmp

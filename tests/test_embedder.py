@@ -27,14 +27,17 @@ from sid.train import checkpoint
 NUM_UTTS = 4
 
 
-def write_exp(exp: Path, repo: Path, seed: int = 0) -> Path:
-    """A model dir as training leaves it, from a random x-vector on the recipe's MFCCs."""
-    conf = (repo / "conf" / "mfcc.conf").read_text()
+def write_exp(exp: Path, repo: Path, seed: int = 0, source: str = "features") -> Path:
+    """A model dir as training leaves it, from a random x-vector on the recipe's MFCCs, or with
+    ``source`` audio on conf/fbank80.conf computed from audio (as data.source: audio records it)."""
+    name, dim, cmvn_opts = ("mfcc", 30, "--norm-vars=false --center=true --cmn-window=300") if source == "features" \
+        else ("fbank", 80, "")
+    conf = (repo / "conf" / f"{name}{'' if name == 'mfcc' else dim}.conf").read_text()
     lines = (line.split("#", 1)[0].strip() for line in conf.splitlines())
-    record = FeaturesRecord(type="mfcc", config=conf,
+    record = FeaturesRecord(type=name, config=conf,
                             checksum=hashlib.md5("".join(f"{x}\n" for x in lines if x).encode()).hexdigest(),
-                            cmvn_opts="--norm-vars=false --center=true --cmn-window=300")
-    cfg = parse_config({"model": {"type": "xvector", "feat_dim": 30, "channels": 32, "stats_channels": 64,
+                            cmvn_opts=cmvn_opts, source=source)
+    cfg = parse_config({"model": {"type": "xvector", "feat_dim": dim, "channels": 32, "stats_channels": 64,
                                   "embed_dim": 16, "hidden_dim": 16}})
     cfg.features = record
     cfg.num_classes = 10
@@ -176,6 +179,39 @@ def test_exp_without_features_record_is_an_error(exp, tmp_path):
     (bare / "final.pt").write_bytes((exp / "final.pt").read_bytes())
     with pytest.raises(SidError, match="no 'features' record"):
         Embedder.from_exp(bare, device="no")
+
+
+def test_model_trained_from_audio_extracts_as_trained(utterances, repo, sid_env, tmp_path):
+    """features.source audio: extraction (the step, the tool, Embedder) gives model(training
+    front-end of the whole utterance): fbank from the audio less its mean, no VAD."""
+    from sid.data.audio import read_audio
+    from sid.train.audio import FbankFrontend, fbank_options
+
+    exp = write_exp(tmp_path / "audio_exp", repo, source="audio")
+    data = _data_dir(tmp_path / "data", utterances)   # audio only: no features, no VAD
+    out = tmp_path / "emb"
+    res = subprocess.run(["bash", "steps/extract_embeddings.sh", "--nj", "2", str(exp), str(data), str(out)],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    keys, got = kaldi_io.read_vectors(f"scp:{out}/xvector.scp")
+    assert keys == [u for u, _ in utterances]
+
+    front = FbankFrontend(fbank_options(repo / "conf" / "fbank80.conf"))   # training's, per-chunk CMN
+    model = build_model(parse_config(yaml.safe_load((exp / "config.yaml").read_text()), recorded=True).model)
+    model.load_state_dict(checkpoint.load(exp / "final.pt")["model"])
+    model.eval()
+    e = Embedder.from_exp(exp, device="no")
+    for (utt, path), emb in zip(utterances, got):
+        feats = front(read_audio(path, utt=utt, sample_rate=16000)[0], utt)
+        with torch.no_grad():
+            direct = model.embed(torch.from_numpy(feats)[None])[0].numpy()
+        np.testing.assert_allclose(emb, direct, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(e.embed_file(path, utt=utt), direct, rtol=0, atol=1e-5)
+
+    # Features and VAD given to a model trained from audio: an error saying what to give.
+    res = subprocess.run([sys.executable, "-m", "sid.bin.extract_embeddings", str(exp), "scp:x", "scp:y", "ark:/dev/null"],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 1 and "trained from audio" in res.stderr and "Traceback" not in res.stderr
 
 
 def _run(args, env, cwd):

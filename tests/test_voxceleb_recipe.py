@@ -148,16 +148,75 @@ def test_kaldi_recipe_stages_0_to_2_and_rerun(standin, repo, tmp_path, sid_env):
     assert set(read_dict(data / "train_combined_no_sil" / "utt2spk")) <= set(read_dict(data / "train_combined" / "utt2spk"))
     log = (exp / "log" / "train_job.log").read_text()
     assert "was started with other settings or data" in log and "train_data.num_utts" in log
+    # (MUSAN from another root, the same files: its dirs record the root and are made again.)
+    musan2 = tmp_path / "musan2"
+    musan2.symlink_to(standin / "musan")
+    noise = made_at("train_noise")
     r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "2", "--stop-stage", "3",
-                   "--num-aug-utts", "10", "--aug-seed", "7", "--min-len", "80")
+                   "--num-aug-utts", "10", "--aug-seed", "7", "--min-len", "80", "--musan-root", musan2)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert made_at("train_reverb") > reverb and "--random-seed 7" in (data / "train_reverb" / ".made_by").read_text()
     assert "80 2 data/train_combined_cmn" in (data / "train_combined_no_sil" / ".made_by").read_text()
+    assert (data / "musan_noise" / ".made_by").read_text().strip() == f"local/make_musan.py {musan2}"
+    assert made_at("train_noise") > noise and "data/rirs " in (data / "train_reverb" / ".made_by").read_text()
+    # Another --min-num-utts redoes the speaker selection (and only that, in stage 3).
+    cmn = made_at("train_combined_cmn")
+    r = run_recipe(where, standin, sid_env, *meta, *later[2:], "--stage", "3", "--stop-stage", "3",
+                   "--min-len", "80", "--min-num-utts", "5", "--musan-root", musan2)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert made_at("train_combined_cmn") == cmn
+    assert "80 5 data/train_combined_cmn" in (data / "train_combined_no_sil" / ".made_by").read_text()
+    counts = {}
+    for spk in read_dict(data / "train_combined_no_sil" / "utt2spk").values():
+        counts[spk] = counts.get(spk, 0) + 1
+    assert counts and min(counts.values()) >= 5
     r = run_recipe(where, standin, sid_env, *meta, "--stage", "1", "--stop-stage", "1", "--feat-type", "mfcc")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in ("train", "voxceleb1_test"):
         assert read_dict(data / name / ".feats_done")["feat_type"] == "mfcc"
         assert (data / name / "conf" / "mfcc.conf").is_file()
+
+
+def test_two_runs_at_once_on_the_same_dirs(standin, repo, tmp_path, sid_env):
+    """A second run.sh started while one runs on the same dirs waits for the first (utils/lock_dirs.sh),
+    then finds its work done; with SID_LOCK_WAIT=false it stops at once saying why."""
+    import time
+
+    import kaldiio
+
+    where = recipe_dir(repo, tmp_path / "twice")
+    cmd = ["./run.sh", "--voxceleb1-root", standin / "voxceleb1", "--voxceleb2-root", standin / "voxceleb2",
+           "--trials-dir", standin / "lists", "--nj", "2", "--stop-stage", "1"]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(list(map(str, cmd)), cwd=where, env=sid_env, stdout=log, stderr=subprocess.STDOUT)
+    lock = where / ".data.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.is_file() and lock.stat().st_size) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    second = subprocess.run(list(map(str, cmd)), cwd=where, env=sid_env, capture_output=True, text=True)
+    assert first.wait() == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "is in use by another run" in second.stderr and "waiting for it to end" in second.stderr
+    # One complete, uncorrupted result: every data dir validates and every feature matrix reads.
+    for d in data_dirs(where):
+        validate(d, sid_env)
+    for name in ("train", "voxceleb1_test"):
+        utts = read_dict(where / "data" / name / "utt2spk")
+        feats = dict(kaldiio.load_scp(str(where / "data" / name / "feats.scp")))
+        assert set(feats) == set(utts) and all(m.shape[1] == 80 for m in feats.values())
+    assert not list((where / "data").glob("*.tmp"))
+
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+            time.sleep(0.05)
+        r = subprocess.run(list(map(str, cmd)), cwd=where, env=dict(sid_env, SID_LOCK_WAIT="false"),
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1 and "is in use by another run" in r.stderr and "SID_LOCK_WAIT=false" in r.stderr
 
 
 def test_wespeaker_recipe_with_speed_perturbation(standin, repo, tmp_path, sid_env):
@@ -212,6 +271,8 @@ def test_wespeaker_recipe_from_audio_end_to_end(standin, repo, tmp_path, sid_env
     assert not (data / "train_combined").exists() and not (data / "train_reverb").exists()
     log = (exp / "tiny" / "log" / "train.log").read_text()
     assert "Epoch 1:" in log and yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["features"]["type"] == "fbank"
+    # Extraction computes the fbank from the test sets' audio as training did (no VAD).
+    assert yaml.safe_load((exp / "tiny_lm" / "config.yaml").read_text())["features"]["source"] == "audio"
     assert yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["num_classes"] == 3 * len(
         set(read_dict(data / "train" / "utt2spk").values()))
     lm_log = (exp / "tiny_lm" / "log" / "train.log").read_text()

@@ -9,7 +9,9 @@ Usage:  feature_record validate <feat-type> <feat-config>        (the config par
         feature_record copy <src-data-dir>... <dest-data-dir>     (to a copy, subset or combination;
                                                                    the sources must agree)
         feature_record match <model-dir> <data-dir>              (the data's features are made as the
-                                                                   model's training features)
+                                                                   model's training features, or it has
+                                                                   audio for a model trained from audio;
+                                                                   prints the source: features or audio)
  e.g.:  feature_record match exp/xvector data/voxceleb1_test"""
 
 ARGS = {"validate": (2, 2), "write": (3, 3), "copy": (2, 1000), "match": (2, 2)}
@@ -35,7 +37,7 @@ def main() -> int:
     elif verb == "copy":
         provenance.copy_record(args[:-1], args[-1])
     else:
-        provenance.check_match(*args)
+        print(provenance.check_match(*args))
     return 0
 
 

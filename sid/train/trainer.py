@@ -99,10 +99,12 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 CONFIG_HEADER = """The config this model was trained with (sid.config), read back by extraction.
-features: how the training features were made. For new audio: steps/make_<features.type>.sh
-with a config file holding features.config, energy VAD (steps/compute_vad_decision.sh); then
-steps/extract_embeddings.sh applies the sliding CMN of features.cmvn_opts, keeps the voiced
-frames, and refuses features whose <data>/.feats_done differs from features.checksum."""
+features: how the training features were made. source features: for new audio,
+steps/make_<features.type>.sh with a config file holding features.config, energy VAD
+(steps/compute_vad_decision.sh); then steps/extract_embeddings.sh applies the sliding CMN of
+features.cmvn_opts, keeps the voiced frames, and refuses features whose <data>/.feats_done
+differs from features.checksum. source audio: steps/extract_embeddings.sh computes the fbank of
+features.config from the data dir's audio and subtracts each utterance's mean (no VAD)."""
 
 
 def _train_data_record(data: TrainingSet) -> TrainDataRecord:
@@ -233,7 +235,7 @@ class Trainer:
         theirs = load_config(src / "config.yaml", recorded=True).features
         if theirs is None:
             return
-        for key in ("type", "checksum", "cmvn_opts"):
+        for key in ("type", "checksum", "cmvn_opts", "source"):
             if getattr(theirs, key) != getattr(record, key):
                 raise SidError(f"{data_dir}'s features differ from those of the model to fine-tune "
                                f"({src / 'config.yaml'}): features.{key} is {getattr(record, key)!r} here, "
@@ -241,8 +243,9 @@ class Trainer:
                                "features.config")
 
     def _features_record(self, data_dir: str, frontend) -> FeaturesRecord:
-        """From audio, the fbank config given; extraction's sliding CMN over 300 frames is the
-        per-chunk mean normalisation of 2-3 s training chunks."""
+        """From audio, the fbank config given (or the config's front-end), no sliding CMN and no
+        VAD: extraction computes them from the test audio and subtracts each utterance's mean
+        (per-chunk means in training)."""
         if self.frontend is None:
             return training_record(data_dir)
         from sid.provenance import frontend_record_text, options_md5
@@ -252,7 +255,7 @@ class Trainer:
             feat_type, text = "frontend", frontend_record_text(frontend)
         else:
             feat_type, text = "fbank", Path(self.opts.fbank_config).read_text(encoding="utf-8")
-        return FeaturesRecord(feat_type, text, options_md5(text), "--norm-vars=false --center=true --cmn-window=300")
+        return FeaturesRecord(feat_type, text, options_md5(text), "", source="audio")
 
     def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
