@@ -582,3 +582,23 @@ def test_speechbrain_fbank_as_published():
     ours = SBFbank(80)(torch.from_numpy(wav * 32768).float()[None])[0].numpy()
     assert ours.shape == ref.shape and (ref == db.max() - 80).any()
     assert np.allclose(ours, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("fmt, make, change, message", [
+    ("wespeaker", lambda: wespeaker_resnet34_state(), lambda s: s.pop("layer3.2.bn1.running_var"),
+     "missing key 'layer3.2.bn1.running_var'"),
+    ("voxceleb_trainer", lambda: vt_state("L", 40), lambda s: s.update({"__S__.layer9.0.conv1.weight": torch.zeros(1)}),
+     "unknown key '__S__.layer9.0.conv1.weight'"),
+    ("speechbrain", lambda: speechbrain_ecapa_state(), lambda s: s.update(
+        {"blocks.2.tdnn1.conv.conv.weight": torch.zeros(256, 128, 1)}),
+     r"'blocks.2.tdnn1.conv.conv.weight' has shape \[256, 128, 1\]"),
+])
+def test_every_format_names_a_mismatched_key(tmp_path, fmt, make, change, message):
+    state = make()
+    change(state)
+    config = None
+    if fmt == "speechbrain":
+        config = tmp_path / "hyperparams.yaml"
+        config.write_text(SB_HYPERPARAMS)
+    with pytest.raises(SidError, match=message):
+        import_checkpoint(fmt, save(state, tmp_path / "ckpt.pt"), config, tmp_path / "exp")
