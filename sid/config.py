@@ -135,10 +135,11 @@ class TrainingConfig:
 @dataclass
 class FrontendConfig:
     """What the model reads, computed from audio (sid.bin.compute_frontend_feats, sid.features.frontends):
-    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, raw waveform rows, or Resemblyzer's
-    mel after its own volume normalisation and voice-activity trimming (no Kaldi VAD then)."""
-    type: Literal["fbank", "vt_mel", "waveform", "resemblyzer"] = "fbank"
-    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel, resemblyzer
+    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, raw waveform rows, Resemblyzer's
+    mel after its own volume normalisation and voice-activity trimming (no Kaldi VAD then),
+    or SpeechBrain's log-mel (dB, top 80 dB)."""
+    type: Literal["fbank", "vt_mel", "waveform", "resemblyzer", "sb_fbank"] = "fbank"
+    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel, resemblyzer, sb_fbank
     frame_samples: int = field(default=160, metadata={"min": 1})  # waveform
     preemphasis: float = 0.97                                      # vt_mel (0: none)
 
