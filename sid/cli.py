@@ -288,6 +288,19 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _worker_message(msg: str) -> str:
+    """A SidError raised in a DataLoader worker reaches the main process with the worker's
+    traceback in its message ("Caught SidError in DataLoader worker process 0. Original
+    Traceback ..."): keep the error's own message, saying where it came from."""
+    if "\nOriginal Traceback (most recent call last):" not in msg:
+        return msg
+    import re
+
+    where = re.match(r"Caught \w+ (in .*?)\.?\n", msg)
+    own = re.split(r"^sid\.errors\.\w+: ", msg, flags=re.M)[-1].strip()
+    return f"{own} ({where.group(1)})" if where else own
+
+
 def run_main(main) -> None:
     """Run ``main()``; a ``SidError`` or ``OSError`` ends the program with its message and status 1,
     no traceback."""
@@ -296,7 +309,7 @@ def run_main(main) -> None:
     try:
         status = main()
     except SidError as err:
-        print(f"ERROR ({prog_name()}): {err}", file=sys.stderr)
+        print(f"ERROR ({prog_name()}): {_worker_message(str(err))}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(1)

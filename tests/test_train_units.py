@@ -171,3 +171,39 @@ def test_data_dir_errors_name_the_file(data_dir):
     (data_dir / "utt2spk").unlink()
     with pytest.raises(DataDirError, match="utt2spk not found"):
         read_training_set(data_dir)
+
+
+def test_truncated_archive_in_a_loader_worker_is_one_clear_error(tmp_path, sid_env, repo):
+    """A feature archive cut short, read by a DataLoader worker during training: the run stops
+    (status 1) with the error naming the archive and the utterance, not the worker's traceback."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from sid import provenance
+
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train"
+    train.mkdir()
+    feats = {f"s{s}-u{u}": (rng.standard_normal((150, 20)) + s).astype(np.float32) for s in range(4) for u in range(4)}
+    kaldiio.save_ark(str(train / "feats.ark"), feats, scp=str(train / "feats.scp"))
+    (train / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(feats)))
+    (train / "utt2num_frames").write_text("".join(f"{u} 150\n" for u in sorted(feats)))
+    conf = tmp_path / "fbank.conf"
+    conf.write_text("--num-mel-bins=20\n")
+    provenance.write_record(train, "fbank", conf)
+    (train / "cmvn_opts").write_text("--norm-vars=false --center=true --cmn-window=300\n")
+    ark = (train / "feats.ark").read_bytes()
+    (train / "feats.ark").write_bytes(ark[:-3000])   # the last utterance loses its end
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"type": "xvector", "channels": 16, "stats_channels": 32, "embed_dim": 8, "hidden_dim": 8},
+        "data": {"batch_size": 4, "min_frames": 50, "max_frames": 60, "chunks_per_utt": 1},
+        "training": {"epochs": 1, "num_avg": 1}}))
+    r = subprocess.run([sys.executable, "-m", "sid.bin.train_xvector", f"--model-config={cfg}", "--progress=false",
+                        "--tensorboard=false", "--num-workers=1", "--valid-utts=0", str(train), str(tmp_path / "exp")],
+                       env=sid_env, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert f"{train / 'feats.ark'}: truncated archive: entry 's3-u3'" in r.stderr
+    assert "DataLoader worker process 0" in r.stderr and "Traceback" not in r.stderr

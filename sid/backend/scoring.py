@@ -73,9 +73,10 @@ def _pair_hashes(keys1, keys2) -> np.ndarray:
 def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
     """The fields of every non-blank line as an object array (rows x width), and their line numbers."""
     text = kaldi_io.read_bytes(rxfilename).decode(errors="replace")
-    raw = text.splitlines()
     tokens = text.split()
-    first = next((line.split() for line in raw if line.strip()), None)
+    # No list of the lines (10^6 strings for Vox1-H) unless the fast check below fails (nor a
+    # StringIO, which would hold the text again in 4 bytes a character).
+    first = _first_fields(text)
     if first is None:
         raise SidError(f"{rxfilename}: no trials (empty file)")
     if _is_voxceleb(first):
@@ -84,18 +85,34 @@ def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
                        "first (run.sh stage 0: local/make_voxceleb1_trials.py; egs/speechocean762: "
                        "local/convert_trials.py)")
     width = len(first)
-    if len(tokens) == width * len(raw) and width in widths:
-        lines = np.arange(1, len(raw) + 1)  # no blank lines: row i is line i + 1
+    num_lines = text.count("\n") + (not text.endswith("\n"))
+    if len(tokens) == width * num_lines and width in widths:
+        lines = np.arange(1, num_lines + 1)  # no blank lines: row i is line i + 1
     else:
         lines = []
-        for lineno, line in enumerate(raw, 1):
+        for lineno, line in enumerate(text.splitlines(), 1):
             n = len(line.split())
             if n and (n != width or width not in widths):
                 raise SidError(f"{rxfilename}:{lineno}: expected {expected}, got '{line}'")
             if n:
                 lines.append(lineno)
         lines = np.array(lines)
+    del text  # 30 MB for Vox1-E, not held beside the key array
     return np.array(tokens, dtype=object).reshape(-1, width), lines
+
+
+def _first_fields(text: str) -> list[str] | None:
+    """The fields of the first non-blank line of ``text``, or None."""
+    pos = 0
+    while pos < len(text):
+        end = text.find("\n", pos)
+        fields = text[pos:end if end >= 0 else len(text)].split()
+        if fields:
+            return fields
+        if end < 0:
+            return None
+        pos = end + 1
+    return None
 
 
 def _is_voxceleb(fields: list[str]) -> bool:
