@@ -620,10 +620,10 @@ def _decode_plain(head: bytes, body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(rows, cols)
 
 
-def _scp_lines(text: str, path: str) -> Iterator[tuple[int, str, str]]:
-    """``(line number, key, value)`` of each non-blank ``key value`` line of an scp's text; a key
-    without a value is an error naming the line."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _scp_lines(text: str, path: str, first: int = 1) -> Iterator[tuple[int, str, str]]:
+    """``(line number, key, value)`` of each non-blank ``key value`` line of an scp's text (whose
+    first line is line ``first``); a key without a value is an error naming the line."""
+    for lineno, line in enumerate(text.splitlines(), first):
         key, _, value = line.strip().partition(" ")
         if not key:
             continue
@@ -897,7 +897,6 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     ``whole``, the blocks are consecutive views of one matrix of the whole table (its
     ``.base``), written once; otherwise one block buffer is reused for every block.
     """
-    text = read_bytes(path).decode()
     reader = RandomAccessReader()
     table = dim = None
 
@@ -914,15 +913,21 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
         return row
 
     try:
+        stack = contextlib.ExitStack()
+        if whole:  # the number of entries sizes the table first
+            data = read_bytes(path)
+            lines = io.BytesIO(data)
+        else:  # streamed: memory does not grow with the scp
+            lines = stack.enter_context(open_input(path))
         done_rows = 0
         span = bytearray()  # one read buffer for every block: fresh ones would be page-faulted anew
-        for linenos, keys, values in _scp_chunks(text, path, rows):
+        for linenos, keys, values in _scp_chunks(lines, path, rows):
             if dim is None:
                 first_key = keys[0]
                 dim = entry(linenos[0], keys[0], values[0]).shape[0]
                 head = np.frombuffer(b"\0BFV \x04" + struct.pack("<i", dim), dtype=np.uint8)
                 if whole:
-                    total = sum(1 for line in io.StringIO(text) if line.strip())
+                    total = sum(1 for line in io.BytesIO(data) if line.strip())
                     table = np.empty((total, dim), dtype=np.float32)
                 else:
                     table = np.empty((rows, dim), dtype=np.float32)
@@ -941,22 +946,23 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
             yield keys, out
     finally:
         reader.close()
+        stack.close()
 
 
-def _scp_chunks(text: str, path: str, rows: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
-    """``(line numbers, keys, values)`` of the scp's entries, ``rows`` at a time (a key without a
-    value is an error naming the line)."""
-    lines = io.StringIO(text)
+def _scp_chunks(lines: Iterable[bytes], path: str, rows: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
+    """``(line numbers, keys, values)`` of the entries of an scp's lines, ``rows`` at a time (a key
+    without a value is an error naming the line)."""
     first = 1
     while True:
         chunk = list(itertools.islice(lines, rows))
         if not chunk:
             return
-        tokens = "".join(chunk).split()
+        text = b"".join(chunk).decode()
+        tokens = text.split()
         if len(tokens) == 2 * len(chunk):  # one "key value" per line, none blank: the usual case
             yield list(range(first, first + len(chunk))), tokens[0::2], tokens[1::2]
         else:
-            entries = [(first + i, key, value) for i, key, value in _scp_lines("".join(chunk), path)]
+            entries = list(_scp_lines(text, path, first))
             if entries:
                 yield [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
         first += len(chunk)
