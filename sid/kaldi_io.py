@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import os
 import struct
 import subprocess
@@ -619,10 +620,10 @@ def _decode_plain(head: bytes, body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(rows, cols)
 
 
-def _scp_lines(text: str, path: str) -> Iterator[tuple[int, str, str]]:
-    """``(line number, key, value)`` of each non-blank ``key value`` line of an scp's text; a key
-    without a value is an error naming the line."""
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _scp_lines(text: str, path: str, first: int = 1) -> Iterator[tuple[int, str, str]]:
+    """``(line number, key, value)`` of each non-blank ``key value`` line of an scp's text (whose
+    first line is line ``first``); a key without a value is an error naming the line."""
+    for lineno, line in enumerate(text.splitlines(), first):
         key, _, value = line.strip().partition(" ")
         if not key:
             continue
@@ -730,10 +731,17 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
         return keys, out
     # Archives (files, pipes) are parsed a few MB at a time straight into the result, so the
     # archive's bytes are never held beside it: a pipe stage needs about the table's size, as Kaldi.
+    return stack_vector_blocks(iter_vector_blocks(rspecifier), rspecifier)
+
+
+def stack_vector_blocks(blocks: Iterable[tuple[list[str], np.ndarray]], rspecifier: str) -> tuple[list[str], np.ndarray]:
+    """``(keys, float32 matrix)`` of a table's blocks (``iter_vector_blocks``, perhaps each
+    transformed on the way), copied into one matrix as they come, so neither the blocks nor a
+    list of them is held beside it; duplicate keys and dimension mismatches are errors."""
     keys: list[str] = []
     out = None
     n = 0
-    for block_keys, block in iter_vector_blocks(rspecifier):
+    for block_keys, block in blocks:
         if out is None or n + len(block) > len(out) or block.shape[1:] != out.shape[1:]:
             if out is not None and block.shape[1:] != out.shape[1:]:
                 raise SidError(f"{rspecifier}: key '{block_keys[0]}' has dimension {block.shape[1]}, "
@@ -789,7 +797,8 @@ def iter_vector_blocks(rspecifier: str, rows: int = 4096) -> Iterator[tuple[list
     stream (ivector-mean's global mean, subtract / transform / normalize). Binary float vector
     archives (what every tool of a pipe writes; files are memory-mapped) and scp files onto them
     are read a block at a time; anything else is read whole and cut into blocks. Keys are not
-    checked for duplicates here (nor do Kaldi's sequential readers)."""
+    checked for duplicates here (nor do Kaldi's sequential readers). A block's buffer may be
+    reused for the next: a consumer is done with it (or copies it) before asking for more."""
     opts, path = split_specifier(rspecifier)
     if "scp" in opts:
         yield from _scp_vector_blocks(path, rows)
@@ -883,65 +892,91 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     out in order, is parsed with numpy and read as one positioned read of the span each block
     covers, headers checked and rows copied with no per-line Python work (Vox1-scale tables
     have 10^5 lines); any other entry (another order, double or text vectors, pipes) is read on
-    its own through ``RandomAccessReader``. Dimensions must agree. With ``whole``, the blocks
-    are consecutive views of one matrix of the whole table (its ``.base``), written once.
+    its own through ``RandomAccessReader``. Dimensions must agree. The scp's lines are parsed a
+    block at a time, so a streaming reader's memory does not grow with the table. With
+    ``whole``, the blocks are consecutive views of one matrix of the whole table (its
+    ``.base``), written once; otherwise one block buffer is reused for every block.
     """
-    text = read_bytes(path).decode()
-    lines = text.splitlines()
-    tokens = text.split()
-    if len(tokens) == 2 * len(lines):  # one "key value" per line, none blank
-        keys, values, linenos = tokens[0::2], tokens[1::2], None
-    else:
-        entries = list(_scp_lines(text, path))
-        linenos, keys, values = [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
-    if not keys:
-        return
-    # Archive and offset of every "file:offset" value; -1 where a value is anything else.
-    parts = [v.rpartition(":") for v in values]
-    digits = np.char.isdigit(np.array([p[2] for p in parts]))
-    offsets = np.full(len(parts), -1, dtype=np.int64)
-    offsets[digits] = np.array([p[2] for p, d in zip(parts, digits.tolist()) if d], dtype=np.int64)
-    files = [p[0] for p in parts]
     reader = RandomAccessReader()
+    table = dim = None
 
-    def entry(i: int) -> np.ndarray:
-        lineno = linenos[i] if linenos is not None else i + 1
+    def entry(lineno: int, key: str, value: str) -> np.ndarray:
         try:
-            row = reader.read(values[i], keys[i])
+            row = reader.read(value, key)
         except SidError as err:
             raise SidError(f"{path}:{lineno} ({err})") from None
         if row.ndim != 1:
-            raise SidError(f"{path}:{lineno}: key '{keys[i]}' holds a matrix, expected a vector")
+            raise SidError(f"{path}:{lineno}: key '{key}' holds a matrix, expected a vector")
         if dim is not None and row.shape[0] != dim:
-            raise SidError(f"{path}:{lineno}: key '{keys[i]}' has dimension {row.shape[0]}, "
-                           f"expected {dim} like '{keys[0]}'")
+            raise SidError(f"{path}:{lineno}: key '{key}' has dimension {row.shape[0]}, expected {dim} like "
+                           f"'{first_key}'")
         return row
 
     try:
-        dim = None
-        dim = entry(0).shape[0]
-        head = np.frombuffer(b"\0BFV \x04" + struct.pack("<i", dim), dtype=np.uint8)
-        table = np.empty((len(keys), dim), dtype=np.float32) if whole else None
-        for start in range(0, len(keys), rows):
-            stop = min(start + rows, len(keys))
-            out = table[start:stop] if whole else np.empty((stop - start, dim), dtype=np.float32)
-            done = _fill_from_span(files, offsets, start, stop, out, dim, head)
+        stack = contextlib.ExitStack()
+        if whole:  # the number of entries sizes the table first
+            data = read_bytes(path)
+            lines = io.BytesIO(data)
+        else:  # streamed: memory does not grow with the scp
+            lines = stack.enter_context(open_input(path))
+        done_rows = 0
+        span = bytearray()  # one read buffer for every block: fresh ones would be page-faulted anew
+        for linenos, keys, values in _scp_chunks(lines, path, rows):
+            if dim is None:
+                first_key = keys[0]
+                dim = entry(linenos[0], keys[0], values[0]).shape[0]
+                head = np.frombuffer(b"\0BFV \x04" + struct.pack("<i", dim), dtype=np.uint8)
+                if whole:
+                    total = sum(1 for line in io.BytesIO(data) if line.strip())
+                    table = np.empty((total, dim), dtype=np.float32)
+                else:
+                    table = np.empty((rows, dim), dtype=np.float32)
+            if whole:
+                out = table[done_rows:done_rows + len(keys)]
+            else:
+                out = table[:len(keys)]
+            # Archive and offset of every "file:offset" value; -1 where a value is anything else.
+            parts = [v.rpartition(":") for v in values]
+            offsets = np.array([int(p[2]) if p[2].isascii() and p[2].isdigit() else -1 for p in parts], dtype=np.int64)
+            files = [p[0] for p in parts]
+            done = _fill_from_span(files, offsets, out, dim, head, span)
             for i in np.flatnonzero(~done).tolist():
-                out[i] = entry(start + i)
-            yield keys[start:stop], out
+                out[i] = entry(linenos[i], keys[i], values[i])
+            done_rows += len(keys)
+            yield keys, out
     finally:
         reader.close()
+        stack.close()
 
 
-def _fill_from_span(files: list[str], offsets: np.ndarray, start: int, stop: int, out: np.ndarray, dim: int,
-                    head: np.ndarray) -> np.ndarray:
-    """Fill the rows of ``out`` (entries ``start:stop``) that are plain float vectors of ``dim`` in
-    the block's first archive, in increasing order, from one read of the bytes they span.
-    Returns which rows were filled."""
-    done = np.zeros(stop - start, dtype=bool)
-    fname = files[start]
-    offs = offsets[start:stop]
-    mine = (offs >= 0) & np.array([f == fname for f in files[start:stop]])
+def _scp_chunks(lines: Iterable[bytes], path: str, rows: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
+    """``(line numbers, keys, values)`` of the entries of an scp's lines, ``rows`` at a time (a key
+    without a value is an error naming the line)."""
+    first = 1
+    while True:
+        chunk = list(itertools.islice(lines, rows))
+        if not chunk:
+            return
+        text = b"".join(chunk).decode()
+        tokens = text.split()
+        if len(tokens) == 2 * len(chunk):  # one "key value" per line, none blank: the usual case
+            yield list(range(first, first + len(chunk))), tokens[0::2], tokens[1::2]
+        else:
+            entries = list(_scp_lines(text, path, first))
+            if entries:
+                yield [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
+        first += len(chunk)
+
+
+def _fill_from_span(files: list[str], offsets: np.ndarray, out: np.ndarray, dim: int, head: np.ndarray,
+                    span: bytearray) -> np.ndarray:
+    """Fill the rows of ``out`` (one per entry of ``files``/``offsets``) that are plain float vectors
+    of ``dim`` in the block's first archive, in increasing order, from one read of the bytes they
+    span (into ``span``, grown as needed). Returns which rows were filled."""
+    done = np.zeros(len(files), dtype=bool)
+    fname = files[0]
+    offs = offsets
+    mine = (offs >= 0) & np.array([f == fname for f in files])
     if fname.endswith("|") or "[" in fname or not mine.any():
         return done
     idx = np.flatnonzero(mine)
@@ -952,33 +987,34 @@ def _fill_from_span(files: list[str], offsets: np.ndarray, start: int, stop: int
     lo, hi = int(offs[0]), int(offs[-1]) + nbytes
     if hi - lo > 4 * nbytes * len(offs) + (1 << 20):
         return done  # too sparse to read as one span
+    if len(span) < hi - lo:
+        span.extend(bytes(hi - lo - len(span)))
     try:
         with open(fname, "rb") as f:
-            span = os.pread(f.fileno(), hi - lo, lo)
+            got = os.preadv(f.fileno(), [memoryview(span)[:hi - lo]], lo)
     except OSError:
         return done  # the one-by-one reads report it with the entry
-    if len(span) < hi - lo:
+    if got < hi - lo:
         return done
-    buf = np.frombuffer(span, dtype=np.uint8)
+    buf = np.frombuffer(span, dtype=np.uint8, count=hi - lo)
     rel = offs - lo
     good = np.all(buf[rel[:, None] + np.arange(10)] == head, axis=1)
     step = np.diff(rel)
     if good.all() and (len(rel) == 1 or np.all(step == step[0])):
         # Equally spaced (keys of one length, the usual case): one strided copy.
-        # Copied as bytes: the rows need not be 4-byte aligned in the span, and numpy's
-        # unaligned float copy is several times slower.
+        # Copied as one opaque record per row (a memcpy each): the rows need not be 4-byte
+        # aligned in the span, and numpy's unaligned float or byte-by-byte copies are 10x slower.
         stride = int(step[0]) if len(rel) > 1 else nbytes
-        src = np.ndarray((len(rel), 4 * dim), dtype=np.uint8, buffer=span, offset=int(rel[0]) + 10,
-                         strides=(stride, 1))
-        dst = out.view(np.uint8)
+        row = np.dtype((np.void, 4 * dim))
+        src = np.ndarray((len(rel),), dtype=row, buffer=span, offset=int(rel[0]) + 10, strides=(stride,))
+        dst = out.view(row)[:, 0]
         if idx[-1] - idx[0] == len(idx) - 1:
             dst[idx[0]:idx[-1] + 1] = src
         else:
             dst[idx] = src
     else:
-        raw = memoryview(span)
         for i, r in zip(idx[good].tolist(), rel[good].tolist()):
-            out[i] = np.frombuffer(raw, dtype="<f4", count=dim, offset=r + 10)
+            out[i] = np.frombuffer(span, dtype="<f4", count=dim, offset=r + 10)
     done[idx[good]] = True
     return done
 
@@ -1175,13 +1211,30 @@ def write_int_table(wspecifier: str, items: Iterable[tuple[str, int]]) -> None:
                 f.write(f"{key} {int(value)} \n".encode())
 
 
-def read_pairs(rspecifier_or_file: str) -> list[tuple[str, list[str]]]:
-    """A text table of tokens (``spk2utt``, ``utt2spk``) given as ``ark:f``, ``ark,t:f`` or a plain path."""
+def _table_text(rspecifier_or_file: str) -> tuple[str, str]:
     if ":" in rspecifier_or_file.split(" ", 1)[0] and not os.path.exists(rspecifier_or_file):
         opts, path = split_specifier(rspecifier_or_file)
     else:
         path = rspecifier_or_file
-    text = read_bytes(path).decode()
+    return path, read_bytes(path).decode()
+
+
+def read_token_map(rspecifier_or_file: str) -> dict[str, str]:
+    """``utt2spk``-like tables as a dict key -> first token (``ark:f``, ``ark,t:f`` or a plain path).
+    A file of exactly two tokens a line (the usual case) is split in one go: 10^5 lines in 0.05 s."""
+    path, text = _table_text(rspecifier_or_file)
+    tokens = text.split()
+    if len(tokens) == 2 * (text.count("\n") + (not text.endswith("\n"))):
+        return dict(zip(tokens[0::2], tokens[1::2]))
+    return {k: v[0] for k, v in _pairs(path, text)}
+
+
+def read_pairs(rspecifier_or_file: str) -> list[tuple[str, list[str]]]:
+    """A text table of tokens (``spk2utt``, ``utt2spk``) given as ``ark:f``, ``ark,t:f`` or a plain path."""
+    return _pairs(*_table_text(rspecifier_or_file))
+
+
+def _pairs(path: str, text: str) -> list[tuple[str, list[str]]]:
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()

@@ -15,6 +15,7 @@ and PLDA as stages 10-11 do; ``score_plda`` scores trial lists as
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 
@@ -56,15 +57,20 @@ def prepare(x: np.ndarray, mean: np.ndarray | None, lda: np.ndarray | None, keys
 
 
 def read_prepared(rspecifier: str, mean: np.ndarray | None, lda: np.ndarray | None,
-                  normalize: bool = True) -> tuple[list[str], np.ndarray]:
-    """``(keys, rows)`` of a vector table after ``prepare``; errors name the table."""
-    keys, x = kaldi_io.read_vectors(rspecifier)
-    if not keys:
-        return keys, x
-    try:
-        return keys, prepare(x, mean, lda, keys, normalize)
-    except SidError as err:
-        raise SidError(f"{rspecifier}: {err}") from None
+                  normalize: bool = True, then: Callable[[np.ndarray], np.ndarray] | None = None,
+                  ) -> tuple[list[str], np.ndarray]:
+    """``(keys, rows)`` of a vector table after ``prepare`` (and ``then``, e.g. the PLDA's transform);
+    errors name the table. Read and transformed a block at a time, as Kaldi's pipe streams it:
+    the raw table (512 dims) is never held whole beside the result (200)."""
+    def blocks():
+        for keys, x in kaldi_io.iter_vector_blocks(rspecifier, 16384):
+            try:
+                y = prepare(x, mean, lda, keys, normalize)
+                yield keys, (then(y) if then is not None else y)
+            except SidError as err:
+                raise SidError(f"{rspecifier}: {err}") from None
+
+    return kaldi_io.stack_vector_blocks(blocks(), rspecifier)
 
 
 def train(keys: list[str], x: np.ndarray, utt2spk: dict[str, str], lda_dim: int,

@@ -28,7 +28,7 @@ def main() -> int:
     opts, args = po.parse(num_args=3)
     limit_blas_threads()
     keys, x = kaldi_io.read_vectors(args[0])
-    utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[1])}
+    utt2spk = kaldi_io.read_token_map(args[1])
     idx, spks = speaker_index(keys, utt2spk)
     for k in (keys[i] for i in (idx < 0).nonzero()[0][:10]):
         log.warning("utt2spk has no entry for utterance %s, skipping it.", k)

@@ -53,7 +53,9 @@ def main() -> int:
         raise SidError(f"No training iVectors present in {args[1]}")
     if train.shape[1] != plda.dim:
         raise SidError(f"{args[1]}: vectors have dimension {train.shape[1]}, the PLDA model {args[0]} has {plda.dim}")
-    e, e_scale = plda.transform_vectors(train, train_n, opts.normalize_length, opts.simple_length_normalization)
+    # In place: the raw rows are not needed again (test rows of the same table reuse the result).
+    e, e_scale = plda.transform_vectors(train, train_n, opts.normalize_length, opts.simple_length_normalization,
+                                        in_place=True)
     log.info("Read %d training iVectors; average renormalization scale was %g", len(train_keys), e_scale.mean())
     # Kaldi reads both tables; when they are the same (utterance trials) one read serves both.
     test_keys, test = (train_keys0, train0) if args[2] == args[1] else kaldi_io.read_vectors(args[2])
@@ -64,7 +66,8 @@ def main() -> int:
     if test is train0 and train is train0 and np.all(train_n == 1):
         t, t_scale = e, e_scale  # same vectors, same single-utterance transform
     else:
-        t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization)
+        t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization,
+                                            in_place=True)  # train is a copy here, or another table
     log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
     trials = read_trials(args[3])
     ei, ti, ok = index_trials(trials, train_keys, test_keys, opts.allow_partial, sides=("train", "test"))

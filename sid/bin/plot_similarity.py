@@ -22,7 +22,7 @@ def main() -> int:
     opts, args = po.parse(num_args=3)
     if opts.num_speakers < 1 or opts.utts_per_speaker < 1:
         raise SidError("--num-speakers and --utts-per-speaker must be positive")
-    utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[0])}
+    utt2spk = kaldi_io.read_token_map(args[0])
     keys, x = kaldi_io.read_vectors(args[1])
     by_spk: dict[str, list[int]] = {}
     for i, k in sorted(enumerate(keys), key=lambda t: t[1]):

@@ -22,7 +22,7 @@ def main() -> int:
     po.register("perplexity", 30.0, "t-SNE perplexity (capped for small sets)")
     po.register("method", "tsne", "tsne or umap")
     opts, args = po.parse(num_args=3)
-    utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[0])}
+    utt2spk = kaldi_io.read_token_map(args[0])
     keys, x = kaldi_io.read_vectors(args[1])
     spk = [utt2spk.get(k) for k in keys]
     have = sorted({s for s in spk if s is not None})

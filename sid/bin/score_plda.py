@@ -14,7 +14,6 @@ atomically.
 """
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -49,43 +48,29 @@ def main() -> int:
     mean = kaldi_io.read_vector(opts.mean) if opts.mean else None
     transform = kaldi_io.read_matrix(opts.transform) if opts.transform else None
 
+    def to_plda(x: np.ndarray) -> np.ndarray:
+        if x.shape[1] != plda.dim:
+            raise SidError(f"vectors have dimension {x.shape[1]} after the given transforms, "
+                           f"the PLDA model {args[0]} has {plda.dim}")
+        return plda.transform_vectors(x, 1, opts.normalize_length, opts.simple_length_normalization)[0]
+
     def read(rspecifier: str) -> tuple[list[str], np.ndarray]:
-        keys, x = kaldi_io.read_vectors(rspecifier)
+        # Read, transformed and PLDA-transformed a block at a time: the raw vectors are never held whole.
+        keys, x = pipeline.read_prepared(rspecifier, mean, transform, opts.normalize_input, to_plda)
         if not keys:
             raise SidError(f"No iVectors present in {rspecifier}")
         return keys, x
 
-    def transform_table(rspecifier: str, keys: list[str], x: np.ndarray) -> np.ndarray:
-        try:
-            x = pipeline.prepare(x, mean, transform, keys, opts.normalize_input)
-        except SidError as err:
-            raise SidError(f"{rspecifier}: {err}") from None
-        if x.shape[1] != plda.dim:
-            raise SidError(f"{rspecifier}: vectors have dimension {x.shape[1]} after the given transforms, "
-                           f"the PLDA model {args[0]} has {plda.dim}")
-        return plda.transform_vectors(x, 1, opts.normalize_length, opts.simple_length_normalization)[0]
-
     enroll_keys, enroll = read(args[1])
     test_keys, test = (enroll_keys, enroll) if args[2] == args[1] else read(args[2])
     log.info("Read %d enrolment and %d test vectors", len(enroll_keys), len(test_keys))
-
-    def read_and_index(trials: str):
+    for trials, out in zip(args[3::2], args[4::2]):
         trial_list = read_trials(trials)
-        return (trial_list,) + index_trials(trial_list, enroll_keys, test_keys, opts.allow_partial)
-
-    # Trial lists are parsed (Python, holding the GIL) on a second thread while this one runs
-    # the table transforms (BLAS, which releases it): on a free core that hides the parsing.
-    with ThreadPoolExecutor(1) as pool:
-        indexed = [pool.submit(read_and_index, trials) for trials in args[3::2]]
-        enroll = transform_table(args[1], enroll_keys, enroll)
-        test = enroll if args[2] == args[1] else transform_table(args[2], test_keys, test)
-        for trials, out, job in zip(args[3::2], args[4::2], indexed):
-            trial_list, ei, ti, ok = job.result()
-            scores = plda.log_likelihood_ratios(enroll, np.ones(len(enroll_keys), dtype=np.int64), test,
-                                                ei[ok], ti[ok])
-            write_scores(out, trial_list.keys1[ok], trial_list.keys2[ok], scores)
-            log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
-            log.info("%s: processed %d trials, %d had errors.", trials, int(ok.sum()), int((~ok).sum()))
+        ei, ti, ok = index_trials(trial_list, enroll_keys, test_keys, opts.allow_partial)
+        scores = plda.log_likelihood_ratios(enroll, np.ones(len(enroll_keys), dtype=np.int64), test, ei[ok], ti[ok])
+        write_scores(out, trial_list.keys1[ok], trial_list.keys2[ok], scores)
+        log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
+        log.info("%s: processed %d trials, %d had errors.", trials, int(ok.sum()), int((~ok).sum()))
     return 0
 
 if __name__ == "__main__":

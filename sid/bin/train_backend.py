@@ -31,7 +31,7 @@ def main() -> int:
     opts, args = po.parse(num_args=3)
     limit_blas_threads()
     keys, x = kaldi_io.read_vectors(args[0])
-    utt2spk = {k: v[0] for k, v in kaldi_io.read_pairs(args[1])}
+    utt2spk = kaldi_io.read_token_map(args[1])
     mean, lda, plda = pipeline.train(keys, x, utt2spk, opts.lda_dim, opts.total_covariance_factor,
                                      opts.num_em_iters, opts.plda)
     os.makedirs(args[2], exist_ok=True)
