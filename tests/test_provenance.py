@@ -217,3 +217,31 @@ def test_feature_record_match_reads_the_record_without_torch(tmp_path, repo, sid
     provenance.write_record(data, "fbank", conf)
     r = _run([sys.executable, "-m", "sid.bin.feature_record", "match", exp, data], repo, sid_env, ok=False)
     assert r.returncode == 1 and "remake the features" in r.stderr
+
+
+def test_step_record_fingerprints_inputs_and_the_archives_of_an_scp(tmp_path, monkeypatch, capsys):
+    """<output>.made_by: unchanged options and inputs keep the output; another option, an input's
+    content or an archive its scp points into (by size and time when big) make it again."""
+    ark, scp, small = tmp_path / "x.ark", tmp_path / "x.scp", tmp_path / "utt2spk"
+    ark.write_bytes(b"0123456789")
+    scp.write_text(f"a {ark}:0\nb {ark}:5\n")
+    small.write_text("a s\n")
+    marker = tmp_path / "out.made_by"
+
+    def done(options="n=1"):
+        if provenance.step_done(marker, options, [scp, small], "test"):
+            return True
+        provenance.step_finish(marker)
+        return False
+
+    assert not done() and done()
+    assert f"  archive {ark} md5 " in marker.read_text()
+    assert not done("n=2") and "-options n=1" in capsys.readouterr().out and done("n=2")
+    small.write_text("a t\n")
+    assert not done("n=2") and done("n=2")
+    monkeypatch.setattr(provenance, "CONTENT_HASH_MAX_BYTES", 4)
+    assert not done("n=2") and f"archive {ark} size 10 mtime" in marker.read_text()
+    os.utime(ark, ns=(1, 1))
+    assert not done("n=2") and done("n=2")
+    # A record whose output was not finished (killed) is not taken: the stale marker is gone.
+    assert not provenance.step_done(marker, "n=3", [scp], "test") and not marker.exists()
