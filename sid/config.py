@@ -135,10 +135,13 @@ class TrainingConfig:
 @dataclass
 class FrontendConfig:
     """What the model reads, computed from audio (sid.bin.compute_frontend_feats, sid.features.frontends):
-    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, or raw waveform rows."""
-    type: Literal["fbank", "vt_mel", "waveform"] = "fbank"
-    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel
+    Kaldi's log-mel filterbank, voxceleb_trainer's log-mel, raw waveform rows, Resemblyzer's
+    mel after its own volume normalisation and voice-activity trimming (no Kaldi VAD then),
+    or SpeechBrain's log-mel (dB, top 80 dB)."""
+    type: Literal["fbank", "vt_mel", "waveform", "resemblyzer", "sb_fbank"] = "fbank"
+    num_mel_bins: int = field(default=40, metadata={"min": 1})    # fbank, vt_mel, resemblyzer, sb_fbank
     frame_samples: int = field(default=160, metadata={"min": 1})  # waveform
+    preemphasis: float = 0.97                                      # vt_mel (0: none)
 
 
 @dataclass
@@ -170,7 +173,8 @@ class FeaturesRecord:
     cmvn_opts: str                          # apply_cmvn_sliding's options (steps/prepare_feats_for_egs.sh)
     # features: the data dir's feats.scp with the sliding CMN of cmvn_opts and voiced frames only;
     # audio: computed per chunk from wav.scp, each chunk's mean subtracted, no VAD (data.source
-    # audio), so extraction computes them from the test audio and subtracts the utterance's mean.
+    # audio), so extraction computes them from the test audio and subtracts the utterance's mean
+    # (with cmvn_opts "none": no mean subtracted, an imported model that normalises by itself).
     source: Literal["features", "audio"] = "features"
     compress: bool = True                   # stored with Kaldi's compression (make_features.sh --compress)
     vad: VadRecord | None = None            # none: no VAD (audio source), or an exp older than the record

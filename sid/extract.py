@@ -211,6 +211,8 @@ class Extractor:
         self.from_audio = record.source == "audio"
         self.cmn = self.audio_frontend = None
         if self.from_audio:
+            # "none": an imported model that normalises by itself (sid.pretrained).
+            cmn = record.cmvn_opts != "none"
             # The training front-end itself, on the whole utterance (its per-chunk mean
             # normalisation is then the utterance's).
             from sid.train import audio
@@ -218,13 +220,13 @@ class Extractor:
             if record.type == "frontend":
                 if self.cfg.frontend is None:
                     raise SidError(f"{where}: features.type frontend but no 'frontend' section")
-                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend)
+                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend, cmn)
             elif record.type == "fbank":
                 from sid.embedder import options_from_text
                 from sid.features.options import FbankOptions
 
                 opts = options_from_text(FbankOptions, record.config, f"{where} (features.config)")
-                self.audio_frontend = audio.FbankFrontend(opts)
+                self.audio_frontend = audio.FbankFrontend(opts, cmn)
             else:
                 raise SidError(f"{where}: features.type '{record.type}' with source audio: only fbank and a "
                                "frontend section are computed from audio")
@@ -239,7 +241,8 @@ class Extractor:
 
     def prepare_audio(self, utt: str, samples: np.ndarray) -> np.ndarray:
         """A model trained from audio: its training front-end's features of ``samples`` (int16
-        range, the model's rate; dither seeded by ``utt``) less their mean over the utterance."""
+        range, the model's rate; dither seeded by ``utt``) less their mean over the utterance
+        (unless ``features.cmvn_opts`` is none)."""
         from sid.features.window import num_frames
 
         if num_frames(len(samples), self.audio_frontend.frame_opts) == 0:

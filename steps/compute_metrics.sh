@@ -23,6 +23,9 @@
 #   --similarity-utts <M>    # utterances per speaker in it (default: 10)
 #   --allow-partial <true|false>  # evaluate score files that cover only part of a trials list
 #                            # (with a warning) instead of stopping with an error (default: false)
+#   --backend-prefix <p>     # name the back-ends <p><backend> in results.json and the plots
+#                            # <p><trials-name>, so a second model's rows stand beside the first's
+#                            # (e.g. resemblyzer_; default: none)
 
 set -euo pipefail
 
@@ -34,6 +37,7 @@ umap=false
 similarity_speakers=0
 similarity_utts=10
 allow_partial=false
+backend_prefix=
 
 command_line="$0 $*"  # logged once the options are read (none on --help)
 . parse_options.sh
@@ -59,13 +63,13 @@ for trials in "$@"; do
     backend=${backend%.score}
     threshold_opt=""
     [ -f "${score%.score}.threshold" ] && threshold_opt="--threshold=${score%.score}.threshold"
-    $bin.compute_metrics --allow-partial=$allow_partial --backend="$backend" --trials-name="$name" $threshold_opt \
+    $bin.compute_metrics --allow-partial=$allow_partial --backend="$backend_prefix$backend" --trials-name="$name" $threshold_opt \
       "$trials" "$score" "$results_dir/results.json" >/dev/null
     pairs+=("$backend=$score")
   done
   [ ${#pairs[@]} -gt 0 ] || { echo "$0: no score files $score_dir/$name.*.score" >&2; exit 1; }
   if [ "$plots" = true ]; then
-    $bin.plot_scores --allow-partial=$allow_partial --trials-name="$name" "$trials" "$results_dir" "${pairs[@]}"
+    $bin.plot_scores --allow-partial=$allow_partial --trials-name="$backend_prefix$name" "$trials" "$results_dir" "${pairs[@]}"
   fi
 done
 

@@ -1,6 +1,6 @@
 """sid.bin.export_model: the ONNX graph, run by onnxruntime in a process without torch, gives
 the PyTorch embeddings of real utterances (max |diff| <= 1e-4) and the same EER on a trial
-list; the TorchScript file gives them too."""
+list; its int8 quantisation is smaller and close; the TorchScript file gives them too."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def _eer(emb: np.ndarray, spks: list[str]) -> float:
 
 
 def test_onnx_matches_pytorch_without_torch(prepared, repo, sid_env, tmp_path):
+    from sid.bin.export_model import quantize_int8
+
     exp, items, ref = prepared
     out = tmp_path / "model.onnx"
     res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "onnx", str(exp), str(out)],
@@ -58,33 +60,42 @@ def test_onnx_matches_pytorch_without_torch(prepared, repo, sid_env, tmp_path):
     assert res.returncode == 0, res.stderr
     side = yaml.safe_load((tmp_path / "model.onnx.frontend.yaml").read_text())
     assert side["features"]["type"] == "mfcc" and "--num-ceps=30" in side["features"]["config"]
+    int8 = tmp_path / "int8.onnx"
+    int8.write_bytes(out.read_bytes())
+    quantize_int8(int8)
     np.savez(tmp_path / "feats.npz", **{f"u{i}": f for i, (_, _, f) in enumerate(items)})
     # Each utterance alone, at its own length (dynamic frames axis); torch must stay unloaded.
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
         import onnxruntime as ort
-        session = ort.InferenceSession({str(out)!r})
         feats = np.load({str(tmp_path / 'feats.npz')!r})
-        emb = [session.run(None, {{"feats": feats[f"u{{i}}"][None]}})[0][0] for i in range({len(items)})]
-        np.save({str(tmp_path / 'onnx.npy')!r}, np.stack(emb))
+        for name in ("model", "int8"):
+            session = ort.InferenceSession({str(tmp_path)!r} + f"/{{name}}.onnx")
+            emb = [session.run(None, {{"feats": feats[f"u{{i}}"][None]}})[0][0] for i in range({len(items)})]
+            np.save({str(tmp_path)!r} + f"/{{name}}.npy", np.stack(emb))
         assert "torch" not in sys.modules
     """)
     res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    onnx_emb = np.load(tmp_path / "onnx.npy")
+    onnx_emb = np.load(tmp_path / "model.npy")
     assert len({f.shape[0] for _, _, f in items}) > 1
     assert np.abs(onnx_emb - ref).max() <= 1e-4
     spks = [s for _, s, _ in items]
     assert _eer(onnx_emb, spks) == _eer(ref, spks)
+    # int8 weights: a smaller file whose embeddings point where the float ones do.
+    q = np.load(tmp_path / "int8.npy")
+    assert int8.stat().st_size < 0.6 * out.stat().st_size
+    cos = np.einsum("ij,ij->i", q, ref) / np.linalg.norm(q, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.99 and np.abs(q - ref).max() > 1e-6
 
 
-def test_torchscript_matches_pytorch(prepared, repo, sid_env, tmp_path):
+def test_torchscript_matches_pytorch(prepared, tmp_path):
+    from sid.bin.export_model import export
+
     exp, items, ref = prepared
     out = tmp_path / "model.pt"
-    res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "torchscript", str(exp),
-                          str(out)], env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
-    assert res.returncode == 0, res.stderr
+    export(exp, out, "torchscript")
     model = torch.jit.load(str(out))
     with torch.no_grad():
         emb = np.stack([model(torch.from_numpy(f)[None])[0].numpy() for _, _, f in items])

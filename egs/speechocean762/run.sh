@@ -25,6 +25,11 @@
 #                            ConvGRU configs) is trained on that front-end, computed
 #                            beside the MFCCs (which still decide the VAD)
 #   --epochs N               train N epochs instead of the config's (default 0: the config's)
+#   --pretrained NAME        evaluate a pretrained model instead of training one: resemblyzer
+#                            (Resemblyzer's GE2E d-vector, imported by sid.bin.import_model into
+#                            <exp>/pretrained_resemblyzer, installing its weights with
+#                            pip install --no-deps resemblyzer where absent); its results stand
+#                            in <exp>/results.json as rows of their own (resemblyzer: ...)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
 #   --nj N                   parallel jobs (default 2)
@@ -43,6 +48,7 @@ exp=
 data=
 config=conf/xvector_small.yaml
 epochs=0
+pretrained=
 stage=0
 stop_stage=6
 nj=2
@@ -101,9 +107,27 @@ need() {
   echo "$0: $1 is missing: stage $2 makes it (run with --stage $2, or without --stage)" >&2
   exit 1
 }
+mfccdir=$data/mfcc
+model=$exp/xvector
+scores=$exp/scores
+metrics_opts=()
+if [ -n "$pretrained" ]; then
+  [ "$pretrained" = resemblyzer ] || { echo "$0: --pretrained must be resemblyzer, got '$pretrained'" >&2; exit 1; }
+  [ "$epochs" -eq 0 ] || { echo "$0: --epochs does not go with --pretrained (nothing is trained)" >&2; exit 1; }
+  # Its own model and scores dirs; its rows in results.json named after it.
+  model=$exp/pretrained_$pretrained
+  scores=$exp/scores_$pretrained
+  metrics_opts=(--backend-prefix "${pretrained}_")
+  if [ ! -f "$model/final.pt" ]; then
+    python -m sid.bin.import_model --format "$pretrained" "$pretrained" "$model"
+  fi
+fi
+emb=$model/embeddings
 # A model with its own front-end reads features named after it (e.g. vt_mel40) in
-# $data/<set>_<name>; the others read the MFCCs.
-fe=$(python -c 'import sys
+# $data/<set>_<name>; the others read the MFCCs. An imported model computes its
+# front-end from the audio at extraction (features.source: audio).
+fe=
+[ -n "$pretrained" ] || fe=$(python -c 'import sys
 from sid.config import load_config
 f = load_config(sys.argv[1]).frontend
 print("" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
@@ -118,10 +142,6 @@ yaml.safe_dump(cfg, open(sys.argv[3], "w"), sort_keys=False)' "$config" "$epochs
   config=$exp/train_config.yaml
 fi
 echo "$0: corpus $corpus, data $data, exp $exp, config $config${fe:+, front-end $fe}"
-mfccdir=$data/mfcc
-model=$exp/xvector
-emb=$model/embeddings
-scores=$exp/scores
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   # The split depends only on these arguments; an unchanged rerun keeps the data dirs
@@ -159,7 +179,9 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   done
 fi
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
+  echo "$0: stages 2-3 skipped: $model is imported, not trained"
+elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
   # chunk from, as Kaldi's recipe does. The done-marker records what made the result
@@ -180,7 +202,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   fi
 fi
 
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+if [ -z "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   need "$data/train${feat}_no_sil/.done" 2
   # Two threads, whatever the machine: CPU kernels sum in an order that depends on the
   # thread count, and RESULTS.md's figures are for two.
@@ -233,8 +255,13 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for t in "${kaldi_trials[@]}"; do need "$scores/$(basename "$t").cosine.score" 5; done
-  steps/compute_metrics.sh --allow-partial "$allow_partial" --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
-    --umap true --similarity-speakers 10 --similarity-utts 10 \
-    "$scores" "$exp" "${kaldi_trials[@]}"
+  if [ -n "$pretrained" ]; then
+    # Beside the trained model's: its rows and DET/histogram plots only (the maps are the trained model's).
+    steps/compute_metrics.sh --allow-partial "$allow_partial" "${metrics_opts[@]}" "$scores" "$exp" "${kaldi_trials[@]}"
+  else
+    steps/compute_metrics.sh --allow-partial "$allow_partial" --tsne-emb-dir "$emb/test" --tsne-utt2spk "$data/test/utt2spk" \
+      --umap true --similarity-speakers 10 --similarity-utts 10 \
+      "$scores" "$exp" "${kaldi_trials[@]}"
+  fi
   echo "$0: results in $exp/results.json, plots in $exp/*.png"
 fi

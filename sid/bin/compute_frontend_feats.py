@@ -3,8 +3,9 @@
 from sid.cli import KaldiOptions, run_main
 
 USAGE = """Compute the front-end a model config names in its 'frontend' section (vt_mel: voxceleb_trainer's
-log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its num_mel_bins), with
-Kaldi's frame count (25 ms / 10 ms) so VAD decisions made on Kaldi features apply. Unreadable, empty
+log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its num_mel_bins; resemblyzer:
+Resemblyzer's trimmed mel), with Kaldi's frame count (25 ms / 10 ms) so VAD decisions made on Kaldi
+features apply (resemblyzer: its own frames, trimmed by its own VAD). Unreadable, empty
 or too short utterances are warned about and skipped; the program fails if none succeeded.
 Usage:  compute_frontend_feats [options] --model-config=<yaml> <wav-rspecifier> <feats-wspecifier>
  e.g.:  compute_frontend_feats --model-config=conf/resnetse34l_ap.yaml scp:data/train/wav.scp ark,scp:fe.ark,fe.scp"""
@@ -63,8 +64,8 @@ def main() -> int:
                 samples, sr = read(16000, False)
                 if kaldi_frames(len(samples), opts.snip_edges) == 0:
                     raise SidError(f"utterance '{utt}' ({where}): {len(samples)} samples make no frame")
-                feats = fbank.compute(samples, utt) if frontend is None else frontend_features(frontend, samples,
-                                                                                                opts.snip_edges)
+                feats = fbank.compute(samples, utt) if frontend is None else frontend_features(
+                    frontend, samples, opts.snip_edges, f"utterance '{utt}' ({where})")
                 if not np.isfinite(feats).all():
                     raise SidError(f"utterance '{utt}' ({where}): features contain non-finite values")
             except SidError as err:

@@ -9,7 +9,13 @@ energy VAD and sliding CMN are Kaldi's, not ONNX operators. Everything needed to
 reproduce it is written beside the model as <out>.frontend.yaml (the exp's features
 record: type, Kaldi feature config, cmvn_opts, compress; the VAD: its config and the features
 it decides on; the chunking), and
-sid.Embedder.features computes it."""
+sid.Embedder.features computes it.
+--quantize=int8 (ONNX only) stores the weights of the convolutions and matrix products as
+8-bit integers, quantising activations on the fly (onnxruntime's dynamic quantisation, after
+its shape inference and graph preprocessing); the float model's and its sizes are logged.
+Waveform-in graphs are not made: the recipe's features are dithered with a per-utterance
+seed and stored through Kaldi's compression, and the energy VAD decides on MFCCs, none
+of which ONNX reproduces to 1e-4."""
 
 import logging
 import os
@@ -20,11 +26,28 @@ from sid.cli import doc_argparser, run_main, setup_logging
 log = logging.getLogger("export_model")
 
 
+def quantize_int8(path: Path) -> None:
+    """Dynamic int8 quantisation of an ONNX file in place. Shape inference and onnxruntime's
+    preprocessing first: the dynamo exporter's value-info shapes make the quantiser's own
+    inference fail. Unsigned 8-bit weights, because onnxruntime's CPU ConvInteger takes uint8 only."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as d:
+        pre = Path(d) / "pre.onnx"
+        quant_pre_process(str(path), str(pre))
+        quantize_dynamic(str(pre), str(path), weight_type=QuantType.QUInt8)
+
+
 def main() -> int:
     from sid.embedder import DEFAULT_VAD_CONFIG
 
     parser = doc_argparser(__doc__)
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="onnx: dynamic int8 quantisation of the weights (default: %(default)s)")
     parser.add_argument("--vad-config", default=None,
                         help="VAD options recorded beside the model, for an exp that does not record its own "
                              f"(features.vad; default then: {DEFAULT_VAD_CONFIG})")
@@ -32,13 +55,21 @@ def main() -> int:
     parser.add_argument("out", help="model file to write")
     opts = parser.parse_args()
     setup_logging()
-    exp, out = opts.exp, opts.out
+    export(opts.exp, opts.out, opts.format, opts.quantize, opts.vad_config)
+    return 0
 
+
+def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", vad_config: str | Path | None = None) -> None:
+    """Write the ``fmt`` (onnx, torchscript) model of ``exp`` to ``out`` and its front-end record beside it."""
+    from sid.embedder import DEFAULT_VAD_CONFIG
+    from sid.errors import SidError
+
+    if quantize != "none" and fmt != "onnx":
+        raise SidError(f"--quantize={quantize} needs --format onnx")
     import torch
     import yaml
 
     from sid.data.table import atomic_path
-    from sid.errors import SidError
     from sid.extract import load_model_dir
 
     model, cfg = load_model_dir(exp, torch.device("cpu"))
@@ -62,24 +93,28 @@ def main() -> int:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        if opts.format == "onnx":
+        if fmt == "onnx":
             frames = torch.export.Dim("frames", min=min_frames)
             program = torch.onnx.export(graph, (example,), input_names=["feats"], output_names=["embedding"],
                                         dynamo=True, verbose=False,
                                         dynamic_shapes={"feats": {0: torch.export.Dim("batch"), 1: frames}})
             program.save(str(tmp), external_data=False)
+            if quantize == "int8":
+                float_size = os.path.getsize(tmp)
+                quantize_int8(tmp)
+                log.info("int8: %.1f kB, float32: %.1f kB", os.path.getsize(tmp) / 1e3, float_size / 1e3)
         else:
             with torch.no_grad():
                 traced = torch.jit.trace(graph, example)
             traced.save(str(tmp))
     if cfg.features.vad is not None:
-        if opts.vad_config is not None:
+        if vad_config:
             raise SidError(f"{Path(exp) / 'config.yaml'} records the model's VAD (features.vad): "
                            "do not give --vad-config")
         vad = {"config": cfg.features.vad.config, "features_type": cfg.features.vad.features_type,
                "features_config": cfg.features.vad.features_config}
     else:
-        vad_config = opts.vad_config or DEFAULT_VAD_CONFIG
+        vad_config = vad_config or DEFAULT_VAD_CONFIG
         try:
             vad = {"config": Path(vad_config).read_text(encoding="utf-8"), "features_type": cfg.features.type,
                    "features_config": cfg.features.config}
@@ -99,8 +134,8 @@ def main() -> int:
     side = out.with_name(out.name + ".frontend.yaml")
     with atomic_path(side) as tmp:
         tmp.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
-    log.info("Wrote %s (%s, %.1f kB) and %s", out, opts.format, os.path.getsize(out) / 1e3, side)
-    return 0
+    log.info("Wrote %s (%s%s, %.1f kB) and %s", out, fmt, " int8" if quantize == "int8" else "",
+             os.path.getsize(out) / 1e3, side)
 
 
 if __name__ == "__main__":

@@ -39,16 +39,27 @@ def tables(results: dict, commit: str, date: str) -> str:
                    + [f"actDCF p={p}" for p in act_targets])
         out.append("| back-end | EER (%) | " + " | ".join(columns) + " |")
         out.append("|---|---|" + "---|" * len(columns))
-        order = [b for b in BACKENDS if b in entries] + sorted(b for b in entries if b not in BACKENDS)
+        order = sorted(entries, key=lambda b: (_split(b)[0], list(BACKENDS).index(_split(b)[1])
+                                               if _split(b)[1] in BACKENDS else len(BACKENDS), b))
         for backend in order:
             e = entries[backend]
             keys = ([f"mindcf_{p}" for p in p_targets] + (["cllr"] if cllr else [])
                     + [f"actdcf_{p}" for p in act_targets])
             cells = " | ".join(f"{e[k]:.4f}" if k in e else "" for k in keys)
-            out.append(f"| {BACKENDS.get(backend, backend)} | {e['eer']:.4g} | {cells} |")
+            prefix, base = _split(backend)
+            out.append(f"| {prefix + ': ' if prefix else ''}{BACKENDS.get(base, base)} | {e['eer']:.4g} | {cells} |")
         out.append("")
     out.append(f"Measured at commit {commit} on {date}.")
     return "\n".join(out)
+
+
+def _split(backend: str) -> tuple[str, str]:
+    """(model, back-end) of a results.json back-end name: a second model's rows are named
+    <model>_<backend> (steps/compute_metrics.sh --backend-prefix)."""
+    for base in sorted(BACKENDS, key=len, reverse=True):
+        if backend.endswith("_" + base):
+            return backend[:-len(base) - 1], base
+    return "", backend
 
 
 def git_commit() -> str:

@@ -13,7 +13,9 @@ is ``sid.features.frontends.VTMel``):
   attentive statistics (ASP), then linear 512.
 
 With ``base_channels`` 16 and 40 mels, L has 1,437,078 parameters; V2 with 32 and 64
-mels 8,028,492 (as the published models).
+mels 8,028,492 (as the published models). ``relu_before_bn``: the published code's order
+in the first convolution of every block and in V2's stem, conv -> ReLU -> batch norm
+(imported checkpoints, ``sid.pretrained``); otherwise conv -> batch norm -> ReLU.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from torch import nn
 
 
 class SEBasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, reduction: int = 8):
+    def __init__(self, cin: int, cout: int, stride: int, reduction: int = 8, relu_before_bn: bool = False):
         super().__init__()
+        self.relu_before_bn = relu_before_bn
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
@@ -39,9 +42,25 @@ class SEBasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out = self.conv1(x)
+        out = self.bn1(self.relu(out)) if self.relu_before_bn else self.relu(self.bn1(out))
+        out = self.bn2(self.conv2(out))
         out = out * self.se(out.mean(dim=(2, 3)))[:, :, None, None]
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class _Stem(nn.Module):
+    """conv -> BN -> ReLU, or conv -> ReLU -> BN; parameters named as nn.Sequential(conv, bn)'s."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module, relu_before_bn: bool):
+        super().__init__()
+        self.add_module("0", conv)
+        self.add_module("1", bn)
+        self.relu_before_bn = relu_before_bn
+
+    def forward(self, x):
+        x = self._modules["0"](x)
+        return self._modules["1"](torch.relu(x)) if self.relu_before_bn else torch.relu(self._modules["1"](x))
 
 
 class SelfAttentivePool(nn.Module):
@@ -79,7 +98,7 @@ class AttentiveStatsPoolV2(nn.Module):
 
 class ResNetSE(nn.Module):
     def __init__(self, feat_dim: int = 40, variant: Literal["L", "V2"] = "L", base_channels: int = 16,
-                 num_blocks: tuple[int, ...] = (3, 4, 6, 3), embed_dim: int = 512):
+                 num_blocks: tuple[int, ...] = (3, 4, 6, 3), embed_dim: int = 512, relu_before_bn: bool = False):
         super().__init__()
         if variant not in ("L", "V2"):
             raise ValueError(f"variant must be L or V2, got '{variant}'")
@@ -89,12 +108,14 @@ class ResNetSE(nn.Module):
                                       nn.BatchNorm2d(c[0]), nn.ReLU())
             strides = (1, 2, 2, 1)
         else:
-            self.stem = nn.Sequential(nn.Conv2d(1, c[0], 3, padding=1), nn.BatchNorm2d(c[0]), nn.ReLU())
+            conv, bn = nn.Conv2d(1, c[0], 3, padding=1), nn.BatchNorm2d(c[0])
+            # Sequential indices stay 0 (conv) and 1 (batch norm) whichever comes first.
+            self.stem = _Stem(conv, bn, relu_before_bn)
             strides = (1, 2, 2, 2)
         layers, cin = [], c[0]
         for cout, n, s in zip(c, num_blocks, strides):
             for j in range(n):
-                layers.append(SEBasicBlock(cin, cout, s if j == 0 else 1))
+                layers.append(SEBasicBlock(cin, cout, s if j == 0 else 1, relu_before_bn=relu_before_bn))
                 cin = cout
         self.layers = nn.Sequential(*layers)
         self.norm = nn.InstanceNorm1d(feat_dim)

@@ -402,6 +402,11 @@ class Trainer:
             freezing = epoch < cfg.training.freeze_epochs and bool(frozen_params)
             for m in frozen_modules if freezing else ():
                 m.eval()   # fixed batch-norm statistics too
+            if self.world == 1:
+                # No gradients through what is fixed (DDP needs its parameter set fixed: there the
+                # gradients are computed and dropped below).
+                for p in frozen_params:
+                    p.requires_grad_(not freezing)
             if self.is_main and frozen_params and epoch == cfg.training.freeze_epochs and pos == 0 and epoch > 0:
                 log.info("Epoch %d: %s trained from now on", epoch + 1, ", ".join(cfg.training.freeze))
             bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
@@ -510,7 +515,8 @@ class Trainer:
             checkpoint.load_weights(net.head, state["head"], str(ckpt), "head")
             what = "model and head"
         else:
-            what = (f"model (new {self.cfg.num_classes}-class {self.cfg.loss.type} head: "
+            size = "" if self.cfg.loss.type in METRIC_LOSSES else f"{self.cfg.num_classes}-class "
+            what = (f"model (new {size}{self.cfg.loss.type} head: "
                     f"{'no head in it' if 'head' not in state else 'other speakers'})")
         if self.is_main:
             log.info("Initialised %s from %s", what, ckpt)
