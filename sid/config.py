@@ -159,6 +159,15 @@ class ExtractConfig:
 
 
 @dataclass
+class VadRecord:
+    """The energy VAD of the training data (steps/compute_vad_decision.sh's record, sid.provenance)."""
+    config: str                             # the VAD config's text (compute_vad options)
+    checksum: str                           # of its options
+    features_type: str                      # the features it decided on (their column 0) ...
+    features_config: str                    # ... and their config's text (MFCCs beside fbank in run.sh)
+
+
+@dataclass
 class FeaturesRecord:
     """How the training features were made; written by training into ``<exp>/config.yaml``
     from the data dir (never set by hand), read by extraction."""
@@ -171,6 +180,8 @@ class FeaturesRecord:
     # audio), so extraction computes them from the test audio and subtracts the utterance's mean
     # (with cmvn_opts "none": no mean subtracted, an imported model that normalises by itself).
     source: Literal["features", "audio"] = "features"
+    compress: bool = True                   # stored with Kaldi's compression (make_features.sh --compress)
+    vad: VadRecord | None = None            # none: no VAD (audio source), or an exp older than the record
 
 
 @dataclass

@@ -375,7 +375,9 @@ class ModelFrontend:
         if self.fbank is not None:
             feats = self.fbank.compute(samples, key)
         else:
-            feats = frontend_features(self.module, samples, snip_edges=False)
+            # (A chunk's frame count is Kaldi's either way; a whole utterance's keeps the
+            # front-end's own last frame, as the toolkit it was imported from computes it.)
+            feats = frontend_features(self.module, samples, snip_edges=False, kaldi_count=False)
         if self.cmn:
             feats = feats - feats.mean(axis=0, keepdims=True)
         return feats

@@ -100,10 +100,12 @@ def _dist_env() -> tuple[int, int, int]:
 
 CONFIG_HEADER = """The config this model was trained with (sid.config), read back by extraction.
 features: how the training features were made. source features: for new audio,
-steps/make_<features.type>.sh with a config file holding features.config, energy VAD
-(steps/compute_vad_decision.sh); then steps/extract_embeddings.sh applies the sliding CMN of
-features.cmvn_opts, keeps the voiced frames, and refuses features whose <data>/.feats_done
-differs from features.checksum. source audio: steps/extract_embeddings.sh computes the fbank of
+steps/make_<features.type>.sh with a config file holding features.config (--compress as
+features.compress), energy VAD by steps/compute_vad_decision.sh with a config holding
+features.vad.config, decided on features made likewise from features.vad.features_type and
+features_config (run.sh's fbank: MFCCs beside them); then steps/extract_embeddings.sh applies the
+sliding CMN of features.cmvn_opts, keeps the voiced frames, and refuses features or VAD whose
+<data>/.feats_done or .vad_done differ from the record. source audio: steps/extract_embeddings.sh computes the fbank of
 features.config from the data dir's audio and subtracts each utterance's mean (no VAD)."""
 
 
