@@ -728,7 +728,7 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
         _check_unique(keys, rspecifier)
         if out is None:
             return keys, np.zeros((0, 0), dtype=np.float32)
-        return keys, out
+        return keys, out[:len(keys)]
     # Archives (files, pipes) are parsed a few MB at a time straight into the result, so the
     # archive's bytes are never held beside it: a pipe stage needs about the table's size, as Kaldi.
     return stack_vector_blocks(iter_vector_blocks(rspecifier), rspecifier)
@@ -895,7 +895,8 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     its own through ``RandomAccessReader``. Dimensions must agree. The scp's lines are parsed a
     block at a time, so a streaming reader's memory does not grow with the table. With
     ``whole``, the blocks are consecutive views of one matrix of the whole table (its
-    ``.base``), written once; otherwise one block buffer is reused for every block.
+    ``.base``, whose first rows they are), written once; otherwise one block buffer is reused
+    for every block.
     """
     reader = RandomAccessReader()
     table = dim = None
@@ -926,20 +927,16 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
                 first_key = keys[0]
                 dim = entry(linenos[0], keys[0], values[0]).shape[0]
                 head = np.frombuffer(b"\0BFV \x04" + struct.pack("<i", dim), dtype=np.uint8)
-                if whole:
-                    total = sum(1 for line in io.BytesIO(data) if line.strip())
-                    table = np.empty((total, dim), dtype=np.float32)
+                if whole:  # room for one row a line; pages of rows never written take no memory
+                    table = np.empty((data.count(b"\n") + 1, dim), dtype=np.float32)
                 else:
                     table = np.empty((rows, dim), dtype=np.float32)
             if whole:
                 out = table[done_rows:done_rows + len(keys)]
             else:
                 out = table[:len(keys)]
-            # Archive and offset of every "file:offset" value; -1 where a value is anything else.
-            parts = [v.rpartition(":") for v in values]
-            offsets = np.array([int(p[2]) if p[2].isascii() and p[2].isdigit() else -1 for p in parts], dtype=np.int64)
-            files = [p[0] for p in parts]
-            done = _fill_from_span(files, offsets, out, dim, head, span)
+            fname, offsets = _archive_offsets(values)
+            done = _fill_from_span(fname, offsets, out, dim, head, span)
             for i in np.flatnonzero(~done).tolist():
                 out[i] = entry(linenos[i], keys[i], values[i])
             done_rows += len(keys)
@@ -947,6 +944,20 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     finally:
         reader.close()
         stack.close()
+
+
+def _archive_offsets(values: list[str]) -> tuple[str, np.ndarray]:
+    """The archive of the first ``file:offset`` value and each value's offset into it; -1 where a
+    value is anything else (another archive, a pipe, a range)."""
+    fname, _, first = values[0].rpartition(":")
+    prefix = fname + ":"
+    if first.isascii() and first.isdigit() and np.char.startswith(np.array(values), prefix).all():
+        digits = np.array([v[len(prefix):] for v in values])
+        if np.all(np.char.isdigit(digits)) and digits.dtype.itemsize <= 4 * 18:  # 18 digits fit an int64
+            return fname, digits.astype(np.int64)
+    parts = [v.rpartition(":") for v in values]
+    return fname, np.array([int(p[2]) if p[0] == fname and p[2].isascii() and p[2].isdigit() else -1
+                            for p in parts], dtype=np.int64)
 
 
 def _scp_chunks(lines: Iterable[bytes], path: str, rows: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
@@ -968,15 +979,14 @@ def _scp_chunks(lines: Iterable[bytes], path: str, rows: int) -> Iterator[tuple[
         first += len(chunk)
 
 
-def _fill_from_span(files: list[str], offsets: np.ndarray, out: np.ndarray, dim: int, head: np.ndarray,
+def _fill_from_span(fname: str, offsets: np.ndarray, out: np.ndarray, dim: int, head: np.ndarray,
                     span: bytearray) -> np.ndarray:
-    """Fill the rows of ``out`` (one per entry of ``files``/``offsets``) that are plain float vectors
-    of ``dim`` in the block's first archive, in increasing order, from one read of the bytes they
-    span (into ``span``, grown as needed). Returns which rows were filled."""
-    done = np.zeros(len(files), dtype=bool)
-    fname = files[0]
+    """Fill the rows of ``out`` (one per entry of ``offsets``: offsets into archive ``fname``, -1 for
+    another) that are plain float vectors of ``dim``, in increasing order, from one read of the
+    bytes they span (into ``span``, grown as needed). Returns which rows were filled."""
+    done = np.zeros(len(offsets), dtype=bool)
     offs = offsets
-    mine = (offs >= 0) & np.array([f == fname for f in files])
+    mine = offs >= 0
     if fname.endswith("|") or "[" in fname or not mine.any():
         return done
     idx = np.flatnonzero(mine)

@@ -20,8 +20,12 @@ Formats (the parameter names are those of the published checkpoints):
   Front-end ``resemblyzer`` (``sid.features.frontends.ResemblyzerMel``), no CMN, its
   1.6 s partials every 77 frames averaged (``extract.chunking: windows``).
 * ``wespeaker``: ``avg_model.pt`` (a state dict) and its ``config.yaml`` (``model``,
-  ``model_args``, ``dataset_args.fbank_args``): ResNet18/34 as our ``resnet``; the
-  features a Kaldi fbank config (``features.type: fbank``) with the utterance mean removed.
+  ``model_args``, ``dataset_args.fbank_args``): ResNet18/34 as our ``resnet``, the
+  ECAPA_TDNN(_GLOB)_c512/c1024 as ``ecapa_tdnn`` with ``style: wespeaker``; the features a
+  Kaldi fbank config (``features.type: fbank``) with the utterance mean removed.
+* ``speechbrain``: ``embedding_model.ckpt`` and ``hyperparams.yaml``: ECAPA_TDNN as
+  ``ecapa_tdnn`` with ``style: speechbrain``; front-end ``sb_fbank`` with the sentence
+  mean removed.
 * ``voxceleb_trainer``: a SpeakerNet ``.model`` file (``__S__.`` the network, ``__L__.``
   the loss) and optionally its YAML (``model``, ``encoder_type``, ``n_mels``, ``nOut``):
   ResNetSE34L (SAP) and ResNetSE34V2 (ASP) as our ``resnet_se`` in the published layer
@@ -86,6 +90,35 @@ def _renamer(rules: list[tuple[str, str | Callable]]) -> Callable[[str], str]:
 WESPEAKER_RESNETS = {"ResNet18": (2, 2, 2, 2), "ResNet34": (3, 4, 6, 3)}
 
 
+# WeSpeaker's ECAPA model names -> (channels, global context in the attention).
+WESPEAKER_ECAPAS = {"ECAPA_TDNN_c512": (512, False), "ECAPA_TDNN_GLOB_c512": (512, True),
+                    "ECAPA_TDNN_c1024": (1024, False), "ECAPA_TDNN_GLOB_c1024": (1024, True)}
+
+
+def _wespeaker_ecapa(name: str, args: dict) -> tuple[dict, Callable[[str], str]]:
+    """WeSpeaker's ECAPA (wespeaker/models/ecapa_tdnn.py): ``layer1`` (conv, bn),
+    ``layer2``..``layer4`` SE-Res2Blocks (``se_res2block.0``/``.2`` conv+bn, ``.1.convs.j`` and
+    ``.1.bns.j``, ``.3.linear1``/``.linear2``), ``conv`` (aggregation), ``pool.linear1``/
+    ``linear2`` (ASTP), ``bn``, ``linear``."""
+    channels, glob = WESPEAKER_ECAPAS[name]
+    if args.get("pooling_func", "ASTP") != "ASTP":
+        raise SidError(f"WeSpeaker model_args.pooling_func '{args['pooling_func']}' is not importable; allowed: ASTP")
+    model = {"type": "ecapa_tdnn", "feat_dim": int(args.get("feat_dim", 80)), "channels": channels,
+             "embed_dim": int(args.get("embed_dim", 192)), "mfa_channels": 3 * channels, "global_context": glob,
+             "style": "wespeaker"}
+    block = lambda m: f"layer{int(m.group(1)) + 2}.se_res2block."   # noqa: E731
+    rename = _renamer([
+        (r"^stem\.", "layer1."),
+        (r"^blocks\.(\d+)\.body\.1\.convs\.(\d+)\.conv\.", lambda m: block(m) + f"1.convs.{m.group(2)}."),
+        (r"^blocks\.(\d+)\.body\.1\.convs\.(\d+)\.bn\.", lambda m: block(m) + f"1.bns.{m.group(2)}."),
+        (r"^blocks\.(\d+)\.body\.3\.fc\.0\.", lambda m: block(m) + "3.linear1."),
+        (r"^blocks\.(\d+)\.body\.3\.fc\.2\.", lambda m: block(m) + "3.linear2."),
+        (r"^blocks\.(\d+)\.body\.", block),
+        (r"^mfa\.0\.", "conv."), (r"^pool\.attention\.0\.", "pool.linear1."),
+        (r"^pool\.attention\.2\.", "pool.linear2."), (r"^pool_bn\.", "bn."), (r"^fc\.", "linear.")])
+    return model, rename
+
+
 def _wespeaker(state: dict, config: dict | None) -> Imported:
     """WeSpeaker (wespeaker/models/resnet.py): ``conv1``/``bn1``, ``layer1``..``layer4`` of
     BasicBlocks (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``shortcut.0``/``.1``), statistics
@@ -93,11 +126,21 @@ def _wespeaker(state: dict, config: dict | None) -> Imported:
     Front-end: Kaldi fbank (hamming window, no dither at extraction, snip edges, 25/10 ms)
     on int16-scaled samples, then the utterance mean subtracted."""
     config = config or {}
-    name = config.get("model", "ResNet34")
+    name = config.get("model", "ECAPA_TDNN_GLOB_c512" if "layer1.conv.weight" in state else "ResNet34")
     args = config.get("model_args", {}) or {}
     fbank = ((config.get("dataset_args", {}) or {}).get("fbank_args", {})) or {}
+    mel_bins = int(fbank.get("num_mel_bins", args.get("feat_dim", 80)))
+    text = "".join(f"{line}\n" for line in (
+        "--sample-frequency=16000", f"--frame-length={fbank.get('frame_length', 25)}",
+        f"--frame-shift={fbank.get('frame_shift', 10)}", f"--num-mel-bins={mel_bins}", "--window-type=hamming",
+        "--dither=0", "--snip-edges=true"))
+    if name in WESPEAKER_ECAPAS:
+        model, rename = _wespeaker_ecapa(name, args)
+        return Imported(model=model, names=rename, ignored=lambda k: k.startswith("projection."),
+                        features=("fbank", text), cmvn_opts="")
     if name not in WESPEAKER_RESNETS:
-        raise SidError(f"WeSpeaker model '{name}' is not importable; allowed: {', '.join(WESPEAKER_RESNETS)}")
+        raise SidError(f"WeSpeaker model '{name}' is not importable; allowed: "
+                       f"{', '.join([*WESPEAKER_RESNETS, *WESPEAKER_ECAPAS])}")
     if args.get("two_emb_layer", False):
         raise SidError("WeSpeaker model_args.two_emb_layer: true is not importable (its second embedding layer "
                        "is not part of sid's ResNet)")
@@ -108,16 +151,61 @@ def _wespeaker(state: dict, config: dict | None) -> Imported:
     stages = _stage_of(blocks)
     rename = _renamer([(r"^stem\.0\.", "conv1."), (r"^stem\.1\.", "bn1."), (r"^fc\.", "seg_1."),
                        (r"^layers\.(\d+)\.", lambda m: "layer%d.%d." % stages[int(m.group(1))])])
-    mel_bins = int(fbank.get("num_mel_bins", feat_dim))
-    text = "".join(f"{line}\n" for line in (
-        "--sample-frequency=16000", f"--frame-length={fbank.get('frame_length', 25)}",
-        f"--frame-shift={fbank.get('frame_shift', 10)}", f"--num-mel-bins={mel_bins}", "--window-type=hamming",
-        "--dither=0", "--snip-edges=true"))
     return Imported(
         model={"type": "resnet", "feat_dim": feat_dim, "base_channels": 32, "num_blocks": list(blocks),
                "embed_dim": int(args.get("embed_dim", 256))},
         names=rename, ignored=lambda k: k.startswith("projection."),
         features=("fbank", text), cmvn_opts="")
+
+
+def _speechbrain(state: dict, config: dict | None) -> Imported:
+    """SpeechBrain's ECAPA_TDNN (speechbrain/lobes/models/ECAPA_TDNN.py; its wrappers add
+    ``.conv``/``.norm``): ``blocks.0`` TDNN (``conv.conv``, ``norm.norm``), ``blocks.1``..``3``
+    SE-Res2Net blocks (``tdnn1``, ``res2net_block.blocks.j``, ``tdnn2``, ``se_block.conv1``/
+    ``conv2``), ``mfa``, ``asp.tdnn``/``asp.conv``, ``asp_bn``, ``fc`` (a 1x1 convolution).
+    Its config is the ``embedding_model`` of ``hyperparams.yaml`` (channels, kernel sizes,
+    dilations, attention_channels, res2net_scale, se_channels, global_context, lin_neurons)
+    and ``compute_features`` (n_mels). Front-end ``sb_fbank``, the sentence mean subtracted."""
+    config = config or {}
+    emb = config.get("embedding_model", {}) or {}
+    feats = config.get("compute_features", {}) or {}
+
+    def value(section: dict, key: str, default):
+        v = section.get(key, default)
+        # "!ref <name>" names a top-level value of the same file.
+        if isinstance(v, str) and v.startswith("<") and v.endswith(">"):
+            v = config.get(v[1:-1], default)
+        return v
+    channels = [int(c) for c in value(emb, "channels", [512, 512, 512, 512, 1536])]
+    kernels = [int(k) for k in value(emb, "kernel_sizes", [5, 3, 3, 3, 1])]
+    dilations = [int(d) for d in value(emb, "dilations", [1, 2, 3, 4, 1])]
+    if len(set(channels[:-1])) != 1 or kernels[0] != 5 or set(kernels[1:-1]) != {3} or kernels[-1] != 1 \
+            or dilations[0] != 1 or dilations[-1] != 1:
+        raise SidError(f"SpeechBrain ECAPA with channels {channels}, kernel_sizes {kernels}, dilations {dilations} "
+                       "is not importable (kernels 5, 3..., 1, equal block channels, aggregation of all blocks)")
+    n_mels = int(value(feats, "n_mels", value(emb, "input_size", 80)))
+    model = {"type": "ecapa_tdnn", "feat_dim": int(value(emb, "input_size", n_mels)), "channels": channels[0],
+             "embed_dim": int(value(emb, "lin_neurons", 192)), "scale": int(value(emb, "res2net_scale", 8)),
+             "dilations": dilations[1:-1], "mfa_channels": channels[-1],
+             "attention_bottleneck": int(value(emb, "attention_channels", 128)),
+             "se_bottleneck": int(value(emb, "se_channels", 128)),
+             "global_context": bool(value(emb, "global_context", True)), "style": "speechbrain"}
+    block = lambda m: f"blocks.{int(m.group(1)) + 1}."   # noqa: E731
+    rename = _renamer([
+        (r"^stem\.conv\.", "blocks.0.conv.conv."), (r"^stem\.bn\.", "blocks.0.norm.norm."),
+        (r"^blocks\.(\d+)\.body\.(0|2)\.conv\.", lambda m: block(m) + f"tdnn{int(m.group(2)) // 2 + 1}.conv.conv."),
+        (r"^blocks\.(\d+)\.body\.(0|2)\.bn\.", lambda m: block(m) + f"tdnn{int(m.group(2)) // 2 + 1}.norm.norm."),
+        (r"^blocks\.(\d+)\.body\.1\.convs\.(\d+)\.conv\.",
+         lambda m: block(m) + f"res2net_block.blocks.{m.group(2)}.conv.conv."),
+        (r"^blocks\.(\d+)\.body\.1\.convs\.(\d+)\.bn\.",
+         lambda m: block(m) + f"res2net_block.blocks.{m.group(2)}.norm.norm."),
+        (r"^blocks\.(\d+)\.body\.3\.fc\.0\.", lambda m: block(m) + "se_block.conv1.conv."),
+        (r"^blocks\.(\d+)\.body\.3\.fc\.2\.", lambda m: block(m) + "se_block.conv2.conv."),
+        (r"^mfa\.0\.", "mfa.conv.conv."), (r"^mfa\.2\.", "mfa.norm.norm."),
+        (r"^pool\.attention\.0\.", "asp.tdnn.conv.conv."), (r"^pool\.attention\.2\.", "asp.tdnn.norm.norm."),
+        (r"^pool\.attention\.4\.", "asp.conv.conv."), (r"^pool_bn\.", "asp_bn.norm."), (r"^fc\.", "fc.conv.")])
+    return Imported(model=model, names=rename, ignored=lambda k: False,
+                    frontend={"type": "sb_fbank", "num_mel_bins": n_mels}, cmvn_opts="")
 
 
 def _voxceleb_trainer_unwrap(ckpt: dict) -> dict:
@@ -170,6 +258,7 @@ FORMATS: dict[str, tuple[Callable[[dict], dict], Callable[[dict, dict | None], I
     "resemblyzer": (lambda ckpt: ckpt["model_state"] if "model_state" in ckpt else ckpt, _resemblyzer),
     "wespeaker": (lambda ckpt: ckpt, _wespeaker),
     "voxceleb_trainer": (_voxceleb_trainer_unwrap, _voxceleb_trainer),
+    "speechbrain": (lambda ckpt: ckpt, _speechbrain),
 }
 
 
@@ -235,10 +324,12 @@ def map_state(theirs: dict, ours: dict, names: dict[str, str], ignored: Callable
             our = wanted[key]
             if not isinstance(value, torch.Tensor):
                 raise SidError(f"{source}: '{key}' is not a tensor")
-            if tuple(value.shape) != tuple(ours[our].shape):
+            shape = tuple(ours[our].shape)
+            # A linear layer stored as a 1x1 convolution or the reverse differs only by unit dims.
+            if tuple(value.shape) != shape and [d for d in value.shape if d != 1] != [d for d in shape if d != 1]:
                 raise SidError(f"{source}: '{key}' has shape {list(value.shape)}, the architecture needs "
-                               f"{list(ours[our].shape)}")
-            out[our] = value.to(ours[our].dtype)
+                               f"{list(shape)}")
+            out[our] = value.reshape(shape).to(ours[our].dtype)
         elif not ignored(key):
             raise SidError(f"{source}: unknown key '{key}' (not a parameter of this format's network)")
     for our, their in names.items():

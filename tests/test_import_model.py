@@ -367,3 +367,248 @@ def test_imported_front_ends_from_audio(tmp_path):
     ours = Extractor(tmp_path / "re", CPU).prepare_audio("u", speech)
     assert np.array_equal(ours, frontend_features(ResemblyzerMel(), speech))
     assert ours.shape == (160, 40) and (ours >= 0).all()
+    # voxceleb_trainer's log-mel of the whole utterance, its own frames (one more than Kaldi's
+    # here: 16040 samples), no pre-emphasis in this early-ResNetSE34L checkpoint, nothing subtracted.
+    from sid.features.frontends import VTMel
+
+    import_checkpoint("voxceleb_trainer", save(vt_state("L", 40, preemphasis=False), tmp_path / "v.model"), None,
+                      tmp_path / "vt")
+    wav = np.concatenate([samples, samples[:40]])
+    vt = Extractor(tmp_path / "vt", CPU).prepare_audio("u", wav)
+    assert vt.shape == (101, 40)
+    assert np.allclose(vt, VTMel(40, preemphasis=0.0)(torch.from_numpy(wav)[None])[0].numpy(), atol=1e-5)
+
+
+# -- ECAPA-TDNN: WeSpeaker and SpeechBrain ---------------------------------------------------------------
+def _conv(s, name, cout, cin, k, g, conv_suffix=""):
+    s[f"{name}{conv_suffix}.weight"] = torch.randn(cout, cin, k, generator=g) / (cin * k) ** 0.5
+    s[f"{name}{conv_suffix}.bias"] = 0.1 * torch.randn(cout, generator=g)
+
+
+def wespeaker_ecapa_state(c=512, feat_dim=80, embed_dim=192, seed=0) -> dict:
+    """WeSpeaker ECAPA_TDNN_GLOB_c512's keys (layer1, layer2-4.se_res2block.*, conv, pool, bn, linear)."""
+    g = torch.Generator().manual_seed(seed)
+    s = {}
+    _conv(s, "layer1.conv", c, feat_dim, 5, g)
+    bn_params(s, "layer1.bn", c, g)
+    for i in (2, 3, 4):
+        p = f"layer{i}.se_res2block"
+        for k in (0, 2):
+            _conv(s, f"{p}.{k}.conv", c, c, 1, g)
+            bn_params(s, f"{p}.{k}.bn", c, g)
+        for j in range(7):
+            _conv(s, f"{p}.1.convs.{j}", c // 8, c // 8, 3, g)
+            bn_params(s, f"{p}.1.bns.{j}", c // 8, g)
+        s[f"{p}.3.linear1.weight"] = torch.randn(128, c, generator=g) / c ** 0.5
+        s[f"{p}.3.linear1.bias"] = 0.1 * torch.randn(128, generator=g)
+        s[f"{p}.3.linear2.weight"] = torch.randn(c, 128, generator=g) / 128 ** 0.5
+        s[f"{p}.3.linear2.bias"] = 0.1 * torch.randn(c, generator=g)
+    _conv(s, "conv", 3 * c, 3 * c, 1, g)
+    _conv(s, "pool.linear1", 128, 9 * c, 1, g)
+    _conv(s, "pool.linear2", 3 * c, 128, 1, g)
+    bn_params(s, "bn", 6 * c, g)
+    s["linear.weight"] = torch.randn(embed_dim, 6 * c, generator=g) / (6 * c) ** 0.5
+    s["linear.bias"] = 0.1 * torch.randn(embed_dim, generator=g)
+    s["projection.weight"] = torch.randn(1211, embed_dim, generator=g)
+    return s
+
+
+def _bn(w, x, p):
+    return torch.nn.functional.batch_norm(x, w[f"{p}.running_mean"], w[f"{p}.running_var"], w[f"{p}.weight"],
+                                          w[f"{p}.bias"], False, 0.0, 1e-5)
+
+
+def ref_wespeaker_ecapa(w: dict, feats: torch.Tensor, c=512) -> torch.Tensor:
+    """Conv1d-ReLU-BN layer1; SE-Res2Blocks chained (x + block(x)), Res2Net groups 0-6 convolved
+    in turn, group 7 passed through, SE with linear layers; conv+ReLU over layers 2-4; ASTP
+    with global context (unbiased std); bn; linear."""
+    F = torch.nn.functional
+
+    def crb(x, p, k=1, d=1, bn=None):
+        y = F.relu(F.conv1d(x, w[f"{p}.weight"], w[f"{p}.bias"], padding=d * (k - 1) // 2, dilation=d))
+        return _bn(w, y, bn)
+
+    h = crb(feats.transpose(1, 2), "layer1.conv", 5, bn="layer1.bn")
+    outs = []
+    for i, d in zip((2, 3, 4), (2, 3, 4)):
+        p = f"layer{i}.se_res2block"
+        y = crb(h, f"{p}.0.conv", bn=f"{p}.0.bn")
+        parts = y.split(c // 8, dim=1)
+        res, sp = [], None
+        for j in range(7):
+            sp = parts[j] if j == 0 else sp + parts[j]
+            sp = crb(sp, f"{p}.1.convs.{j}", 3, d, bn=f"{p}.1.bns.{j}")
+            res.append(sp)
+        y = crb(torch.cat(res + [parts[7]], dim=1), f"{p}.2.conv", bn=f"{p}.2.bn")
+        z = F.relu(y.mean(dim=2) @ w[f"{p}.3.linear1.weight"].T + w[f"{p}.3.linear1.bias"])
+        y = y * torch.sigmoid(z @ w[f"{p}.3.linear2.weight"].T + w[f"{p}.3.linear2.bias"])[:, :, None]
+        h = h + y
+        outs.append(h)
+    x = F.relu(F.conv1d(torch.cat(outs, dim=1), w["conv.weight"], w["conv.bias"]))
+    t = x.shape[-1]
+    ctx = torch.cat([x, x.mean(-1, keepdim=True).expand(-1, -1, t),
+                     torch.sqrt(x.var(-1, keepdim=True) + 1e-10).expand(-1, -1, t)], dim=1)
+    a = torch.tanh(F.conv1d(ctx, w["pool.linear1.weight"], w["pool.linear1.bias"]))
+    a = torch.softmax(F.conv1d(a, w["pool.linear2.weight"], w["pool.linear2.bias"]), dim=2)
+    mean = (a * x).sum(2)
+    std = torch.sqrt(((a * x * x).sum(2) - mean ** 2).clamp(min=1e-10))
+    return _bn(w, torch.cat([mean, std], dim=1), "bn") @ w["linear.weight"].T + w["linear.bias"]
+
+
+def test_wespeaker_ecapa_random_weights_equal_reference(tmp_path):
+    state = wespeaker_ecapa_state()
+    conf = tmp_path / "config.yaml"
+    conf.write_text("model: ECAPA_TDNN_GLOB_c512\nmodel_args:\n  feat_dim: 80\n  embed_dim: 192\n"
+                    "  pooling_func: ASTP\n")
+    model, cfg = imported(tmp_path, "wespeaker", save(state, tmp_path / "avg_model.pt"), conf)
+    assert cfg.model.args["style"] == "wespeaker" and cfg.features.type == "fbank"
+    feats = torch.randn(2, 40, 80)
+    with torch.no_grad():
+        ours = model.embed(feats)
+    ref = ref_wespeaker_ecapa({k: v.double() if v.is_floating_point() else v for k, v in state.items()},
+                              feats.double())
+    assert torch.allclose(ours.double(), ref, atol=1e-4 * ref.abs().max())
+
+
+SB_HYPERPARAMS = """\
+n_mels: 80
+emb_dim: 192
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [256, 256, 256, 256, 768]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 64
+    lin_neurons: !ref <emb_dim>
+"""
+
+
+def speechbrain_ecapa_state(c=256, feat_dim=80, att=64, embed_dim=192, seed=0) -> dict:
+    """SpeechBrain ECAPA_TDNN's keys (its Conv1d/BatchNorm1d wrappers: .conv.conv, .norm.norm)."""
+    g = torch.Generator().manual_seed(seed)
+    s = {}
+
+    def tdnn(p, cout, cin, k):
+        _conv(s, f"{p}.conv.conv", cout, cin, k, g)
+        bn_params(s, f"{p}.norm.norm", cout, g)
+    tdnn("blocks.0", c, feat_dim, 5)
+    for i in (1, 2, 3):
+        tdnn(f"blocks.{i}.tdnn1", c, c, 1)
+        for j in range(7):
+            tdnn(f"blocks.{i}.res2net_block.blocks.{j}", c // 8, c // 8, 3)
+        tdnn(f"blocks.{i}.tdnn2", c, c, 1)
+        _conv(s, f"blocks.{i}.se_block.conv1.conv", 128, c, 1, g)
+        _conv(s, f"blocks.{i}.se_block.conv2.conv", c, 128, 1, g)
+    tdnn("mfa", 3 * c, 3 * c, 1)
+    tdnn("asp.tdnn", att, 9 * c, 1)
+    _conv(s, "asp.conv.conv", 3 * c, att, 1, g)
+    bn_params(s, "asp_bn.norm", 6 * c, g)
+    _conv(s, "fc.conv", embed_dim, 6 * c, 1, g)
+    return s
+
+
+def ref_speechbrain_ecapa(w: dict, feats: torch.Tensor) -> torch.Tensor:
+    """TDNN blocks conv ('same' by reflection) -> ReLU -> BN; SE-Res2Net blocks chained, the
+    Res2Net's first chunk passed through and chunk i convolved with chunk i-1's output added;
+    mfa over blocks 1-3; attentive statistics with global context; asp_bn; fc (1x1 conv)."""
+    F = torch.nn.functional
+
+    def tdnn(x, p, k=1, d=1):
+        pad = d * (k - 1) // 2
+        if pad:
+            x = F.pad(x, (pad, pad), mode="reflect")
+        y = F.relu(F.conv1d(x, w[f"{p}.conv.conv.weight"], w[f"{p}.conv.conv.bias"], dilation=d))
+        return _bn(w, y, f"{p}.norm.norm")
+
+    x = tdnn(feats.transpose(1, 2), "blocks.0", 5)
+    xl = []
+    for i, d in zip((1, 2, 3), (2, 3, 4)):
+        p = f"blocks.{i}"
+        y = tdnn(x, f"{p}.tdnn1")
+        ys = []
+        for j, chunk in enumerate(y.chunk(8, dim=1)):
+            if j == 0:
+                yj = chunk
+            else:
+                yj = tdnn(chunk if j == 1 else chunk + yj, f"{p}.res2net_block.blocks.{j - 1}", 3, d)
+            ys.append(yj)
+        y = tdnn(torch.cat(ys, dim=1), f"{p}.tdnn2")
+        se = F.relu(F.conv1d(y.mean(2, keepdim=True), w[f"{p}.se_block.conv1.conv.weight"],
+                             w[f"{p}.se_block.conv1.conv.bias"]))
+        y = y * torch.sigmoid(F.conv1d(se, w[f"{p}.se_block.conv2.conv.weight"], w[f"{p}.se_block.conv2.conv.bias"]))
+        x = y + x
+        xl.append(x)
+    x = tdnn(torch.cat(xl, dim=1), "mfa")
+    t = x.shape[-1]
+    mean = x.mean(2, keepdim=True)
+    std = torch.sqrt(((x - mean) ** 2).mean(2, keepdim=True).clamp(min=1e-12))
+    attn = tdnn(torch.cat([x, mean.expand(-1, -1, t), std.expand(-1, -1, t)], dim=1), "asp.tdnn")
+    attn = torch.softmax(F.conv1d(torch.tanh(attn), w["asp.conv.conv.weight"], w["asp.conv.conv.bias"]), dim=2)
+    mu = (attn * x).sum(2)
+    sg = torch.sqrt((attn * (x - mu[:, :, None]) ** 2).sum(2).clamp(min=1e-12))
+    pooled = _bn(w, torch.cat([mu, sg], dim=1), "asp_bn.norm")
+    return F.conv1d(pooled[:, :, None], w["fc.conv.weight"], w["fc.conv.bias"])[:, :, 0]
+
+
+def test_speechbrain_ecapa_random_weights_equal_reference(tmp_path):
+    state = speechbrain_ecapa_state()
+    conf = tmp_path / "hyperparams.yaml"
+    conf.write_text(SB_HYPERPARAMS)
+    model, cfg = imported(tmp_path, "speechbrain", save(state, tmp_path / "embedding_model.ckpt"), conf)
+    assert cfg.model.args["style"] == "speechbrain" and cfg.model.args["channels"] == 256
+    assert (cfg.frontend.type, cfg.frontend.num_mel_bins, cfg.features.cmvn_opts) == ("sb_fbank", 80, "")
+    feats = torch.randn(3, 40, 80)
+    w = {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+    with torch.no_grad():
+        ours = model.embed(feats)
+        # Chunks of different lengths in one batch: each as alone (reflection is not zero padding).
+        short = model.embed(feats, torch.tensor([40, 31, 40]))[1]
+    assert torch.allclose(ours.double(), ref_speechbrain_ecapa(w, feats.double()), atol=1e-4 * ours.abs().max())
+    assert torch.allclose(short.double(), ref_speechbrain_ecapa(w, feats[1:2, :31].double())[0], atol=1e-4)
+
+
+def test_speechbrain_fbank_as_published():
+    """Power spectrum of centred 25 ms Hamming frames, symmetric triangles at HTK-mel-spaced
+    centres (0-8 kHz), 10 log10 with amin 1e-10, floored 80 dB under the utterance maximum."""
+    from sid.features.frontends import SBFbank
+
+    wav = np.random.default_rng(1).standard_normal(8000) * 0.1
+    wav[4000:] *= 1e-5    # a quiet half, under the 80 dB floor
+    pad = np.pad(wav, 200)
+    window = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(400) / 400)
+    frames = np.stack([pad[i * 160:i * 160 + 400] * window for i in range(1 + len(wav) // 160)])
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = np.linspace(0, 2595 * np.log10(1 + 8000 / 700), 82)
+    hz = 700 * (10 ** (mel / 2595) - 1)
+    freqs = np.linspace(0, 8000, 201)
+    slope = (freqs[:, None] - hz[None, 1:-1]) / np.diff(hz)[None, :-1]
+    db = 10 * np.log10(np.maximum(power @ np.maximum(0, np.minimum(slope + 1, 1 - slope)), 1e-10))
+    ref = np.maximum(db, db.max() - 80)
+    ours = SBFbank(80)(torch.from_numpy(wav * 32768).float()[None])[0].numpy()
+    assert ours.shape == ref.shape and (ref == db.max() - 80).any()
+    assert np.allclose(ours, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("fmt, make, change, message", [
+    ("wespeaker", lambda: wespeaker_resnet34_state(), lambda s: s.pop("layer3.2.bn1.running_var"),
+     "missing key 'layer3.2.bn1.running_var'"),
+    ("voxceleb_trainer", lambda: vt_state("L", 40), lambda s: s.update({"__S__.layer9.0.conv1.weight": torch.zeros(1)}),
+     "unknown key '__S__.layer9.0.conv1.weight'"),
+    ("speechbrain", lambda: speechbrain_ecapa_state(), lambda s: s.update(
+        {"blocks.2.tdnn1.conv.conv.weight": torch.zeros(256, 128, 1)}),
+     r"'blocks.2.tdnn1.conv.conv.weight' has shape \[256, 128, 1\]"),
+])
+def test_every_format_names_a_mismatched_key(tmp_path, fmt, make, change, message):
+    state = make()
+    change(state)
+    config = None
+    if fmt == "speechbrain":
+        config = tmp_path / "hyperparams.yaml"
+        config.write_text(SB_HYPERPARAMS)
+    with pytest.raises(SidError, match=message):
+        import_checkpoint(fmt, save(state, tmp_path / "ckpt.pt"), config, tmp_path / "exp")

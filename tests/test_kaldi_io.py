@@ -168,3 +168,40 @@ def test_full_disk_in_a_tool_is_one_error_line(tiny_disk, sid_env, tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "ERROR (copy_feats" in res.stderr and "no space left on device" in res.stderr and str(tiny_disk) in res.stderr
     assert list(tiny_disk.iterdir()) == []
+
+
+def test_vector_scp_blocks_mixed_archives_and_line_numbers(tmp_path):
+    """An scp mixing two archives and a text entry reads the same whole and streamed in small
+    blocks; a bad line in a later block is named by its line in the file."""
+    rng = np.random.default_rng(0)
+    vecs = {f"u{i}": rng.standard_normal(6).astype(np.float32) for i in range(7)}
+    keys = list(vecs)
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/a.ark,{tmp_path}/a.scp", keys[:4], np.stack([vecs[k] for k in keys[:4]]))
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/b.ark,{tmp_path}/b.scp", keys[4:6], np.stack([vecs[k] for k in keys[4:6]]))
+    kaldi_io.write_vectors(f"ark,t,scp:{tmp_path}/c.ark,{tmp_path}/c.scp", keys[6:], vecs[keys[6]][None])
+    lines = ((tmp_path / "a.scp").read_text().splitlines() + (tmp_path / "b.scp").read_text().splitlines()
+             + (tmp_path / "c.scp").read_text().splitlines())
+    scp = tmp_path / "all.scp"
+    scp.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]) + "\n")  # a blank line too
+    got_keys, got = kaldi_io.read_vectors(f"scp:{scp}")
+    assert got_keys == keys
+    np.testing.assert_allclose(got, np.stack([vecs[k] for k in keys]), atol=1e-6)
+    blocks = list(kaldi_io.iter_vector_blocks(f"scp:{scp}", rows=2))
+    assert [k for b, _ in blocks for k in b] == keys
+    # Blocks may share one buffer: compare each as it came.
+    for block_keys, block in kaldi_io.iter_vector_blocks(f"scp:{scp}", rows=2):
+        np.testing.assert_allclose(block, np.stack([vecs[k] for k in block_keys]), atol=1e-6)
+    scp.write_text("\n".join(lines[:5]) + "\nlonely\n")
+    for read in (lambda: kaldi_io.read_vectors(f"scp:{scp}"), lambda: list(kaldi_io.iter_vector_blocks(f"scp:{scp}", 2))):
+        with pytest.raises(SidError, match=r"all.scp:6: key 'lonely' has no value"):
+            read()
+
+
+def test_read_token_map(tmp_path):
+    (tmp_path / "utt2spk").write_text("a s1\nb s2\nc s1\n")
+    assert kaldi_io.read_token_map(f"ark:{tmp_path}/utt2spk") == {"a": "s1", "b": "s2", "c": "s1"}
+    (tmp_path / "odd").write_text("a s1\n\nb s2 extra\n")  # not two tokens a line: the general reader
+    assert kaldi_io.read_token_map(str(tmp_path / "odd")) == {"a": "s1", "b": "s2"}
+    (tmp_path / "bad").write_text("a s1\nb\n")
+    with pytest.raises(SidError, match="bad:2: key 'b' has no value"):
+        kaldi_io.read_token_map(str(tmp_path / "bad"))

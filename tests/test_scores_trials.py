@@ -191,6 +191,19 @@ def test_compute_eer_rejects_non_finite_and_blank(tmp_path, sid_env):
         assert proc.returncode == 1 and proc.stdout == "" and f"{f}:{line}: {msg}" in proc.stderr, proc.stderr
 
 
+def test_compute_eer_reads_in_chunks(tmp_path):
+    """Chunked parsing gives the whole input's scores, and a bad line in a later chunk is named by
+    its line in the file."""
+    from sid.bin.compute_eer import read_score_labels
+
+    f = write(tmp_path / "key", "1 target\n0.5 nontarget\n2 target\n-1 nontarget\n3 target\n")
+    scores, target = read_score_labels(f, rows=2)
+    assert scores.tolist() == [1, 0.5, 2, -1, 3] and target.tolist() == [True, False, True, False, True]
+    f = write(tmp_path / "bad", "1 target\n0.5 nontarget\n2 target\n-1 nontarget\n3 maybe\n")
+    with pytest.raises(SidError, match=r"bad:5: Invalid input line \(second field"):
+        read_score_labels(f, rows=2)
+
+
 def _key_files(tmp_path):
     """Score/label files spanning EERs of 0, 100 and fractions of a thousandth, with ties."""
     rng = random.Random(3)

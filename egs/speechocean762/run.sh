@@ -25,6 +25,12 @@
 #                            ConvGRU configs) is trained on that front-end, computed
 #                            beside the MFCCs (which still decide the VAD)
 #   --epochs N               train N epochs instead of the config's (default 0: the config's)
+#   --train-source features|audio  train on the prepared features (CMN'd voiced frames,
+#                            stage 2), or on chunks of the audio with the config's front-end
+#                            computed on the fly (data.source: audio; e.g. ConvGRU on the raw
+#                            waveform) (default features)
+#   --train-threads N        intra-op threads of training (default 2; RESULTS.md's figures
+#                            depend on it, see there)
 #   --pretrained NAME        evaluate a pretrained model instead of training one: resemblyzer
 #                            (Resemblyzer's GE2E d-vector, imported by sid.bin.import_model into
 #                            <exp>/pretrained_resemblyzer, installing its weights with
@@ -55,6 +61,8 @@ exp=
 data=
 config=conf/xvector_small.yaml
 epochs=0
+train_source=features
+train_threads=2
 pretrained=
 finetune=false
 finetune_config=conf/dvector_finetune.yaml
@@ -159,13 +167,24 @@ from sid.config import load_config
 f = load_config(sys.argv[1]).frontend
 print("" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
 feat=${fe:+_$fe}
-if [ "$epochs" -gt 0 ]; then
-  # The same config with another epoch count, kept in the exp dir (training records it too).
+case "$train_source" in
+  features|audio) ;;
+  *) echo "$0: --train-source must be features or audio, got '$train_source'" >&2; exit 1 ;;
+esac
+if [ "$train_source" = audio ] && [ -z "$fe" ]; then
+  echo "$0: --train-source audio needs a config with a 'frontend' section (the MFCCs are made in stage 1)" >&2
+  exit 1
+fi
+if [ "$epochs" -gt 0 ] || [ "$train_source" = audio ]; then
+  # The same config with another epoch count or source, kept in the exp dir (training records it too).
   mkdir -p "$exp"
   python -c 'import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
-cfg.setdefault("training", {})["epochs"] = int(sys.argv[2])
-yaml.safe_dump(cfg, open(sys.argv[3], "w"), sort_keys=False)' "$config" "$epochs" "$exp/train_config.yaml"
+if int(sys.argv[2]) > 0:
+    cfg.setdefault("training", {})["epochs"] = int(sys.argv[2])
+if sys.argv[3] == "audio":
+    cfg.setdefault("data", {})["source"] = "audio"
+yaml.safe_dump(cfg, open(sys.argv[4], "w"), sort_keys=False)' "$config" "$epochs" "$train_source" "$exp/train_config.yaml"
   config=$exp/train_config.yaml
 fi
 echo "$0: corpus $corpus, data $data, exp $exp, config $config${fe:+, front-end $fe}"
@@ -240,9 +259,9 @@ cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from rando
       ft_config=$exp/scratch_config.yaml ft_init=()
     fi
     steps/train_xvector.sh "${ft_init[@]}" --model-config "$ft_config" --num-workers 1 \
-      --train-opts "--num-threads=2" "$ft_data" "$model"
+      --train-opts "--num-threads=$train_threads" "$ft_data" "$model"
   fi
-elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$train_source" = features ]; then
   need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
   # chunk from, as Kaldi's recipe does. The done-marker records what made the result
@@ -264,11 +283,18 @@ elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ -z "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  need "$data/train${feat}_no_sil/.done" 2
-  # Two threads, whatever the machine: CPU kernels sum in an order that depends on the
-  # thread count, and RESULTS.md's figures are for two.
-  steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=2" \
-    "$data/train${feat}_no_sil" "$model"
+  # A fixed thread count, whatever the machine: CPU kernels sum in an order that depends on
+  # it, and RESULTS.md's figures say which they are for.
+  if [ "$train_source" = audio ]; then
+    # Chunks of the audio itself (no VAD, per-chunk CMN), through the config's front-end.
+    need "$data/train$feat/utt2dur" 1
+    steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=$train_threads" \
+      "$data/train$feat" "$model"
+  else
+    need "$data/train${feat}_no_sil/.done" 2
+    steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=$train_threads" \
+      "$data/train${feat}_no_sil" "$model"
+  fi
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then

@@ -137,7 +137,8 @@ class Plda:
         return y, factor
 
     def _llr_terms(self, enroll: np.ndarray, test: np.ndarray, n: int):
-        """Per-enrolment term (double), enrolment weights for the cross term (float32), per-test term (double).
+        """Per-enrolment term (double), the weights of the cross term's enrolment side (float32,
+        one per dimension), per-test term (double).
 
         Same-speaker hypothesis: test ~ N(a e, diag(v)) with a = n psi / (n psi + 1),
         v = 1 + psi / (n psi + 1); different-speaker: test ~ N(0, I + psi).
@@ -151,7 +152,7 @@ class Plda:
                               - np.sum(np.log(inv_v)))
         test_term = 0.5 * (np.sum(np.log(1.0 + psi))
                            + np.einsum("ij,ij,j->i", test, test, inv_tot - inv_v, dtype=np.float64))
-        return enroll_term, enroll * (a * inv_v).astype(np.float32), test_term
+        return enroll_term, (a * inv_v).astype(np.float32), test_term
 
     def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
                               enroll_idx: np.ndarray, test_idx: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -161,12 +162,15 @@ class Plda:
         n_of_trial = np.asarray(enroll_n)[enroll_idx]
         scores = np.empty(len(enroll_idx), dtype=np.float64)
         for n in np.unique(n_of_trial):
-            enroll_term, cross, test_term = self._llr_terms(enroll, test, n)
+            enroll_term, weights, test_term = self._llr_terms(enroll, test, n)
             sel = np.flatnonzero(n_of_trial == n)
             for start in range(0, len(sel), chunk):
                 k = sel[start:start + chunk]
                 ei, ti = enroll_idx[k], test_idx[k]
-                scores[k] = enroll_term[ei] + test_term[ti] + np.einsum("ij,ij->i", cross[ei], test[ti])
+                # Weighted per chunk: a weighted copy of the whole enrolment table would double its memory.
+                cross = enroll[ei]
+                cross *= weights
+                scores[k] = enroll_term[ei] + test_term[ti] + np.einsum("ij,ij->i", cross, test[ti])
         return scores
 
     def score_matrix(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -177,8 +181,8 @@ class Plda:
         out = np.empty((len(enroll), len(test)))
         for n in np.unique(enroll_n):
             rows = np.flatnonzero(enroll_n == n)
-            enroll_term, cross, test_term = self._llr_terms(enroll[rows], test, n)
-            out[rows] = enroll_term[:, None] + test_term[None, :] + cross @ test.T
+            enroll_term, weights, test_term = self._llr_terms(enroll[rows], test, n)
+            out[rows] = enroll_term[:, None] + test_term[None, :] + (enroll[rows] * weights) @ test.T
         return out
 
 

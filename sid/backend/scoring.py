@@ -13,7 +13,6 @@ for S-norm) give  s' = ((s - mu_e) / sd_e + (s - mu_t) / sd_t) / 2.
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 from dataclasses import dataclass
@@ -75,8 +74,9 @@ def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
     """The fields of every non-blank line as an object array (rows x width), and their line numbers."""
     text = kaldi_io.read_bytes(rxfilename).decode(errors="replace")
     tokens = text.split()
-    # No list of the lines (10^6 strings for Vox1-H) unless the fast check below fails.
-    first = next((line.split() for line in io.StringIO(text) if line.strip()), None)
+    # No list of the lines (10^6 strings for Vox1-H) unless the fast check below fails (nor a
+    # StringIO, which would hold the text again in 4 bytes a character).
+    first = _first_fields(text)
     if first is None:
         raise SidError(f"{rxfilename}: no trials (empty file)")
     if _is_voxceleb(first):
@@ -97,7 +97,22 @@ def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
             if n:
                 lines.append(lineno)
         lines = np.array(lines)
+    del text  # 30 MB for Vox1-E, not held beside the key array
     return np.array(tokens, dtype=object).reshape(-1, width), lines
+
+
+def _first_fields(text: str) -> list[str] | None:
+    """The fields of the first non-blank line of ``text``, or None."""
+    pos = 0
+    while pos < len(text):
+        end = text.find("\n", pos)
+        fields = text[pos:end if end >= 0 else len(text)].split()
+        if fields:
+            return fields
+        if end < 0:
+            return None
+        pos = end + 1
+    return None
 
 
 def _is_voxceleb(fields: list[str]) -> bool:

@@ -35,6 +35,9 @@ def main() -> int:
     opts, args = po.parse(num_args=5)
     limit_blas_threads()
     plda = Plda.read(args[0])
+    # The trial list first: parsing it briefly needs about its own size again, which then does
+    # not come on top of the tables.
+    trials = read_trials(args[3])
     train_keys0, train0 = kaldi_io.read_vectors(args[1])
     train_keys, train = train_keys0, train0
     if opts.num_utts:
@@ -69,7 +72,6 @@ def main() -> int:
         t, t_scale = plda.transform_vectors(test, 1, opts.normalize_length, opts.simple_length_normalization,
                                             in_place=True)  # train is a copy here, or another table
     log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
-    trials = read_trials(args[3])
     ei, ti, ok = index_trials(trials, train_keys, test_keys, opts.allow_partial, sides=("train", "test"))
     scores = plda.log_likelihood_ratios(e, train_n, t, ei[ok], ti[ok])
     write_scores(args[4], trials.keys1[ok], trials.keys2[ok], scores)

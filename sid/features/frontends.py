@@ -18,6 +18,12 @@ do not use Kaldi's features: input (batch, samples) at 16 kHz in int16 range (wh
   last partial's end, so ``extract.chunking: windows`` of 160 frames every 77 averages
   exactly Resemblyzer's partials. It trims silence itself: a Kaldi VAD does not apply
   (an imported Resemblyzer model computes it from the audio, ``features.source: audio``).
+* ``SBFbank``: SpeechBrain's ``Fbank`` (its ECAPA models' input): samples scaled to
+  [-1, 1), power spectrum of 25 ms Hamming windows (periodic, 400-point FFT) every 10 ms,
+  centred with zero padding, triangular filters centred on points equally spaced on the
+  HTK mel scale from 0 to 8 kHz, each as wide on both sides as the gap below its centre,
+  ``10 log10(max(mel, 1e-10))`` floored at the utterance's maximum less 80 dB. Its own
+  frame count (1 + samples // 160; imported models compute it from the audio).
 * ``Waveform``: raw samples as rows of ``frame_samples`` (10 ms) consecutive samples,
   scaled to [-1, 1), so chunks, voiced-frame selection and batching treat audio like
   any feature matrix (``conv_gru`` reads it).
@@ -171,6 +177,29 @@ class ResemblyzerMel(nn.Module):
         return torch.matmul(power.transpose(1, 2), self.filters)
 
 
+class SBFbank(nn.Module):
+    def __init__(self, num_mel_bins: int = 80, sample_rate: int = 16000, f_max: float = 8000.0, top_db: float = 80.0):
+        super().__init__()
+        self.n_fft, self.hop_length, self.top_db = 400, 160, top_db
+        self.register_buffer("window", torch.hamming_window(self.n_fft), persistent=False)
+        # In single precision, as SpeechBrain builds them.
+        mel = torch.linspace(0.0, 2595 * float(np.log10(1 + f_max / 700)), num_mel_bins + 2)
+        hz = 700 * (10 ** (mel / 2595) - 1)
+        band, centre = (hz[1:] - hz[:-1])[:-1], hz[1:-1]
+        freqs = torch.linspace(0, sample_rate // 2, self.n_fft // 2 + 1)
+        slope = (freqs[:, None] - centre[None, :]) / band[None, :]
+        self.register_buffer("filters", torch.clamp(torch.minimum(slope + 1, 1 - slope), min=0.0), persistent=False)
+        self.dim = num_mel_bins
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav.float() / 32768.0
+        spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, self.window, center=True, pad_mode="constant",
+                          return_complex=True)
+        power = spec.real ** 2 + spec.imag ** 2
+        db = 10 * torch.log10(torch.clamp(torch.matmul(power.transpose(1, 2), self.filters), min=1e-10))
+        return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
+
+
 def _webrtc_vad(mode: int):
     try:
         import webrtcvad
@@ -200,6 +229,8 @@ def build_frontend(cfg: FrontendConfig) -> nn.Module | None:
         return Waveform(cfg.frame_samples)
     if cfg.type == "resemblyzer":
         return ResemblyzerMel(cfg.num_mel_bins)
+    if cfg.type == "sb_fbank":
+        return SBFbank(cfg.num_mel_bins)
     return None
 
 
@@ -211,10 +242,14 @@ def kaldi_frames(num_samples: int, snip_edges: bool, window: int = 400, shift: i
 
 
 @torch.no_grad()
-def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool = False, where: str = "") -> np.ndarray:
+def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool = False, where: str = "",
+                      kaldi_count: bool = True) -> np.ndarray:
     """(frames, dim) features of one utterance with exactly Kaldi's frame count, each
     frame centred within 80 samples (5 ms) of Kaldi's, so a Kaldi VAD applies; those of a
-    front-end that trims silence itself (``ResemblyzerMel``) as it makes them.
+    front-end that trims silence itself (``ResemblyzerMel``) or whose utterance-level
+    floor depends on every frame (``SBFbank``) as it makes them. ``kaldi_count`` false (no
+    Kaldi VAD to align with): ``VTMel``'s frames as it makes them too, one more than Kaldi's
+    where the last 10 ms hold fewer than 80 samples.
 
     Kaldi's frame ``i`` is centred on sample ``160 i + 80`` (``snip_edges`` false) or
     ``160 i + 200``; ``VTMel``'s frame ``j`` on ``160 j``, so ``j = i`` (or ``i + 1``);
@@ -223,8 +258,12 @@ def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool
     if isinstance(frontend, ResemblyzerMel):
         wav, frames = frontend.prepare(samples, where)
         return frontend(torch.from_numpy(wav)[None])[0, :frames].numpy()
+    if isinstance(frontend, SBFbank):
+        return frontend(torch.from_numpy(np.asarray(samples, dtype=np.float32))[None])[0].numpy()
     n = kaldi_frames(len(samples), snip_edges)
     wav = torch.from_numpy(np.asarray(samples, dtype=np.float32))
+    if isinstance(frontend, VTMel) and not kaldi_count:
+        return frontend(wav[None])[0].numpy()
     if isinstance(frontend, Waveform):
         need = n * frontend.frame_samples
         wav = torch.nn.functional.pad(wav, (0, max(0, need - len(wav))))

@@ -71,23 +71,30 @@ class AttentiveStatsPool(nn.Module):
     """Attentive statistics pooling with channel-dependent attention.
 
     With ``global_context`` the attention network also sees the utterance mean and
-    standard deviation of every channel (the ECAPA-TDNN variant).
+    standard deviation of every channel (the ECAPA-TDNN variant). ``light``: WeSpeaker's
+    form, conv -> tanh -> conv, its global context with the unbiased variance.
     """
 
-    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True, eps: float = 1e-4):
+    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True, eps: float = 1e-4,
+                 light: bool = False):
         super().__init__()
         self.in_dim = in_dim
         self.out_dim = 2 * in_dim
         self.global_context = global_context
         self.eps = eps
+        self.light = light
         att_in = 3 * in_dim if global_context else in_dim
-        self.attention = nn.Sequential(
-            nn.Conv1d(att_in, bottleneck, kernel_size=1),
-            nn.ReLU(),
-            nn.BatchNorm1d(bottleneck),
-            nn.Tanh(),
-            nn.Conv1d(bottleneck, in_dim, kernel_size=1),
-        )
+        if light:
+            self.attention = nn.Sequential(nn.Conv1d(att_in, bottleneck, kernel_size=1), nn.Tanh(),
+                                           nn.Conv1d(bottleneck, in_dim, kernel_size=1))
+        else:
+            self.attention = nn.Sequential(
+                nn.Conv1d(att_in, bottleneck, kernel_size=1),
+                nn.ReLU(),
+                nn.BatchNorm1d(bottleneck),
+                nn.Tanh(),
+                nn.Conv1d(bottleneck, in_dim, kernel_size=1),
+            )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = x.float()
@@ -95,9 +102,10 @@ class AttentiveStatsPool(nn.Module):
         if self.global_context:
             if lengths is None:
                 mean = x.mean(dim=-1, keepdim=True)
-                std = torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False).clamp(min=self.eps))
+                var = x.var(dim=-1, keepdim=True, unbiased=self.light) if t > 1 else torch.zeros_like(mean)
+                std = torch.sqrt(var.clamp(min=self.eps))
             else:
-                mean, std = _mean_std(x, self.eps, lengths=lengths).unsqueeze(-1).chunk(2, dim=1)
+                mean, std = _mean_std(x, self.eps, self.light, lengths).unsqueeze(-1).chunk(2, dim=1)
             inp = torch.cat([x, mean.expand(-1, -1, t), std.expand(-1, -1, t)], dim=1)
         else:
             inp = x
