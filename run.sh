@@ -227,12 +227,13 @@ combine_feats() {
 }
 
 # Features (and VAD unless told "novad") for data/$1; data/$1/.feats_vad_done, written
-# last, records the feature type and the configs: other ones redo the features.
+# last, records the feature type and the configs: other ones redo the features. With
+# "novad <dir>", data/$1 keeps the VAD of data/<dir> (its vad.scp) and takes its record.
 feats_vad_record() {
   echo "$feat_type $(md5sum < $feat_config | cut -d' ' -f1) $1 $(cat $mfcc_config $vad_config | md5sum | cut -d' ' -f1)"
 }
 make_features() {
-  local name=$1 vad=${2:-vad}
+  local name=$1 vad=${2:-vad} vad_from=${3:-}
   [ "$(cat data/$name/.feats_vad_done 2>/dev/null)" = "$(feats_vad_record $vad)" ] && return 0
   rm -f data/$name/.feats_vad_done
   steps/make_$feat_type.sh --$feat_type-config $feat_config --write-utt2num-frames true \
@@ -252,9 +253,11 @@ make_features() {
     steps/compute_vad_decision.sh --vad-config $vad_config --nj $nj --cmd "$train_cmd" \
       data/${name}_vad_mfcc exp/make_vad/$name $feat_dir
     cp data/${name}_vad_mfcc/vad.scp data/$name/vad.scp
+    python -m sid.bin.feature_record copy-vad data/${name}_vad_mfcc data/$name
     rm -r data/${name}_vad_mfcc
     utils/fix_data_dir.sh data/$name
   fi
+  [ -z "$vad_from" ] || python -m sid.bin.feature_record copy-vad data/$vad_from data/$name
   utils/validate_data_dir.sh data/$name
   feats_vad_record $vad > data/$name/.feats_vad_done
 }
@@ -381,7 +384,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ $data_source = features ]; the
   else
     make_dir data/train_aug_subset utils/copy_data_dir.sh data/train_aug DEST
   fi
-  make_features train_aug_subset novad
+  make_features train_aug_subset novad $src
   make_dir data/train_combined combine_feats DEST data/train_aug_subset data/$src
   utils/validate_data_dir.sh data/train_combined
 fi

@@ -105,6 +105,10 @@ class DataConfig:
     babble_snr: list[float] = field(default_factory=lambda: [13.0, 20.0])
     babble_speakers: list[int] = field(default_factory=lambda: [3, 7])
     speed_perturb: Literal["none", "speakers", "plain"] = "none"
+    # Audio source with --fbank-config: where the fbank (and the chunk's mean normalisation and
+    # SpecAugment) is computed: in the DataLoader workers per chunk, or on the training device in
+    # batches from the raw chunks the workers deliver (decoding, speed and augmentation stay there).
+    fbank_on: Literal["worker", "device"] = "worker"
 
 
 @dataclass
@@ -155,6 +159,15 @@ class ExtractConfig:
 
 
 @dataclass
+class VadRecord:
+    """The energy VAD of the training data (steps/compute_vad_decision.sh's record, sid.provenance)."""
+    config: str                             # the VAD config's text (compute_vad options)
+    checksum: str                           # of its options
+    features_type: str                      # the features it decided on (their column 0) ...
+    features_config: str                    # ... and their config's text (MFCCs beside fbank in run.sh)
+
+
+@dataclass
 class FeaturesRecord:
     """How the training features were made; written by training into ``<exp>/config.yaml``
     from the data dir (never set by hand), read by extraction."""
@@ -167,6 +180,8 @@ class FeaturesRecord:
     # audio), so extraction computes them from the test audio and subtracts the utterance's mean
     # (with cmvn_opts "none": no mean subtracted, an imported model that normalises by itself).
     source: Literal["features", "audio"] = "features"
+    compress: bool = True                   # stored with Kaldi's compression (make_features.sh --compress)
+    vad: VadRecord | None = None            # none: no VAD (audio source), or an exp older than the record
 
 
 @dataclass

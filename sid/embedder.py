@@ -12,8 +12,10 @@ An utterance goes through exactly what the recipe does to it before
 ``steps/extract_embeddings.sh``: the features the exp's ``config.yaml`` records
 (``features.type`` and ``features.config``; dither is seeded by the utterance id, as in
 ``compute_*_feats``, so ``utt`` decides the result), the compression round trip
-``steps/make_features.sh`` stores them with (``compress``, its default), energy VAD
-(``vad_config``, the recipe's ``conf/vad.conf``), then ``sid.extract.Extractor``: the
+``steps/make_features.sh`` stored them with (``features.compress``), energy VAD as
+``steps/compute_vad_decision.sh`` decided it (``features.vad``: its options and the features
+it decided on; an exp older than that record takes ``vad_config``, by default the recipe's
+``conf/vad.conf``), then ``sid.extract.Extractor``: the
 exp's CMN, voiced frames, chunking and batching. A model trained from audio
 (``features.source: audio``) gets what it was trained on instead: the fbank, uncompressed,
 less the utterance's mean, no VAD. The embedding of an utterance is therefore the one the
@@ -41,35 +43,21 @@ INT16_SCALE = 32768.0
 
 def options_from_text(cls, text: str, source: str):
     """An option struct (``sid.features.options``) from a Kaldi config's text, errors naming ``source``."""
-    from sid.cli import KaldiOptions, UsageError
+    from sid.provenance import parse_options_text
 
-    po = KaldiOptions("")
-    cls().register(po)
-    values = {k: v[1] for k, v in po._opts.items()}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if not line.startswith("--"):
-            raise SidError(f"{source}:{lineno}: expected --name=value, got '{line}'")
-        try:
-            po._apply(values, line, f" ({source}:{lineno})")
-        except UsageError as err:
-            raise SidError(str(err)) from None
-    import argparse
-
-    return cls.from_opts(argparse.Namespace(**{k.replace("-", "_"): v for k, v in values.items()}))
+    return parse_options_text(cls, text, source)
 
 
 class Embedder:
     """A trained (or imported) exp dir as a function from audio to embeddings."""
 
-    def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path = DEFAULT_VAD_CONFIG,
-                 compress: bool = True, resample: bool = False, backend: str | Path | None = None,
+    def __init__(self, exp: str | Path, device: str = "optional", vad_config: str | Path | None = None,
+                 compress: bool | None = None, resample: bool = False, backend: str | Path | None = None,
                  max_chunk_frames: int = 10000, min_chunk_frames: int = 25, batch_frames: int = 0):
         from sid.extract import Extractor, pick_device
         from sid.features.compute import Fbank, Mfcc
         from sid.features.options import FbankOptions, MfccOptions, VadEnergyOptions
+        from sid.provenance import options_md5
 
         self.exp = Path(exp)
         self.device = pick_device(device)
@@ -80,11 +68,11 @@ class Embedder:
             raise SidError(f"{cfg_path} has no 'features' record: it does not say how its features are made "
                            "(retrain with the current steps/train_xvector.sh, or import the model)")
         self.computer = None
+        kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
         if self.extractor.from_audio:
             # (The extractor computes the features it was trained on from the samples.)
             self.frame_opts = self.extractor.audio_frontend.frame_opts
         else:
-            kinds = {"fbank": (FbankOptions, Fbank), "mfcc": (MfccOptions, Mfcc)}
             if record.type not in kinds:
                 raise SidError(f"{cfg_path}: features.type '{record.type}' cannot be computed here; "
                                f"allowed: {', '.join(kinds)}")
@@ -93,12 +81,29 @@ class Embedder:
             self.computer = computer_cls(feat_opts)
             self.frame_opts = feat_opts.frame_opts
         self.sample_rate = int(self.frame_opts.samp_freq)
-        try:
-            vad_text = Path(vad_config).read_text(encoding="utf-8")
-        except OSError as err:
-            raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
-        self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
-        self.compress = compress
+        # The VAD and compression the exp records (features.vad, features.compress); an exp older
+        # than that record takes vad_config, else the recipe's conf/vad.conf.
+        self.vad_computer = None
+        if record.vad is not None:
+            if vad_config is not None:
+                raise SidError(f"{cfg_path} records the model's VAD (features.vad): do not give a VAD config")
+            self.vad_opts = options_from_text(VadEnergyOptions, record.vad.config, f"{cfg_path} (features.vad.config)")
+            if (record.vad.features_type, options_md5(record.vad.features_config)) != (record.type, record.checksum):
+                # (run.sh's fbank: the VAD decides on MFCCs computed beside them)
+                if record.vad.features_type not in kinds:
+                    raise SidError(f"{cfg_path}: features.vad.features_type '{record.vad.features_type}' cannot be "
+                                   f"computed here; allowed: {', '.join(kinds)}")
+                vad_cls, vad_computer_cls = kinds[record.vad.features_type]
+                self.vad_computer = vad_computer_cls(options_from_text(
+                    vad_cls, record.vad.features_config, f"{cfg_path} (features.vad.features_config)"))
+        else:
+            vad_config = DEFAULT_VAD_CONFIG if vad_config is None else vad_config
+            try:
+                vad_text = Path(vad_config).read_text(encoding="utf-8")
+            except OSError as err:
+                raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
+            self.vad_opts = options_from_text(VadEnergyOptions, vad_text, str(vad_config))
+        self.compress = record.compress if compress is None else compress
         self.resample = resample
         from sid.backend.record import Backend
 
@@ -151,10 +156,11 @@ class Embedder:
         feats = self.computer.compute(x, utt)
         if not np.isfinite(feats).all():
             raise SidError(f"{where}: features contain non-finite values")
+        vad_feats = feats if self.vad_computer is None else self.vad_computer.compute(x, utt)
         if self.compress:
-            data = kaldi_io.encode_compressed(feats, kaldi_io.AUTOMATIC_COMPRESSION)
-            feats = kaldi_io.decode(data, 0, where)[0]
-        prepared = self.extractor.prepare(utt, feats, compute_vad(feats, self.vad_opts))
+            feats, vad_feats = (kaldi_io.decode(kaldi_io.encode_compressed(m, kaldi_io.AUTOMATIC_COMPRESSION), 0, where)[0]
+                                for m in (feats, vad_feats))
+        prepared = self.extractor.prepare(utt, feats, compute_vad(vad_feats, self.vad_opts))
         if prepared.shape[0] == 0:
             raise SidError(f"{where}: no voiced frames to embed")
         return prepared

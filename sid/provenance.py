@@ -6,7 +6,16 @@
 * ``.feats_done``: its done-marker, ``feat_type <type>`` and ``options_md5 <md5>``, the
   checksum of the config's options (comments, blank lines and spacing do not count).
 
-``steps/prepare_feats_for_egs.sh`` carries both to its output and adds ``cmvn_opts``, the
+``steps/compute_vad_decision.sh`` adds the VAD's record:
+
+* ``conf/vad.conf``: a copy of the VAD config, and ``conf/vad_on_<type>.conf``, the config of
+  the features it decided on (their column 0: MFCC C0, or the log energy);
+* ``.vad_done``: ``options_md5`` of the VAD config, ``features_type`` and ``features_md5``.
+
+run.sh, whose fbank VAD decides on MFCCs made beside them, copies that record with the VAD
+(``feature_record copy-vad``). ``.feats_done`` also says ``compress true|false``.
+
+``steps/prepare_feats_for_egs.sh`` carries all of it to its output and adds ``cmvn_opts``, the
 options its sliding CMN ran with (``apply_cmvn_sliding``'s, one line). Training copies all
 of it into ``<exp>/config.yaml`` (``features:``); extraction applies that CMN and refuses
 test features whose ``.feats_done`` differs from the model's record.
@@ -30,6 +39,7 @@ from pathlib import Path
 from sid.errors import SidError
 
 MARKER = ".feats_done"
+VAD_MARKER = ".vad_done"
 CMVN_OPTS = "cmvn_opts"
 
 
@@ -51,7 +61,7 @@ def frontend_text(config: str | Path) -> str:
     section as YAML, the record of what was computed (two models with the same front-end share it)."""
     from sid.config import load_config
 
-    frontend = load_config(config).frontend
+    frontend = load_config(config, recorded=True).frontend   # a model config, or an exp's config.yaml
     if frontend is None:
         raise SidError(f"{config} has no 'frontend' section")
     return frontend_record_text(frontend)
@@ -85,7 +95,7 @@ def validate_config(feat_type: str, config: str | Path) -> None:
         raise SidError(msg if str(config) in msg else f"{config}: {msg}") from None
 
 
-def write_record(data_dir: str | Path, feat_type: str, config: str | Path) -> None:
+def write_record(data_dir: str | Path, feat_type: str, config: str | Path, compress: bool = True) -> None:
     """Copy the config into ``<data>/conf/<type>.conf`` and write the done-marker (last)."""
     from sid.data.table import atomic_path
 
@@ -94,11 +104,11 @@ def write_record(data_dir: str | Path, feat_type: str, config: str | Path) -> No
     with atomic_path(data_dir / "conf" / f"{feat_type}.conf") as tmp:
         tmp.write_text(text, encoding="utf-8")
     with atomic_path(data_dir / MARKER) as tmp:
-        tmp.write_text(f"feat_type {feat_type}\noptions_md5 {options_md5(text)}\n", encoding="utf-8")
+        tmp.write_text(f"feat_type {feat_type}\noptions_md5 {options_md5(text)}\ncompress {str(compress).lower()}\n",
+                       encoding="utf-8")
 
 
-def read_marker(data_dir: str | Path) -> dict[str, str] | None:
-    path = Path(data_dir) / MARKER
+def _read_fields(path: Path, required: tuple[str, ...]) -> dict[str, str] | None:
     if not path.exists():
         return None
     fields = {}
@@ -107,10 +117,102 @@ def read_marker(data_dir: str | Path) -> dict[str, str] | None:
         if not value:
             raise SidError(f"{path}:{lineno}: expected '<key> <value>', got '{line}'")
         fields[key] = value
-    for key in ("feat_type", "options_md5"):
+    for key in required:
         if key not in fields:
             raise SidError(f"{path}: no {key} line")
     return fields
+
+
+def read_marker(data_dir: str | Path) -> dict[str, str] | None:
+    fields = _read_fields(Path(data_dir) / MARKER, ("feat_type", "options_md5"))
+    if fields is not None:
+        fields.setdefault("compress", "true")   # (recorded since; compressed before)
+    return fields
+
+
+def read_vad_marker(data_dir: str | Path) -> dict[str, str] | None:
+    return _read_fields(Path(data_dir) / VAD_MARKER, ("options_md5", "features_type", "features_md5"))
+
+
+def write_vad_record(data_dir: str | Path, vad_config: str | Path) -> None:
+    """After compute_vad_decision.sh: copy the VAD config and the config of the features it
+    decided on (``<data>``'s own, from its record) into ``<data>/conf/``, then ``.vad_done``."""
+    from sid.data.table import atomic_path
+    from sid.features.options import VadEnergyOptions
+
+    data_dir = Path(data_dir)
+    marker = _required_marker(data_dir)
+    text = Path(vad_config).read_text(encoding="utf-8")
+    parse_options_text(VadEnergyOptions, text, str(vad_config))
+    feat_conf = (data_dir / "conf" / f"{marker['feat_type']}.conf").read_text(encoding="utf-8")
+    with atomic_path(data_dir / "conf" / "vad.conf") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    with atomic_path(data_dir / "conf" / f"vad_on_{marker['feat_type']}.conf") as tmp:
+        tmp.write_text(feat_conf, encoding="utf-8")
+    with atomic_path(data_dir / VAD_MARKER) as tmp:
+        tmp.write_text(f"options_md5 {options_md5(text)}\nfeatures_type {marker['feat_type']}\n"
+                       f"features_md5 {marker['options_md5']}\n", encoding="utf-8")
+
+
+def _vad_files(data_dir: Path, vad: dict[str, str]) -> list[Path]:
+    return [data_dir / "conf" / "vad.conf", data_dir / "conf" / f"vad_on_{vad['features_type']}.conf"]
+
+
+def copy_vad_record(source: str | Path, dest: str | Path) -> None:
+    """Give ``dest`` (which took ``source``'s vad.scp) ``source``'s VAD record (none where the
+    source has none: a data dir made before the record)."""
+    source, dest = Path(source), Path(dest)
+    vad = read_vad_marker(source)
+    if vad is None:
+        (dest / VAD_MARKER).unlink(missing_ok=True)
+        return
+    (dest / "conf").mkdir(parents=True, exist_ok=True)
+    for path in _vad_files(source, vad):
+        shutil.copyfile(path, dest / "conf" / path.name)
+    shutil.copyfile(source / VAD_MARKER, dest / VAD_MARKER)
+
+
+def vad_record(data_dir: str | Path):
+    """The ``VadRecord`` of a data dir, or None where it has no ``.vad_done``."""
+    from sid.config import VadRecord
+
+    data_dir = Path(data_dir)
+    vad = read_vad_marker(data_dir)
+    if vad is None:
+        return None
+    conf, feat_conf = _vad_files(data_dir, vad)
+    texts = []
+    for path, checksum in ((conf, vad["options_md5"]), (feat_conf, vad["features_md5"])):
+        if not path.exists():
+            raise SidError(f"{path} not found: {data_dir / VAD_MARKER} names it (made by steps/compute_vad_decision.sh)")
+        texts.append(path.read_text(encoding="utf-8"))
+        if options_md5(texts[-1]) != checksum:
+            raise SidError(f"{path} does not match the options checksum in {data_dir / VAD_MARKER}: was it edited?")
+    return VadRecord(config=texts[0], checksum=vad["options_md5"], features_type=vad["features_type"],
+                     features_config=texts[1])
+
+
+def parse_options_text(cls, text: str, source: str):
+    """An option struct (``sid.features.options``) from a Kaldi config's text, errors naming
+    ``source`` (and its line)."""
+    import argparse
+
+    from sid.cli import KaldiOptions, UsageError
+
+    po = KaldiOptions("")
+    cls().register(po)
+    values = {k: v[1] for k, v in po._opts.items()}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not line.startswith("--"):
+            raise SidError(f"{source}:{lineno}: expected --name=value, got '{line}'")
+        try:
+            po._apply(values, line, f" ({source}:{lineno})")
+        except UsageError as err:
+            raise SidError(str(err)) from None
+    return cls.from_opts(argparse.Namespace(**{k.replace("-", "_"): v for k, v in values.items()}))
 
 
 def _required_marker(data_dir: Path) -> dict[str, str]:
@@ -152,8 +254,15 @@ def training_record(data_dir: str | Path):
     if options_md5(config) != marker["options_md5"]:
         raise SidError(f"{conf} does not match the options checksum in {data_dir / MARKER}: was it edited?")
     cmvn_opts = cmvn.read_text(encoding="utf-8").strip()
+    if cmvn_opts == "none":
+        # Features of whole utterances with nothing subtracted and no VAD applied (e.g. an
+        # imported model's front-end, for fine-tuning it): exactly what extraction computes from
+        # a test utterance's audio, so the model is extracted from audio (features.source).
+        return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"],
+                              cmvn_opts=cmvn_opts, source="audio")
     parse_cmvn_opts(cmvn_opts, str(cmvn))
-    return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"], cmvn_opts=cmvn_opts)
+    return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"], cmvn_opts=cmvn_opts,
+                          compress=marker.get("compress", "true") == "true", vad=vad_record(data_dir))
 
 
 def copy_record(sources: list[str | Path], dest: str | Path) -> None:
@@ -164,7 +273,11 @@ def copy_record(sources: list[str | Path], dest: str | Path) -> None:
     first = sources[0]
     marker = _required_marker(first)
     cmvn = (first / CMVN_OPTS).read_text(encoding="utf-8") if (first / CMVN_OPTS).exists() else None
+    vad = read_vad_marker(first)
     for other in sources[1:]:
+        if read_vad_marker(other) != vad:
+            raise SidError(f"{first / VAD_MARKER} and {other / VAD_MARKER} differ (or one is missing): "
+                           "their VAD was made differently and they cannot be combined")
         if _required_marker(other) != marker:
             raise SidError(f"{first / MARKER} and {other / MARKER} differ: their features were made differently "
                            "and cannot be combined")
@@ -178,6 +291,8 @@ def copy_record(sources: list[str | Path], dest: str | Path) -> None:
     if cmvn is not None:
         (dest / CMVN_OPTS).write_text(cmvn, encoding="utf-8")
     shutil.copyfile(first / MARKER, dest / MARKER)
+    if vad is not None:
+        copy_vad_record(first, dest)
 
 
 def check_match(model_dir: str | Path, data_dir: str | Path) -> str:
@@ -203,6 +318,20 @@ def check_match(model_dir: str | Path, data_dir: str | Path) -> str:
             f"({data_dir}/conf/{marker['feat_type']}.conf), but {cfg_path} says the model was trained on "
             f"{record.type} with options {record.checksum} (its features.config): remake the features of "
             f"{data_dir} with that config")
+    if record.vad is not None:
+        vad = read_vad_marker(data_dir)
+        if vad is None:
+            raise SidError(f"{data_dir / VAD_MARKER} not found: {data_dir} does not record how its VAD was made, "
+                           f"and {cfg_path} records the model's (features.vad): remake it with "
+                           "steps/compute_vad_decision.sh")
+        if vad["options_md5"] != record.vad.checksum or vad["features_type"] != record.vad.features_type or \
+                vad["features_md5"] != options_md5(record.vad.features_config):
+            raise SidError(
+                f"{data_dir / VAD_MARKER} says its VAD was made with options {vad['options_md5']} on "
+                f"{vad['features_type']} features {vad['features_md5']} ({data_dir}/conf/vad.conf), but {cfg_path} "
+                f"says the model's was made with {record.vad.checksum} on {record.vad.features_type} features "
+                f"{options_md5(record.vad.features_config)} (its features.vad): remake the VAD of {data_dir} "
+                "with that config")
     return record.source
 
 

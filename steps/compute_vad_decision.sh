@@ -5,6 +5,9 @@
 # per job in <vad-dir> (default <data-dir>/data; logs in <data-dir>/log), then writes
 # <data-dir>/vad.scp: a 0/1 float vector per utterance. Resumable like make_mfcc.sh:
 # finished jobs whose inputs are unchanged are kept when the step is rerun.
+# Records the VAD as make_features.sh records the features: <data-dir>/conf/vad.conf (a copy of
+# --vad-config), conf/vad_on_<type>.conf (the config of the features it decided on, from
+# <data-dir>'s record) and .vad_done (their checksums), written last (sid.provenance).
 # Options:
 #   --nj <n>                    # number of parallel jobs (default 4)
 #   --cmd <cmd>                 # how to run jobs (default run.pl)
@@ -31,6 +34,7 @@ name=$(basename "$data")
 for f in $data/feats.scp $vad_config; do
   [ -f $f ] || { echo "$0: no such file $f" >&2; exit 1; }
 done
+[ -f $data/.feats_done ] || { echo "$0: $data/.feats_done not found: $data does not record how its features were made (make them with steps/make_mfcc.sh or make_fbank.sh)" >&2; exit 1; }
 . lock_dirs.sh
 lock_dirs $data $logdir  # a second run on this data dir waits for this one
 mkdir -p $vaddir $logdir
@@ -71,6 +75,7 @@ else
 fi
 
 for n in $(seq $nj); do cat $vaddir/vad_$name.$n.scp; done > $data/.vad.scp.$$.tmp
+rm -f $data/.vad_done  # (the record goes with the VAD it describes)
 mv $data/.vad.scp.$$.tmp $data/vad.scp
 
 nc=$(wc -l < $data/vad.scp)
@@ -83,4 +88,5 @@ if [ $nc -ne $nu ]; then
     exit 1
   fi
 fi
+python -m sid.bin.feature_record vad $vad_config $data
 echo "$0: created VAD output for $name"

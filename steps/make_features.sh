@@ -144,5 +144,5 @@ if [ $nf -ne $nu ]; then
 fi
 # The record of how the features were made (sid.provenance), written last: the config
 # copied to $data/conf/$feat_type.conf, the done-marker $data/.feats_done.
-python -m sid.bin.feature_record write $feat_type $feat_config $data
+python -m sid.bin.feature_record --compress=$compress write $feat_type $feat_config $data
 echo "$0: succeeded creating $desc features for $name"

@@ -7,6 +7,7 @@ steps/compute_vad_decision.sh + steps/extract_embeddings.sh for the same utteran
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -283,3 +284,49 @@ def test_verify_scores_with_the_exps_recorded_qmf_backend(exp, utterances, repo,
     (model / "backend.yaml").write_text("kind: plda\ndir: nowhere\n")
     with pytest.raises(SidError, match="backend.yaml.*nowhere/mean.vec not found"):
         Embedder.from_exp(model, device="no")
+
+
+def test_embedder_decides_vad_as_the_exp_records(utterances, repo, sid_env, tmp_path):
+    """An exp recording its VAD (features.vad: run.sh's fbank, VAD decided on MFCCs beside them,
+    here with a VAD config other than conf/vad.conf) embeds audio as the recipe's steps do, with
+    no VAD config given: the exp is the one home of its settings."""
+    from sid import provenance
+
+    vad_conf = tmp_path / "vad.conf"
+    vad_conf.write_text((repo / "conf/vad.conf").read_text() + "--vad-energy-threshold=7.0\n")
+    data = _data_dir(tmp_path / "data", utterances)
+    side = tmp_path / "data_vad_mfcc"
+    for cmd in (["steps/make_fbank.sh", "--nj", "1", "--fbank-config", "conf/fbank80.conf", data, tmp_path / "log",
+                 tmp_path / "fbank"],
+                ["utils/copy_data_dir.sh", data, side],
+                ["steps/make_mfcc.sh", "--nj", "1", "--mfcc-config", "conf/mfcc.conf", side, tmp_path / "log",
+                 tmp_path / "mfcc"],
+                ["steps/compute_vad_decision.sh", "--nj", "1", "--vad-config", vad_conf, side, tmp_path / "log",
+                 tmp_path / "mfcc"],
+                ["cp", side / "vad.scp", data / "vad.scp"],
+                [sys.executable, "-m", "sid.bin.feature_record", "copy-vad", side, data]):
+        res = subprocess.run(list(map(str, cmd)), env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    # The exp as training on this data dir (its CMN'd copy) records it.
+    (data / "cmvn_opts").write_text("--norm-vars=false --center=true --cmn-window=300\n")
+    record = provenance.training_record(data)
+    assert record.vad.features_type == "mfcc" and "--vad-energy-threshold=7.0" in record.vad.config
+    exp = write_exp(tmp_path / "exp", repo)
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["model"]["feat_dim"] = 80
+    cfg["features"] = dataclasses.asdict(record)
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    torch.manual_seed(0)
+    checkpoint.save_atomic({"model": build_model(parse_config(cfg, recorded=True).model).state_dict()}, exp / "final.pt")
+    out = tmp_path / "emb"
+    res = subprocess.run(["bash", "steps/extract_embeddings.sh", "--nj", "1", str(exp), str(data), str(out)],
+                         env=sid_env, capture_output=True, text=True, cwd=repo, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    keys, recipe = kaldi_io.read_vectors(f"scp:{out}/xvector.scp")
+
+    e = Embedder.from_exp(exp, device="no")
+    assert e.vad_opts.vad_energy_threshold == 7.0
+    for (utt, path), ref in zip(utterances, recipe):
+        np.testing.assert_allclose(e.embed_file(path, utt=utt), ref, rtol=0, atol=1e-5)
+    with pytest.raises(SidError, match="records the model's VAD"):
+        Embedder.from_exp(exp, device="no", vad_config=repo / "conf/vad.conf")

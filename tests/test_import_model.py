@@ -367,6 +367,16 @@ def test_imported_front_ends_from_audio(tmp_path):
     ours = Extractor(tmp_path / "re", CPU).prepare_audio("u", speech)
     assert np.array_equal(ours, frontend_features(ResemblyzerMel(), speech))
     assert ours.shape == (160, 40) and (ours >= 0).all()
+    # voxceleb_trainer's log-mel of the whole utterance, its own frames (one more than Kaldi's
+    # here: 16040 samples), no pre-emphasis in this early-ResNetSE34L checkpoint, nothing subtracted.
+    from sid.features.frontends import VTMel
+
+    import_checkpoint("voxceleb_trainer", save(vt_state("L", 40, preemphasis=False), tmp_path / "v.model"), None,
+                      tmp_path / "vt")
+    wav = np.concatenate([samples, samples[:40]])
+    vt = Extractor(tmp_path / "vt", CPU).prepare_audio("u", wav)
+    assert vt.shape == (101, 40)
+    assert np.allclose(vt, VTMel(40, preemphasis=0.0)(torch.from_numpy(wav)[None])[0].numpy(), atol=1e-5)
 
 
 # -- ECAPA-TDNN: WeSpeaker and SpeechBrain ---------------------------------------------------------------

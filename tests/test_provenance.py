@@ -58,7 +58,8 @@ def test_make_features_records_config_and_checksum(mfcc_dir, repo):
     data, conf, _ = mfcc_dir
     assert (data / "conf" / "mfcc.conf").read_text() == conf.read_text()
     marker = provenance.read_marker(data)
-    assert marker == {"feat_type": "mfcc", "options_md5": provenance.options_md5(conf.read_text())}
+    assert marker == {"feat_type": "mfcc", "options_md5": provenance.options_md5(conf.read_text()), "compress": "true"}
+    assert "compress true" in (data / ".feats_done").read_text()
     # Comments and spacing are not options; a changed value is.
     text = conf.read_text()
     assert provenance.options_md5("# note\n\n" + text.replace("\n", "   # why\n")) == marker["options_md5"]
@@ -112,6 +113,46 @@ def test_prepare_feats_for_egs_carries_record_and_writes_cmvn_opts(mfcc_dir, tmp
     assert not (tmp_path / "data" / "other").exists()
 
 
+def test_compute_vad_decision_records_the_vad_and_training_carries_it(mfcc_dir, repo, tmp_path):
+    """The VAD's record in the data dir (conf/vad.conf, conf/vad_on_mfcc.conf, .vad_done), carried by
+    copy_record and into the training record (features.vad), checked by check_match."""
+    import yaml
+
+    data, conf, _ = mfcc_dir
+    vad_conf = (repo / "conf" / "vad.conf").read_text()
+    assert (data / "conf" / "vad.conf").read_text() == vad_conf
+    assert (data / "conf" / "vad_on_mfcc.conf").read_text() == conf.read_text()
+    assert provenance.read_vad_marker(data) == {"options_md5": provenance.options_md5(vad_conf), "features_type": "mfcc",
+                                                "features_md5": provenance.options_md5(conf.read_text())}
+    dest = tmp_path / "copy"
+    provenance.copy_record([data], dest)
+    (dest / "cmvn_opts").write_text("--cmn-window=300\n")
+    record = provenance.training_record(dest)
+    assert record.vad.config == vad_conf and record.vad.features_type == "mfcc" and record.compress
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    from dataclasses import asdict
+    (exp / "config.yaml").write_text(yaml.safe_dump({"model": {"type": "xvector"}, "features": asdict(record)}))
+    provenance.check_match(exp, data)
+    # Test data whose VAD was decided with other options is refused, naming both files.
+    other = tmp_path / "other_vad"
+    shutil.copytree(dest, other)
+    provenance.write_vad_record(other, _write(tmp_path / "vad2.conf", vad_conf + "--vad-energy-threshold=8.0\n"))
+    with pytest.raises(SidError, match=f"{other}/.vad_done says its VAD .* but {exp}/config.yaml says"):
+        provenance.check_match(exp, other)
+    (other / ".vad_done").unlink()
+    with pytest.raises(SidError, match="does not record how its VAD was made"):
+        provenance.check_match(exp, other)
+    # Sources whose VAD differs are not combined.
+    with pytest.raises(SidError, match="VAD was made differently"):
+        provenance.copy_record([dest, other], tmp_path / "combined")
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_copy_record_refuses_sources_made_differently(tmp_path):
     conf_a, conf_b = tmp_path / "a.conf", tmp_path / "b.conf"
     conf_a.write_text("--num-mel-bins=80\n")
@@ -143,6 +184,11 @@ def test_training_record_requires_cmvn_opts_and_an_unedited_config(tmp_path):
         provenance.training_record(d)
     (d / "cmvn_opts").write_text("--cmn-window=300 --center=true\n")
     assert provenance.training_record(d).cmvn_opts == "--cmn-window=300 --center=true"
+    assert provenance.training_record(d).source == "features"
+    # Whole utterances, nothing subtracted, no VAD (an imported front-end's, for fine-tuning):
+    # extraction computes them from the audio.
+    (d / "cmvn_opts").write_text("none\n")
+    assert (provenance.training_record(d).cmvn_opts, provenance.training_record(d).source) == ("none", "audio")
     (d / "conf" / "fbank.conf").write_text("--num-mel-bins=40\n")
     with pytest.raises(SidError, match="does not match the options checksum"):
         provenance.training_record(d)
@@ -176,3 +222,31 @@ def test_feature_record_match_reads_the_record_without_torch(tmp_path, repo, sid
     provenance.write_record(data, "fbank", conf)
     r = _run([sys.executable, "-m", "sid.bin.feature_record", "match", exp, data], repo, sid_env, ok=False)
     assert r.returncode == 1 and "remake the features" in r.stderr
+
+
+def test_step_record_fingerprints_inputs_and_the_archives_of_an_scp(tmp_path, monkeypatch, capsys):
+    """<output>.made_by: unchanged options and inputs keep the output; another option, an input's
+    content or an archive its scp points into (by size and time when big) make it again."""
+    ark, scp, small = tmp_path / "x.ark", tmp_path / "x.scp", tmp_path / "utt2spk"
+    ark.write_bytes(b"0123456789")
+    scp.write_text(f"a {ark}:0\nb {ark}:5\n")
+    small.write_text("a s\n")
+    marker = tmp_path / "out.made_by"
+
+    def done(options="n=1"):
+        if provenance.step_done(marker, options, [scp, small], "test"):
+            return True
+        provenance.step_finish(marker)
+        return False
+
+    assert not done() and done()
+    assert f"  archive {ark} md5 " in marker.read_text()
+    assert not done("n=2") and "-options n=1" in capsys.readouterr().out and done("n=2")
+    small.write_text("a t\n")
+    assert not done("n=2") and done("n=2")
+    monkeypatch.setattr(provenance, "CONTENT_HASH_MAX_BYTES", 4)
+    assert not done("n=2") and f"archive {ark} size 10 mtime" in marker.read_text()
+    os.utime(ark, ns=(1, 1))
+    assert not done("n=2") and done("n=2")
+    # A record whose output was not finished (killed) is not taken: the stale marker is gone.
+    assert not provenance.step_done(marker, "n=3", [scp], "test") and not marker.exists()

@@ -101,10 +101,12 @@ class Backend:
         if self.p_target is not None:
             record["p_target"] = self.p_target
         out = model_dir / RECORD
+        text = ("# The back-end sid.Embedder and sid.bin.verify --exp score this model with "
+                "(sid.bin.record_backend);\n# paths relative to this dir.\n" + yaml.safe_dump(record, sort_keys=False))
+        if out.is_file() and out.read_text(encoding="utf-8") == text:
+            return out   # (unchanged: a rerun of the recipe rewrites nothing)
         with atomic_path(out) as tmp:
-            tmp.write_text("# The back-end sid.Embedder and sid.bin.verify --exp score this model with "
-                           "(sid.bin.record_backend);\n# paths relative to this dir.\n"
-                           + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
         return out
 
     @classmethod

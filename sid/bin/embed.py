@@ -29,11 +29,12 @@ def embedder_parser(doc: str):
                         help="compute on a CUDA device (default: optional, when present)")
     parser.add_argument("--resample", default=False, **flag,
                         help="resample audio at another rate to the model's (default: false, an error)")
-    parser.add_argument("--vad-config", default=str(DEFAULT_VAD_CONFIG),
-                        help="energy VAD options, as the recipe's compute_vad_decision.sh (default: %(default)s)")
-    parser.add_argument("--compress", default=True, **flag,
-                        help="round the features through Kaldi's compression, as steps/make_features.sh stores "
-                             "them with its default --compress true (default: true)")
+    parser.add_argument("--vad-config", default=None,
+                        help="energy VAD options, for an exp that does not record its VAD (features.vad in its "
+                             f"config.yaml; default then: {DEFAULT_VAD_CONFIG}); an exp that does uses its own")
+    parser.add_argument("--compress", default=None, **flag,
+                        help="round the features through Kaldi's compression (default: as the exp records its "
+                             "features were stored, features.compress)")
     return parser
 
 

@@ -7,7 +7,8 @@ float32, any number of frames (at least the model's context), output "embedding"
 (batch, embed-dim). The front-end is not in the graph: its dither, Kaldi compression,
 energy VAD and sliding CMN are Kaldi's, not ONNX operators. Everything needed to
 reproduce it is written beside the model as <out>.frontend.yaml (the exp's features
-record: type, Kaldi feature config, cmvn_opts; the VAD config; the chunking), and
+record: type, Kaldi feature config, cmvn_opts, compress; the VAD: its config and the features
+it decides on; the chunking), and
 sid.Embedder.features computes it.
 --quantize=int8 (ONNX only) stores the weights of the convolutions and matrix products as
 8-bit integers, quantising activations on the fly (onnxruntime's dynamic quantisation, after
@@ -47,8 +48,9 @@ def main() -> int:
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="onnx: dynamic int8 quantisation of the weights (default: %(default)s)")
-    parser.add_argument("--vad-config", default=str(DEFAULT_VAD_CONFIG),
-                        help="VAD options recorded beside the model, as sid.bin.embed's (default: %(default)s)")
+    parser.add_argument("--vad-config", default=None,
+                        help="VAD options recorded beside the model, for an exp that does not record its own "
+                             f"(features.vad; default then: {DEFAULT_VAD_CONFIG})")
     parser.add_argument("exp", help="exp dir of the model (config.yaml, final.pt)")
     parser.add_argument("out", help="model file to write")
     opts = parser.parse_args()
@@ -57,7 +59,7 @@ def main() -> int:
     return 0
 
 
-def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", vad_config: str | Path = "") -> None:
+def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", vad_config: str | Path | None = None) -> None:
     """Write the ``fmt`` (onnx, torchscript) model of ``exp`` to ``out`` and its front-end record beside it."""
     from sid.embedder import DEFAULT_VAD_CONFIG
     from sid.errors import SidError
@@ -105,14 +107,27 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
             with torch.no_grad():
                 traced = torch.jit.trace(graph, example)
             traced.save(str(tmp))
+    if cfg.features.vad is not None:
+        if vad_config:
+            raise SidError(f"{Path(exp) / 'config.yaml'} records the model's VAD (features.vad): "
+                           "do not give --vad-config")
+        vad = {"config": cfg.features.vad.config, "features_type": cfg.features.vad.features_type,
+               "features_config": cfg.features.vad.features_config}
+    else:
+        vad_config = vad_config or DEFAULT_VAD_CONFIG
+        try:
+            vad = {"config": Path(vad_config).read_text(encoding="utf-8"), "features_type": cfg.features.type,
+                   "features_config": cfg.features.config}
+        except OSError as err:
+            raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
     record = {
         "input": {"name": "feats", "shape": ["batch", "frames", feat_dim], "min_frames": min_frames,
                   "what": "features as sid.Embedder.features gives them: the config below, Kaldi compression "
                           "as steps/make_features.sh stores them, energy VAD, sliding CMN, voiced frames only"},
         "output": {"name": "embedding", "dim": model.embed_dim},
         "features": {"type": cfg.features.type, "config": cfg.features.config,
-                     "cmvn_opts": cfg.features.cmvn_opts},
-        "vad_config": Path(vad_config or DEFAULT_VAD_CONFIG).read_text(encoding="utf-8"),
+                     "cmvn_opts": cfg.features.cmvn_opts, "compress": cfg.features.compress},
+        "vad": vad,
         "chunking": "utterances longer than 10000 frames: chunks of 10000 embedded and averaged, weighted "
                     "by length (sid.extract)",
     }

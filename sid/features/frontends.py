@@ -242,11 +242,14 @@ def kaldi_frames(num_samples: int, snip_edges: bool, window: int = 400, shift: i
 
 
 @torch.no_grad()
-def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool = False, where: str = "") -> np.ndarray:
+def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool = False, where: str = "",
+                      kaldi_count: bool = True) -> np.ndarray:
     """(frames, dim) features of one utterance with exactly Kaldi's frame count, each
     frame centred within 80 samples (5 ms) of Kaldi's, so a Kaldi VAD applies; those of a
     front-end that trims silence itself (``ResemblyzerMel``) or whose utterance-level
-    floor depends on every frame (``SBFbank``) as it makes them.
+    floor depends on every frame (``SBFbank``) as it makes them. ``kaldi_count`` false (no
+    Kaldi VAD to align with): ``VTMel``'s frames as it makes them too, one more than Kaldi's
+    where the last 10 ms hold fewer than 80 samples.
 
     Kaldi's frame ``i`` is centred on sample ``160 i + 80`` (``snip_edges`` false) or
     ``160 i + 200``; ``VTMel``'s frame ``j`` on ``160 j``, so ``j = i`` (or ``i + 1``);
@@ -259,6 +262,8 @@ def frontend_features(frontend: nn.Module, samples: np.ndarray, snip_edges: bool
         return frontend(torch.from_numpy(np.asarray(samples, dtype=np.float32))[None])[0].numpy()
     n = kaldi_frames(len(samples), snip_edges)
     wav = torch.from_numpy(np.asarray(samples, dtype=np.float32))
+    if isinstance(frontend, VTMel) and not kaldi_count:
+        return frontend(wav[None])[0].numpy()
     if isinstance(frontend, Waveform):
         need = n * frontend.frame_samples
         wav = torch.nn.functional.pad(wav, (0, max(0, need - len(wav))))
