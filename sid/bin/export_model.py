@@ -27,6 +27,9 @@ from sid.cli import doc_argparser, run_main, setup_logging
 log = logging.getLogger("export_model")
 
 
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "LSTM", "GRU")
+
+
 def quantize_int8(path: Path) -> None:
     """Dynamic int8 quantisation of an ONNX file in place: per-channel unsigned 8-bit weights
     (onnxruntime's CPU ConvInteger takes uint8 only; per tensor, an LSTM's gates lose too
@@ -46,8 +49,14 @@ def quantize_int8(path: Path) -> None:
             quant_pre_process(str(path), str(pre))
         except Exception:   # noqa: BLE001 (any failure of its symbolic inference)
             quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+        # The first weighted layer stays float: it reads the features themselves, whose range
+        # (Resemblyzer's mel power spans decades) 8-bit activations cannot hold.
+        import onnx
+
+        weighted = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in WEIGHTED_OPS]
         try:
-            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QUInt8, per_channel=True)
+            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QUInt8, per_channel=True,
+                             nodes_to_exclude=weighted[:1])
         except Exception as err:   # noqa: BLE001
             raise SidError(f"int8 quantisation of the exported graph failed: {type(err).__name__}: {err}") from None
 
