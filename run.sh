@@ -477,17 +477,18 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
         data/train $emb/train data/$set $emb/$set $final_exp/scores $trials
     fi
     steps/score_plda.sh --cmd "$train_cmd" --allow-partial $allow_partial --lda-dim $lda_dim data/train $emb/train $emb/$set $final_exp/scores $trials
-    # The model's back-end for sid.Embedder and `sid.bin.verify --exp $final_exp`: the calibrated
-    # QMF one where it was trained, else PLDA.
-    if [ $train_set = wespeaker ]; then
-      cohort=$emb/train/spk_xvector.scp; [ -f $cohort ] || cohort=$final_exp/scores/backend_cosine/spk_xvector.scp
-      first=$(printf "%s\n" $trials | head -n 1)
-      python -m sid.bin.record_backend --cohort $cohort \
-        --threshold-file $final_exp/scores/$(basename $first).cosine_asnorm_qmf.threshold $final_exp $final_exp/scores/backend_cosine
-    else
-      python -m sid.bin.record_backend $final_exp $final_exp/scores/backend_plda
-    fi
+    [ -n "${first:-}" ] || first=$(printf "%s\n" $trials | head -n 1)
   done
+  # The model's back-end for sid.Embedder and `sid.bin.verify --exp $final_exp`: the calibrated
+  # QMF one where it was trained, else PLDA (recorded once: the first list's threshold file, so
+  # that a rerun rewrites nothing).
+  if [ $train_set = wespeaker ] && [ -n "${first:-}" ]; then
+    cohort=$emb/train/spk_xvector.scp; [ -f $cohort ] || cohort=$final_exp/scores/backend_cosine/spk_xvector.scp
+    python -m sid.bin.record_backend --cohort $cohort \
+      --threshold-file $final_exp/scores/$(basename $first).cosine_asnorm_qmf.threshold $final_exp $final_exp/scores/backend_cosine
+  elif [ -n "${first:-}" ]; then
+    python -m sid.bin.record_backend $final_exp $final_exp/scores/backend_plda
+  fi
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
