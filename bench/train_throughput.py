@@ -24,9 +24,13 @@ counts default small; the device (GPU model or CPU) is printed with every figure
 Then the audio source (data.source: audio, sid.train.audio), per worker in CPU time:
 2-s chunks (200 frames, 80-dim fbank) read from wav or flac copies of the corpus, as
 loose files or from tar shards, without augmentation and with aug_prob 0.6 and speed
-perturbation (RIR: a synthetic 0.25-s room response; noises: corpus utterances). Last,
-per model, the chunks/s a GPU of 100 TFLOP/s would train at (3x the forward multiply-adds
-of model_info, 2 FLOPs each) and the workers it needs at the augmented flac rate.
+perturbation (RIR: a synthetic 0.25-s room response; noises: corpus utterances), with
+the fbank computed in the worker (data.fbank_on: worker) and without it (the raw chunks
+fbank_on: device delivers), then the batched torch fbank's own CPU rate. With
+--audio-only on CPU, the model-alone training rate of each model on one CPU thread.
+Last, per model, the chunks/s a GPU of 100 TFLOP/s would train at (3x the forward
+multiply-adds of model_info, 2 FLOPs each) and the workers it needs at the augmented
+flac-shard rate, with the fbank in the workers and on the device.
 """
 
 from __future__ import annotations
@@ -207,53 +211,101 @@ def make_aug_sources(root: Path, corpus: Path) -> tuple[Path, Path]:
     return root / "rir_list", noise
 
 
-def bench_audio(root: Path, corpus: Path, batches: int) -> float:
-    """Print chunks/s per worker for each audio variant; returns the augmented flac-shard rate."""
+def bench_audio(root: Path, corpus: Path, batches: int) -> tuple[float, float]:
+    """Print chunks/s per worker for each audio variant, with the fbank in the worker
+    (data.fbank_on: worker) and without it (fbank_on: device: the worker delivers raw chunks);
+    returns the augmented flac-shard rates of both."""
     from sid.config import DataConfig
     from sid.data.shards import write_shards
-    from sid.train.audio import AudioChunkDataset, Augmenter, FbankFrontend, fbank_options, read_audio_training_set
+    from sid.train.audio import (AudioChunkDataset, Augmenter, BatchFbankFrontend, FbankFrontend, fbank_options,
+                                 read_audio_training_set)
 
     conf = root / "fbank80.conf"
     conf.write_text("--num-mel-bins=80\n--snip-edges=false\n")
-    front = FbankFrontend(fbank_options(conf))
+    opts = fbank_options(conf)
     rir_list, noise = make_aug_sources(root, corpus)
     aug = Augmenter.from_config(16000, DataConfig(), [rir_list], {"noise": noise, "music": noise, "babble": noise})
-    print(f"\naudio source: 2-s chunks, 80-dim fbank + per-chunk CMN, chunks/s per worker (CPU time), "
-          f"{batches} batches of 32")
-    print(f"{'format':<6} {'storage':<7} {'augmentation':<26} {'chunks/s':>9}")
-    rate = 0.0
+    print(f"\naudio source: 2-s chunks (200 frames), chunks/s per worker (CPU time), {batches} batches of 32 "
+          "per variant;\n  fbank in worker: decode + speed + augmentation + 80-dim fbank + chunk CMN "
+          "(data.fbank_on: worker);\n  raw: the same without the fbank (fbank_on: device)")
+    print(f"{'format':<6} {'storage':<7} {'augmentation':<26} {'fbank in worker':>15} {'raw':>9}")
+    rates = (0.0, 0.0)
     for fmt in ("wav", "flac"):
         src = make_audio_data(root, corpus, fmt)
         shards = root / f"shards_{fmt}"
         if not (shards / "shard.list").exists():
             write_shards(src, shards, utts_per_shard=40, progress=False)
         for storage, d in (("loose", src), ("shards", shards)):
-            data = read_audio_training_set(d, front.frame_opts)
+            data = read_audio_training_set(d, opts.frame_opts)
+            plan = plan_epoch(data, 1, 0, 32, 200, 200, chunks_per_utt=(32 * batches) // len(data.utts) + 1)
+            row = []
             for label, prob, speed in (("none", 0.0, "none"), ("aug_prob 0.6 + speed 0.9/1.1", 0.6, "speakers")):
-                ds = AudioChunkDataset(data, 1, front, None, aug if prob else None, prob, speed)
-                ds.set_plan(0, plan_epoch(data, 1, 0, 32, 200, 200, chunks_per_utt=(32 * batches) // len(data.utts) + 1))
-                ds[0]   # warm caches (RIR, noise, scipy import)
-                t = time.process_time()
-                for b in range(1, batches + 1):
-                    ds[b]
-                r = batches * 32 / max(time.process_time() - t, 1e-9)
-                print(f"{fmt:<6} {storage:<7} {label:<26} {r:>9.1f}", flush=True)
-                rate = r
+                row = []
+                for front in (FbankFrontend(opts), BatchFbankFrontend(opts, 1)):
+                    ds = AudioChunkDataset(data, 1, front, None, aug if prob else None, prob, speed)
+                    ds.set_plan(0, plan)
+                    ds[0]   # warm caches (RIR, noise, scipy import)
+                    t = time.process_time()
+                    for b in range(1, batches + 1):
+                        ds[b]
+                    row.append(batches * 32 / max(time.process_time() - t, 1e-9))
+                print(f"{fmt:<6} {storage:<7} {label:<26} {row[0]:>15.1f} {row[1]:>9.1f}", flush=True)
+            rates = (row[0], row[1])
+    return rates
+
+
+def bench_batch_fbank(batches: int) -> float:
+    """The batched torch fbank (data.fbank_on: device) on this CPU, one thread: chunks/s."""
+    from sid.features.options import FbankOptions
+    from sid.train.audio import BatchFbankFrontend, samples_for_frames
+
+    opts = FbankOptions()
+    opts.mel_opts.num_bins = 80
+    opts.frame_opts.snip_edges = False
+    front = BatchFbankFrontend(opts, 1)
+    x = torch.randn(128, samples_for_frames(200, opts.frame_opts)) * 3000
+    front.features(x, 0, 0)
+    t = time.process_time()
+    for b in range(batches):
+        front.features(x, 0, b)
+    rate = batches * 128 / max(time.process_time() - t, 1e-9)
+    print(f"\nbatched torch fbank + chunk CMN (fbank_on: device) on this CPU, one thread, batches of 128: "
+          f"{rate:.0f} chunks/s", flush=True)
     return rate
 
 
-def gpu_workers(models: list[str], worker_rate: float) -> None:
+def model_alone_cpu(models: list[str], steps: int) -> None:
+    """Model-alone training rate (forward, backward, SGD step) on CPU, one thread, 200-frame chunks."""
+    print("\nmodel alone on this CPU (one thread, fp32, batch 16 x 200 frames, softmax head 5994 classes): "
+          "training chunks/s per CPU second")
+    for name in models:
+        cfg = load_config(REPO / "conf" / f"{name}.yaml")
+        model = build_model(cfg.model).train()
+        head = build_head(cfg.loss, model.output_dim, 5994)
+        step = train_step_fn(model, head, torch.device("cpu"), False)
+        x = torch.randn(16, 200, model.feat_dim)
+        y = torch.randint(0, 5994, (16,))
+        step(x, y)
+        t = cpu_seconds()
+        for _ in range(steps):
+            step(x, y)
+        print(f"{name:<14} {steps * 16 / (cpu_seconds() - t):>8.2f}", flush=True)
+
+
+def gpu_workers(models: list[str], worker_rate: float, raw_rate: float) -> None:
     from sid.models.complexity import count_macs
 
-    print(f"\nworkers a 100 TFLOP/s GPU needs at {worker_rate:.0f} augmented chunks/s per worker "
-          "(training = 3 x forward multiply-adds x 2 FLOPs, 2-s chunks)")
-    print(f"{'model':<14} {'GMAC/chunk':>10} {'GPU chunks/s':>12} {'workers':>8}")
+    print(f"\nworkers a 100 TFLOP/s GPU needs at {worker_rate:.0f} (fbank in worker) / {raw_rate:.0f} (raw, "
+          "fbank_on: device) augmented flac-shard chunks/s per worker\n(training = 3 x forward multiply-adds "
+          "x 2 FLOPs, 2-s chunks)")
+    print(f"{'model':<14} {'GMAC/chunk':>10} {'GPU chunks/s':>12} {'workers':>8} {'raw':>5}")
     for name in models:
         cfg = load_config(REPO / "conf" / f"{name}.yaml")
         model = build_model(cfg.model)
         macs = count_macs(model, 200, cfg.model.to_dict()["feat_dim"])
         gpu = 100e12 / (3 * 2 * macs)
-        print(f"{name:<14} {macs / 1e9:>10.2f} {gpu:>12.0f} {gpu / worker_rate:>8.0f}", flush=True)
+        print(f"{name:<14} {macs / 1e9:>10.2f} {gpu:>12.0f} {gpu / worker_rate:>8.0f} {gpu / raw_rate:>5.0f}",
+              flush=True)
 
 
 def main() -> int:
@@ -274,6 +326,10 @@ def main() -> int:
     if device.type == "cpu":
         # One thread: CPU time then equals the work done, without idle threads spinning under load.
         torch.set_num_threads(1)
+    # BLAS single-threaded, as sid.train.data.worker_init makes it in DataLoader workers.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
     where = (f"GPU {torch.cuda.get_device_name(device)}, bf16 autocast, wall-clock rates" if device.type == "cuda"
              else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), fp32, "
                   "rates per CPU second")
@@ -289,8 +345,11 @@ def main() -> int:
                 dim = cfg.model.to_dict()["feat_dim"]
                 data_dir = Path(args.data) if args.data else make_data(dim, Path(tmp), Path(args.corpus))
                 bench_model(name, data_dir, args, device)
-        rate = bench_audio(Path(tmp), Path(args.corpus), args.audio_batches)
-        gpu_workers(args.models.split(","), rate)
+        rate, raw = bench_audio(Path(tmp), Path(args.corpus), args.audio_batches)
+        bench_batch_fbank(args.audio_batches)
+        if args.audio_only and device.type == "cpu":
+            model_alone_cpu(args.models.split(","), args.steps)
+        gpu_workers(args.models.split(","), rate, raw)
     return 0
 
 

@@ -105,6 +105,10 @@ class DataConfig:
     babble_snr: list[float] = field(default_factory=lambda: [13.0, 20.0])
     babble_speakers: list[int] = field(default_factory=lambda: [3, 7])
     speed_perturb: Literal["none", "speakers", "plain"] = "none"
+    # Audio source with --fbank-config: where the fbank (and the chunk's mean normalisation and
+    # SpecAugment) is computed: in the DataLoader workers per chunk, or on the training device in
+    # batches from the raw chunks the workers deliver (decoding, speed and augmentation stay there).
+    fbank_on: Literal["worker", "device"] = "worker"
 
 
 @dataclass

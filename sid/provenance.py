@@ -61,7 +61,7 @@ def frontend_text(config: str | Path) -> str:
     section as YAML, the record of what was computed (two models with the same front-end share it)."""
     from sid.config import load_config
 
-    frontend = load_config(config).frontend
+    frontend = load_config(config, recorded=True).frontend   # a model config, or an exp's config.yaml
     if frontend is None:
         raise SidError(f"{config} has no 'frontend' section")
     return frontend_record_text(frontend)
@@ -254,6 +254,12 @@ def training_record(data_dir: str | Path):
     if options_md5(config) != marker["options_md5"]:
         raise SidError(f"{conf} does not match the options checksum in {data_dir / MARKER}: was it edited?")
     cmvn_opts = cmvn.read_text(encoding="utf-8").strip()
+    if cmvn_opts == "none":
+        # Features of whole utterances with nothing subtracted and no VAD applied (e.g. an
+        # imported model's front-end, for fine-tuning it): exactly what extraction computes from
+        # a test utterance's audio, so the model is extracted from audio (features.source).
+        return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"],
+                              cmvn_opts=cmvn_opts, source="audio")
     parse_cmvn_opts(cmvn_opts, str(cmvn))
     return FeaturesRecord(type=marker["feat_type"], config=config, checksum=marker["options_md5"], cmvn_opts=cmvn_opts,
                           compress=marker.get("compress", "true") == "true", vad=vad_record(data_dir))

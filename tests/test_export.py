@@ -85,7 +85,7 @@ def test_onnx_matches_pytorch_without_torch(prepared, repo, sid_env, tmp_path):
     assert _eer(onnx_emb, spks) == _eer(ref, spks)
     # int8 weights: a smaller file whose embeddings point where the float ones do.
     q = np.load(tmp_path / "int8.npy")
-    assert int8.stat().st_size < 0.6 * out.stat().st_size
+    assert int8.stat().st_size < 0.8 * out.stat().st_size
     cos = np.einsum("ij,ij->i", q, ref) / np.linalg.norm(q, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.99 and np.abs(q - ref).max() > 1e-6
 

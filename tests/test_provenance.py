@@ -184,6 +184,11 @@ def test_training_record_requires_cmvn_opts_and_an_unedited_config(tmp_path):
         provenance.training_record(d)
     (d / "cmvn_opts").write_text("--cmn-window=300 --center=true\n")
     assert provenance.training_record(d).cmvn_opts == "--cmn-window=300 --center=true"
+    assert provenance.training_record(d).source == "features"
+    # Whole utterances, nothing subtracted, no VAD (an imported front-end's, for fine-tuning):
+    # extraction computes them from the audio.
+    (d / "cmvn_opts").write_text("none\n")
+    assert (provenance.training_record(d).cmvn_opts, provenance.training_record(d).source) == ("none", "audio")
     (d / "conf" / "fbank.conf").write_text("--num-mel-bins=40\n")
     with pytest.raises(SidError, match="does not match the options checksum"):
         provenance.training_record(d)

@@ -32,6 +32,21 @@ def test_cllr_and_actual_dcf():
         assert actual_dcf(s, labels, bayes_threshold(p), p) < 1.15 * md
 
 
+@pytest.mark.parametrize("p_fit", [0.5, 0.05, 0.01])
+def test_prior_weighted_fit_returns_llrs(p_fit):
+    """Scores that are LLRs already (equal-variance Gaussians) map to themselves whatever the
+    prior the regression is weighted for: the prior's log odds come off the bias."""
+    from sid.backend.qmf import QMF
+
+    rng = np.random.default_rng(1)
+    m = 3.0
+    labels = np.r_[np.ones(20000, bool), np.zeros(20000, bool)]
+    llr = np.where(labels, m, -m) + np.sqrt(2 * m) * rng.standard_normal(len(labels))
+    model = QMF.fit(llr[:, None], labels, 10, p_fit)
+    assert model.weights[0] == pytest.approx(1.0, abs=0.05) and model.bias == pytest.approx(0.0, abs=0.15)
+    assert model.p_fit == p_fit
+
+
 def test_draw_trials():
     utt2spk = {f"s{k}-u{i}": f"s{k}" for k in range(5) for i in range(4)}
     ei, ti, lab = draw_trials(utt2spk, 1000, 3)

@@ -140,6 +140,40 @@ def test_missing_sources_are_clear_errors(audio_data, tmp_path):
         read_audio_training_set(bad, fbank_options(audio_data["conf"]).frame_opts)
 
 
+def test_fbank_on_device_equals_the_workers_fbank(audio_data, tmp_path):
+    """data.fbank_on: device: the raw chunks the workers deliver (augmented, speed-perturbed),
+    turned into features in batches by torch, equal the per-chunk worker features (SpecAugment's
+    masks included; without dither, whose noise comes from another generator)."""
+    from sid.config import SpecAugConfig
+    from sid.train.audio import BatchFbankFrontend
+    from sid.train.specaug import SpecAugment
+
+    conf = tmp_path / "fbank.conf"
+    conf.write_text(audio_data["conf"].read_text() + "--dither=0\n")
+    opts = fbank_options(conf)
+    data = read_audio_training_set(audio_data["train"], opts.frame_opts)
+    aug = Augmenter.from_config(16000, DataConfig(), [audio_data["rir_list"]], audio_data["noises"])
+    specaug = SpecAugment(SpecAugConfig(prob=1.0))
+    plan = plan_epoch(data, 3, 0, 8, 100, 300, chunks_per_utt=2)
+    worker = AudioChunkDataset(data, 3, FbankFrontend(opts), specaug, aug, 0.5, "speakers")
+    device = AudioChunkDataset(data, 3, BatchFbankFrontend(opts, 3, specaug), None, aug, 0.5, "speakers")
+    for ds in (worker, device):
+        ds.set_plan(0, plan)
+    for b in range(3):
+        feats, labels, _ = worker[b]
+        samples, raw_labels, _ = device[b]
+        assert samples.shape == (8, samples_for_frames(plan[b].length, opts.frame_opts))
+        got = device.frontend.features(samples, 0, b)
+        assert torch.equal(labels, raw_labels) and got.shape == feats.shape
+        assert (feats == 0).any() and torch.equal(got == 0, feats == 0)   # the same masks
+        torch.testing.assert_close(got, feats, rtol=1e-4, atol=2e-3)
+    # With dither, a pure function of (seed, epoch, batch).
+    dithered = BatchFbankFrontend(fbank_options(audio_data["conf"]), 3)
+    x = device[0][0]
+    assert torch.equal(dithered.features(x, 0, 0), dithered.features(x, 0, 0))
+    assert not torch.equal(dithered.features(x, 0, 0), dithered.features(x, 0, 1))
+
+
 # -- end to end ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -167,7 +201,13 @@ def _env(sid_env):
 
 
 @pytest.mark.slow
-def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, sid_env, repo, tmp_path):
+@pytest.mark.parametrize("fbank_on", ["worker", "device"])
+def test_kill9_resume_from_audio_equals_uninterrupted(audio_config, audio_data, sid_env, repo, tmp_path, fbank_on):
+    if fbank_on == "device":
+        cfg = yaml.safe_load(audio_config.read_text())
+        cfg["data"]["fbank_on"] = "device"
+        audio_config = tmp_path / "device.yaml"
+        audio_config.write_text(yaml.safe_dump(cfg))
     full = tmp_path / "full"
     res = subprocess.run(_cmd(audio_config, audio_data, full, "--num-workers=0", "--write-chunk-lists=true"),
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)

@@ -36,6 +36,13 @@
 #                            <exp>/pretrained_resemblyzer, installing its weights with
 #                            pip install --no-deps resemblyzer where absent); its results stand
 #                            in <exp>/results.json as rows of their own (resemblyzer: ...)
+#   --finetune false|true|scratch  with --pretrained: fine-tune the imported model on the
+#                            training speakers (true: steps/train_xvector.sh --init-model with
+#                            --finetune-config, into <exp>/ft_<name>, rows <name>_ft_...), or
+#                            train its architecture and front-end from random weights with the
+#                            same settings, nothing frozen (scratch: <exp>/scratch_<name>, rows
+#                            <name>_scratch_...) (default false: evaluate it as imported)
+#   --finetune-config YAML   training settings of --finetune (default conf/dvector_finetune.yaml)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
 #   --nj N                   parallel jobs (default 2)
@@ -57,6 +64,8 @@ epochs=0
 train_source=features
 train_threads=2
 pretrained=
+finetune=false
+finetune_config=conf/dvector_finetune.yaml
 stage=0
 stop_stage=6
 nj=2
@@ -76,13 +85,17 @@ abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 user_trials=()
 for t in $trials; do user_trials+=("$(abspath "$t")"); done
 exp=$(abspath "${exp:-$here/exp}"); data=$(abspath "${data:-$here/data}")
-# The config may be given relative to where the user is, to the recipe folder or to the
+# A config may be given relative to where the user is, to the recipe folder or to the
 # project root (conf/dvector_ge2e.yaml etc.).
-if [ -f "$config" ]; then config=$(abspath "$config")
-elif [ -f "$here/$config" ]; then config=$here/$config
-elif [ -f "$root/$config" ]; then config=$root/$config
-else echo "$0: no config $config (looked here, in $here and in $root)" >&2; exit 1
-fi
+find_config() {
+  if [ -f "$1" ]; then abspath "$1"
+  elif [ -f "$here/$1" ]; then echo "$here/$1"
+  elif [ -f "$root/$1" ]; then echo "$root/$1"
+  else echo "$0: no config $1 (looked here, in $here and in $root)" >&2; return 1
+  fi
+}
+config=$(find_config "$config")
+[ "$finetune" = false ] || finetune_config=$(find_config "$finetune_config")
 cd "$here"
 
 # The corpus first: the set-up below takes minutes the first time.
@@ -129,6 +142,20 @@ if [ -n "$pretrained" ]; then
   if [ ! -f "$model/final.pt" ]; then
     python -m sid.bin.import_model --format "$pretrained" "$pretrained" "$model"
   fi
+  case "$finetune" in
+    false) ;;
+    true|scratch)
+      # Trained from the import (or its architecture from random weights): a model of its own,
+      # extracted as the import is (from the audio, its own front-end).
+      imported=$model
+      tag=$([ "$finetune" = true ] && echo ft || echo scratch)
+      model=$exp/${tag}_$pretrained
+      scores=$exp/scores_${pretrained}_$tag
+      metrics_opts=(--backend-prefix "${pretrained}_${tag}_") ;;
+    *) echo "$0: --finetune must be false, true or scratch, got '$finetune'" >&2; exit 1 ;;
+  esac
+elif [ "$finetune" != false ]; then
+  echo "$0: --finetune needs --pretrained" >&2; exit 1
 fi
 emb=$model/embeddings
 # A model with its own front-end reads features named after it (e.g. vt_mel40) in
@@ -198,8 +225,42 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   done
 fi
 
-if [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
+if [ -n "$pretrained" ] && [ "$finetune" = false ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stages 2-3 skipped: $model is imported, not trained"
+elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
+  # Training features: the import's front-end of each whole training utterance, nothing
+  # subtracted and no Kaldi VAD (cmvn_opts none), which is what extraction computes from audio.
+  ft_data=$data/train_${pretrained}_ft
+  if [ $stage -le 2 ]; then
+    need "$data/train/wav.scp" 0
+    if [ ! -f "$ft_data/.done" ] || [ "$ft_data/.done" -ot "$imported/config.yaml" ]; then
+      rm -rf "$ft_data"
+      utils/copy_data_dir.sh "$data/train" "$ft_data"
+      rm -f "$ft_data/feats.scp" "$ft_data/utt2num_frames" "$ft_data/vad.scp"
+      steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$imported/config.yaml" \
+        --compress false "$ft_data" "$exp/log/make_${pretrained}_ft" "$data/${pretrained}_ft"
+      echo none > "$ft_data/cmvn_opts"
+      utils/fix_data_dir.sh "$ft_data"
+      touch "$ft_data/.done"
+    fi
+  fi
+  if [ $stop_stage -ge 3 ]; then
+    need "$ft_data/.done" 2
+    ft_config=$finetune_config ft_init=(--init-model "$imported")
+    if [ "$finetune" = scratch ]; then
+      # The same training settings on the import's architecture, front-end and chunking, nothing frozen.
+      mkdir -p "$model"
+      python -c 'import dataclasses, sys
+from sid.config import load_config, load_finetune_config
+cfg = load_finetune_config(sys.argv[1], load_config(sys.argv[2], recorded=True), sys.argv[2])
+cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, freeze=[], freeze_epochs=0))
+cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from random weights")' \
+        "$finetune_config" "$imported/config.yaml" "$exp/scratch_config.yaml"
+      ft_config=$exp/scratch_config.yaml ft_init=()
+    fi
+    steps/train_xvector.sh "${ft_init[@]}" --model-config "$ft_config" --num-workers 1 \
+      --train-opts "--num-threads=$train_threads" "$ft_data" "$model"
+  fi
 elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$train_source" = features ]; then
   need "$data/train/vad.scp" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training

@@ -9,9 +9,11 @@ to a log-likelihood ratio. It is trained on calibration trials drawn from the tr
 speakers (half target, half non-target, seeded), scored exactly as the evaluation
 trials are: cosine of mean-subtracted embeddings, AS-norm against the speaker-mean
 cohort, except that a trial side's own speaker is left out of its cohort (the
-evaluation speakers are never in it). Classes are weighted equally, so the output is
-an LLR (prior 0.5 during training) and the Bayes decision threshold for a target
-prior ``p`` (costs 1) is ``log((1 - p) / p)``.
+evaluation speakers are never in it). The regression is prior-weighted (Brümmer's
+calibration objective): target trials weigh ``p_fit`` and non-target trials ``1 - p_fit`` in all,
+and the log prior odds of ``p_fit`` are taken off the bias, so the output is an LLR whose
+errors cost least around the operating point of ``p_fit``; the Bayes decision threshold for a
+target prior ``p`` (costs 1) is ``log((1 - p) / p)``.
 """
 
 from __future__ import annotations
@@ -89,23 +91,30 @@ class QMF:
     """The fitted logistic regression: ``llr = x @ weights + bias``, with ``top_n`` (the cohort
     size its imposter means were computed with)."""
 
-    def __init__(self, weights, bias: float, top_n: int, num_trials: int = 0):
+    def __init__(self, weights, bias: float, top_n: int, num_trials: int = 0, p_fit: float = 0.5):
         self.weights = np.asarray(weights, dtype=np.float64)
         self.bias = float(bias)
         self.top_n = int(top_n)
         self.num_trials = num_trials
+        self.p_fit = float(p_fit)
 
     @classmethod
-    def fit(cls, x: np.ndarray, labels: np.ndarray, top_n: int) -> "QMF":
+    def fit(cls, x: np.ndarray, labels: np.ndarray, top_n: int, p_fit: float = 0.5) -> "QMF":
+        """Logistic regression of ``labels`` on quality vectors ``x``, weighted for target prior ``p_fit``."""
         from sklearn.linear_model import LogisticRegression
 
+        labels = np.asarray(labels, dtype=bool)
+        if not 0 < p_fit < 1:
+            raise SidError(f"the calibration prior must be within (0, 1), got {p_fit}")
         # Standardised inputs for the solver; the weights are mapped back to raw features.
         mu, sd = x.mean(axis=0), x.std(axis=0)
         sd[sd == 0] = 1.0
-        lr = LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000)
-        lr.fit((x - mu) / sd, labels)
+        weight = np.where(labels, p_fit / labels.sum(), (1 - p_fit) / (~labels).sum()) * len(labels)
+        lr = LogisticRegression(C=1e4, max_iter=1000)
+        lr.fit((x - mu) / sd, labels, sample_weight=weight)
         w = lr.coef_[0] / sd
-        return cls(w, float(lr.intercept_[0] - w @ mu), top_n, len(labels))
+        bias = float(lr.intercept_[0] - w @ mu) - math.log(p_fit / (1 - p_fit))
+        return cls(w, bias, top_n, len(labels), p_fit)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weights + self.bias
@@ -115,7 +124,7 @@ class QMF:
 
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump({"features": list(FEATURES), "weights": self.weights.tolist(), "bias": self.bias,
-                       "top_n": self.top_n, "num_trials": self.num_trials}, f, indent=1)
+                       "top_n": self.top_n, "num_trials": self.num_trials, "p_fit": self.p_fit}, f, indent=1)
             f.write("\n")
 
     @classmethod
@@ -125,7 +134,7 @@ class QMF:
                 d = json.load(f)
             if d["features"] != list(FEATURES):
                 raise ValueError(f"features {d['features']}, expected {list(FEATURES)}")
-            return cls(d["weights"], d["bias"], d["top_n"], d.get("num_trials", 0))
+            return cls(d["weights"], d["bias"], d["top_n"], d.get("num_trials", 0), d.get("p_fit", 0.5))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SidError(f"{path}: not a QMF model ({err})") from None
 

@@ -40,7 +40,7 @@ def main() -> int:
     log = logging.getLogger("compute_frontend_feats")
     if not opts.model_config:
         raise SidError("--model-config=<yaml> is required")
-    cfg = load_config(opts.model_config)
+    cfg = load_config(opts.model_config, recorded=True)   # a model config, or an exp's config.yaml
     fe_cfg = cfg.frontend
     if fe_cfg is None:
         raise SidError(f"{opts.model_config} has no 'frontend' section")

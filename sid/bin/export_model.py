@@ -10,12 +10,13 @@ reproduce it is written beside the model as <out>.frontend.yaml (the exp's featu
 record: type, Kaldi feature config, cmvn_opts, compress; the VAD: its config and the features
 it decides on; the chunking), and
 sid.Embedder.features computes it.
---quantize=int8 (ONNX only) stores the weights of the convolutions and matrix products as
-8-bit integers, quantising activations on the fly (onnxruntime's dynamic quantisation, after
-its shape inference and graph preprocessing); the float model's and its sizes are logged.
-Waveform-in graphs are not made: the recipe's features are dithered with a per-utterance
-seed and stored through Kaldi's compression, and the energy VAD decides on MFCCs, none
-of which ONNX reproduces to 1e-4."""
+--quantize=int8 (ONNX only) stores the weights of the convolutions, LSTMs and matrix
+products as 8-bit integers (per output channel), quantising activations on the fly
+(onnxruntime's dynamic quantisation, after its shape inference and graph preprocessing); the
+float model's size and its own are logged. bench/onnx_eer.py prints both files' EER on a
+trial list. Waveform-in graphs are not made: the recipe's features are dithered with a
+per-utterance seed and stored through Kaldi's compression, the energy VAD decides on MFCCs,
+and Resemblyzer's front-end trims with WebRTC's VAD; none of which ONNX reproduces to 1e-4."""
 
 import logging
 import os
@@ -26,19 +27,38 @@ from sid.cli import doc_argparser, run_main, setup_logging
 log = logging.getLogger("export_model")
 
 
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "LSTM", "GRU")
+
+
 def quantize_int8(path: Path) -> None:
-    """Dynamic int8 quantisation of an ONNX file in place. Shape inference and onnxruntime's
-    preprocessing first: the dynamo exporter's value-info shapes make the quantiser's own
-    inference fail. Unsigned 8-bit weights, because onnxruntime's CPU ConvInteger takes uint8 only."""
+    """Dynamic int8 quantisation of an ONNX file in place: per-channel unsigned 8-bit weights
+    (onnxruntime's CPU ConvInteger takes uint8 only; per tensor, an LSTM's gates lose too
+    much). onnxruntime's preprocessing first, since the dynamo exporter's value-info shapes
+    make the quantiser's own inference fail; its symbolic shape inference does not handle
+    every graph (an LSTM's), so without it where it fails."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from sid.errors import SidError
+
     with tempfile.TemporaryDirectory(dir=path.parent) as d:
         pre = Path(d) / "pre.onnx"
-        quant_pre_process(str(path), str(pre))
-        quantize_dynamic(str(pre), str(path), weight_type=QuantType.QUInt8)
+        try:
+            quant_pre_process(str(path), str(pre))
+        except Exception:   # noqa: BLE001 (any failure of its symbolic inference)
+            quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+        # The first weighted layer stays float: it reads the features themselves, whose range
+        # (Resemblyzer's mel power spans decades) 8-bit activations cannot hold.
+        import onnx
+
+        weighted = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in WEIGHTED_OPS]
+        try:
+            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QUInt8, per_channel=True,
+                             nodes_to_exclude=weighted[:1])
+        except Exception as err:   # noqa: BLE001
+            raise SidError(f"int8 quantisation of the exported graph failed: {type(err).__name__}: {err}") from None
 
 
 def main() -> int:

@@ -7,7 +7,8 @@ Draws --num-trials calibration trials (half target) among the utterances of <utt
 scores them as steps/score_cosine.sh and steps/score_norm.sh score evaluation trials
 (cosine of mean-subtracted embeddings, AS-norm with the --top-n best cohort scores; the
 cohort is keyed by speaker and a side's own speaker is left out), and fits a logistic
-regression from [AS-norm score, log durations, imposter means] to an LLR (sid.backend.qmf).
+regression from [AS-norm score, log durations, imposter means] to an LLR (sid.backend.qmf),
+weighted for target prior --p-fit.
 """
 
 import logging
@@ -25,6 +26,8 @@ def main() -> int:
     po.register("top-n", 300, "Cohort scores per vector for AS-norm and the imposter means")
     po.register("seed", 777, "Seed of the calibration trial draw")
     po.register("mean", "", "Mean vector subtracted from embeddings and cohort (as steps/score_cosine.sh)")
+    po.register("p-fit", 0.5, "Target prior the regression is weighted for (0.5: classes weigh equally); the "
+                "LLRs it gives are most accurate near the thresholds of target priors around it")
     opts, (utt2spk_file, utt2dur_file, emb_rspec, cohort_rspec, out) = po.parse(num_args=5)
     from sid import kaldi_io
     from sid.backend import pipeline
@@ -52,7 +55,7 @@ def main() -> int:
                        "(expected speaker-mean embeddings, spk_xvector.scp)")
     _, asn, imp = asnorm_trials(emb[rows], cohort, ei, ti, opts.top_n, exclude)
     dur = np.array([utt2dur[u] for u in utts])
-    model = QMF.fit(features(asn, dur[ei], dur[ti], imp[ei], imp[ti]), labels, opts.top_n)
+    model = QMF.fit(features(asn, dur[ei], dur[ti], imp[ei], imp[ti]), labels, opts.top_n, opts.p_fit)
     model.save(out)
     log.info("QMF from %d calibration trials (%d target) of %d utterances: weights %s, bias %.4g",
              len(labels), int(labels.sum()), len(utts), np.array2string(model.weights, precision=4), model.bias)

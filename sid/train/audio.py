@@ -383,6 +383,35 @@ class ModelFrontend:
         return feats
 
 
+class BatchFbankFrontend:
+    """``data.fbank_on: device``: the workers deliver each batch's raw chunks (``raw_batch``) and
+    ``features`` turns them into what ``FbankFrontend`` and SpecAugment give in the workers, in
+    batches on the samples' device (``sid.features.torch_fbank``): fbank, each chunk's mean
+    subtracted, SpecAugment with the same draws. The dither comes from a torch generator seeded
+    by (seed, epoch, batch), so it is as reproducible as the worker's (but other noise)."""
+
+    def __init__(self, opts, seed: int, specaug: SpecAugment | None = None):
+        self.opts = opts
+        self.frame_opts = opts.frame_opts
+        self.dim = opts.mel_opts.num_bins + (1 if opts.use_energy else 0)
+        self.seed = seed
+        self.specaug = specaug
+        self._fbank = None
+
+    def features(self, samples: torch.Tensor, epoch: int, b: int) -> torch.Tensor:
+        from sid.features.torch_fbank import BatchFbank
+
+        if self._fbank is None or self._fbank.device != samples.device:
+            self._fbank = BatchFbank(self.opts, samples.device)
+        gen = torch.Generator(device=samples.device)
+        gen.manual_seed(derive_seed(self.seed, epoch, b, 0xFBA4))
+        feats = self._fbank(samples, gen)
+        feats = feats - feats.mean(dim=1, keepdim=True)
+        if self.specaug is not None:
+            self.specaug(feats, np.random.default_rng(derive_seed(self.seed, epoch, b, 0x5BEC)))
+        return feats
+
+
 def fbank_options(config_file: str | Path):
     """``FbankOptions`` from a Kaldi config file (``--config`` of compute-fbank-feats)."""
     from sid.cli import KaldiOptions
@@ -468,7 +497,22 @@ class AudioChunkDataset(ChunkDataset):
             x = self.augmenter.apply(x, choice.aug)
         return x, choice
 
+    def raw_batch(self, b: int):
+        """``(samples[B, N], labels[B], b)``: the (augmented) audio of batch ``b`` for
+        ``BatchFbankFrontend`` (``data.fbank_on: device``)."""
+        batch = self.batches[b]
+        need = samples_for_frames(batch.length, self.frontend.frame_opts)
+        samples = np.empty((len(batch.utt_index), need), dtype=np.float32)
+        labels = self.data.labels[batch.utt_index].copy()
+        for j in range(len(batch.utt_index)):
+            samples[j], choice = self.chunk_audio(b, j)
+            if self.speed_perturb == "speakers":
+                labels[j] += choice.speed * self.num_speakers
+        return torch.from_numpy(samples), torch.from_numpy(labels), b
+
     def __getitem__(self, b: int):
+        if isinstance(self.frontend, BatchFbankFrontend):
+            return self.raw_batch(b)
         batch = self.batches[b]
         feats = np.empty((len(batch.utt_index), batch.length, self.frontend.dim), dtype=np.float32)
         labels = self.data.labels[batch.utt_index].copy()

@@ -302,7 +302,13 @@ class ChunkDataset(torch.utils.data.Dataset):
 
 def worker_init(worker_id: int) -> None:
     """Seed a worker's global generators from (seed, epoch, worker id) so anything
-    random outside the plan is reproducible too."""
+    random outside the plan is reproducible too; BLAS single-threaded, as torch makes
+    itself in workers: a worker's products are small (a chunk's mel weights), and the
+    OMP_NUM_THREADS the trainer has would make every worker spin that many threads
+    (15x the CPU time of an fbank on a busy machine, for no gain)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
     info = torch.utils.data.get_worker_info()
     ds = info.dataset
     s = derive_seed(ds.seed, ds.epoch, worker_id, 0xC0DE)

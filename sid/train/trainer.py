@@ -202,10 +202,15 @@ class Trainer:
             else:
                 self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
                 where = f"--fbank-config {self.opts.fbank_config} gives"
+            if cfg.data.fbank_on == "device" and cfg.frontend is not None:
+                raise SidError("data.fbank_on: device computes the fbank of --fbank-config; a config with a "
+                               "'frontend' section computes its front-end in the workers (fbank_on: worker)")
             data = audio.read_audio_training_set(data_dir, self.frontend.frame_opts, spk2id)
             dim = self.frontend.dim
             classes = audio.num_classes(len(data.spk2id), cfg.data.speed_perturb)
         else:
+            if cfg.data.fbank_on == "device":
+                raise SidError("data.fbank_on: device needs data.source: audio (features are read as they are)")
             data = read_training_set(data_dir, spk2id)
             dim = self._feat_dim(data)
             where = f"{data_dir}/feats.scp has"
@@ -274,7 +279,19 @@ class Trainer:
             augmenter = audio.Augmenter.from_config(int(self.frontend.frame_opts.samp_freq), data_cfg,
                                                     [p for p in opts.rir_list.split(",") if p], noise_dirs)
         speed = data_cfg.speed_perturb if train else "none"
-        return audio.AudioChunkDataset(data, opts.seed, self.frontend, specaug, augmenter, aug_prob, speed)
+        frontend = self.frontend
+        if data_cfg.fbank_on == "device":
+            # The workers deliver raw chunks; _batch_features finishes them on the device.
+            frontend, specaug = audio.BatchFbankFrontend(self.frontend.fbank.opts, opts.seed, specaug), None
+        return audio.AudioChunkDataset(data, opts.seed, frontend, specaug, augmenter, aug_prob, speed)
+
+    def _batch_features(self, dataset: ChunkDataset, x: torch.Tensor, b: int) -> torch.Tensor:
+        """Batch ``b`` of ``dataset`` as the model reads it, on the device (with data.fbank_on:
+        device, the fbank of the raw chunks the workers delivered)."""
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.data.fbank_on == "device":
+            x = dataset.frontend.features(x, dataset.epoch, b)
+        return x
 
     @staticmethod
     def _feat_dim(data: TrainingSet) -> int:
@@ -413,10 +430,10 @@ class Trainer:
                            unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
             t0 = time.monotonic()
-            for feats, labels, _ in bar:
+            for feats, labels, b in bar:
                 if margin_fn is not None:
                     net.head.margin = margin_fn(epoch + pos / steps_per_epoch)
-                feats = feats.to(self.device, non_blocking=True)
+                feats = self._batch_features(dataset, feats, b)
                 labels = labels.to(self.device, non_blocking=True)
                 with self._autocast():
                     loss, logits, *targets = ddp(feats, labels)
@@ -561,8 +578,8 @@ class Trainer:
             if self.valid_set is not None:
                 ds = self._dataset(self.valid_set, self.cfg.data, train=False)
                 ds.set_plan(0, _valid_batches(self.valid_set, self.opts.seed, batch_size, length))
-                loss, acc = chunk_loss_acc(net.model, net.head, ((ds[i][0], ds[i][1]) for i in range(len(ds))),
-                                           self.device, self._autocast)
+                batches = ((self._batch_features(ds, x, b), y) for x, y, b in (ds[i] for i in range(len(ds))))
+                loss, acc = chunk_loss_acc(net.model, net.head, batches, self.device, self._autocast)
                 msg.append(f"held-out loss {loss:.4f}, accuracy {acc:.4f}")
                 if writer is not None:
                     writer.add_scalar("valid/loss", loss, step)
