@@ -7,7 +7,7 @@
 # arguments) into <trials-name>.cosine_asnorm_qmf.score: log-likelihood ratios from a logistic
 # regression on [AS-norm score, log durations of both sides, their mean top-N cohort scores]
 # (sid.bin.train_qmf), trained once on --num-trials trials drawn from <train-data-dir>'s speakers
-# (<score-dir>/backend_cosine/qmf.json). Beside each calibrated score file,
+# and weighted for target prior --p-fit (<score-dir>/backend_cosine/qmf.json). Beside each calibrated score file,
 # <trials-name>.cosine_asnorm_qmf.threshold holds '<p-target> <threshold>' for each --p-targets:
 # accept a trial whose calibrated score is above it. steps/compute_metrics.sh reports Cllr and the
 # actual DCF at those thresholds. Durations come from the data dirs' utt2dur.
@@ -19,6 +19,8 @@
 #   --top-n <N>               # AS-norm cohort size, as given to steps/score_norm.sh (default: 300)
 #   --num-trials <N>          # calibration trials (default: 20000)
 #   --p-targets <p,...>       # target priors of the written thresholds (default: 0.01,0.05)
+#   --p-fit <p>               # target prior the regression is weighted for (default: the smallest
+#                             # of --p-targets: its threshold, the hardest to place, is then set best)
 #   --seed <N>                # seed of the calibration trials (default: 777)
 
 set -euo pipefail
@@ -27,6 +29,7 @@ cmd=run.pl
 top_n=300
 num_trials=20000
 p_targets=0.01,0.05
+p_fit=
 seed=777
 
 . parse_options.sh
@@ -36,6 +39,7 @@ if [ $# -lt 6 ]; then
   exit 1
 fi
 train_data=$1; train_emb=$2; eval_data=$3; eval_emb=$4; dir=$5; shift 5
+[ -n "$p_fit" ] || p_fit=$(tr ',' '\n' <<< "$p_targets" | sort -g | head -n 1)
 
 b=$dir/backend_cosine
 [ -s "$b/mean.vec" ] || { echo "$0: no $b/mean.vec: run steps/score_cosine.sh first" >&2; exit 1; }
@@ -51,9 +55,9 @@ lock_dirs "$dir"  # a second run on this dir waits for this one
 . made_by.sh
 mkdir -p "$dir/log"
 
-if ! made "$b/qmf.json.made_by" "num_trials=$num_trials top_n=$top_n seed=$seed" "$b/mean.vec" "$train_data/utt2spk" \
-     "$train_data/utt2dur" "$train_emb/xvector.scp" "$cohort"; then
-  $cmd "$b/log/train_qmf.log" $bin.train_qmf --num-trials=$num_trials --top-n=$top_n --seed=$seed \
+if ! made "$b/qmf.json.made_by" "num_trials=$num_trials top_n=$top_n seed=$seed p_fit=$p_fit" "$b/mean.vec" \
+     "$train_data/utt2spk" "$train_data/utt2dur" "$train_emb/xvector.scp" "$cohort"; then
+  $cmd "$b/log/train_qmf.log" $bin.train_qmf --num-trials=$num_trials --top-n=$top_n --seed=$seed --p-fit=$p_fit \
     --mean=$b/mean.vec "$train_data/utt2spk" "$train_data/utt2dur" "scp:$train_emb/xvector.scp" \
     "scp:$cohort" "$b/qmf.json"
   made_done "$b/qmf.json.made_by"
