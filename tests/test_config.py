@@ -120,3 +120,18 @@ def test_model_info_reads_the_schema(tmp_path, sid_env):
     res = subprocess.run([sys.executable, "-m", "sid.bin.model_info", f"--model-config={path}"],
                          cwd=REPO, env=sid_env, capture_output=True, text=True)
     assert res.returncode == 1 and "loss.scale: expected a number, got 'big'" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("name", ["dvector_small", "dvector_ge2e", "gru_embedder", "convgru_embedder",
+                                  "resnetse34l_ap", "resnetse34v2_sp"])
+def test_recipe_budget_configs_build(name):
+    """egs/speechocean762/conf/<family>_cpu.yaml (RESULTS.md's family table): valid, the model
+    built reads its own front-end's dimension, and a metric loss gets N x M batches."""
+    from sid.models import build_model
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "egs" / "speechocean762" / "conf" / f"{name}_cpu.yaml")
+    fe = cfg.frontend
+    model = build_model(cfg.model)
+    assert model.feat_dim == (fe.frame_samples if fe.type == "waveform" else fe.num_mel_bins)
+    assert cfg.data.sampler == "speaker_balanced" and cfg.data.utts_per_speaker >= 2
