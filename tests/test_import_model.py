@@ -612,3 +612,22 @@ def test_every_format_names_a_mismatched_key(tmp_path, fmt, make, change, messag
         config.write_text(SB_HYPERPARAMS)
     with pytest.raises(SidError, match=message):
         import_checkpoint(fmt, save(state, tmp_path / "ckpt.pt"), config, tmp_path / "exp")
+
+
+def test_export_of_an_imported_model_describes_its_own_front_end(tmp_path):
+    """The record beside an exported imported model states its front-end, no energy VAD and its
+    1.6 s partials, not the recipe's VAD, sliding CMN and Kaldi chunking."""
+    import yaml
+
+    from sid.bin.export_model import export
+
+    exp = tmp_path / "exp"
+    import_checkpoint("resemblyzer", save({"model_state": resemblyzer_state()}, tmp_path / "p.pt"), None, exp)
+    export(exp, tmp_path / "model.pt", "torchscript")
+    side = yaml.safe_load((tmp_path / "model.pt.frontend.yaml").read_text())
+    assert side["vad"] is None and side["features"]["source"] == "audio"
+    assert side["frontend"]["type"] == "resemblyzer"
+    assert "no mean subtracted" in side["input"]["what"] and "no energy VAD" in side["input"]["what"]
+    assert side["chunking"].startswith("windows of 160 frames every 77 frames")
+    with pytest.raises(SidError, match="do not give --vad-config"):
+        export(exp, tmp_path / "model2.pt", "torchscript", vad_config="conf/vad.conf")

@@ -7,9 +7,9 @@ float32, any number of frames (at least the model's context), output "embedding"
 (batch, embed-dim). The front-end is not in the graph: its dither, Kaldi compression,
 energy VAD and sliding CMN are Kaldi's, not ONNX operators. Everything needed to
 reproduce it is written beside the model as <out>.frontend.yaml (the exp's features
-record: type, Kaldi feature config, cmvn_opts, compress; the VAD: its config and the features
-it decides on; the chunking), and
-sid.Embedder.features computes it.
+record: type, Kaldi feature config, source, cmvn_opts, compress; the model's own front-end
+where it has one; the VAD: its config and the features it decides on, none for a model that
+reads audio, e.g. an imported one; the exp's chunking), and sid.Embedder.features computes it.
 --quantize=int8 (ONNX only) stores the weights of the convolutions, LSTMs and matrix
 products as 8-bit integers (per output channel), quantising activations on the fly
 (onnxruntime's dynamic quantisation, after its shape inference and graph preprocessing); the
@@ -18,6 +18,7 @@ trial list. Waveform-in graphs are not made: the recipe's features are dithered 
 per-utterance seed and stored through Kaldi's compression, the energy VAD decides on MFCCs,
 and Resemblyzer's front-end trims with WebRTC's VAD; none of which ONNX reproduces to 1e-4."""
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -81,7 +82,6 @@ def main() -> int:
 
 def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", vad_config: str | Path | None = None) -> None:
     """Write the ``fmt`` (onnx, torchscript) model of ``exp`` to ``out`` and its front-end record beside it."""
-    from sid.embedder import DEFAULT_VAD_CONFIG
     from sid.errors import SidError
 
     if quantize != "none" and fmt != "onnx":
@@ -127,35 +127,57 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
             with torch.no_grad():
                 traced = torch.jit.trace(graph, example)
             traced.save(str(tmp))
-    if cfg.features.vad is not None:
-        if vad_config:
-            raise SidError(f"{Path(exp) / 'config.yaml'} records the model's VAD (features.vad): "
-                           "do not give --vad-config")
-        vad = {"config": cfg.features.vad.config, "features_type": cfg.features.vad.features_type,
-               "features_config": cfg.features.vad.features_config}
-    else:
-        vad_config = vad_config or DEFAULT_VAD_CONFIG
-        try:
-            vad = {"config": Path(vad_config).read_text(encoding="utf-8"), "features_type": cfg.features.type,
-                   "features_config": cfg.features.config}
-        except OSError as err:
-            raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
-    record = {
-        "input": {"name": "feats", "shape": ["batch", "frames", feat_dim], "min_frames": min_frames,
-                  "what": "features as sid.Embedder.features gives them: the config below, Kaldi compression "
-                          "as steps/make_features.sh stores them, energy VAD, sliding CMN, voiced frames only"},
-        "output": {"name": "embedding", "dim": model.embed_dim},
-        "features": {"type": cfg.features.type, "config": cfg.features.config,
-                     "cmvn_opts": cfg.features.cmvn_opts, "compress": cfg.features.compress},
-        "vad": vad,
-        "chunking": "utterances longer than 10000 frames: chunks of 10000 embedded and averaged, weighted "
-                    "by length (sid.extract)",
-    }
+    record = {"input": {"name": "feats", "shape": ["batch", "frames", feat_dim], "min_frames": min_frames,
+                        "what": _input_what(cfg)},
+              "output": {"name": "embedding", "dim": model.embed_dim},
+              "features": {"type": cfg.features.type, "config": cfg.features.config, "source": cfg.features.source,
+                           "cmvn_opts": cfg.features.cmvn_opts, "compress": cfg.features.compress},
+              "frontend": None if cfg.frontend is None else dataclasses.asdict(cfg.frontend),
+              "vad": _vad_record(cfg, exp, vad_config),
+              "chunking": _chunking(cfg)}
     side = out.with_name(out.name + ".frontend.yaml")
     with atomic_path(side) as tmp:
         tmp.write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
     log.info("Wrote %s (%s%s, %.1f kB) and %s", out, fmt, " int8" if quantize == "int8" else "",
              os.path.getsize(out) / 1e3, side)
+
+
+def _input_what(cfg) -> str:
+    if cfg.features.source == "audio":
+        mean = "no mean subtracted" if cfg.features.cmvn_opts == "none" else "the utterance's mean subtracted"
+        made = "the front-end below" if cfg.frontend is not None else "the feature config below"
+        return (f"features as sid.Embedder.features gives them: {made} computed on the whole utterance's audio, "
+                f"{mean}, no energy VAD")
+    return ("features as sid.Embedder.features gives them: the config below, Kaldi compression as "
+            "steps/make_features.sh stores them, energy VAD, sliding CMN, voiced frames only")
+
+
+def _vad_record(cfg, exp, vad_config) -> dict | None:
+    """The energy VAD the input went through: the exp's record, none for a model that reads audio."""
+    from sid.embedder import DEFAULT_VAD_CONFIG
+    from sid.errors import SidError
+
+    if cfg.features.vad is not None or cfg.features.source == "audio":
+        if vad_config:
+            raise SidError(f"{Path(exp) / 'config.yaml'} records the model's VAD (features.vad, or none for "
+                           "features.source: audio): do not give --vad-config")
+        vad = cfg.features.vad
+        return None if vad is None else {"config": vad.config, "features_type": vad.features_type,
+                                         "features_config": vad.features_config}
+    vad_config = vad_config or DEFAULT_VAD_CONFIG
+    try:
+        return {"config": Path(vad_config).read_text(encoding="utf-8"), "features_type": cfg.features.type,
+                "features_config": cfg.features.config}
+    except OSError as err:
+        raise SidError(f"cannot read VAD config {vad_config}: {err.strerror}") from None
+
+
+def _chunking(cfg) -> str:
+    if cfg.extract.chunking == "windows":
+        return (f"windows of {cfg.extract.window_frames} frames every {cfg.extract.window_shift} frames, each "
+                "embedding unit length, averaged and re-normalised (sid.extract)")
+    return ("utterances longer than 10000 frames: chunks of 10000 embedded and averaged, weighted by length "
+            "(sid.extract's default --max-chunk-frames)")
 
 
 if __name__ == "__main__":
