@@ -156,8 +156,9 @@ def test_other_architecture_fails_naming_the_key(feats, source, config, repo, si
     assert res.returncode == 1 and "'tdnn9' names no parameters" in res.stderr and "frames" in res.stderr
 
 
-def test_recipe_finetune_option_needs_pretrained(repo, sid_env, tmp_path, corpus):
-    res = subprocess.run([str(repo / "egs" / "speechocean762" / "run.sh"), "--corpus", str(corpus), "--finetune", "true",
+@pytest.mark.parametrize("value", ["true", "scratch"])
+def test_recipe_finetune_option_needs_pretrained(repo, sid_env, tmp_path, corpus, value):
+    res = subprocess.run([str(repo / "egs" / "speechocean762" / "run.sh"), "--corpus", str(corpus), "--finetune", value,
                           "--exp", str(tmp_path / "exp"), "--data", str(tmp_path / "data")],
                          env=sid_env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "--finetune needs --pretrained" in res.stderr

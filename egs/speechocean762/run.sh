@@ -36,12 +36,12 @@
 #                            <exp>/pretrained_resemblyzer, installing its weights with
 #                            pip install --no-deps resemblyzer where absent); its results stand
 #                            in <exp>/results.json as rows of their own (resemblyzer: ...)
-#   --finetune false|true|scratch  with --pretrained: fine-tune the imported model on the
+#   --finetune no|true|scratch  with --pretrained: fine-tune the imported model on the
 #                            training speakers (true: steps/train_xvector.sh --init-model with
 #                            --finetune-config, into <exp>/ft_<name>, rows <name>_ft_...), or
 #                            train its architecture and front-end from random weights with the
 #                            same settings, nothing frozen (scratch: <exp>/scratch_<name>, rows
-#                            <name>_scratch_...) (default false: evaluate it as imported)
+#                            <name>_scratch_...) (default no, or false: evaluate it as imported)
 #   --finetune-config YAML   training settings of --finetune (default conf/dvector_finetune.yaml)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
@@ -64,7 +64,7 @@ epochs=0
 train_source=features
 train_threads=2
 pretrained=
-finetune=false
+finetune=no  # not false: parse_options.sh would then accept only true|false
 finetune_config=conf/dvector_finetune.yaml
 stage=0
 stop_stage=6
@@ -95,7 +95,8 @@ find_config() {
   fi
 }
 config=$(find_config "$config")
-[ "$finetune" = false ] || finetune_config=$(find_config "$finetune_config")
+[ "$finetune" = false ] && finetune=no
+[ "$finetune" = no ] || finetune_config=$(find_config "$finetune_config")
 cd "$here"
 
 # The corpus first: the set-up below takes minutes the first time.
@@ -143,7 +144,7 @@ if [ -n "$pretrained" ]; then
     python -m sid.bin.import_model --format "$pretrained" "$pretrained" "$model"
   fi
   case "$finetune" in
-    false) ;;
+    no) ;;
     true|scratch)
       # Trained from the import (or its architecture from random weights): a model of its own,
       # extracted as the import is (from the audio, its own front-end).
@@ -152,9 +153,9 @@ if [ -n "$pretrained" ]; then
       model=$exp/${tag}_$pretrained
       scores=$exp/scores_${pretrained}_$tag
       metrics_opts=(--backend-prefix "${pretrained}_${tag}_") ;;
-    *) echo "$0: --finetune must be false, true or scratch, got '$finetune'" >&2; exit 1 ;;
+    *) echo "$0: --finetune must be no, true or scratch, got '$finetune'" >&2; exit 1 ;;
   esac
-elif [ "$finetune" != false ]; then
+elif [ "$finetune" != no ]; then
   echo "$0: --finetune needs --pretrained" >&2; exit 1
 fi
 emb=$model/embeddings
@@ -225,7 +226,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   done
 fi
 
-if [ -n "$pretrained" ] && [ "$finetune" = false ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
+if [ -n "$pretrained" ] && [ "$finetune" = no ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
   echo "$0: stages 2-3 skipped: $model is imported, not trained"
 elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
   # Training features: the import's front-end of each whole training utterance, nothing
