@@ -257,18 +257,24 @@ RECORDED = ("num_classes", "features", "train_data")
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def load_config(path: str | Path, recorded: bool = False) -> TrainConfig:
-    """Read and validate a training YAML. ``recorded``: it is an exp dir's ``config.yaml``, which
-    may hold what training recorded (``num_classes``, ``features``); a user's config may not."""
+def read_yaml(path: str | Path, what: str = "config ", loader=None) -> Any:
+    """A YAML file's content (``loader``: a yaml Loader class, default safe); an unreadable file or
+    invalid YAML is a SidError naming the file."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            return yaml.load(f, Loader=loader or yaml.SafeLoader)
     except OSError as err:
-        raise SidError(f"cannot read config {path}: {err.strerror}") from None
+        raise SidError(f"cannot read {what}{path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise SidError(f"{path}: invalid YAML: {err}") from None
+
+
+def load_config(path: str | Path, recorded: bool = False) -> TrainConfig:
+    """Read and validate a training YAML. ``recorded``: it is an exp dir's ``config.yaml``, which
+    may hold what training recorded (``num_classes``, ``features``); a user's config may not."""
+    raw = read_yaml(path)
     return parse_config(raw, str(path), recorded)
 
 
@@ -281,15 +287,7 @@ def load_finetune_config(path: str | Path, source: TrainConfig, source_path: str
     ``source_path``): the model, its front-end and its extraction come from the source; the
     config's other sections (loss, data, optim, training) are the training settings. A model,
     frontend or extract section the config gives anyway must say what the source says."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as err:
-        raise SidError(f"cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise SidError(f"{path}: invalid YAML: {err}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SidError(f"{path}: expected a mapping with sections {', '.join(TRAINING_SECTIONS)}")
     inherited = source.to_dict()
@@ -313,15 +311,7 @@ def load_finetune_config(path: str | Path, source: TrainConfig, source_path: str
 def load_features_record(path: str | Path) -> FeaturesRecord | None:
     """The ``features`` record of an exp dir's ``config.yaml`` alone (not the model section, whose
     check imports torch: extraction steps ask this before anything else)."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as err:
-        raise SidError(f"cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise SidError(f"{path}: invalid YAML: {err}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or raw.get("features") is None:
         return None
     return _parse_dataclass(raw["features"], FeaturesRecord, "features", str(path))

@@ -290,6 +290,8 @@ def read_their_config(path: str | Path) -> dict:
     """Their YAML config, tags (SpeechBrain's ``!new:``, ``!ref``) read as plain values."""
     import yaml
 
+    from sid.config import read_yaml
+
     class Loader(yaml.SafeLoader):
         pass
 
@@ -300,13 +302,7 @@ def read_their_config(path: str | Path) -> dict:
             return loader.construct_sequence(node, deep=True)
         return loader.construct_scalar(node)
     Loader.add_multi_constructor("!", untagged)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.load(f, Loader=Loader)
-    except OSError as err:
-        raise SidError(f"cannot read {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise SidError(f"{path}: invalid YAML: {err}") from None
+    raw = read_yaml(path, what="", loader=Loader)
     if not isinstance(raw, dict):
         raise SidError(f"{path}: expected a mapping")
     return raw
