@@ -102,6 +102,27 @@ def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
     assert r.returncode != 0 and "train_data.num_utts" in r.stdout + r.stderr
 
 
+def test_training_features_follow_the_vad_the_data_dir_records(recipe_run, tmp_path):
+    """Stage 2 keys its marker on the data dir's own VAD record (.vad_done), not on the recipe's
+    conf/vad.conf: the VAD made again with other options makes the voiced-frame rows again."""
+    work, cmd, _ = recipe_run
+    repo_egs = cmd[0].rsplit("/", 1)[0]
+    no_sil, train = work / "data/train_no_sil", work / "data/train"
+    marker = (no_sil / ".done").read_text()
+    frames = (no_sil / "utt2num_frames").read_text()
+    vad = tmp_path / "vad.conf"
+    vad.write_text("--vad-energy-threshold=8.0\n--vad-energy-mean-scale=0.5\n")
+    r = subprocess.run(["steps/compute_vad_decision.sh", "--nj", "2", "--vad-config", str(vad), str(train),
+                        str(work / "exp/log/make_vad_other"), str(work / "data/mfcc")],
+                       capture_output=True, text=True, cwd=repo_egs)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = subprocess.run(cmd + ["--min-frames", "400", "--stage", "2", "--stop-stage", "2"],
+                       capture_output=True, text=True, cwd=work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (no_sil / ".done").read_text() != marker
+    assert (no_sil / "utt2num_frames").read_text() != frames
+
+
 def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
     """run.sh --pretrained resemblyzer (6 training, 4 held-out speakers): the imported model,
     trained on nothing here, scored with every back-end in rows named after it, far better than

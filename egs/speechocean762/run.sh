@@ -268,11 +268,12 @@ cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from rando
       --train-opts "--num-threads=$train_threads" "$ft_data" "$model"
   fi
 elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$train_source" = features ]; then
-  need "$data/train/vad.scp" 1
+  need "$data/train/.vad_done" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
   # chunk from, as Kaldi's recipe does. The done-marker records what made the result
-  # (--min-frames and the features' and VAD's records): a change makes it again.
-  done_args="$min_frames $(cat "$data/train$feat/.feats_done" conf/vad.conf "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
+  # (--min-frames and the records the features and the VAD keep in the data dir, not the
+  # recipe's conf/: the data dir is where they were made from): a change makes it again.
+  done_args="$min_frames $(cat "$data/train$feat/.feats_done" "$data/train/.vad_done" "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
   if [ "$(cat "$data/train${feat}_no_sil/.done" 2>/dev/null)" != "$done_args" ]; then
     rm -rf "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
     steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" ${fe:+--compress false} \
