@@ -407,8 +407,10 @@ class Trainer:
             epoch, step = int(state["epoch"]), int(state["step"])
             cpu_before, first_loss = float(state.get("cpu_seconds", 0.0)), state.get("first_loss")
             epoch_losses = list(state.get("epoch_losses", []))
-            resumed_sums = state.get("epoch_sums") if pos else None
             pos = self._map_position(int(state["position"]), int(state.get("world_size", 1)))
+            # Sums over this rank's batches: they hold where the position does (the same world size).
+            if pos and int(state.get("world_size", 1)) == self.world:
+                resumed_sums = state.get("epoch_sums")
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
         else:
