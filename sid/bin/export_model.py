@@ -1,22 +1,36 @@
 """Usage: python -m sid.bin.export_model [options] --format onnx|torchscript <exp> <out>
 
 Export an exp dir's model for serving without this toolkit or PyTorch.
- e.g.:  python -m sid.bin.export_model --format onnx exp/xvector exp/xvector/model.onnx
-The graph maps prepared features to embeddings: input "feats" (batch, frames, dim),
-float32, any number of frames (at least the model's context), output "embedding"
-(batch, embed-dim). The front-end is not in the graph: its dither, Kaldi compression,
-energy VAD and sliding CMN are Kaldi's, not ONNX operators. Everything needed to
-reproduce it is written beside the model as <out>.frontend.yaml (the exp's features
-record: type, Kaldi feature config, source, cmvn_opts, compress; the model's own front-end
-where it has one; the VAD: its config and the features it decides on, none for a model that
-reads audio, e.g. an imported one; the exp's chunking), and sid.Embedder.features computes it.
+ e.g.:  python -m sid.bin.export_model --format onnx exp/resnet exp/resnet/model.onnx
+Output "embedding" (batch, embed-dim). The input, --input auto (default) choosing:
+* waveform in, where the exp's front-end can be in the graph: a model trained from audio
+  (features.source: audio) on a Kaldi fbank without dither or on its own front-end
+  (voxceleb_trainer's log-mel, raw waveform rows), and WeSpeaker, voxceleb_trainer and
+  SpeechBrain imports. Input "waveform" (batch, samples), float32 in the int16 range (16-bit
+  PCM samples as numbers: a float file's [-1, 1] times 32768) at the exp's sample rate, one
+  whole utterance per row (a batch's rows equally long), any length from the record's
+  min_samples on. The graph computes the features (frames gathered by index, rfft, mel,
+  log) and subtracts the utterance mean as sid.Embedder does, then embeds the whole input
+  at once: for sid's embeddings, utterances of at most 100 s (extraction averages 100 s
+  chunks of longer ones).
+* features in, for the rest: input "feats" (batch, frames, dim), float32, any number of
+  frames from min_frames on, the features as sid.Embedder.features prepares them. Their
+  front-end cannot be in the graph: the recipe's features are dithered with a per-utterance
+  seed and stored through Kaldi's compression, the energy VAD decides on MFCCs, the CMN is
+  sliding; Resemblyzer's front-end trims with WebRTC's VAD; a Kaldi fbank of a model trained
+  from audio may be dithered (seeded by the utterance id); d-vectors average overlapping
+  windows. --input waveform forces a waveform graph where only the dither stands in the way
+  (left out: embeddings then differ from sid's by that noise); elsewhere it is an error.
+<out>.frontend.yaml beside the model says which input it takes (input: name, shape, sample
+rate and scale or min_frames, what it must hold, why not waveform), the exp's features
+record (type, Kaldi feature config, source, cmvn_opts, compress), the model's own front-end
+where it has one, the VAD (its config and the features it decides on; none for a model that
+reads audio) and the chunking.
 --quantize=int8 (ONNX only) stores the weights of the convolutions, LSTMs and matrix
 products as 8-bit integers (per output channel), quantising activations on the fly
-(onnxruntime's dynamic quantisation, after its shape inference and graph preprocessing); the
-float model's size and its own are logged. bench/onnx_eer.py prints both files' EER on a
-trial list. Waveform-in graphs are not made: the recipe's features are dithered with a
-per-utterance seed and stored through Kaldi's compression, the energy VAD decides on MFCCs,
-and Resemblyzer's front-end trims with WebRTC's VAD; none of which ONNX reproduces to 1e-4."""
+(onnxruntime's dynamic quantisation, after its shape inference and graph preprocessing);
+a waveform graph's front-end and the first layer after it stay float. The float model's
+size and its own are logged. bench/onnx_eer.py prints both files' EER on a trial list."""
 
 import dataclasses
 import logging
