@@ -3,7 +3,8 @@
 #
 # The VoxCeleb recipe (Kaldi egs/voxceleb/v2 and WeSpeaker voxceleb/v2 in one):
 #   stage 0  data dirs from the VoxCeleb1/2 trees, official trial lists -> Kaldi trials
-#   stage 1  features (fbank or mfcc) and energy VAD for the training and test sets
+#   stage 1  features (fbank or mfcc) and energy VAD for the training and test sets (for a
+#            config training from features; one training from audio needs none)
 #   stage 2  MUSAN and RIR data dirs; for a config training from features (data.source
 #            features, the Kaldi path): augmented copies (RIR reverberation, MUSAN
 #            noise/music/babble; speed perturbation as an option), a subset of them with
@@ -312,7 +313,12 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   done
 fi
 
-if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ $data_source = audio ]; then
+  # Training reads data/train's audio and extraction the test sets' (sid.extract, as trained).
+  echo "$0: stage 1: nothing to do: $config trains and embeds from the audio"
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ $data_source = features ]; then
   echo "$0: stage 1: $feat_type features and VAD"
   need data/train/utt2spk 0
   make_features train

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +100,64 @@ def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
     after = len((no_sil / "utt2spk").read_text().splitlines())
     assert 0 < after < before
     assert r.returncode != 0 and "train_data.num_utts" in r.stdout + r.stderr
+
+
+def test_training_features_follow_the_vad_the_data_dir_records(recipe_run, tmp_path):
+    """Stage 2 keys its marker on the data dir's own VAD record (.vad_done), not on the recipe's
+    conf/vad.conf: the VAD made again with other options makes the voiced-frame rows again."""
+    work, cmd, _ = recipe_run
+    repo_egs = cmd[0].rsplit("/", 1)[0]
+    no_sil, train = work / "data/train_no_sil", work / "data/train"
+    marker = (no_sil / ".done").read_text()
+    frames = (no_sil / "utt2num_frames").read_text()
+    vad = tmp_path / "vad.conf"
+    vad.write_text("--vad-energy-threshold=8.0\n--vad-energy-mean-scale=0.5\n")
+    r = subprocess.run(["steps/compute_vad_decision.sh", "--nj", "2", "--vad-config", str(vad), str(train),
+                        str(work / "exp/log/make_vad_other"), str(work / "data/mfcc")],
+                       capture_output=True, text=True, cwd=repo_egs)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = subprocess.run(cmd + ["--min-frames", "400", "--stage", "2", "--stop-stage", "2"],
+                       capture_output=True, text=True, cwd=work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (no_sil / ".done").read_text() != marker
+    assert (no_sil / "utt2num_frames").read_text() != frames
+
+
+def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
+    """run.sh --pretrained resemblyzer (6 training, 4 held-out speakers): the imported model,
+    trained on nothing here, scored with every back-end in rows named after it, far better than
+    chance; its calibrated back-end recorded for sid.Embedder; no model trained."""
+    from sid.pretrained import resemblyzer_weights
+
+    resemblyzer_weights(install=True)   # as the parity test does (the recipe would install it too)
+    cmd = [str(repo / "egs/speechocean762/run.sh"), "--corpus", str(corpus), "--data", str(tmp_path / "data"),
+           "--exp", str(tmp_path / "exp"), "--pretrained", "resemblyzer", "--max-train-speakers", "6",
+           "--num-test-speakers", "4", "--lda-dim", "4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "stages 2-3 skipped" in r.stdout
+    results = json.loads((tmp_path / "exp/results.json").read_text())["test"]
+    assert set(results) == {f"resemblyzer_{b}" for b in ("cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda")}
+    assert results["resemblyzer_cosine"]["eer"] < 10 and results["resemblyzer_cosine"]["num_trials"] > 1000
+    backend = (tmp_path / "exp/pretrained_resemblyzer/backend.yaml").read_text()
+    assert "kind: cosine_asnorm_qmf" in backend
+    assert not (tmp_path / "exp/xvector").exists() and not list((tmp_path / "data").glob("train*_no_sil"))
+
+
+def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid_env):
+    """--dev-speakers N: N of the training speakers of the usual split become the held-out set
+    (with trials among them) and the test speakers are in neither part."""
+    prep = repo / "egs/speechocean762/local/prepare_data.py"
+    for name, extra in (("usual", []), ("dev", ["--dev-speakers", "5"])):
+        r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "10", *extra, str(corpus),
+                            str(tmp_path / name)], capture_output=True, text=True, env=sid_env)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    def speakers(name, part):
+        return {line.split()[0] for line in (tmp_path / name / part / "spk2utt").read_text().splitlines()}
+
+    usual_train, test = speakers("usual", "train"), speakers("usual", "test")
+    dev_train, dev = speakers("dev", "train"), speakers("dev", "test")
+    assert len(dev) == 5 and dev | dev_train == usual_train and not dev & dev_train and not test & (dev | dev_train)
+    trials = (tmp_path / "dev/test/test.voxceleb.txt").read_text().splitlines()
+    assert trials and all(p.split("/")[1].removeprefix("SPEAKER") in dev for line in trials for p in line.split()[1:])

@@ -281,3 +281,57 @@ def test_convgru_trains_from_raw_audio(audio_data, sid_env, repo, tmp_path):
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=300)
     assert res.returncode != 0 and "says what the model reads from audio; drop the option" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+
+@pytest.mark.parametrize("cmvn_opts", ["none", ""])
+def test_finetuning_from_audio_follows_the_exps_cmvn_opts(audio_data, tmp_path, cmvn_opts):
+    """Fine-tuning from audio (--init-model) an exp whose features.cmvn_opts is none (an import
+    that normalises by itself: voxceleb_trainer, Resemblyzer) trains on the rows extraction
+    computes, nothing subtracted (but for the STFT frames past the chunk's edges), and records
+    none; from an exp that subtracts the utterance's mean, each chunk's mean is subtracted."""
+    import logging
+
+    from sid.config import FeaturesRecord, load_config, load_finetune_config, parse_config
+    from sid.extract import Extractor
+    from sid.models import build_model
+    from sid.provenance import frontend_record_text, options_md5
+    from sid.train import checkpoint
+    from sid.train.trainer import TrainOptions, Trainer
+
+    src = tmp_path / "imported"
+    src.mkdir()
+    cfg = parse_config({"model": {"type": "dvector", "feat_dim": 40, "hidden": 8, "num_layers": 1, "embed_dim": 8},
+                        "frontend": {"type": "vt_mel", "num_mel_bins": 40}})
+    text = frontend_record_text(cfg.frontend)
+    cfg.features = FeaturesRecord("frontend", text, options_md5(text), cmvn_opts, source="audio")
+    cfg.dump(src / "config.yaml")
+    checkpoint.save_atomic({"model": build_model(cfg.model).state_dict()}, src / "final.pt")
+    (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(
+        {"loss": {"type": "ge2e"}, "data": {"source": "audio", "sampler": "speaker_balanced", "speakers_per_batch": 2,
+                                            "utts_per_speaker": 2, "min_frames": 100, "max_frames": 100}}))
+    settings = load_finetune_config(tmp_path / "finetune.yaml", load_config(src / "config.yaml", recorded=True),
+                                    str(src / "config.yaml"))
+    trainer = Trainer(str(audio_data["train"]), str(tmp_path / "exp"), settings,
+                      TrainOptions(num_workers=0, progress=False, tensorboard=False, init_model=str(src)))
+    logging.getLogger().removeHandler(trainer._log_handler)
+    trainer._log_handler.close()
+    assert yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())["features"]["cmvn_opts"] == cmvn_opts
+    ds = trainer._dataset(trainer.train_set, trainer.cfg.data, train=True)
+    ds.set_plan(0, plan_epoch(trainer.train_set, 3, 0, 4, 100, 100, chunks_per_utt=1))
+    batch = ds.batches[0]
+    feats = ds[0][0].numpy()
+    if cmvn_opts == "":
+        np.testing.assert_allclose(feats.mean(axis=1), 0.0, atol=1e-4)
+        return
+    extractor = Extractor(src, torch.device("cpu"))
+    edge, compared = 3, 0
+    for j in range(4):
+        utt = ds.data.utts[batch.utt_index[j]]
+        full = extractor.prepare_audio(utt, sf.read(ds.data.feats[utt].spec, dtype="float32")[0] * 32768.0)
+        start = int(batch.start[j])
+        if start + batch.length <= len(full):   # (a chunk past the end wraps the audio round)
+            np.testing.assert_allclose(feats[j, edge:-edge], full[start + edge:start + batch.length - edge],
+                                       rtol=1e-4, atol=1e-3)
+            compared += 1
+    assert compared

@@ -269,6 +269,9 @@ def test_wespeaker_recipe_from_audio_end_to_end(standin, repo, tmp_path, sid_env
     data, exp = where / "data", where / "exp"
     assert (data / "musan_noise" / "wav.scp").is_file() and (data / "rirs" / "smallroom" / "rir_list").is_file()
     assert not (data / "train_combined").exists() and not (data / "train_reverb").exists()
+    # Nor features or VAD: training and extraction read the audio.
+    assert not any((data / d / f).exists() for d in ("train", "voxceleb1", "voxceleb1_test")
+                   for f in ("feats.scp", "vad.scp"))
     log = (exp / "tiny" / "log" / "train.log").read_text()
     assert "Epoch 1:" in log and yaml.safe_load((exp / "tiny" / "config.yaml").read_text())["features"]["type"] == "fbank"
     # Extraction computes the fbank from the test sets' audio as training did (no VAD).

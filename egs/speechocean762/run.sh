@@ -48,6 +48,9 @@
 #   --nj N                   parallel jobs (default 2)
 #   --num-test-speakers N    held-out speakers without test/ (default 25)
 #   --max-train-speakers N   fewer training speakers, for a quick run (default 0: all)
+#   --dev-speakers N         a development split, for choosing settings: the held-out speakers
+#                            are left out and N of the training speakers are held out in their
+#                            place (give it its own --data and --exp) (default 0: none)
 #   --min-frames N           drop training utterances with fewer voiced frames (default 100)
 #   --lda-dim N              LDA dimension before PLDA (default 48)
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
@@ -71,6 +74,7 @@ stop_stage=6
 nj=2
 num_test_speakers=25
 max_train_speakers=0
+dev_speakers=0
 min_frames=100
 lda_dim=48
 allow_partial=false
@@ -194,10 +198,11 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   # The split depends only on these arguments; an unchanged rerun keeps the data dirs
   # (and so the features made from them) as they are.
   prep_args="$corpus $num_test_speakers $max_train_speakers"
+  [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers"
   if [ "$(cat "$data/.prepared" 2>/dev/null)" != "$prep_args" ]; then
     rm -rf "$data/train" "$data/test" "$data/train_no_sil"
     local/prepare_data.py --num-test-speakers "$num_test_speakers" \
-      --max-train-speakers "$max_train_speakers" "$corpus" "$data"
+      --max-train-speakers "$max_train_speakers" --dev-speakers "$dev_speakers" "$corpus" "$data"
     echo "$prep_args" > "$data/.prepared"
   fi
   utils/validate_data_dir.sh --no-feats "$data/train"
@@ -263,11 +268,12 @@ cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from rando
       --train-opts "--num-threads=$train_threads" "$ft_data" "$model"
   fi
 elif [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ "$train_source" = features ]; then
-  need "$data/train/vad.scp" 1
+  need "$data/train/.vad_done" 1
   # Sliding CMN and voiced frames only, then drop what is too short to cut a training
   # chunk from, as Kaldi's recipe does. The done-marker records what made the result
-  # (--min-frames and the features' and VAD's records): a change makes it again.
-  done_args="$min_frames $(cat "$data/train$feat/.feats_done" conf/vad.conf "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
+  # (--min-frames and the records the features and the VAD keep in the data dir, not the
+  # recipe's conf/: the data dir is where they were made from): a change makes it again.
+  done_args="$min_frames $(cat "$data/train$feat/.feats_done" "$data/train/.vad_done" "$data/train/vad.scp" | md5sum | cut -d' ' -f1)"
   if [ "$(cat "$data/train${feat}_no_sil/.done" 2>/dev/null)" != "$done_args" ]; then
     rm -rf "$data/train${feat}_cmn" "$data/train${feat}_no_sil.tmp"
     steps/prepare_feats_for_egs.sh --nj "$nj" --cmd "$train_cmd" ${fe:+--compress false} \

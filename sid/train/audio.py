@@ -18,7 +18,8 @@ front-ends can reuse them):
   dither seeded per chunk, then per-chunk mean normalisation as WeSpeaker does), or for a
   config with a ``frontend`` section ``ModelFrontend`` (its own front-end: Kaldi fbank
   with its bins, voxceleb_trainer's log-mel, or raw waveform rows for ConvGRU, as
-  ``compute_frontend_feats`` computes them, then per-chunk mean normalisation).
+  ``compute_frontend_feats`` computes them, then per-chunk mean normalisation; none where
+  the exp's ``features.cmvn_opts`` is none, as for a fine-tuned import that normalises by itself).
   Any callable ``frontend(samples, key) -> feats[frames, dim]`` with ``dim`` and
   ``frame_opts`` attributes fits.
 
@@ -346,7 +347,8 @@ class ModelFrontend:
     """A model config's own front-end (its ``frontend`` section: ``sid.features.frontends``)
     of a chunk, exactly as ``compute_frontend_feats`` computes it for extraction (Kaldi's
     frame count, 25 ms / 10 ms without snip-edges; Kaldi's filterbank for ``type: fbank``,
-    dither seeded by the chunk's key), then per-chunk mean normalisation."""
+    dither seeded by the chunk's key), then per-chunk mean normalisation (``cmn``: the trainer and
+    extraction pass what the exp's ``features.cmvn_opts`` says)."""
 
     def __init__(self, cfg, cmn: bool = True):
         from sid.features.compute import Fbank
@@ -387,11 +389,13 @@ class BatchFbankFrontend:
     """``data.fbank_on: device``: the workers deliver each batch's raw chunks (``raw_batch``) and
     ``features`` turns them into what ``FbankFrontend`` and SpecAugment give in the workers, in
     batches on the samples' device (``sid.features.torch_fbank``): fbank, each chunk's mean
-    subtracted, SpecAugment with the same draws. The dither comes from a torch generator seeded
-    by (seed, epoch, batch), so it is as reproducible as the worker's (but other noise)."""
+    subtracted (unless ``cmn`` is false), SpecAugment with the same draws. The dither comes from
+    a torch generator seeded by (seed, epoch, batch), so it is as reproducible as the worker's
+    (but other noise)."""
 
-    def __init__(self, opts, seed: int, specaug: SpecAugment | None = None):
+    def __init__(self, opts, seed: int, specaug: SpecAugment | None = None, cmn: bool = True):
         self.opts = opts
+        self.cmn = cmn
         self.frame_opts = opts.frame_opts
         self.dim = opts.mel_opts.num_bins + (1 if opts.use_energy else 0)
         self.seed = seed
@@ -406,7 +410,8 @@ class BatchFbankFrontend:
         gen = torch.Generator(device=samples.device)
         gen.manual_seed(derive_seed(self.seed, epoch, b, 0xFBA4))
         feats = self._fbank(samples, gen)
-        feats = feats - feats.mean(dim=1, keepdim=True)
+        if self.cmn:
+            feats = feats - feats.mean(dim=1, keepdim=True)
         if self.specaug is not None:
             self.specaug(feats, np.random.default_rng(derive_seed(self.seed, epoch, b, 0x5BEC)))
         return feats

@@ -106,7 +106,8 @@ features.vad.config, decided on features made likewise from features.vad.feature
 features_config (run.sh's fbank: MFCCs beside them); then steps/extract_embeddings.sh applies the
 sliding CMN of features.cmvn_opts, keeps the voiced frames, and refuses features or VAD whose
 <data>/.feats_done or .vad_done differ from the record. source audio: steps/extract_embeddings.sh computes the fbank of
-features.config from the data dir's audio and subtracts each utterance's mean (no VAD)."""
+features.config from the data dir's audio and subtracts each utterance's mean (nothing where
+features.cmvn_opts is none; no VAD)."""
 
 
 def _train_data_record(data: TrainingSet) -> TrainDataRecord:
@@ -189,18 +190,20 @@ class Trainer:
         if self.source == "audio":
             from sid.train import audio
 
+            cmvn_opts = self._audio_cmvn_opts()
+            cmn = cmvn_opts != "none"
             if cfg.frontend is not None:
                 # The config's own front-end (d-vector, ResNetSE34, GRU, ConvGRU): its one home.
                 if self.opts.fbank_config:
                     raise SidError(f"--fbank-config {self.opts.fbank_config}: the config's 'frontend' section "
                                    f"({cfg.frontend.type}) says what the model reads from audio; drop the option")
-                self.frontend = audio.ModelFrontend(cfg.frontend)
+                self.frontend = audio.ModelFrontend(cfg.frontend, cmn)
                 where = f"the config's frontend ({cfg.frontend.type}) gives"
             elif not self.opts.fbank_config:
                 raise SidError("data.source 'audio' needs --fbank-config (e.g. conf/fbank80.conf, the features "
                                "extraction computes), or a 'frontend' section in the config")
             else:
-                self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config))
+                self.frontend = audio.FbankFrontend(audio.fbank_options(self.opts.fbank_config), cmn)
                 where = f"--fbank-config {self.opts.fbank_config} gives"
             if cfg.data.fbank_on == "device" and cfg.frontend is not None:
                 raise SidError("data.fbank_on: device computes the fbank of --fbank-config; a config with a "
@@ -211,6 +214,7 @@ class Trainer:
         else:
             if cfg.data.fbank_on == "device":
                 raise SidError("data.fbank_on: device needs data.source: audio (features are read as they are)")
+            cmvn_opts = None
             data = read_training_set(data_dir, spk2id)
             dim = self._feat_dim(data)
             where = f"{data_dir}/feats.scp has"
@@ -218,7 +222,8 @@ class Trainer:
         if "feat_dim" in cfg.model.args and cfg.model.args["feat_dim"] != dim:
             raise SidError(f"{where} {dim}-dim features but the config's model.feat_dim is {cfg.model.args['feat_dim']}")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, args={**cfg.model.args, "feat_dim": dim}),
-                                  num_classes=classes, features=self._features_record(data_dir, cfg.frontend),
+                                  num_classes=classes,
+                                  features=self._features_record(data_dir, cfg.frontend, cmvn_opts),
                                   train_data=_train_data_record(data))
         self.spk2id = data.spk2id
         if self.opts.init_model:
@@ -236,23 +241,37 @@ class Trainer:
                 cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
 
+    def _init_features(self) -> tuple[FeaturesRecord | None, Path]:
+        """The features record of the ``--init-model`` exp, and its config.yaml."""
+        _, src = checkpoint.init_source(self.opts.init_model)
+        return load_config(src / "config.yaml", recorded=True).features, src / "config.yaml"
+
+    def _audio_cmvn_opts(self) -> str:
+        """What training from audio subtracts from a chunk's features, as its record will say and
+        extraction will do: the model fine-tuned's own (features.cmvn_opts of an exp trained or
+        imported from audio; none: an import that normalises by itself), else each chunk's mean ("")."""
+        if self.opts.init_model:
+            theirs, _ = self._init_features()
+            if theirs is not None and theirs.source == "audio":
+                return theirs.cmvn_opts
+        return ""
+
     def _check_init_features(self, record: FeaturesRecord, data_dir: str) -> None:
         """Fine-tuning reads the features the source model was trained on (or imported with)."""
-        _, src = checkpoint.init_source(self.opts.init_model)
-        theirs = load_config(src / "config.yaml", recorded=True).features
+        theirs, where = self._init_features()
         if theirs is None:
             return
         for key in ("type", "checksum", "cmvn_opts", "source"):
             if getattr(theirs, key) != getattr(record, key):
                 raise SidError(f"{data_dir}'s features differ from those of the model to fine-tune "
-                               f"({src / 'config.yaml'}): features.{key} is {getattr(record, key)!r} here, "
+                               f"({where}): features.{key} is {getattr(record, key)!r} here, "
                                f"{getattr(theirs, key)!r} there; make the training features with that exp's "
                                "features.config")
 
-    def _features_record(self, data_dir: str, frontend) -> FeaturesRecord:
+    def _features_record(self, data_dir: str, frontend, cmvn_opts: str | None) -> FeaturesRecord:
         """From audio, the fbank config given (or the config's front-end), no sliding CMN and no
         VAD: extraction computes them from the test audio and subtracts each utterance's mean
-        (per-chunk means in training)."""
+        (per-chunk means in training), or nothing (``cmvn_opts`` none)."""
         if self.frontend is None:
             return training_record(data_dir)
         from sid.provenance import frontend_record_text, options_md5
@@ -262,7 +281,7 @@ class Trainer:
             feat_type, text = "frontend", frontend_record_text(frontend)
         else:
             feat_type, text = "fbank", Path(self.opts.fbank_config).read_text(encoding="utf-8")
-        return FeaturesRecord(feat_type, text, options_md5(text), "", source="audio")
+        return FeaturesRecord(feat_type, text, options_md5(text), cmvn_opts, source="audio")
 
     def _dataset(self, data: TrainingSet, data_cfg: DataConfig, train: bool) -> ChunkDataset:
         """The chunk dataset of the configured source; held-out chunks get no augmentation."""
@@ -282,7 +301,8 @@ class Trainer:
         frontend = self.frontend
         if data_cfg.fbank_on == "device":
             # The workers deliver raw chunks; _batch_features finishes them on the device.
-            frontend, specaug = audio.BatchFbankFrontend(self.frontend.fbank.opts, opts.seed, specaug), None
+            frontend = audio.BatchFbankFrontend(self.frontend.fbank.opts, opts.seed, specaug, self.frontend.cmn)
+            specaug = None
         return audio.AudioChunkDataset(data, opts.seed, frontend, specaug, augmenter, aug_prob, speed)
 
     def _batch_features(self, dataset: ChunkDataset, x: torch.Tensor, b: int) -> torch.Tensor:

@@ -10,6 +10,10 @@ corpus root, as the official VoxCeleb lists are).
 With test/ present, train/ trains and test/ evaluates. With only train/, a
 fixed set of --num-test-speakers speakers (chosen by --seed, balanced across
 genders) is held out for evaluation.
+
+--dev-speakers N makes a development split instead: the held-out speakers are left out
+altogether, and N of the training speakers (chosen the same way) are held out from the others
+in their place, so settings can be chosen on trials that share no speaker with the test set.
 """
 
 import os
@@ -94,6 +98,9 @@ def main() -> int:
                     help="keep only N training speakers, for reduced runs (default %(default)s: all)")
     ap.add_argument("--trials-per-utt", type=int, default=10,
                     help="target and as many non-target trials per test utterance (default %(default)s)")
+    ap.add_argument("--dev-speakers", type=int, default=0,
+                    help="a development split: N of the training speakers held out instead of the test "
+                         "speakers, which are left out (default %(default)s: none)")
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out choice (default %(default)s)")
     args = ap.parse_args()
     corpus = args.corpus.resolve()
@@ -111,6 +118,12 @@ def main() -> int:
         test_spks = held_out_speakers(utt2spk, gender, args.num_test_speakers, args.seed)
         train_spks = set(utt2spk.values()) - test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in utt2spk.items() if s in test_spks}, gender
+    if args.dev_speakers:
+        # The test speakers are left out; some of the training speakers are held out in their place.
+        train_u2s = {u: s for u, s in utt2spk.items() if s in train_spks}
+        test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, args.seed)
+        train_spks -= test_spks
+        test_wav, test_u2s, test_gender = wav, {u: s for u, s in train_u2s.items() if s in test_spks}, gender
     if args.max_train_speakers:
         train_spks = set(sorted(train_spks)[: args.max_train_speakers])
 
@@ -118,7 +131,8 @@ def main() -> int:
     write_data_dir(args.data / "test", corpus, test_wav, test_u2s, test_gender, test_spks)
     trials = make_trials(test_wav, test_u2s, args.trials_per_utt, args.seed)
     (args.data / "test" / "test.voxceleb.txt").write_text("\n".join(trials) + "\n")
-    print(f"{sys.argv[0]}: {len(train_spks)} training speakers, {len(test_spks)} test speakers, "
+    print(f"{sys.argv[0]}: {len(train_spks)} training speakers, {len(test_spks)} "
+          f"{'development' if args.dev_speakers else 'test'} speakers, "
           f"{len(trials)} trials ({sum(t.startswith('1 ') for t in trials)} target)", file=sys.stderr)
     return 0
 
