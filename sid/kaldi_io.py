@@ -956,11 +956,15 @@ def _archive_offsets(values: list[str]) -> tuple[str, np.ndarray]:
     """The archive of the first ``file:offset`` value and each value's offset into it; -1 where a
     value is anything else (another archive, a pipe, a range)."""
     fname, _, first = values[0].rpartition(":")
-    prefix = fname + ":"
-    if first.isascii() and first.isdigit() and np.char.startswith(np.array(values), prefix).all():
-        digits = np.array([v[len(prefix):] for v in values])
-        if np.all(np.char.isdigit(digits)) and digits.dtype.itemsize <= 4 * 18:  # 18 digits fit an int64
-            return fname, digits.astype(np.int64)
+    # The usual case, every value "fname:digits", told and parsed with a few string operations
+    # over all of them (values hold no whitespace: each follows its own newline here).
+    joined = "\n" + "\n".join(values)
+    prefix = "\n" + fname + ":"
+    if first.isascii() and first.isdigit() and joined.count(prefix) == len(values):
+        tails = joined.replace(prefix, " ").split()
+        digits = "".join(tails)
+        if len(tails) == len(values) and digits.isascii() and digits.isdigit() and max(map(len, tails)) <= 18:
+            return fname, np.array(tails, dtype=np.int64)  # 18 digits fit an int64
     parts = [v.rpartition(":") for v in values]
     return fname, np.array([int(p[2]) if p[0] == fname and p[2].isascii() and p[2].isdigit() else -1
                             for p in parts], dtype=np.int64)
