@@ -52,6 +52,7 @@ def quantize_int8(path: Path) -> None:
     make the quantiser's own inference fail; its symbolic shape inference does not handle
     every graph (an LSTM's, a front-end's), so without it where it fails, and without the
     shapes it leaves where they contradict the quantiser's inference (a front-end's)."""
+    import contextlib
     import tempfile
 
     import onnx
@@ -60,7 +61,10 @@ def quantize_int8(path: Path) -> None:
 
     from sid.errors import SidError
 
-    with tempfile.TemporaryDirectory(dir=path.parent) as d:
+    path = path.resolve()
+    with tempfile.TemporaryDirectory(dir=path.parent) as d, contextlib.chdir(d):
+        # (in the temporary folder: a failed symbolic inference leaves sym_shape_infer_temp.onnx
+        # in the working directory)
         pre = Path(d) / "pre.onnx"
         try:
             quant_pre_process(str(path), str(pre))
