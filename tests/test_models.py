@@ -156,17 +156,3 @@ def test_mixed_precision_training_step(cfg):
     assert torch.isfinite(loss) and logits.dtype == torch.float32
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
-@pytest.mark.parametrize("kind,args", [("dvector", {"feat_dim": 20, "hidden": 48, "proj_dim": 16, "embed_dim": 16}),
-                                       ("gru", {"feat_dim": 20, "hidden": 32, "embed_dim": 16})])
-def test_zero_bias_starts_recurrent_biases_at_zero(kind, args):
-    torch.manual_seed(0)
-    plain = build_model({"type": kind, **args})
-    zero = build_model({"type": kind, **args, "zero_bias": True})
-    rnn = zero.lstm if kind == "dvector" else zero.gru
-    biases = [p for n, p in rnn.named_parameters() if n.startswith("bias")]
-    assert biases and all(torch.count_nonzero(p) == 0 for p in biases)
-    assert any(torch.count_nonzero(p) > 0 for n, p in (plain.lstm if kind == "dvector" else plain.gru).named_parameters()
-               if n.startswith("bias"))
-    assert count_parameters(zero) == count_parameters(plain)
