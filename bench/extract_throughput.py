@@ -13,7 +13,7 @@ On CPU the model runs on one thread and rates are per CPU second of this process
 (per core, undisturbed by other load on a shared machine); on a GPU they are
 wall-clock rates (fp32, as extraction runs). The last column is the time VoxCeleb1
 (153,516 utterances, 352 h) would take at the mixed-length rate. Features (fbank)
-are not included: bench/features.py measures them.
+are not included: bench/vs_kaldi.py measures them beside Kaldi's own binaries.
 """
 
 from __future__ import annotations

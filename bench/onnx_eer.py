@@ -1,14 +1,16 @@
 """EER and size of an exp's ONNX export and of its int8 quantisation, beside PyTorch's.
 
-Usage: python bench/onnx_eer.py <exp> <data-dir> <trials>
+Usage: python bench/onnx_eer.py <exp> <data-dir> <trials> [auto|waveform|features]
  e.g.: python bench/onnx_eer.py egs/speechocean762/exp/ft_resemblyzer egs/speechocean762/data/test \\
          egs/speechocean762/data/test/trials/test
-Every utterance of the trials (<data-dir>/wav.scp) is prepared as the recipe extracts it
-(sid.Embedder.features) and embedded three ways with the exp's own chunking
-(sid.extract.embed_utterances): by the PyTorch model, by the graph of
-`python -m sid.bin.export_model --format onnx` and by the same with `--quantize int8`, both in
-onnxruntime. Prints, for each, the EER of plain cosine scoring on the trials, the largest
-difference of its embeddings to PyTorch's, and the model file's size.
+Every utterance of the trials (<data-dir>/wav.scp) is embedded three ways: by sid.Embedder
+(the PyTorch model, as the recipe extracts it), by the graph of
+`python -m sid.bin.export_model --format onnx --input <last argument, default auto>` and by the
+same with `--quantize int8`, both in onnxruntime. A features-in graph gets the features
+sid.Embedder.features prepares, cut into the exp's chunks (sid.extract.embed_utterances); a
+waveform-in graph gets each utterance's samples (int16 range) whole. Prints, for each, the EER
+of plain cosine scoring on the trials, the largest difference of its embeddings to PyTorch's,
+and the model file's size.
 """
 
 from __future__ import annotations
@@ -44,22 +46,32 @@ class OnnxModel(torch.nn.Module):
 
 
 def main() -> None:
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.exit(__doc__)
-    exp, data, trials_path = sys.argv[1:]
+    exp, data, trials_path = sys.argv[1:4]
+    wanted = sys.argv[4] if len(sys.argv) == 5 else "auto"
     trials = read_trials(trials_path, need_labels=True)
     wav = read_dict(Path(data) / "wav.scp")
     utts = sorted(set(trials.keys1) | set(trials.keys2))
     e = Embedder.from_exp(exp, device="no")
     ex = e.extractor
-    prepared = []
+    audio, prepared = {}, []
     for utt in utts:
         samples, sr = e.read(wav[utt], utt)
+        if sr != e.sample_rate:
+            sys.exit(f"{wav[utt]}: {sr} Hz, the model's rate is {e.sample_rate} Hz")
+        audio[utt] = np.asarray(samples, dtype=np.float32)
         prepared.append((utt, e.features(samples, sr, utt, where=wav[utt], int16_range=True)))
 
     def embed(model) -> dict[str, np.ndarray]:
         return dict(embed_utterances(model, prepared, torch.device("cpu"), ex.max_chunk_frames, ex.min_chunk_frames,
                                      ex.batch_frames, ex.windows))
+
+    def embed_waveform(path: Path) -> dict[str, np.ndarray]:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path))
+        return {u: session.run(None, {"waveform": x[None]})[0][0] for u, x in audio.items()}
 
     def eer(emb: dict[str, np.ndarray]) -> float:
         norm = {u: v / np.linalg.norm(v) for u, v in emb.items()}
@@ -71,12 +83,13 @@ def main() -> None:
     print(f"pytorch      EER {eer(ref):.4f}%")
     with tempfile.TemporaryDirectory() as d:
         onnx_path, int8_path = Path(d) / "model.onnx", Path(d) / "model.int8.onnx"
-        export(exp, onnx_path, "onnx")
+        kind = export(exp, onnx_path, "onnx", input=wanted)
         shutil.copy(onnx_path, int8_path)
         quantize_int8(int8_path)
+        print(f"graphs: {kind} in")
         min_frames = max(getattr(ex.model, "min_frames", 1), 25)
         for name, path in (("onnx", onnx_path), ("onnx int8", int8_path)):
-            emb = embed(OnnxModel(path, min_frames))
+            emb = embed_waveform(path) if kind == "waveform" else embed(OnnxModel(path, min_frames))
             diff = max(float(np.abs(emb[u] - ref[u]).max()) for u in utts)
             print(f"{name:<12} EER {eer(emb):.4f}%  max |diff| {diff:.2e}  {path.stat().st_size / 1e6:.2f} MB")
 

@@ -24,6 +24,7 @@ from test_embedder import write_exp  # noqa: E402
 pytest.importorskip("onnxruntime")
 
 NUM_SPK, UTT_PER_SPK = 4, 3
+NUM_WESPEAKER = 4   # utterances through the (bigger) WeSpeaker ResNet
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,141 @@ def test_export_errors(repo, sid_env, tmp_path):
                           str(tmp_path / "m.onnx")], env=sid_env, capture_output=True, text=True, cwd=repo)
     assert res.returncode == 1 and "config.yaml not found" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+# -- waveform in: the front-end in the graph ------------------------------------------------------------
+def audio_exp(exp: Path) -> Path:
+    """A small ResNetSE trained from audio as steps/train_xvector.sh records it (voxceleb_trainer's
+    log-mel front-end, the utterance mean subtracted at extraction), random weights."""
+    from sid.config import FeaturesRecord, parse_config
+    from sid.models import build_model
+    from sid.provenance import frontend_record_text, options_md5
+    from sid.train import checkpoint
+
+    cfg = parse_config({"frontend": {"type": "vt_mel", "num_mel_bins": 40},
+                        "model": {"type": "resnet_se", "variant": "L", "feat_dim": 40, "base_channels": 8,
+                                  "num_blocks": [1, 1, 1, 1], "embed_dim": 16}})
+    text = frontend_record_text(cfg.frontend)
+    cfg.features = FeaturesRecord("frontend", text, options_md5(text), "", source="audio")
+    cfg.num_classes = 10
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    checkpoint.save_atomic({"model": model.state_dict()}, exp / "final.pt")
+    return exp
+
+
+def wespeaker_exp(tmp: Path) -> Path:
+    """An imported WeSpeaker ResNet18 with random weights (Kaldi fbank 80, utterance CMN); its
+    embedding layer scaled so that embeddings are of order one, as trained ones are."""
+    from test_import_model import save, wespeaker_resnet34_state
+
+    from sid.pretrained import import_checkpoint
+
+    state = wespeaker_resnet34_state(blocks=(2, 2, 2, 2))
+    state["seg_1.weight"] *= 1e-3
+    state["seg_1.bias"] *= 1e-3
+    (tmp / "config.yaml").write_text("model: ResNet18\nmodel_args:\n  feat_dim: 80\n  embed_dim: 256\n")
+    import_checkpoint("wespeaker", save(state, tmp / "avg_model.pt"), tmp / "config.yaml", tmp / "exp")
+    return tmp / "exp"
+
+
+@pytest.fixture(scope="module")
+def audio(corpus):
+    """(utt, speaker, samples in the int16 range) of a few real utterances."""
+    from sid.data.audio import read_audio
+
+    spk2utt = [line.split() for line in (corpus / "train" / "spk2utt").read_text().splitlines()][:NUM_SPK]
+    wav = dict(line.split(maxsplit=1) for line in (corpus / "train" / "wav.scp").read_text().splitlines())
+    return [(utt, spk, read_audio(str(corpus / wav[utt]), utt=utt)[0])
+            for spk, *utts in spk2utt for utt in sorted(utts)[:UTT_PER_SPK]]
+
+
+def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
+    """Waveform in, embedding out, in onnxruntime without torch, equal to sid.Embedder's
+    embeddings (max |diff| <= 1e-4) for a model trained from audio and an imported WeSpeaker
+    model; any length, a batch of equal lengths; the same EER; int8 with the front-end float."""
+    from sid.bin.export_model import export, quantize_int8
+
+    exps = {"trained": audio_exp(tmp_path / "trained"), "wespeaker": wespeaker_exp(tmp_path)}
+    for name, exp in exps.items():
+        assert export(exp, tmp_path / f"{name}.onnx", "onnx") == "waveform"
+        side = yaml.safe_load((tmp_path / f"{name}.onnx.frontend.yaml").read_text())
+        assert side["input"]["name"] == "waveform" and side["input"]["sample_rate"] == 16000
+        assert "int16 range" in side["input"]["scale"] and side["vad"] is None
+    int8 = tmp_path / "trained.int8.onnx"
+    int8.write_bytes((tmp_path / "trained.onnx").read_bytes())
+    quantize_int8(int8)
+    samples = {f"u{i}": s for i, (_, _, s) in enumerate(audio)}
+    # (The WeSpeaker ResNet reads the first 2 s: its speed, not its front-end, is at stake.)
+    samples.update({f"w{i}": s[:32000] for i, (_, _, s) in enumerate(audio[:NUM_WESPEAKER])})
+    short = min(len(s) for s in samples.values())
+    samples["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
+    np.savez(tmp_path / "samples.npz", **samples)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import onnxruntime as ort
+        samples = np.load({str(tmp_path / 'samples.npz')!r})
+        for name in ("trained", "wespeaker", "trained.int8"):
+            session = ort.InferenceSession({str(tmp_path)!r} + f"/{{name}}.onnx")
+            key, count = ("w", {NUM_WESPEAKER}) if name == "wespeaker" else ("u", {len(audio)})
+            emb = [session.run(None, {{"waveform": samples[f"{{key}}{{i}}"][None]}})[0][0] for i in range(count)]
+            np.save({str(tmp_path)!r} + f"/{{name}}.npy", np.stack(emb))
+            if name == "trained":
+                np.save({str(tmp_path)!r} + "/batch.npy", session.run(None, {{"waveform": samples["batch"]}})[0])
+        assert "torch" not in sys.modules
+    """)
+    res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len({len(s) for _, _, s in audio}) > 1
+    spks = [s for _, s, _ in audio]
+    for name, exp in exps.items():
+        e = Embedder.from_exp(exp, device="no")
+        key, count = ("w", NUM_WESPEAKER) if name == "wespeaker" else ("u", len(audio))
+        ref = np.stack([e.embed(samples[f"{key}{i}"], 16000, utt, int16_range=True)
+                        for i, (utt, _, _) in enumerate(audio[:count])])
+        onnx_emb = np.load(tmp_path / f"{name}.npy")
+        assert np.abs(ref).max() > 0.1 and np.abs(onnx_emb - ref).max() <= 1e-4, name
+        if name == "trained":
+            assert _eer(onnx_emb, spks) == _eer(ref, spks)
+            batch = np.load(tmp_path / "batch.npy")
+            cut = [e.embed(audio[i][2][:short], 16000, int16_range=True) for i in (0, 1)]
+            assert np.abs(batch - np.stack(cut)).max() <= 1e-4
+            q = np.load(tmp_path / "trained.int8.npy")
+            cos = np.einsum("ij,ij->i", q, ref) / np.linalg.norm(q, axis=1) / np.linalg.norm(ref, axis=1)
+            assert cos.min() > 0.99 and np.abs(q - ref).max() > 1e-6
+
+
+def test_waveform_torchscript_matches_embedder(audio, tmp_path):
+    from sid.bin.export_model import export
+
+    exp = audio_exp(tmp_path / "exp")
+    assert export(exp, tmp_path / "model.pt", "torchscript") == "waveform"
+    model = torch.jit.load(str(tmp_path / "model.pt"))
+    e = Embedder.from_exp(exp, device="no")
+    for utt, _, s in audio[:3]:
+        with torch.no_grad():
+            emb = model(torch.from_numpy(s)[None])[0].numpy()
+        assert np.abs(emb - e.embed(s, 16000, utt, int16_range=True)).max() <= 1e-4
+
+
+def test_input_choice(prepared, repo, sid_env, tmp_path):
+    """auto: features in where the front-end cannot be in the graph, the reason recorded;
+    --input waveform then an error naming it; --input features for a waveform-capable exp."""
+    from sid.bin.export_model import waveform_obstacle
+    from sid.config import load_config
+
+    exp, _, _ = prepared
+    res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "onnx", "--input", "waveform",
+                          str(exp), str(tmp_path / "m.onnx")], env=sid_env, capture_output=True, text=True, cwd=repo)
+    assert res.returncode == 1 and "--input waveform is not possible" in res.stderr and "energy VAD" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "m.onnx").exists()
+    dithered = write_exp(tmp_path / "dithered", repo, source="audio")
+    assert "dithered (--dither=1)" in waveform_obstacle(load_config(dithered / "config.yaml", recorded=True))
+    assert waveform_obstacle(load_config(audio_exp(tmp_path / "a") / "config.yaml", recorded=True)) is None

@@ -161,14 +161,14 @@ def bn_params(state: dict, name: str, n: int, g: torch.Generator) -> None:
     state[f"{name}.num_batches_tracked"] = torch.tensor(100)
 
 
-def wespeaker_resnet34_state(feat_dim=80, embed_dim=256, m=32, seed=0) -> dict:
+def wespeaker_resnet34_state(feat_dim=80, embed_dim=256, m=32, seed=0, blocks=(3, 4, 6, 3)) -> dict:
     """The keys and shapes of WeSpeaker's ResNet34 (conv1/bn1, layer1-4 of BasicBlocks,
-    seg_1, the AAM head's projection.weight)."""
+    seg_1, the AAM head's projection.weight); ``blocks`` (2, 2, 2, 2): its ResNet18."""
     g = torch.Generator().manual_seed(seed)
     s = {"conv1.weight": torch.randn(m, 1, 3, 3, generator=g) * 0.3}
     bn_params(s, "bn1", m, g)
     cin = m
-    for stage, n in enumerate((3, 4, 6, 3), 1):
+    for stage, n in enumerate(blocks, 1):
         cout = m * 2 ** (stage - 1)
         for j in range(n):
             p = f"layer{stage}.{j}"

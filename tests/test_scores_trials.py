@@ -254,3 +254,25 @@ def test_unwritable_output_is_an_error_not_a_traceback(tmp_path, sid_env):
     proc = tool("compute_metrics", trials, scores, "/proc/results.json", env=sid_env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("ERROR (compute_metrics): No such file or directory: /proc/"), proc.stderr
+
+
+def test_key_lookup_is_exact_whatever_the_hashes():
+    from sid.backend.scoring import as_bytes, key_hashes, lookup
+
+    keys = as_bytes(["a", "bb", "id10001-1zcIwhmdeo4-00001", "é-utt", "c"])
+    queries = as_bytes(["c", "zz", "a", "id10001-1zcIwhmdeo4-00001", "é-utt", "bb", "id10001-1zcIwhmdeo4-0000"])
+    queries = queries.astype("S40")  # another width than the table's
+    # The same key hashes alike in arrays of other widths (NUL padding adds nothing).
+    assert key_hashes(keys)[2] == key_hashes(queries)[3] and key_hashes(keys)[0] == key_hashes(queries)[2]
+    expected = [4, -1, 0, 2, 3, 1, -1]
+    assert lookup(keys, key_hashes(keys), queries, key_hashes(queries)).tolist() == expected
+    # Every hash equal: the rounds of tables place one key each, then the rest are found exactly.
+    same = np.zeros(len(keys), dtype=np.uint64)
+    assert lookup(keys, same, queries, np.zeros(len(queries), dtype=np.uint64)).tolist() == expected
+    # A trial list's keys index the vector table's (str keys), misses named by index_trials.
+    rng = np.random.default_rng(0)
+    table = [f"spk{i % 97}-utt{i}" for i in range(5000)]
+    ask = rng.integers(0, 6000, 20000)
+    names = as_bytes([f"spk{i % 97}-utt{i}" for i in ask])
+    got = lookup(as_bytes(table), key_hashes(as_bytes(table)), names, key_hashes(names))
+    assert got.tolist() == [i if i < 5000 else -1 for i in ask.tolist()]

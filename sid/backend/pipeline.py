@@ -109,7 +109,7 @@ def train(keys: list[str], x: np.ndarray, utt2spk: dict[str, str], lda_dim: int,
     if lda is not None:
         # Kaldi's PLDA input is the LDA of vectors whose own mean was subtracted (ivector-subtract-global-mean
         # without a mean file), the same mean here.
-        x = apply_transform(lda, x)
+        x = apply_transform(lda, x, overwrite=True)
     x = normalize_length(x)
     log.info("Training PLDA (%d EM iterations)", num_em_iters)
     return mean, lda, estimate_plda(x, spk_idx, num_em_iters)

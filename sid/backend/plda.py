@@ -208,11 +208,12 @@ def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) ->
         m = centred @ to_diag.T                      # speaker means where W = I, B = diag(lam)
         post_var = lam / (1.0 + n_spk * lam)         # (S, D): diagonal posterior covariance per speaker
         w = n_spk * m * post_var                     # posterior means of the speaker variables
-        r = m - w
+        # m - w = m / (1 + n lam): the residuals, scaled by sqrt(n) so that both products are SYRKs.
+        r = m * (np.sqrt(n_spk) / (1.0 + n_spk * lam))
         between_diag = post_var.sum(axis=0)
         within_diag = (n_spk * post_var).sum(axis=0)
         between_t = w.T @ w
-        within_t = r.T @ (n_spk * r)
+        within_t = r.T @ r
         between_t[np.diag_indices(d)] += between_diag
         within_t[np.diag_indices(d)] += within_diag
         within = (offset_scatter + back @ within_t @ back.T) / n_total

@@ -8,7 +8,7 @@ Applies sliding-window cepstral mean (and optionally variance) normalization per
 import logging
 
 from sid.cli import KaldiOptions, run_main
-from sid.features.cmvn import apply_cmvn_sliding
+from sid.features.cmvn import SlidingCmn
 from sid.features.options import SlidingWindowCmnOptions
 from sid.kaldi_io import TableWriter, read_matrices
 
@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     SlidingWindowCmnOptions().register(po)
     opts, (rspecifier, wspecifier) = po.parse(argv, num_args=2)
     cmn = SlidingWindowCmnOptions.from_opts(opts)
+    normalise = SlidingCmn(cmn.cmn_window, cmn.min_window, cmn.center, cmn.normalize_variance)
     num_done = num_err = 0
     with TableWriter(wspecifier) as writer:
         for utt, feats in read_matrices(rspecifier):
@@ -27,8 +28,7 @@ def main(argv=None) -> int:
                 log.warning(f"utterance {utt}: expected a feature matrix, got {feats.ndim} dimensions")
                 num_err += 1
                 continue
-            writer.write(utt, apply_cmvn_sliding(feats, cmn.cmn_window, cmn.min_window, cmn.center,
-                                                 cmn.normalize_variance))
+            writer.write(utt, normalise(feats))
             num_done += 1
     log.info(f"Applied sliding-window cepstral mean normalization to {num_done} utterances, {num_err} had errors.")
     return 0 if num_done != 0 else 1

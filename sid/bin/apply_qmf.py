@@ -52,7 +52,7 @@ def main() -> int:
     imp, _ = imposter_stats(emb[used], cohort, model.top_n)
     e, t = inv[:len(ei)], inv[len(ei):]
     llr = model(features(scores, dur[e], dur[t], imp[e], imp[t]))
-    write_scores(scores_out, scored.keys1, scored.keys2, llr)
+    write_scores(scores_out, scored.raw1, scored.raw2, llr)
     if opts.threshold_out:
         with atomic_path(opts.threshold_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.writelines(f"{p:g} {th:.6f}\n" for p, th in thresholds)

@@ -74,7 +74,7 @@ def main() -> int:
     log.info("Read %d test iVectors; average renormalization scale was %g", len(test_keys), t_scale.mean())
     ei, ti, ok = index_trials(trials, train_keys, test_keys, opts.allow_partial, sides=("train", "test"))
     scores = plda.log_likelihood_ratios(e, train_n, t, ei[ok], ti[ok])
-    write_scores(args[4], trials.keys1[ok], trials.keys2[ok], scores)
+    write_scores(args[4], trials.raw1[ok], trials.raw2[ok], scores)
     log.info("Mean score was %g, standard deviation was %g", scores.mean(), scores.std())
     log.info("Processed %d trials, %d had errors.", int(ok.sum()), int((~ok).sum()))
     return 0

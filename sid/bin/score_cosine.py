@@ -39,7 +39,7 @@ def main() -> int:
     trials = read_trials(args[2])
     ei, ti, ok = index_trials(trials, enroll_keys, test_keys, opts.allow_partial)
     scores = cosine_scores(enroll, test, ei[ok], ti[ok])
-    write_scores(args[3], trials.keys1[ok], trials.keys2[ok], scores)
+    write_scores(args[3], trials.raw1[ok], trials.raw2[ok], scores)
     log.info("Processed %d trials, %d had errors.", int(ok.sum()), int((~ok).sum()))
     return 0
 

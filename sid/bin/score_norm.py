@@ -59,7 +59,7 @@ def main() -> int:
         raise SidError(f"dimensions differ: cohort {cohort.shape[1]}, enrolment {enroll.shape[1]}, test {test.shape[1]}")
     scored, scores = read_scores(args[3])
     ei, ti, ok = index_trials(scored, enroll_keys, test_keys, opts.allow_partial)
-    k1, k2, scores, ei, ti = scored.keys1[ok], scored.keys2[ok], scores[ok], ei[ok], ti[ok]
+    k1, k2, scores, ei, ti = scored.raw1[ok], scored.raw2[ok], scores[ok], ei[ok], ti[ok]
     top_n = opts.top_n if opts.method == "asnorm" else len(cohort_keys)
 
     if opts.plda:

@@ -68,7 +68,7 @@ def main() -> int:
         trial_list = read_trials(trials)
         ei, ti, ok = index_trials(trial_list, enroll_keys, test_keys, opts.allow_partial)
         scores = plda.log_likelihood_ratios(enroll, np.ones(len(enroll_keys), dtype=np.int64), test, ei[ok], ti[ok])
-        write_scores(out, trial_list.keys1[ok], trial_list.keys2[ok], scores)
+        write_scores(out, trial_list.raw1[ok], trial_list.raw2[ok], scores)
         log.info("%s: mean score was %g, standard deviation was %g", trials, scores.mean(), scores.std())
         log.info("%s: processed %d trials, %d had errors.", trials, int(ok.sum()), int((~ok).sum()))
     return 0
