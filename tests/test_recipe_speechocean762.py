@@ -88,6 +88,41 @@ def test_figures_do_not_depend_on_the_thread_count(recipe_run):
     assert one["test"] == two["test"]
 
 
+def test_train_source_audio_end_to_end(recipe_run, tmp_path):
+    """--train-source audio from stage 3 on the data dirs the run above made: training reads
+    chunks of the training audio through the config's front-end (no VAD), extraction the test
+    audio, then every back-end scores. A tiny GRU for one epoch of 8 x 2 batches: the plumbing,
+    not the accuracy."""
+    import yaml
+
+    work, cmd, _ = recipe_run
+    cfg = {"frontend": {"type": "fbank", "num_mel_bins": 24},
+           "model": {"type": "gru", "feat_dim": 24, "hidden": 16, "num_layers": 1, "embed_dim": 16},
+           "loss": {"type": "ge2e"},
+           "data": {"sampler": "speaker_balanced", "speakers_per_batch": 8, "utts_per_speaker": 2,
+                    "min_frames": 50, "max_frames": 50},
+           "optim": {"type": "adam", "lr": 0.01}, "training": {"epochs": 1},
+           "extract": {"chunking": "windows", "window_frames": 100, "window_shift": 100}}
+    (tmp_path / "gru_tiny.yaml").write_text(yaml.safe_dump(cfg))
+    exp = work / "exp_audio"
+    again = [str(exp) if arg == str(work / "exp") else arg for arg in cmd]
+    again[again.index("--config") + 1] = str(tmp_path / "gru_tiny.yaml")
+    r = subprocess.run(again + ["--train-source", "audio", "--lda-dim", "8", "--stage", "3"], capture_output=True,
+                       text=True, cwd=work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    model = yaml.safe_load((exp / "xvector/config.yaml").read_text())
+    assert model["data"]["source"] == "audio" and model["features"]["source"] == "audio"
+    assert model["features"]["type"] == "frontend" and model["features"]["vad"] is None
+    assert f"{work / 'data/train'} {exp / 'xvector'}" in r.stdout   # the plain data dir's audio
+    record = json.loads((exp / "xvector/training.json").read_text())
+    assert record["steps"] > 0 and record["loss"] == "ge2e" and record["cpu_seconds"] > 0
+    results = json.loads((exp / "results.json").read_text())["test"]
+    assert set(results) == {"cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda"}
+    assert all(math.isfinite(v["eer"]) and v["num_trials"] > 1000 for v in results.values())
+    # No features of the front-end's were stored: training and extraction read the audio.
+    assert not (work / "data/train_fbank24").exists() and not (work / "data/test_fbank24").exists()
+
+
 def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
     """The training-features marker records --min-frames and the features it read: another
     value makes them again (today's bare marker kept the old ones); training, whose data

@@ -3,6 +3,7 @@ uninterrupted run, and 2-process torchrun (gloo) with disjoint shards."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -65,6 +66,14 @@ def test_training_learns(uninterrupted):
     losses, accs = [s[0] for s in stats], [s[1] for s in stats]
     assert losses[-1] < 0.6 * losses[0], losses
     assert accs[-1] > 0.5 and accs[-1] > 5 * accs[0] / 2, accs      # chance is 1/20
+    # What the training did, recorded for sid.bin.results_table.
+    log = (uninterrupted / "log" / "train.log").read_text()
+    record = json.loads((uninterrupted / "training.json").read_text())
+    assert record["steps"] == 4 * int(re.search(r"(\d+) steps per epoch", log)[1])
+    assert f"{record['parameters']} parameters" in log and record["loss"] == "softmax"
+    assert [round(x, 4) for x in record["epoch_losses"]] == losses
+    assert f"Loss at step 0: {record['first_loss']:.6f}" in log
+    assert record["cpu_seconds"] > 0 and record["num_threads"] == 1
     spk2id = (uninterrupted / "spk2id").read_text().split("\n")
     assert len([s for s in spk2id if s]) == 20
     final = torch.load(uninterrupted / "final.pt", weights_only=True)
@@ -99,6 +108,11 @@ def test_kill9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, feats, 
     for part in ("model", "head"):
         for k, v in ref[part].items():
             assert torch.allclose(got[part][k].float(), v.float(), rtol=1e-5, atol=1e-6), f"{part}.{k} differs"
+    # The record spans the resume: the killed run's steps, losses and CPU time count too.
+    ref_rec, got_rec = (json.loads((d / "training.json").read_text()) for d in (uninterrupted, exp))
+    assert got_rec["steps"] == ref_rec["steps"] and got_rec["first_loss"] == pytest.approx(ref_rec["first_loss"])
+    assert got_rec["epoch_losses"] == pytest.approx(ref_rec["epoch_losses"], rel=1e-5)
+    assert got_rec["cpu_seconds"] > 0
 
 
 def test_torchrun_two_ranks_disjoint_shards(feats, tiny_config, sid_env, repo, tmp_path):

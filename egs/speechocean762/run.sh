@@ -28,7 +28,8 @@
 #   --train-source features|audio  train on the prepared features (CMN'd voiced frames,
 #                            stage 2), or on chunks of the audio with the config's front-end
 #                            computed on the fly (data.source: audio; e.g. ConvGRU on the raw
-#                            waveform) (default features)
+#                            waveform; no front-end features are stored, extraction too
+#                            reads the audio) (default features)
 #   --train-threads N        intra-op threads of training (default 2; RESULTS.md's figures
 #                            depend on it, see there)
 #   --pretrained NAME        evaluate a pretrained model instead of training one: resemblyzer
@@ -217,7 +218,8 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     steps/compute_vad_decision.sh --nj "$nj" --cmd "$train_cmd" --vad-config conf/vad.conf \
       "$data/$x" "$exp/log/make_vad/$x" "$mfccdir"
     utils/fix_data_dir.sh "$data/$x"
-    if [ -n "$fe" ]; then
+    if [ -n "$fe" ] && [ "$train_source" = features ]; then
+      # (From audio, training and extraction compute the front-end themselves: nothing stored.)
       # Uncompressed: Kaldi's 8-bit compression would coarsen a waveform.
       if [ ! -f "$data/$x$feat/feats.scp" ] || [ "$data/$x$feat/feats.scp" -ot "$data/$x/feats.scp" ]; then
         rm -rf "$data/$x$feat"
@@ -294,9 +296,9 @@ if [ -z "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   # it, and RESULTS.md's figures say which they are for.
   if [ "$train_source" = audio ]; then
     # Chunks of the audio itself (no VAD, per-chunk CMN), through the config's front-end.
-    need "$data/train$feat/utt2dur" 1
+    need "$data/train/utt2dur" 1
     steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=$train_threads" \
-      "$data/train$feat" "$model"
+      "$data/train" "$model"
   else
     need "$data/train${feat}_no_sil/.done" 2
     steps/train_xvector.sh --model-config "$config" --num-workers 1 --train-opts "--num-threads=$train_threads" \
@@ -310,7 +312,9 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # Training picks the GPU by itself; extraction is told.
   use_gpu=$(python -c 'import torch; print(str(torch.cuda.is_available()).lower())')
   for x in train test; do
-    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --use-gpu "$use_gpu" "$model" "$data/$x$feat" "$emb/$x"
+    # A model trained from audio reads the audio of the plain data dir.
+    src=$data/$x$feat; [ "$train_source" = audio ] && src=$data/$x
+    steps/extract_embeddings.sh --nj "$nj" --cmd "$train_cmd" --use-gpu "$use_gpu" "$model" "$src" "$emb/$x"
   done
 fi
 

@@ -136,20 +136,23 @@ class FrameProcessor:
         # Every frame is a whole number of blocks of gcd(shift, length) samples, so
         # frame sums add up block sums: each sample is read once, not once per frame.
         self.block = math.gcd(opts.window_shift, self.length)
+        # Kept from utterance to utterance: new ones would be fresh pages for the kernel to
+        # zero, a quarter of the tool's system time.
+        self._buf = np.zeros((self.CHUNK, self.padded), dtype=np.float32)
+        self._scratch = np.empty((self.CHUNK, self.length), dtype=np.float32)  # the noise, then c * x[i - 1]
 
     def frames(self, samples: np.ndarray, need_raw_energy: bool, generator: np.random.Generator | None = None):
         """Yield ``(frames[C, padded], raw_log_energy[C] or None)`` chunks covering the utterance.
 
-        The frame buffer is reused: a consumer must be done with a chunk before asking for the next.
+        The frame buffer is reused (across utterances too: one utterance at a time per processor):
+        a consumer must be done with a chunk before asking for the next.
         """
         opts, length, shift = self.opts, self.length, self.opts.window_shift
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         total = num_frames(len(samples), opts)
         if total == 0:
             return
-        chunk = min(self.CHUNK, total)
-        buf = np.zeros((chunk, self.padded), dtype=np.float32)
-        scratch = np.empty((chunk, length), dtype=np.float32)  # the noise, then c * x[i - 1]
+        chunk, buf, scratch = self.CHUNK, self._buf, self._scratch
         ones = np.ones(length if opts.dither != 0.0 else self.block, dtype=np.float32)
         coeff = np.float32(opts.preemph_coeff)
         for at in range(0, total, chunk):

@@ -9,6 +9,10 @@ Exp dir layout::
     spk2id          speaker -> class index
     models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N)
     final.pt        mean of the last ``num_avg`` epoch weights
+    training.json   what the training did (written with final.pt; read by sid.bin.results_table):
+                    the model's parameters, steps, the first step's loss, each epoch's mean loss,
+                    and the CPU seconds of rank 0's processes from their start (imports, data
+                    loading and loader workers included), summed over resumes to the last checkpoint
     log/train.log   Kaldi-style log (rank 0); tensorboard/ scalars
 
 Resuming: every checkpoint holds the model, head, optimiser, LR scheduler, grad
@@ -25,8 +29,10 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import json
 import math
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +44,7 @@ from torch import nn
 
 from sid.cli import progress
 from sid.config import DataConfig, FeaturesRecord, OptimConfig, TrainConfig, TrainDataRecord, load_config
-from sid.data.table import read_dict, write_table
+from sid.data.table import atomic_path, read_dict, write_table
 from sid.errors import SidError
 from sid.kaldi_io import ScpTable
 from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
@@ -92,6 +98,13 @@ class _Net(nn.Module):
 
     def forward(self, feats, labels):
         return self.head(self.model(feats), labels)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process since it started and of its finished children (the
+    data loader's workers, which end with each epoch)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -380,6 +393,9 @@ class Trainer:
         grad_clip = optim_cfg.grad_clip
 
         epoch, pos, step = 0, 0, 0
+        # For training.json: what earlier runs of this training spent and saw.
+        cpu_before, first_loss, epoch_losses = 0.0, None, []
+        resumed_sums = None   # the epoch's loss and accuracy sums before a mid-epoch checkpoint
         last = self.models_dir / "last.pt"
         if last.exists():
             state = checkpoint.load(last)
@@ -389,7 +405,12 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             epoch, step = int(state["epoch"]), int(state["step"])
+            cpu_before, first_loss = float(state.get("cpu_seconds", 0.0)), state.get("first_loss")
+            epoch_losses = list(state.get("epoch_losses", []))
             pos = self._map_position(int(state["position"]), int(state.get("world_size", 1)))
+            # Sums over this rank's batches: they hold where the position does (the same world size).
+            if pos and int(state.get("world_size", 1)) == self.world:
+                resumed_sums = state.get("epoch_sums")
             checkpoint.set_rng_state(state["rng"])
             log.info("Resuming from %s: epoch %d, batch %d of the epoch, step %d", last, epoch + 1, pos, step)
         else:
@@ -421,7 +442,10 @@ class Trainer:
                     "model": net.model.state_dict(), "head": net.head.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "epoch": epoch_, "position": pos_, "step": step,
-                    "world_size": self.world, "rng": checkpoint.rng_state()}, last)
+                    "world_size": self.world, "rng": checkpoint.rng_state(),
+                    "cpu_seconds": cpu_before + _cpu_seconds(), "first_loss": first_loss,
+                    "epoch_losses": epoch_losses,
+                    "epoch_sums": [tot_loss, tot_acc, n_batches] if pos_ else None}, last)
                 log.info("Saved checkpoint %s (epoch %d, batch %d, step %d)", last, epoch_ + 1, pos_, step)
             last_save = time.monotonic()
 
@@ -449,6 +473,10 @@ class Trainer:
             bar = progress(loader, total=steps_per_epoch, initial=pos, desc=f"epoch {epoch + 1}/{epochs}",
                            unit="step", disable=not (self.is_main and opts.progress))
             tot_loss, tot_acc, n_batches, n_chunks, n_frames = 0.0, 0.0, 0, 0, 0
+            if resumed_sums:
+                # The epoch's mean loss and accuracy include its batches before the resume.
+                tot_loss, tot_acc, n_batches = resumed_sums
+                resumed_sums = None
             t0 = time.monotonic()
             for feats, labels, b in bar:
                 if margin_fn is not None:
@@ -471,8 +499,10 @@ class Trainer:
                 step += 1
                 pos += 1
                 loss_v = float(loss.detach())
-                if step == 1 and self.is_main:
-                    log.info("Loss at step 0: %.6f (margin %.3f)", loss_v, float(net.head.margin))
+                if step == 1:
+                    first_loss = loss_v
+                    if self.is_main:
+                        log.info("Loss at step 0: %.6f (margin %.3f)", loss_v, float(net.head.margin))
                 if not math.isfinite(loss_v):
                     raise SidError(f"loss is {loss_v} at step {step} (epoch {epoch + 1}); lower optim.lr or set "
                                    "optim.grad_clip, then resume (the last checkpoint is kept)")
@@ -499,6 +529,7 @@ class Trainer:
             bar.close()
             epoch += 1
             pos = 0
+            epoch_losses.append(tot_loss / max(n_batches, 1))
             if self.is_main:
                 log.info("Epoch %d: loss %.4f, accuracy %.4f, %.1f chunks/s, lr %.3g%s", epoch,
                          tot_loss / max(n_batches, 1), tot_acc / max(n_batches, 1),
@@ -512,7 +543,11 @@ class Trainer:
         if writer is not None:
             writer.close()
         if self.is_main:
-            self._finish(epochs, cfg.training.num_avg)
+            self._finish(epochs, cfg.training.num_avg, {
+                "parameters": count_parameters(model), "loss": cfg.loss.type, "batch_size": batch_size,
+                "steps": step, "first_loss": first_loss, "epoch_losses": epoch_losses,
+                "cpu_seconds": round(cpu_before + _cpu_seconds(), 2), "num_threads": torch.get_num_threads(),
+                "world_size": self.world})
         if self.world > 1:
             dist.barrier()
 
@@ -632,8 +667,10 @@ class Trainer:
         scores = np.array([float(norm[a] @ norm[b]) for a, b, _ in trials])
         return equal_error_rate(scores, np.array([t for _, _, t in trials]))
 
-    def _finish(self, epochs: int, num_avg: int) -> None:
+    def _finish(self, epochs: int, num_avg: int, record: dict) -> None:
         final = self.exp / "final.pt"
+        with atomic_path(self.exp / "training.json") as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         chosen = list(range(max(1, epochs - num_avg + 1), epochs + 1))
         avg = checkpoint.average_epochs(self.models_dir, chosen)
         checkpoint.save_atomic(avg, final)
