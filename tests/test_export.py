@@ -240,6 +240,11 @@ def test_input_choice(prepared, repo, sid_env, tmp_path):
     --input waveform then an error naming it; --input features for a waveform-capable exp."""
     from sid.bin.export_model import waveform_obstacle
     from sid.config import load_config
+    from sid.embedder import options_from_text
+    from sid.errors import SidError
+    from sid.features.compute import Fbank
+    from sid.features.graph import waveform_frontend
+    from sid.features.options import FbankOptions
 
     exp, _, _ = prepared
     res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "onnx", "--input", "waveform",
@@ -247,5 +252,15 @@ def test_input_choice(prepared, repo, sid_env, tmp_path):
     assert res.returncode == 1 and "--input waveform is not possible" in res.stderr and "energy VAD" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "m.onnx").exists()
     dithered = write_exp(tmp_path / "dithered", repo, source="audio")
-    assert "dithered (--dither=1)" in waveform_obstacle(load_config(dithered / "config.yaml", recorded=True))
+    cfg = load_config(dithered / "config.yaml", recorded=True)
+    assert "dithered (--dither=1)" in waveform_obstacle(cfg)
+    # Forced (--input waveform): the fbank without its dither, less the utterance mean.
+    with pytest.raises(SidError, match="dithered"):
+        waveform_frontend(cfg)
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 1000
+    opts = options_from_text(FbankOptions, cfg.features.config + "--dither=0\n", "test")
+    ref = Fbank(opts).compute(x)
+    with torch.no_grad():
+        ours = waveform_frontend(cfg, undithered=True)(torch.from_numpy(x)[None])[0].numpy()
+    assert np.abs(ours - (ref - ref.mean(0))).max() < 1e-3
     assert waveform_obstacle(load_config(audio_exp(tmp_path / "a") / "config.yaml", recorded=True)) is None

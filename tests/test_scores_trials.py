@@ -276,3 +276,4 @@ def test_key_lookup_is_exact_whatever_the_hashes():
     names = as_bytes([f"spk{i % 97}-utt{i}" for i in ask])
     got = lookup(as_bytes(table), key_hashes(as_bytes(table)), names, key_hashes(names))
     assert got.tolist() == [i if i < 5000 else -1 for i in ask.tolist()]
+    assert lookup(as_bytes([]), key_hashes(as_bytes([])), names[:2], key_hashes(names[:2])).tolist() == [-1, -1]

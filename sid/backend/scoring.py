@@ -116,9 +116,13 @@ def key_hashes(keys: np.ndarray) -> np.ndarray:
     n, width = len(keys), keys.dtype.itemsize
     words = -(-width // 8)
     multipliers = np.arange(1, 2 * words, 2, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    padded = np.zeros((n, 8 * words), dtype=np.uint8)
-    padded[:, :width] = np.ascontiguousarray(keys).view(np.uint8).reshape(n, width)
-    h = padded.view(np.uint64) @ multipliers
+    chars = np.ascontiguousarray(keys).view(np.uint8).reshape(n, width)
+    h = np.empty(n, dtype=np.uint64)
+    padded = np.zeros((max(1, min(n, 65536)), 8 * words), dtype=np.uint8)  # one small buffer, reused
+    for s in range(0, n, len(padded)):
+        block = padded[:len(chars[s:s + len(padded)])]
+        block[:, :width] = chars[s:s + len(block)]
+        np.matmul(block.view(np.uint64), multipliers, out=h[s:s + len(block)])
     h ^= h >> np.uint64(31)
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(29)
@@ -164,7 +168,7 @@ def lookup(keys: np.ndarray, hashes: np.ndarray, queries: np.ndarray, query_hash
 
 
 def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
-    """The fields of every non-blank line as a bytes array (rows x width), and their line numbers."""
+    """The fields of every non-blank line as one fixed-width bytes array per column, and their line numbers."""
     data = kaldi_io.read_bytes(rxfilename)
     tokens = data.split()
     # No list of the lines (10^6 of them for Vox1-H) unless the fast check below fails.
@@ -190,8 +194,9 @@ def _columns(rxfilename: str, widths: tuple[int, ...], expected: str):
                 lines.append(lineno)
         lines = np.array(lines)
     del data  # 30 MB for Vox1-E, not held beside the fields
-    size = max(map(len, tokens))
-    return np.fromiter(tokens, dtype=f"S{size}", count=len(tokens)).reshape(-1, width), lines
+    columns = [tokens[c::width] for c in range(width)]
+    del tokens
+    return [np.fromiter(col, dtype=f"S{max(map(len, col))}", count=len(col)) for col in columns], lines
 
 
 def _first_fields(data: bytes) -> list[str] | None:
@@ -237,8 +242,8 @@ def _check_unique(path: str, raw1, raw2, hashes, lines, what: str, values=None) 
         seen[pair] = row
 
 
-def _trials(path: str, cols: np.ndarray, lines: np.ndarray, labels, what: str, values) -> Trials:
-    raw1, raw2 = np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1])
+def _trials(path: str, cols: list[np.ndarray], lines: np.ndarray, labels, what: str, values) -> Trials:
+    raw1, raw2 = cols[0], cols[1]
     trials = Trials(path, raw1, raw2, labels, lines, key_hashes(raw1), key_hashes(raw2))
     _check_unique(path, raw1, raw2, trials.hashes, lines, what, values)
     return trials
@@ -252,8 +257,8 @@ def read_trials(rxfilename: str, need_labels: bool = False) -> Trials:
     expected = "'utt1 utt2 target|nontarget'" if need_labels else "'utt1 utt2 [target|nontarget]'"
     cols, lines = _columns(rxfilename, (3,) if need_labels else (2, 3), expected)
     labels = third = None
-    if cols.shape[1] == 3:
-        third = cols[:, 2]
+    if len(cols) == 3:
+        third = cols[2]
         labels = third == b"target"
         bad = np.flatnonzero(~labels & (third != b"nontarget"))
         if len(bad):
@@ -269,13 +274,13 @@ def read_scores(rxfilename: str) -> tuple[Trials, np.ndarray]:
     errors naming the file and line."""
     cols, lines = _columns(rxfilename, (3,), "'utt1 utt2 score'")
     try:
-        scores = cols[:, 2].astype(np.float64)
+        scores = cols[2].astype(np.float64)
         bad = np.flatnonzero(~np.isfinite(scores))
     except ValueError:
-        bad = [next(i for i, v in enumerate(cols[:, 2].tolist()) if not _is_float(v))]
+        bad = [next(i for i, v in enumerate(cols[2].tolist()) if not _is_float(v))]
     if len(bad):
-        raise SidError(f"{rxfilename}:{lines[bad[0]]}: score '{_text(cols[bad[0], 2])}' is not a finite number")
-    return _trials(rxfilename, cols, lines, None, "score", cols[:, 2]), scores
+        raise SidError(f"{rxfilename}:{lines[bad[0]]}: score '{_text(cols[2][bad[0]])}' is not a finite number")
+    return _trials(rxfilename, cols, lines, None, "score", cols[2]), scores
 
 
 def _is_float(text: str | bytes) -> bool:

@@ -52,7 +52,8 @@ def main() -> int:
         if x.shape[1] != plda.dim:
             raise SidError(f"vectors have dimension {x.shape[1]} after the given transforms, "
                            f"the PLDA model {args[0]} has {plda.dim}")
-        return plda.transform_vectors(x, 1, opts.normalize_length, opts.simple_length_normalization)[0]
+        return plda.transform_vectors(x, 1, opts.normalize_length, opts.simple_length_normalization,
+                                      in_place=True)[0]
 
     def read(rspecifier: str) -> tuple[list[str], np.ndarray]:
         # Read, transformed and PLDA-transformed a block at a time: the raw vectors are never held whole.
