@@ -134,6 +134,9 @@ class TrainingConfig:
     # (steps/train_xvector.sh --freeze, --freeze-epochs).
     freeze: list[str] = field(default_factory=list)
     freeze_epochs: int = field(default=0, metadata={"min": 0})
+    # Fine-tuning: L2-SP, a penalty l2sp/2 * ||theta - theta_0||^2 on the loss pulling the weights that
+    # came from --init-model towards those (not towards zero, as weight decay does); 0: none.
+    l2sp: float = field(default=0.0, metadata={"min": 0})
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Fine-tuning on a new domain (steps/train_xvector.sh --init-model <exp>): the model of any exp
 dir (here one without training state, as sid.bin.import_model writes) on other speakers gets a
 new head, its architecture from the exp; --freeze keeps blocks fixed (batch norm included) for
---freeze-epochs epochs, then they train; a run killed during the frozen epoch resumes exactly;
-a config or checkpoint of another architecture fails naming the key."""
+--freeze-epochs epochs, then they train; L2-SP pulls towards the initial weights, which a run
+killed during the frozen epoch reads back when it resumes exactly; a config or checkpoint of
+another architecture fails naming the key."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def config(tmp_path_factory):
         "loss": {"type": "softmax"},
         "data": {"batch_size": 16, "min_frames": 100, "max_frames": 100},
         "optim": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
-        "training": {"epochs": 2, "num_avg": 1}}))
+        "training": {"epochs": 2, "num_avg": 1, "l2sp": 1.0}}))
     return path
 
 
@@ -115,6 +116,11 @@ def test_frozen_blocks_fixed_then_trained(finetuned, source):
             assert not torch.equal(after1[k], src[k]), f"{k} did not train"
     assert not torch.equal(after2["frames.0.conv.weight"], src["frames.0.conv.weight"])
     assert "frames.0, frames.1 fixed for the first 1 epoch(s)" in (finetuned / "log" / "train.log").read_text()
+    # L2-SP's anchor: the model's weights as --init-model gave them (not the new head).
+    init = torch.load(finetuned / "models" / "init.pt", weights_only=True)["init"]
+    assert init and all(k.startswith("model.") for k in init)
+    for k, v in init.items():
+        assert torch.equal(v, src[k[len("model."):]])
 
 
 def test_killed_while_frozen_resumes_exactly(finetuned, feats, source, config, repo, sid_env, tmp_path):
@@ -154,6 +160,13 @@ def test_other_architecture_fails_naming_the_key(feats, source, config, repo, si
     res = subprocess.run(_cmd(config, feats / "train", tmp_path / "c", source, "--freeze=tdnn9"),
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
     assert res.returncode == 1 and "'tdnn9' names no parameters" in res.stderr and "frames" in res.stderr
+
+    # L2-SP without a model to start from has nothing to pull towards.
+    scratch = tmp_path / "scratch.yaml"
+    scratch.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "model": MODEL}))
+    cmd = [c for c in _cmd(scratch, feats / "train", tmp_path / "d", source) if not c.startswith("--init-model")]
+    res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 1 and "training.l2sp (1.0) pulls the weights towards those of --init-model" in res.stderr
 
 
 @pytest.mark.parametrize("value", ["true", "scratch"])

@@ -1,5 +1,5 @@
 """Units of the training package: epoch plans, sharding, held-out split, SpecAugment,
-LR schedule, checkpoint averaging and RNG state, data-dir errors."""
+LR schedule, checkpoint averaging and RNG state, L2-SP's penalty, data-dir errors."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from sid.config import SpecAugConfig
+from sid.config import SpecAugConfig, parse_config
 from sid.errors import DataDirError, DiskFullError, SidError
 from sid.train import checkpoint
 from sid.train.data import (ChunkDataset, ShardSampler, TrainingSet, plan_epoch, plan_epoch_balanced, read_training_set,
                             split_validation)
 from sid.train.schedule import LRSchedule
 from sid.train.specaug import SpecAugment
+from sid.train.trainer import l2sp_penalty
 
 
 @pytest.fixture()
@@ -128,6 +129,25 @@ def test_specaug_masks_bands_and_spans():
     y = np.ones((2, 50, 20), dtype=np.float32)
     SpecAugment(SpecAugConfig(prob=0.0))(y, np.random.default_rng(0))
     assert (y == 1).all()
+
+
+def test_l2sp_pulls_towards_the_initial_weights_not_zero():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    init = [p.detach().clone() for p in net.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net[0].weight.requires_grad_(False)   # frozen: no pull either
+    anchor = list(zip(net.parameters(), init))
+    (torch.zeros(()) + l2sp_penalty(anchor, 0.5)).backward()   # a zero task loss: the pull alone
+    assert net[0].weight.grad is None
+    for p, p0 in anchor[1:]:
+        torch.testing.assert_close(p.grad, 0.5 * (p.detach() - p0))
+    # At the initial weights there is nothing to pull, whatever they are (weight decay would pull to 0).
+    assert float(l2sp_penalty([(p0.clone().requires_grad_(), p0) for p0 in init], 0.5)) == 0.0
+    with pytest.raises(SidError, match="training.l2sp"):
+        parse_config({"model": {"type": "xvector"}, "training": {"l2sp": -1.0}})
 
 
 def test_lr_schedule_warmup_then_decay():

@@ -100,6 +100,13 @@ class _Net(nn.Module):
         return self.head(self.model(feats), labels)
 
 
+def l2sp_penalty(anchor: list[tuple[nn.Parameter, torch.Tensor]], alpha: float) -> torch.Tensor:
+    """L2-SP: ``alpha/2 * sum ||theta - theta_0||^2`` over the (parameter, initial value) pairs that
+    train now (its gradient is ``alpha * (theta - theta_0)``)."""
+    terms = [(p - p0).square().sum() for p, p0 in anchor if p.requires_grad]
+    return 0.5 * alpha * torch.stack(terms).sum() if terms else torch.zeros(())
+
+
 def _cpu_seconds() -> float:
     """User + system CPU of this process since it started and of its finished children (the
     data loader's workers, which end with each epoch)."""
@@ -416,6 +423,7 @@ class Trainer:
         else:
             if opts.init_model:
                 self._load_init_model(net, opts.init_model)
+        anchor = self._l2sp_anchor(net, resumed=last.exists())
         if not last.exists() and self.is_main:
             log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
                      count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
@@ -486,7 +494,8 @@ class Trainer:
                 with self._autocast():
                     loss, logits, *targets = ddp(feats, labels)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                # The logged loss is the task's alone; L2-SP's pull goes into the gradients.
+                scaler.scale(loss + l2sp_penalty(anchor, cfg.training.l2sp) if anchor else loss).backward()
                 if freezing:
                     for p in frozen_params:
                         p.grad = None   # the optimiser skips these: no step, momentum or weight decay
@@ -583,7 +592,8 @@ class Trainer:
         checkpoint.load_weights(net.model, state["model"], str(ckpt))
         same_speakers = (src / "spk2id").exists() and \
             {k: int(v) for k, v in read_dict(src / "spk2id").items()} == self.spk2id
-        if same_speakers and "head" in state:
+        self._head_from_init = same_speakers and "head" in state
+        if self._head_from_init:
             checkpoint.load_weights(net.head, state["head"], str(ckpt), "head")
             what = "model and head"
         else:
@@ -592,6 +602,32 @@ class Trainer:
                     f"{'no head in it' if 'head' not in state else 'other speakers'})")
         if self.is_main:
             log.info("Initialised %s from %s", what, ckpt)
+
+    def _l2sp_anchor(self, net: "_Net", resumed: bool) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """``training.l2sp``'s pairs (parameter, its initial value) for the parameters --init-model gave.
+        A fresh start writes those values to ``models/init.pt``; a resumed training reads them back
+        from there (--init-model is not read again), so it pulls towards the same weights."""
+        alpha = self.cfg.training.l2sp
+        if alpha == 0:
+            return []
+        path = self.models_dir / "init.pt"
+        if resumed:
+            if not path.exists():
+                raise SidError(f"{path} is missing: training.l2sp pulls the weights towards those this training "
+                               f"started from, which it holds. Remove {self.exp} to start over")
+            init = checkpoint.load(path)["init"]
+        else:
+            if not self.opts.init_model:
+                raise SidError(f"training.l2sp ({alpha}) pulls the weights towards those of --init-model: give "
+                               "--init-model <exp>, or set training.l2sp to 0 (plain weight decay is optim.weight_decay)")
+            prefixes = ["model."] + (["head."] if self._head_from_init else [])
+            init = {n: p.detach().clone() for n, p in net.named_parameters() if n.startswith(tuple(prefixes))}
+            if self.is_main:
+                checkpoint.save_atomic({"init": init}, path)
+                log.info("L2-SP: %d parameters pulled towards those of %s (alpha %g)",
+                         sum(v.numel() for v in init.values()), self.opts.init_model, alpha)
+        params = dict(net.named_parameters())
+        return [(params[n], v.to(self.device)) for n, v in init.items()]
 
     def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
         """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
