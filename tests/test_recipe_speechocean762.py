@@ -65,6 +65,20 @@ def test_rerun_is_a_noop_and_extra_trials_are_scored(recipe_run):
     assert results["extra"]["plda"]["num_trials"] == 500
 
 
+def test_another_exp_reuses_the_data_stages(recipe_run):
+    """The data stages log under --data, not --exp: a run for another model (another --exp, as
+    every family of RESULTS.md's table is) keeps the features and VAD made for the first."""
+    work, cmd, _ = recipe_run
+    arks = sorted((work / "data/mfcc").glob("*.ark"))
+    assert arks
+    before = {a: a.stat().st_mtime_ns for a in arks}
+    other = [str(work / "exp_other") if arg == str(work / "exp") else arg for arg in cmd]
+    r = subprocess.run(other + ["--stage", "1", "--stop-stage", "1"], capture_output=True, text=True, cwd=work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert {a: a.stat().st_mtime_ns for a in arks} == before
+    assert "finished before" in r.stdout + r.stderr
+
+
 def test_trials_naming_unknown_file_fail(tmp_path, recipe_run):
     work, cmd, _ = recipe_run
     bad = tmp_path / "bad.txt"

@@ -214,9 +214,9 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   for x in train test; do need "$data/$x/utt2spk" 0; done
   for x in train test; do
     steps/make_mfcc.sh --nj "$nj" --cmd "$train_cmd" --mfcc-config conf/mfcc.conf \
-      "$data/$x" "$exp/log/make_mfcc/$x" "$mfccdir"
+      "$data/$x" "$data/log/make_mfcc/$x" "$mfccdir"
     steps/compute_vad_decision.sh --nj "$nj" --cmd "$train_cmd" --vad-config conf/vad.conf \
-      "$data/$x" "$exp/log/make_vad/$x" "$mfccdir"
+      "$data/$x" "$data/log/make_vad/$x" "$mfccdir"
     utils/fix_data_dir.sh "$data/$x"
     if [ -n "$fe" ] && [ "$train_source" = features ]; then
       # (From audio, training and extraction compute the front-end themselves: nothing stored.)
@@ -227,7 +227,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
         rm -f "$data/$x$feat/feats.scp" "$data/$x$feat/utt2num_frames"
       fi
       steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$config" --compress false \
-        "$data/$x$feat" "$exp/log/make_$fe/$x" "$data/$fe"
+        "$data/$x$feat" "$data/log/make_$fe/$x" "$data/$fe"
       utils/fix_data_dir.sh "$data/$x$feat"
     fi
   done
@@ -246,7 +246,7 @@ elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
       utils/copy_data_dir.sh "$data/train" "$ft_data"
       rm -f "$ft_data/feats.scp" "$ft_data/utt2num_frames" "$ft_data/vad.scp"
       steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$imported/config.yaml" \
-        --compress false "$ft_data" "$exp/log/make_${pretrained}_ft" "$data/${pretrained}_ft"
+        --compress false "$ft_data" "$data/log/make_${pretrained}_ft" "$data/${pretrained}_ft"
       echo none > "$ft_data/cmvn_opts"
       utils/fix_data_dir.sh "$ft_data"
       touch "$ft_data/.done"
