@@ -20,6 +20,7 @@ from sid.metrics import compute_eer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_embedder import write_exp  # noqa: E402
+from training_data import model_with_moved_norms  # noqa: E402
 
 pytest.importorskip("onnxruntime")
 
@@ -118,7 +119,6 @@ def audio_exp(exp: Path) -> Path:
     """A small ResNetSE trained from audio as steps/train_xvector.sh records it (voxceleb_trainer's
     log-mel front-end, the utterance mean subtracted at extraction), random weights."""
     from sid.config import FeaturesRecord, parse_config
-    from sid.models import build_model
     from sid.provenance import frontend_record_text, options_md5
     from sid.train import checkpoint
 
@@ -130,12 +130,7 @@ def audio_exp(exp: Path) -> Path:
     cfg.num_classes = 10
     exp.mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = model_with_moved_norms(cfg.model, 0)
     checkpoint.save_atomic({"model": model.state_dict()}, exp / "final.pt")
     return exp
 

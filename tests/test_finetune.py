@@ -16,12 +16,11 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import corpus_features, kill_after_checkpoint  # noqa: E402
+from training_data import corpus_features, kill_after_checkpoint, model_with_moved_norms  # noqa: E402
 
 from sid import provenance  # noqa: E402
 from sid.config import parse_config  # noqa: E402
 from sid.losses import build_head  # noqa: E402
-from sid.models import build_model  # noqa: E402
 from sid.train import checkpoint  # noqa: E402
 
 MODEL = {"type": "xvector", "feat_dim": 30, "channels": 32, "stats_channels": 64, "embed_dim": 16, "hidden_dim": 16}
@@ -44,12 +43,7 @@ def source(feats, tmp_path_factory):
     cfg.num_classes = 7
     cfg.dump(exp / "config.yaml")
     (exp / "spk2id").write_text("".join(f"other{i} {i}\n" for i in range(7)))
-    torch.manual_seed(3)
-    model = build_model(cfg.model)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = model_with_moved_norms(cfg.model, 3)
     head = build_head(cfg.loss, model.output_dim, 7)
     checkpoint.save_atomic({"model": model.state_dict(), "head": head.state_dict()}, exp / "final.pt")
     return exp

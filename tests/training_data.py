@@ -168,3 +168,19 @@ def kill_after_checkpoint(cmd: list, env: dict, cwd: Path, exp: Path, epoch: int
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (exp / "final.pt").exists()
+
+
+def model_with_moved_norms(model_cfg, seed: int):
+    """``build_model(model_cfg)`` from ``seed``, its batch norms' running statistics moved away
+    from (0, 1) so that eval mode is visible in what the model computes."""
+    import torch
+
+    from sid.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(model_cfg)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
