@@ -76,15 +76,20 @@ class VTMel(nn.Module):
                              persistent=False)
         self.dim = num_mel_bins
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def preemphasised(self, wav: torch.Tensor) -> torch.Tensor:
         wav = wav.float()
         prev = torch.cat([wav[:, 1:2], wav[:, :-1]], dim=1)
-        x = wav - self.preemphasis * prev
-        spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
-                          pad_mode="reflect", return_complex=True)
+        return wav - self.preemphasis * prev
+
+    def log_mel(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectra (B, frames, n_fft/2+1) to the features (B, frames, bins)."""
+        return torch.log(torch.matmul(power, self.filters) + 1e-6)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(self.preemphasised(wav), self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=True, pad_mode="reflect", return_complex=True)
         power = spec.real ** 2 + spec.imag ** 2                     # (B, n_fft/2+1, frames)
-        mel = torch.matmul(power.transpose(1, 2), self.filters)     # (B, frames, bins)
-        return torch.log(mel + 1e-6)
+        return self.log_mel(power.transpose(1, 2))
 
 
 def slaney_mel_filters(num_bins: int, n_fft: int, sample_rate: int) -> np.ndarray:
@@ -191,13 +196,17 @@ class SBFbank(nn.Module):
         self.register_buffer("filters", torch.clamp(torch.minimum(slope + 1, 1 - slope), min=0.0), persistent=False)
         self.dim = num_mel_bins
 
+    def db(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectra (B, frames, n_fft/2+1) to the features (B, frames, bins)."""
+        db = 10 * torch.log10(torch.clamp(torch.matmul(power, self.filters), min=1e-10))
+        return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         x = wav.float() / 32768.0
         spec = torch.stft(x, self.n_fft, self.hop_length, self.n_fft, self.window, center=True, pad_mode="constant",
                           return_complex=True)
         power = spec.real ** 2 + spec.imag ** 2
-        db = 10 * torch.log10(torch.clamp(torch.matmul(power.transpose(1, 2), self.filters), min=1e-10))
-        return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
+        return self.db(power.transpose(1, 2))
 
 
 def _webrtc_vad(mode: int):

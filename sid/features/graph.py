@@ -83,16 +83,13 @@ class VTMelGraph(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         m = self.m
-        wav = wav.float()
-        n = wav.shape[1]
-        prev = torch.cat([wav[:, 1:2], wav[:, :-1]], dim=1)
-        x = wav - m.preemphasis * prev
+        x = m.preemphasised(wav)
+        n = x.shape[1]
         idx = _centred_index(n, m.n_fft, m.hop_length)
         idx = torch.where(idx < 0, -idx, idx)                     # torch's reflect: the edge not repeated
         idx = torch.where(idx >= n, 2 * n - 2 - idx, idx)
         spec = torch.fft.rfft(x[:, idx] * self.window)
-        power = spec.real ** 2 + spec.imag ** 2                    # (B, frames, n_fft/2+1)
-        return torch.log(torch.matmul(power, m.filters) + 1e-6)
+        return m.log_mel(spec.real ** 2 + spec.imag ** 2)
 
 
 class SBFbankGraph(nn.Module):
@@ -117,9 +114,7 @@ class SBFbankGraph(nn.Module):
         # In double: onnxruntime's single-precision DFT of 400 points (not a power of two) is
         # 100 times less exact than torch's, visible 80 dB below the loudest bin.
         spec = torch.fft.rfft(frames.double() * m.window.double())
-        power = (spec.real ** 2 + spec.imag ** 2).float()
-        db = 10 * torch.log10(torch.clamp(torch.matmul(power, m.filters), min=1e-10))
-        return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - m.top_db)
+        return m.db((spec.real ** 2 + spec.imag ** 2).float())
 
 
 class WaveformGraph(nn.Module):
