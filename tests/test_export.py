@@ -259,3 +259,13 @@ def test_input_choice(prepared, repo, sid_env, tmp_path):
         ours = waveform_frontend(cfg, undithered=True)(torch.from_numpy(x)[None])[0].numpy()
     assert np.abs(ours - (ref - ref.mean(0))).max() < 1e-3
     assert waveform_obstacle(load_config(audio_exp(tmp_path / "a") / "config.yaml", recorded=True)) is None
+    # Forcing the waveform past a dither does not pass over what stands behind it: windows.
+    windowed = write_exp(tmp_path / "windowed", repo, source="audio")
+    record = yaml.safe_load((windowed / "config.yaml").read_text())
+    record.setdefault("extract", {})["chunking"] = "windows"
+    (windowed / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    assert "dithered" in waveform_obstacle(load_config(windowed / "config.yaml", recorded=True))
+    res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "onnx", "--input", "waveform",
+                          str(windowed), str(tmp_path / "w.onnx")], env=sid_env, capture_output=True, text=True,
+                         cwd=repo)
+    assert res.returncode == 1 and "overlapping windows" in res.stderr and not (tmp_path / "w.onnx").exists()

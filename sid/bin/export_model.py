@@ -119,12 +119,12 @@ def main() -> int:
     return 0
 
 
-def waveform_obstacle(cfg) -> str | None:
+def waveform_obstacle(cfg, allow_dither: bool = False) -> str | None:
     """Why an exp's model cannot be exported waveform-in (``sid.features.graph.graph_obstacle``,
-    or its window chunking), None when it can."""
+    or its window chunking), None when it can; ``allow_dither``: a dither is no obstacle."""
     from sid.features.graph import graph_obstacle
 
-    obstacle = graph_obstacle(cfg)
+    obstacle = graph_obstacle(cfg, allow_dither)
     if obstacle is None and cfg.extract.chunking == "windows":
         return "its utterances are embedded as the mean of overlapping windows, which the graph does not cut"
     return obstacle
@@ -154,8 +154,10 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
     obstacle = waveform_obstacle(cfg)
     undithered = False
     if input == "waveform" and obstacle is not None:
-        if "dithered" not in obstacle:
-            raise SidError(f"{exp}: --input waveform is not possible: {obstacle} (use --input features)")
+        # (the obstacle named first may be the dither, with another one behind it)
+        beyond_dither = waveform_obstacle(cfg, allow_dither=True)
+        if beyond_dither is not None:
+            raise SidError(f"{exp}: --input waveform is not possible: {beyond_dither} (use --input features)")
         undithered = True
         log.warning("%s: %s; the waveform graph computes it without dither, so its embeddings differ from "
                     "sid's extraction by that noise", exp, obstacle)

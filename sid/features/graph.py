@@ -160,10 +160,10 @@ class UtteranceFrontend(nn.Module):
         return feats - feats.mean(dim=1, keepdim=True) if self.cmn else feats
 
 
-def graph_obstacle(cfg) -> str | None:
+def graph_obstacle(cfg, allow_dither: bool = False) -> str | None:
     """Why the front-end of an exp's config (``sid.config``) cannot be a waveform graph equal to
-    extraction's, or None when it can. A dither is reported as such (``waveform_frontend``
-    leaves it out when asked to)."""
+    extraction's, or None when it can; with ``allow_dither``, a dithered Kaldi fbank is no
+    obstacle (``waveform_frontend`` then leaves the dither out)."""
     record = cfg.features
     if record is None or record.source != "audio":
         return ("its model reads features made by the recipe from a data dir (Kaldi compression, energy VAD on "
@@ -171,7 +171,7 @@ def graph_obstacle(cfg) -> str | None:
     if record.type == "frontend" and cfg.frontend is not None and cfg.frontend.type == "resemblyzer":
         return "Resemblyzer's front-end trims silence with WebRTC's voice-activity detector"
     dither = _fbank_options(cfg).frame_opts.dither if _uses_kaldi_fbank(cfg) else 0.0
-    if dither != 0.0:
+    if dither != 0.0 and not allow_dither:
         return (f"its Kaldi fbank is dithered (--dither={dither:g}) with noise seeded by the utterance id at "
                 "extraction")
     return None
@@ -201,8 +201,8 @@ def waveform_frontend(cfg, undithered: bool = False) -> nn.Module:
 
     from sid.features.frontends import SBFbank, VTMel, Waveform, build_frontend
 
-    obstacle = graph_obstacle(cfg)
-    if obstacle is not None and not (undithered and "dither" in obstacle):
+    obstacle = graph_obstacle(cfg, allow_dither=undithered)
+    if obstacle is not None:
         raise SidError(f"no waveform-in graph: {obstacle}")
     cmn = cfg.features.cmvn_opts != "none"
     if _uses_kaldi_fbank(cfg):
