@@ -188,9 +188,13 @@ class Plda:
 
 def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) -> Plda:
     """Train Kaldi's PLDA on rows ``x`` with speaker indices ``spk_idx`` (0..S-1, each used)."""
-    n_total, d = x.shape
-    num_spk = int(spk_idx.max()) + 1
-    sums, counts, offset_scatter = class_stats(x, spk_idx, num_spk)
+    return plda_from_stats(class_stats(x, spk_idx, int(spk_idx.max()) + 1), num_em_iters)
+
+
+def plda_from_stats(stats: tuple[np.ndarray, np.ndarray, np.ndarray], num_em_iters: int = 10) -> Plda:
+    """``estimate_plda`` from the ``ClassStats`` of the rows."""
+    sums, counts, offset_scatter = stats
+    n_total, num_spk, d = int(counts.sum()), len(counts), sums.shape[1]
     if np.any(counts == 0):
         raise SidError("internal error: speaker without vectors passed to estimate_plda")
     if num_spk == n_total:
