@@ -97,6 +97,20 @@ def class_stats(x: np.ndarray, idx: np.ndarray, num_classes: int,
     return stats.result()
 
 
+def row_squares(x: np.ndarray, weights: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """``sum_j x_ij^2 w_jk`` for each row ``i`` of ``x`` and column ``k`` of ``weights``, in double:
+    the squares of a chunk of rows at a time and one product for every column (2-4x quicker than
+    ``np.einsum(..., dtype=np.float64)``, which converts element by element)."""
+    out = np.empty((len(x), weights.shape[1]))
+    buf = np.empty((min(chunk, len(x)), x.shape[1]))
+    for s in range(0, len(x), chunk):
+        sq = buf[:len(x[s:s + chunk])]
+        sq[...] = x[s:s + chunk]
+        sq *= sq
+        np.matmul(sq, weights, out=out[s:s + chunk])
+    return out
+
+
 def sort_eig(sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (largest first) and eigenvectors (columns) of a symmetric matrix."""
     s, u = np.linalg.eigh((sym + sym.T) / 2)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from sid import kaldi_io
-from sid.backend.lda import ClassStats, apply_transform, lda_from_stats
+from sid.backend.lda import ClassStats, apply_transform, lda_from_stats, row_squares
 from sid.backend.plda import Plda, plda_from_stats
 from sid.errors import SidError
 
@@ -38,7 +38,7 @@ def subtract_mean(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 def normalize_length(x: np.ndarray, keys: list[str] | None = None) -> np.ndarray:
     """ivector-normalize-length (with --scaleup): rows scaled to length sqrt(dim), in place; zero rows stay zero."""
-    norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    norm = np.sqrt(row_squares(x, np.ones((x.shape[1], 1)))[:, 0])
     ratio = norm / np.sqrt(x.shape[1])
     zero = ratio == 0
     for k in np.flatnonzero(zero)[:10]:
