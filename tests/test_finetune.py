@@ -140,6 +140,20 @@ def test_final_interpolates_init_and_trained_weights(finetuned, source):
     assert "0.25 x the --init-model weights" in (finetuned / "log" / "train.log").read_text()
 
 
+def test_recipe_interpolation_of_a_finished_exp_is_the_trainers(finetuned, repo, sid_env, tmp_path):
+    """egs/speechocean762/local/interpolate_finetuned.py, which chose the recipe's interpolate_init
+    without training once per value, writes what the trainer wrote."""
+    res = subprocess.run([sys.executable, str(repo / "egs" / "speechocean762" / "local" / "interpolate_finetuned.py"),
+                          str(finetuned), "0.75", str(tmp_path / "new")], env=_env(sid_env), capture_output=True,
+                         text=True, cwd=repo, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref, got = (torch.load(p / "final.pt", weights_only=True) for p in (finetuned, tmp_path / "new"))
+    for part in ("model", "head"):
+        for k, v in ref[part].items():
+            assert torch.equal(got[part][k], v), f"{part}.{k} differs"
+    assert yaml.safe_load((tmp_path / "new" / "config.yaml").read_text()) == yaml.safe_load((finetuned / "config.yaml").read_text())
+
+
 def test_interpolate_refuses_weights_of_another_architecture():
     init = {"model.a": torch.zeros(3), "model.n": torch.tensor(4)}
     final = {"model": {"a": torch.ones(3), "n": torch.tensor(9)}, "head": {"w": torch.ones(1)}}
