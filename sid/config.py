@@ -11,7 +11,7 @@ section's schema, so a model's settings live in one place.
 
 To add a setting: add a typed field with its default to the section's dataclass below
 (``Literal[...]`` for a choice, ``X | None`` for optional, another dataclass for a nested
-mapping, ``field(metadata={"min": v})`` for a lower bound) and read it where it is used.
+mapping, ``field(metadata={"min": v})`` for a lower bound, ``"max"`` for an upper one) and read it where it is used.
 To add a section: a dataclass plus a field of ``TrainConfig``. To add a model: a
 constructor with annotated, defaulted parameters, registered in ``sid.models.MODELS``.
 Old exp dirs keep their meaning: their ``config.yaml`` records every value in full.
@@ -137,6 +137,10 @@ class TrainingConfig:
     # Fine-tuning: L2-SP, a penalty l2sp/2 * ||theta - theta_0||^2 on the loss pulling the weights that
     # came from --init-model towards those (not towards zero, as weight decay does); 0: none.
     l2sp: float = field(default=0.0, metadata={"min": 0})
+    # Fine-tuning: WiSE-FT (Wortsman et al. 2022), final.pt = (1 - a) * the weights --init-model gave
+    # + a * the fine-tuned ones (the new head's as trained), which keeps more of the source model's
+    # robustness on unseen speakers; 1: the fine-tuned weights as they are.
+    interpolate_init: float = field(default=1.0, metadata={"min": 0, "max": 1})
 
 
 @dataclass
@@ -159,6 +163,11 @@ class ExtractConfig:
     chunking: Literal["kaldi", "windows"] = "kaldi"
     window_frames: int = field(default=160, metadata={"min": 1})
     window_shift: int = field(default=80, metadata={"min": 1})
+    # The dither of a Kaldi fbank that extraction computes from audio (features.source: audio; training
+    # dithers as its feature config says): none, WeSpeaker's test-time fbank, so that an utterance's
+    # embedding is a function of its samples alone and the fbank can be in an exported graph. Features
+    # the recipe made from a data dir keep the dither they were made with.
+    dither: float = field(default=0.0, metadata={"min": 0})
 
 
 @dataclass
@@ -393,6 +402,9 @@ def _parse_dataclass(raw: Any, cls: type, key: str, source: str, what: str = "ke
         low = fields[name].metadata.get("min")
         if low is not None and kwargs[name] is not None and kwargs[name] < low:
             raise SidError(f"{source}: {sub}: must be >= {low}, got {value!r}")
+        high = fields[name].metadata.get("max")
+        if high is not None and kwargs[name] is not None and kwargs[name] > high:
+            raise SidError(f"{source}: {sub}: must be <= {high}, got {value!r}")
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

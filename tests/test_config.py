@@ -82,6 +82,7 @@ def _write(tmp_path, text: str) -> Path:
     ("model: {type: xvector}\ndata: {specaug: {freq_mask: 2}}\n", "unknown key 'data.specaug.freq_mask'"),
     # a bound
     ("model: {type: xvector}\ndata: {batch_size: 0}\n", "data.batch_size: must be >= 1, got 0"),
+    ("model: {type: xvector}\ntraining: {interpolate_init: 1.5}\n", "training.interpolate_init: must be <= 1, got 1.5"),
     # the model section is checked against the named model's constructor
     ("model: {type: xvector, channel: 64}\n", "unknown key 'model.channel' (did you mean 'channels'?); allowed: type, "
                                               "feat_dim, channels"),

@@ -1,12 +1,14 @@
 """Fine-tuning on a new domain (steps/train_xvector.sh --init-model <exp>): the model of any exp
 dir (here one without training state, as sid.bin.import_model writes) on other speakers gets a
 new head, its architecture from the exp; --freeze keeps blocks fixed (batch norm included) for
---freeze-epochs epochs, then they train; L2-SP pulls towards the initial weights, which a run
-killed during the frozen epoch reads back when it resumes exactly; a config or checkpoint of
+--freeze-epochs epochs, then they train; L2-SP pulls towards the initial weights and final.pt
+interpolates them with the trained ones (WiSE-FT), both from models/init.pt, which a run killed
+during the frozen epoch reads back when it resumes exactly; a config, checkpoint or init.pt of
 another architecture fails naming the key."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from training_data import corpus_features, kill_after_checkpoint, model_with_mov
 
 from sid import provenance  # noqa: E402
 from sid.config import parse_config  # noqa: E402
+from sid.errors import SidError  # noqa: E402
 from sid.losses import build_head  # noqa: E402
 from sid.train import checkpoint  # noqa: E402
 
@@ -57,7 +60,7 @@ def config(tmp_path_factory):
         "loss": {"type": "softmax"},
         "data": {"batch_size": 16, "min_frames": 100, "max_frames": 100},
         "optim": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
-        "training": {"epochs": 2, "num_avg": 1, "l2sp": 1.0}}))
+        "training": {"epochs": 2, "num_avg": 1, "l2sp": 1.0, "interpolate_init": 0.75}}))
     return path
 
 
@@ -117,6 +120,52 @@ def test_frozen_blocks_fixed_then_trained(finetuned, source):
         assert torch.equal(v, src[k[len("model."):]])
 
 
+def test_final_interpolates_init_and_trained_weights(finetuned, source):
+    src = torch.load(source / "final.pt", weights_only=True)["model"]
+    trained = torch.load(finetuned / "models" / "epoch_2.pt", weights_only=True)
+    final = torch.load(finetuned / "final.pt", weights_only=True)
+    assert final["interpolate_init"] == 0.75
+    for k, v in trained["model"].items():
+        if torch.is_floating_point(v):
+            want = (0.25 * src[k].double() + 0.75 * v.double()).float()
+            assert torch.allclose(final["model"][k], want, rtol=0, atol=1e-7), k
+            if not torch.equal(src[k], v):
+                assert not torch.equal(final["model"][k], v), k
+        else:
+            assert torch.equal(final["model"][k], v), k   # batch-norm counters: the trained ones
+    for k, v in trained["head"].items():   # a new head has no initial weights: as trained
+        assert torch.equal(final["head"][k], v), k
+    assert yaml.safe_load((finetuned / "config.yaml").read_text())["training"]["interpolate_init"] == 0.75
+    assert json.loads((finetuned / "training.json").read_text())["interpolate_init"] == 0.75
+    assert "0.25 x the --init-model weights" in (finetuned / "log" / "train.log").read_text()
+
+
+def test_recipe_interpolation_of_a_finished_exp_is_the_trainers(finetuned, repo, sid_env, tmp_path):
+    """egs/speechocean762/local/interpolate_finetuned.py, which chose the recipe's interpolate_init
+    without training once per value, writes what the trainer wrote."""
+    res = subprocess.run([sys.executable, str(repo / "egs" / "speechocean762" / "local" / "interpolate_finetuned.py"),
+                          str(finetuned), "0.75", str(tmp_path / "new")], env=_env(sid_env), capture_output=True,
+                         text=True, cwd=repo, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref, got = (torch.load(p / "final.pt", weights_only=True) for p in (finetuned, tmp_path / "new"))
+    for part in ("model", "head"):
+        for k, v in ref[part].items():
+            assert torch.equal(got[part][k], v), f"{part}.{k} differs"
+    assert yaml.safe_load((tmp_path / "new" / "config.yaml").read_text()) == yaml.safe_load((finetuned / "config.yaml").read_text())
+
+
+def test_interpolate_refuses_weights_of_another_architecture():
+    init = {"model.a": torch.zeros(3), "model.n": torch.tensor(4)}
+    final = {"model": {"a": torch.ones(3), "n": torch.tensor(9)}, "head": {"w": torch.ones(1)}}
+    out = checkpoint.interpolate(init, final, 0.5, "init.pt")
+    assert torch.equal(out["model"]["a"], torch.full((3,), 0.5)) and int(out["model"]["n"]) == 9
+    assert torch.equal(final["model"]["a"], torch.ones(3))   # the input is left as it was
+    with pytest.raises(SidError, match=r"init.pt: weight 'model.a' \[3\] is of shape \[2\]"):
+        checkpoint.interpolate(init, {**final, "model": {**final["model"], "a": torch.ones(2)}}, 0.5, "init.pt")
+    with pytest.raises(SidError, match=r"weight 'head.v' \[1\] is absent"):
+        checkpoint.interpolate({"head.v": torch.ones(1)}, final, 0.5, "init.pt")
+
+
 def test_killed_while_frozen_resumes_exactly(finetuned, feats, source, config, repo, sid_env, tmp_path):
     exp = tmp_path / "killed"
     cmd = _cmd(config, feats / "train", exp, source, "--checkpoint-steps=2")
@@ -129,6 +178,19 @@ def test_killed_while_frozen_resumes_exactly(finetuned, feats, source, config, r
     for part in ("model", "head"):
         for k, v in ref[part].items():
             assert torch.allclose(got[part][k].float(), v.float(), rtol=1e-5, atol=1e-6), f"{part}.{k} differs"
+    assert got["interpolate_init"] == 0.75
+
+
+def test_resumed_with_init_weights_of_another_architecture_fails(feats, source, config, repo, sid_env, tmp_path):
+    exp = tmp_path / "exp"
+    cmd = _cmd(config, feats / "train", exp, source, "--checkpoint-steps=2")
+    kill_after_checkpoint(cmd, _env(sid_env), repo, exp, epoch=1)
+    init = torch.load(exp / "models" / "init.pt", weights_only=True)
+    init["init"]["model.frames.2.conv.weight"] = init["init"]["model.frames.2.conv.weight"][:, :-1]
+    checkpoint.save_atomic(init, exp / "models" / "init.pt")
+    res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "init.pt: weight 'model.frames.2.conv.weight'" in res.stderr and "another architecture" in res.stderr
 
 
 def test_other_architecture_fails_naming_the_key(feats, source, config, repo, sid_env, tmp_path):
@@ -155,12 +217,15 @@ def test_other_architecture_fails_naming_the_key(feats, source, config, repo, si
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
     assert res.returncode == 1 and "'tdnn9' names no parameters" in res.stderr and "frames" in res.stderr
 
-    # L2-SP without a model to start from has nothing to pull towards.
-    scratch = tmp_path / "scratch.yaml"
-    scratch.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "model": MODEL}))
-    cmd = [c for c in _cmd(scratch, feats / "train", tmp_path / "d", source) if not c.startswith("--init-model")]
-    res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
-    assert res.returncode == 1 and "training.l2sp (1.0) pulls the weights towards those of --init-model" in res.stderr
+    # L2-SP and WiSE-FT without a model to start from have nothing to pull towards or mix in.
+    for key, value in (("l2sp", 1.0), ("interpolate_init", 0.75)):
+        cfg = yaml.safe_load(config.read_text())
+        cfg["training"] = {**cfg["training"], "l2sp": 0.0, "interpolate_init": 1.0, key: value}
+        scratch = tmp_path / "scratch.yaml"
+        scratch.write_text(yaml.safe_dump({**cfg, "model": MODEL}))
+        cmd = [c for c in _cmd(scratch, feats / "train", tmp_path / f"d_{key}", source) if not c.startswith("--init-model")]
+        res = subprocess.run(cmd, env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
+        assert res.returncode == 1 and f"training.{key} ({value}) needs the weights of --init-model" in res.stderr
 
 
 @pytest.mark.parametrize("value", ["true", "scratch"])

@@ -195,9 +195,11 @@ def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
 
 def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid_env):
     """--dev-speakers N: N of the training speakers of the usual split become the held-out set
-    (with trials among them) and the test speakers are in neither part."""
+    (with trials among them) and the test speakers are in neither part; --dev-seed holds out
+    others of the same training speakers."""
     prep = repo / "egs/speechocean762/local/prepare_data.py"
-    for name, extra in (("usual", []), ("dev", ["--dev-speakers", "5"])):
+    for name, extra in (("usual", []), ("dev", ["--dev-speakers", "5"]),
+                        ("dev2", ["--dev-speakers", "5", "--dev-seed", "1"])):
         r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "10", *extra, str(corpus),
                             str(tmp_path / name)], capture_output=True, text=True, env=sid_env)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -210,3 +212,5 @@ def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid
     assert len(dev) == 5 and dev | dev_train == usual_train and not dev & dev_train and not test & (dev | dev_train)
     trials = (tmp_path / "dev/test/test.voxceleb.txt").read_text().splitlines()
     assert trials and all(p.split("/")[1].removeprefix("SPEAKER") in dev for line in trials for p in line.split()[1:])
+    dev2_train, dev2 = speakers("dev2", "train"), speakers("dev2", "test")
+    assert len(dev2) == 5 and dev2 != dev and dev2 | dev2_train == usual_train and not dev2 & dev2_train

@@ -41,7 +41,8 @@
 #                            training speakers (true: steps/train_xvector.sh --init-model with
 #                            --finetune-config, into <exp>/ft_<name>, rows <name>_ft_...), or
 #                            train its architecture and front-end from random weights with the
-#                            same settings, nothing frozen, no L2-SP (scratch: <exp>/scratch_<name>, rows
+#                            same settings, nothing frozen, no L2-SP nor interpolation with the
+#                            initial weights (scratch: <exp>/scratch_<name>, rows
 #                            <name>_scratch_...) (default no, or false: evaluate it as imported)
 #   --finetune-config YAML   training settings of --finetune (default conf/dvector_finetune.yaml)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
@@ -52,6 +53,9 @@
 #   --dev-speakers N         a development split, for choosing settings: the held-out speakers
 #                            are left out and N of the training speakers are held out in their
 #                            place (give it its own --data and --exp) (default 0: none)
+#   --dev-seed N             with --dev-speakers: the seed of which training speakers are held out
+#                            and of their trials (another split of the same training speakers; the
+#                            test speakers left out stay the same) (default "": local/prepare_data.py's --seed)
 #   --min-frames N           drop training utterances with fewer voiced frames (default 100)
 #   --lda-dim N              LDA dimension before PLDA (default 48)
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
@@ -76,6 +80,7 @@ nj=2
 num_test_speakers=25
 max_train_speakers=0
 dev_speakers=0
+dev_seed=
 min_frames=100
 lda_dim=48
 allow_partial=false
@@ -102,6 +107,10 @@ find_config() {
 config=$(find_config "$config")
 [ "$finetune" = false ] && finetune=no
 [ "$finetune" = no ] || finetune_config=$(find_config "$finetune_config")
+if [ -n "$dev_seed" ] && [ "$dev_speakers" -eq 0 ]; then
+  echo "$0: --dev-seed goes with --dev-speakers (the test speakers are chosen by local/prepare_data.py's --seed)" >&2
+  exit 1
+fi
 cd "$here"
 
 # The corpus first: the set-up below takes minutes the first time.
@@ -199,11 +208,12 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   # The split depends only on these arguments; an unchanged rerun keeps the data dirs
   # (and so the features made from them) as they are.
   prep_args="$corpus $num_test_speakers $max_train_speakers"
-  [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers"
+  [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers${dev_seed:+ seed $dev_seed}"
   if [ "$(cat "$data/.prepared" 2>/dev/null)" != "$prep_args" ]; then
     rm -rf "$data/train" "$data/test" "$data/train_no_sil"
     local/prepare_data.py --num-test-speakers "$num_test_speakers" \
-      --max-train-speakers "$max_train_speakers" --dev-speakers "$dev_speakers" "$corpus" "$data"
+      --max-train-speakers "$max_train_speakers" --dev-speakers "$dev_speakers" ${dev_seed:+--dev-seed "$dev_seed"} \
+      "$corpus" "$data"
     echo "$prep_args" > "$data/.prepared"
   fi
   utils/validate_data_dir.sh --no-feats "$data/train"
@@ -257,12 +267,13 @@ elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
     ft_config=$finetune_config ft_init=(--init-model "$imported")
     if [ "$finetune" = scratch ]; then
       # The same training settings on the import's architecture, front-end and chunking, nothing
-      # frozen, no L2-SP (there are no initial weights to pull towards).
+      # frozen, no L2-SP nor interpolation (there are no initial weights to pull towards or mix in).
       mkdir -p "$model"
       python -c 'import dataclasses, sys
 from sid.config import load_config, load_finetune_config
 cfg = load_finetune_config(sys.argv[1], load_config(sys.argv[2], recorded=True), sys.argv[2])
-cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, freeze=[], freeze_epochs=0, l2sp=0.0))
+cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, freeze=[], freeze_epochs=0, l2sp=0.0,
+                                                          interpolate_init=1.0))
 cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from random weights")' \
         "$finetune_config" "$imported/config.yaml" "$exp/scratch_config.yaml"
       ft_config=$exp/scratch_config.yaml ft_init=()

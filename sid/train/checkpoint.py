@@ -131,3 +131,21 @@ def average_epochs(model_dir: str | Path, epochs: list[int]) -> dict:
         "head": average_state_dicts([c["head"] for c in loaded]),
         "averaged_epochs": list(epochs),
     }
+
+
+def interpolate(init: dict, final: dict, alpha: float, where: str) -> dict:
+    """WiSE-FT: ``(1 - alpha) * init + alpha * final`` for each float weight ``init`` holds (named
+    ``model.<key>`` / ``head.<key>``, as in ``models/init.pt``); the others (a new head, integer
+    buffers) as in ``final``, which is a checkpoint with ``model`` and ``head`` parts. The result
+    records ``interpolate_init: alpha``."""
+    out = {**final, "model": dict(final["model"]), "head": dict(final["head"]), "interpolate_init": alpha}
+    for name, start in init.items():
+        part, _, key = name.partition(".")
+        value = out.get(part, {}).get(key) if part in ("model", "head") else None
+        if value is None or tuple(value.shape) != tuple(start.shape):
+            now = "absent" if value is None else f"of shape {list(value.shape)}"
+            raise SidError(f"{where}: weight '{name}' {list(start.shape)} is {now} in the model trained: "
+                           "the initial weights are of another architecture")
+        if torch.is_floating_point(value):
+            out[part][key] = (start.double() * (1 - alpha) + value.double() * alpha).to(value.dtype)
+    return out

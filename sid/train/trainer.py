@@ -7,8 +7,10 @@ Exp dir layout::
                     training data's features (type, config, checksum, cmvn_opts; read by
                     extraction) and which utterances it read (checked on resume)
     spk2id          speaker -> class index
-    models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N)
-    final.pt        mean of the last ``num_avg`` epoch weights
+    models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N), init.pt
+                    (with --init-model: the weights it gave, for training.l2sp and interpolate_init)
+    final.pt        mean of the last ``num_avg`` epoch weights (with training.interpolate_init a < 1:
+                    (1 - a) x init.pt's weights + a x that mean)
     training.json   what the training did (written with final.pt; read by sid.bin.results_table):
                     the model's parameters, steps, the first step's loss, each epoch's mean loss,
                     and the CPU seconds of rank 0's processes from their start (imports, data
@@ -423,7 +425,10 @@ class Trainer:
         else:
             if opts.init_model:
                 self._load_init_model(net, opts.init_model)
-        anchor = self._l2sp_anchor(net, resumed=last.exists())
+        init = self._init_weights(net, resumed=last.exists())
+        # L2-SP's pairs (parameter, its initial value); buffers (batch-norm statistics) are not pulled.
+        params = dict(net.named_parameters())
+        anchor = [(params[n], v.to(self.device)) for n, v in init.items() if n in params] if cfg.training.l2sp else []
         if not last.exists() and self.is_main:
             log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
                      count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
@@ -556,7 +561,7 @@ class Trainer:
                 "parameters": count_parameters(model), "loss": cfg.loss.type, "batch_size": batch_size,
                 "steps": step, "first_loss": first_loss, "epoch_losses": epoch_losses,
                 "cpu_seconds": round(cpu_before + _cpu_seconds(), 2), "num_threads": torch.get_num_threads(),
-                "world_size": self.world})
+                "world_size": self.world}, init)
         if self.world > 1:
             dist.barrier()
 
@@ -603,31 +608,40 @@ class Trainer:
         if self.is_main:
             log.info("Initialised %s from %s", what, ckpt)
 
-    def _l2sp_anchor(self, net: "_Net", resumed: bool) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """``training.l2sp``'s pairs (parameter, its initial value) for the parameters --init-model gave.
-        A fresh start writes those values to ``models/init.pt``; a resumed training reads them back
-        from there (--init-model is not read again), so it pulls towards the same weights."""
-        alpha = self.cfg.training.l2sp
-        if alpha == 0:
-            return []
+    def _init_weights(self, net: "_Net", resumed: bool) -> dict[str, torch.Tensor]:
+        """The weights --init-model gave (``model.*``, and ``head.*`` where its head was kept), which
+        ``training.l2sp`` pulls towards and ``training.interpolate_init`` mixes into final.pt. A fresh
+        start writes them to ``models/init.pt``; a resumed training reads them back from there
+        (--init-model is not read again), so both use the same weights. Empty without --init-model."""
+        cfg = self.cfg.training
         path = self.models_dir / "init.pt"
         if resumed:
             if not path.exists():
-                raise SidError(f"{path} is missing: training.l2sp pulls the weights towards those this training "
-                               f"started from, which it holds. Remove {self.exp} to start over")
+                if cfg.l2sp == 0 and cfg.interpolate_init == 1:
+                    return {}   # none needed (and none kept by a training started before init.pt was)
+                raise SidError(f"{path} is missing: it holds the --init-model weights that training.l2sp and "
+                               f"training.interpolate_init use. Remove {self.exp} to start over")
             init = checkpoint.load(path)["init"]
-        else:
-            if not self.opts.init_model:
-                raise SidError(f"training.l2sp ({alpha}) pulls the weights towards those of --init-model: give "
-                               "--init-model <exp>, or set training.l2sp to 0 (plain weight decay is optim.weight_decay)")
-            prefixes = ["model."] + (["head."] if self._head_from_init else [])
-            init = {n: p.detach().clone() for n, p in net.named_parameters() if n.startswith(tuple(prefixes))}
-            if self.is_main:
-                checkpoint.save_atomic({"init": init}, path)
-                log.info("L2-SP: %d parameters pulled towards those of %s (alpha %g)",
-                         sum(v.numel() for v in init.values()), self.opts.init_model, alpha)
-        params = dict(net.named_parameters())
-        return [(params[n], v.to(self.device)) for n, v in init.items()]
+            own = net.state_dict()
+            for k, v in init.items():
+                if k not in own or tuple(own[k].shape) != tuple(v.shape):
+                    needs = "has no such weight" if k not in own else f"needs {list(own[k].shape)}"
+                    raise SidError(f"{path}: weight '{k}' {list(v.shape)} is not of this model (it {needs}): "
+                                   f"the file is of another architecture. Remove {self.exp} to start over")
+            return init
+        if not self.opts.init_model:
+            for key, value, off in (("l2sp", cfg.l2sp, 0.0), ("interpolate_init", cfg.interpolate_init, 1.0)):
+                if value != off:
+                    raise SidError(f"training.{key} ({value}) needs the weights of --init-model: give --init-model "
+                                   f"<exp>, or set training.{key} to {off:g}")
+            return {}
+        prefixes = ("model.",) + (("head.",) if self._head_from_init else ())
+        init = {n: v.detach().cpu().clone() for n, v in net.state_dict().items() if n.startswith(prefixes)}
+        if self.is_main:
+            checkpoint.save_atomic({"init": init}, path)
+            log.info("Kept the %d weights of %s in %s (L2-SP alpha %g, final.pt interpolated at %g)",
+                     sum(v.numel() for v in init.values()), self.opts.init_model, path, cfg.l2sp, cfg.interpolate_init)
+        return init
 
     def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
         """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
@@ -703,11 +717,18 @@ class Trainer:
         scores = np.array([float(norm[a] @ norm[b]) for a, b, _ in trials])
         return equal_error_rate(scores, np.array([t for _, _, t in trials]))
 
-    def _finish(self, epochs: int, num_avg: int, record: dict) -> None:
+    def _finish(self, epochs: int, num_avg: int, record: dict, init: dict[str, torch.Tensor]) -> None:
         final = self.exp / "final.pt"
+        alpha = self.cfg.training.interpolate_init
+        if alpha != 1:
+            record["interpolate_init"] = alpha
         with atomic_path(self.exp / "training.json") as tmp:
             tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         chosen = list(range(max(1, epochs - num_avg + 1), epochs + 1))
         avg = checkpoint.average_epochs(self.models_dir, chosen)
+        what = f"mean of the weights after epoch(s) {', '.join(map(str, chosen))}"
+        if alpha != 1:
+            avg = checkpoint.interpolate(init, avg, alpha, str(self.models_dir / "init.pt"))
+            what = f"{1 - alpha:g} x the --init-model weights ({self.models_dir / 'init.pt'}) + {alpha:g} x the {what}"
         checkpoint.save_atomic(avg, final)
-        log.info("Wrote %s: mean of the weights after epoch(s) %s", final, ", ".join(map(str, chosen)))
+        log.info("Wrote %s: %s", final, what)

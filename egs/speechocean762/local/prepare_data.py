@@ -102,7 +102,13 @@ def main() -> int:
                     help="a development split: N of the training speakers held out instead of the test "
                          "speakers, which are left out (default %(default)s: none)")
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out choice (default %(default)s)")
+    ap.add_argument("--dev-seed", type=int, default=None,
+                    help="with --dev-speakers: seed of the development speakers' choice and trials, another "
+                         "split of the same training speakers (default: --seed)")
     args = ap.parse_args()
+    if args.dev_seed is not None and not args.dev_speakers:
+        raise SidError("--dev-seed goes with --dev-speakers (the test speakers are chosen by --seed)")
+    dev_seed = args.seed if args.dev_seed is None else args.dev_seed
     corpus = args.corpus.resolve()
     if not (corpus / "train").is_dir():
         raise SidError(f"{corpus} has no train/ folder: pass --corpus DIR with WAVE/ and train/ (speechocean762)")
@@ -121,7 +127,7 @@ def main() -> int:
     if args.dev_speakers:
         # The test speakers are left out; some of the training speakers are held out in their place.
         train_u2s = {u: s for u, s in utt2spk.items() if s in train_spks}
-        test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, args.seed)
+        test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, dev_seed)
         train_spks -= test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in train_u2s.items() if s in test_spks}, gender
     if args.max_train_speakers:
@@ -129,7 +135,7 @@ def main() -> int:
 
     write_data_dir(args.data / "train", corpus, wav, utt2spk, gender, train_spks)
     write_data_dir(args.data / "test", corpus, test_wav, test_u2s, test_gender, test_spks)
-    trials = make_trials(test_wav, test_u2s, args.trials_per_utt, args.seed)
+    trials = make_trials(test_wav, test_u2s, args.trials_per_utt, dev_seed if args.dev_speakers else args.seed)
     (args.data / "test" / "test.voxceleb.txt").write_text("\n".join(trials) + "\n")
     print(f"{sys.argv[0]}: {len(train_spks)} training speakers, {len(test_spks)} "
           f"{'development' if args.dev_speakers else 'test'} speakers, "
