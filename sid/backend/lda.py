@@ -98,7 +98,8 @@ class ClassStats:
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sums, counts, within-class scatter)``."""
-        return self.sums, self.counts, self.scatter - (self.sums / np.maximum(self.counts, 1)[:, None]).T @ self.sums
+        scaled = self.sums / np.sqrt(np.maximum(self.counts, 1))[:, None]  # sum_s n_s m_s m_s^T as a SYRK
+        return self.sums, self.counts, self.scatter - scaled.T @ scaled
 
 
 def class_stats(x: np.ndarray, idx: np.ndarray, num_classes: int,
