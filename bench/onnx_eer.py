@@ -7,8 +7,10 @@ Every utterance of the trials (<data-dir>/wav.scp) is embedded three ways: by si
 (the PyTorch model, as the recipe extracts it), by the graph of
 `python -m sid.bin.export_model --format onnx --input <last argument, default auto>` and by the
 same with `--quantize int8`, both in onnxruntime. A features-in graph gets the features
-sid.Embedder.features prepares, cut into the exp's chunks (sid.extract.embed_utterances); a
-waveform-in graph gets each utterance's samples (int16 range) whole. Prints, for each, the EER
+sid.Embedder.features prepares, cut into the exp's chunks (sid.extract.embed_utterances), or
+whole where the graph cuts the exp's windows itself (extract.chunking: windows); a waveform-in
+graph gets each utterance's samples (int16 range) whole, Resemblyzer's ("trimmed_waveform")
+those its VAD leaves (ResemblyzerMel.trim). Prints, for each, the EER
 of plain cosine scoring on the trials, the largest difference of its embeddings to PyTorch's,
 and the model file's size.
 """
@@ -62,16 +64,19 @@ def main() -> None:
             sys.exit(f"{wav[utt]}: {sr} Hz, the model's rate is {e.sample_rate} Hz")
         audio[utt] = np.asarray(samples, dtype=np.float32)
         prepared.append((utt, e.features(samples, sr, utt, where=wav[utt], int16_range=True)))
+    trim = getattr(getattr(ex.audio_frontend, "module", None), "trim", None)   # (Resemblyzer's VAD)
 
     def embed(model) -> dict[str, np.ndarray]:
         return dict(embed_utterances(model, prepared, torch.device("cpu"), ex.max_chunk_frames, ex.min_chunk_frames,
                                      ex.batch_frames, ex.windows))
 
-    def embed_waveform(path: Path) -> dict[str, np.ndarray]:
+    def embed_whole(path: Path, kind: str) -> dict[str, np.ndarray]:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path))
-        return {u: session.run(None, {"waveform": x[None]})[0][0] for u, x in audio.items()}
+        inputs = {"waveform": audio, "trimmed_waveform": {u: trim(x) for u, x in audio.items()} if trim else None,
+                  "feats": dict(prepared)}[kind]
+        return {u: session.run(None, {kind: x[None]})[0][0] for u, x in inputs.items()}
 
     def eer(emb: dict[str, np.ndarray]) -> float:
         norm = {u: v / np.linalg.norm(v) for u, v in emb.items()}
@@ -89,7 +94,8 @@ def main() -> None:
         print(f"graphs: {kind} in")
         min_frames = max(getattr(ex.model, "min_frames", 1), 25)
         for name, path in (("onnx", onnx_path), ("onnx int8", int8_path)):
-            emb = embed_waveform(path) if kind == "waveform" else embed(OnnxModel(path, min_frames))
+            whole = kind != "feats" or ex.windows is not None
+            emb = embed_whole(path, kind) if whole else embed(OnnxModel(path, min_frames))
             diff = max(float(np.abs(emb[u] - ref[u]).max()) for u in utts)
             print(f"{name:<12} EER {eer(emb):.4f}%  max |diff| {diff:.2e}  {path.stat().st_size / 1e6:.2f} MB")
 

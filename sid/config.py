@@ -163,6 +163,11 @@ class ExtractConfig:
     chunking: Literal["kaldi", "windows"] = "kaldi"
     window_frames: int = field(default=160, metadata={"min": 1})
     window_shift: int = field(default=80, metadata={"min": 1})
+    # The dither of a Kaldi fbank that extraction computes from audio (features.source: audio; training
+    # dithers as its feature config says): none, WeSpeaker's test-time fbank, so that an utterance's
+    # embedding is a function of its samples alone and the fbank can be in an exported graph. Features
+    # the recipe made from a data dir keep the dither they were made with.
+    dither: float = field(default=0.0, metadata={"min": 0})
 
 
 @dataclass

@@ -18,8 +18,8 @@ it decided on; an exp older than that record takes ``vad_config``, by default th
 ``conf/vad.conf``), then ``sid.extract.Extractor``: the
 exp's CMN, voiced frames, chunking and batching. A model trained from audio
 (``features.source: audio``) gets what it was trained on instead: the fbank, uncompressed,
-less the utterance's mean, no VAD. The embedding of an utterance is therefore the one the
-recipe extracts for it.
+less the utterance's mean, no VAD, without dither unless the exp's ``extract.dither`` says.
+The embedding of an utterance is therefore the one the recipe extracts for it.
 
 Scores are the cosine similarity, unless the exp records a back-end trained for it
 (``<exp>/backend.yaml`` from ``sid.bin.record_backend``, ``sid.backend.record``): PLDA, or

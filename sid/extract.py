@@ -26,9 +26,9 @@ as its training data were prepared (``features`` of the config, recorded by trai
 for a model trained from features, as Kaldi's ``extract_xvectors.sh`` does, the sliding
 CMN the training features had (``features.cmvn_opts``) then voiced-frame selection; for a
 model trained from audio (``features.source: audio``), the fbank of ``features.config``
-computed from the samples (dither seeded by the utterance id) with the utterance's mean
-subtracted, no VAD: WeSpeaker's test-time front-end, the whole-utterance form of the
-per-chunk mean normalisation of training.
+computed from the samples with the dither of ``extract.dither`` (none by default; seeded by
+the utterance id) and the utterance's mean subtracted, no VAD: WeSpeaker's test-time
+front-end, the whole-utterance form of the per-chunk mean normalisation of training.
 """
 
 from __future__ import annotations
@@ -71,6 +71,32 @@ def window_spans(num_frames: int, window: int, shift: int) -> list[tuple[int, in
     if spans[-1][0] + window < num_frames:
         spans.append((num_frames - window, window))
     return spans
+
+
+class WindowMean(torch.nn.Module):
+    """``window_spans``, ``pad_chunk`` and the averaging of ``embed_utterances(windows=...)`` as
+    one graph for export (``sid.bin.export_model``): features (batch, frames, dim) -> the mean
+    of ``model``'s unit-length embeddings of the windows of each row, re-normalised. All
+    windows of a batch go through the model as one batch. Sizes stay symbolic in the number
+    of frames (``sid.features.graph.size_min``), for a trace and for ``torch.export``."""
+
+    def __init__(self, model: torch.nn.Module, window: int, shift: int, min_frames: int):
+        super().__init__()
+        self.model, self.window, self.shift, self.min_frames = model, window, shift, min_frames
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        from sid.features.graph import size_max, size_min
+
+        n = feats.shape[1]
+        length = size_min(n, self.window)
+        # Every shift frames; the last one moved back to end at the last frame.
+        starts = (torch.arange((n - length + self.shift - 1) // self.shift + 1) * self.shift).clamp(max=n - length)
+        # pad_chunk: a window shorter than min_frames repeats its first and last frames.
+        padded = size_max(length, self.min_frames)
+        within = (torch.arange(padded) - (padded - length) // 2).clamp(min=0).clamp(max=length - 1)
+        x = feats[:, starts[:, None] + within[None, :]].flatten(0, 1)
+        emb = torch.nn.functional.normalize(self.model.embed(x).float(), dim=-1, eps=1e-12)
+        return torch.nn.functional.normalize(emb.unflatten(0, (feats.shape[0], -1)).mean(dim=1), dim=-1, eps=1e-12)
 
 
 def pad_chunk(chunk: np.ndarray, min_frames: int) -> np.ndarray:
@@ -220,12 +246,13 @@ class Extractor:
             if record.type == "frontend":
                 if self.cfg.frontend is None:
                     raise SidError(f"{where}: features.type frontend but no 'frontend' section")
-                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend, cmn)
+                self.audio_frontend = audio.ModelFrontend(self.cfg.frontend, cmn, ext.dither)
             elif record.type == "fbank":
                 from sid.embedder import options_from_text
                 from sid.features.options import FbankOptions
 
                 opts = options_from_text(FbankOptions, record.config, f"{where} (features.config)")
+                opts.frame_opts.dither = ext.dither
                 self.audio_frontend = audio.FbankFrontend(opts, cmn)
             else:
                 raise SidError(f"{where}: features.type '{record.type}' with source audio: only fbank and a "
@@ -241,8 +268,8 @@ class Extractor:
 
     def prepare_audio(self, utt: str, samples: np.ndarray) -> np.ndarray:
         """A model trained from audio: its training front-end's features of ``samples`` (int16
-        range, the model's rate; dither seeded by ``utt``) less their mean over the utterance
-        (unless ``features.cmvn_opts`` is none)."""
+        range, the model's rate; a dither, ``extract.dither``, seeded by ``utt``) less their mean
+        over the utterance (unless ``features.cmvn_opts`` is none)."""
         from sid.features.window import num_frames
 
         if num_frames(len(samples), self.audio_frontend.frame_opts) == 0:

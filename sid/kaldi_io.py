@@ -32,13 +32,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import itertools
+import mmap
 import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -731,7 +731,7 @@ def read_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
         for block_keys, block in _scp_vector_blocks(path, 1 << 14, whole=True):
             keys += block_keys
             out = block.base
-        _check_unique(keys, rspecifier)
+        check_unique_keys(keys, rspecifier)
         if out is None:
             return keys, np.zeros((0, 0), dtype=np.float32)
         return keys, out[:len(keys)]
@@ -761,17 +761,34 @@ def stack_vector_blocks(blocks: Iterable[tuple[list[str], np.ndarray]], rspecifi
         out[n:n + len(block)] = block
         n += len(block)
         keys += block_keys
-    _check_unique(keys, rspecifier)
+    check_unique_keys(keys, rspecifier)
     if out is None:
         return keys, np.zeros((0, 0), dtype=np.float32)
     return keys, out[:n]
+
+
+def vector_passes(rspecifier: str, rows: int = 16384) -> Callable[[], Iterator[tuple[list[str], np.ndarray]]]:
+    """A function giving a table's vectors as ``iter_vector_blocks`` does, anew at each call, for a
+    tool that passes over a table several times without holding it (train_backend): scp and
+    archive files are read again (from the page cache: a memory map, no copy by the kernel), a
+    pipe or stdin once into memory. The caller may overwrite each block."""
+    opts, path = split_specifier(rspecifier)
+    if "scp" in opts or _is_file(path):
+        return lambda: iter_vector_blocks(rspecifier, rows)
+    keys, x = stack_vector_blocks(iter_vector_blocks(rspecifier), rspecifier)
+    return memory_passes(keys, x, rows)
+
+
+def memory_passes(keys: list[str], x: np.ndarray, rows: int = 16384) -> Callable[[], Iterator[tuple[list[str], np.ndarray]]]:
+    """``vector_passes`` of a table in memory: copies of its blocks, which the caller may overwrite."""
+    return lambda: ((keys[s:s + rows], x[s:s + rows].copy()) for s in range(0, len(keys), rows))
 
 
 def _read_vectors_general(opts: set[str], path: str, rspecifier: str, data: bytes | None) -> tuple[list[str], np.ndarray]:
     """Any table of vectors (text, double, compressed, mixed) held in memory, one key at a time."""
     items = list(_locate(opts, path, rspecifier, data))
     keys = [k for k, _, _, _ in items]
-    _check_unique(keys, rspecifier)
+    check_unique_keys(keys, rspecifier)
     if not items:
         return keys, np.zeros((0, 0), dtype=np.float32)
     first_key, data0, pos0, _ = items[0]
@@ -884,7 +901,8 @@ def _split_float_vectors(buf: bytearray, rows: int) -> tuple[list[str], np.ndarr
         return None
 
 
-def _check_unique(keys: list[str], rspecifier: str) -> None:
+def check_unique_keys(keys: list[str], rspecifier: str) -> None:
+    """A key given twice in a table is an error naming it."""
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         dup = next(k for k in keys if k in seen or seen.add(k))
@@ -895,7 +913,7 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     """``(keys, float32 block)`` of at most ``rows`` for an scp of vectors, in scp order.
 
     The common case, ``key ark:offset`` lines onto binary float vectors of one dimension laid
-    out in order, is parsed with numpy and read as one positioned read of the span each block
+    out in order, is parsed with numpy and copied from one memory map of the span each block
     covers, headers checked and rows copied with no per-line Python work (Vox1-scale tables
     have 10^5 lines); any other entry (another order, double or text vectors, pipes) is read on
     its own through ``RandomAccessReader``. Dimensions must agree. The scp's lines are parsed a
@@ -927,8 +945,7 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
         else:  # streamed: memory does not grow with the scp
             lines = stack.enter_context(open_input(path))
         done_rows = 0
-        span = bytearray()  # one read buffer for every block: fresh ones would be page-faulted anew
-        for linenos, keys, values in _scp_chunks(lines, path, rows):
+        for linenos, keys, values, (fname, offsets) in _scp_chunks(lines, path, rows):
             if dim is None:
                 first_key = keys[0]
                 dim = entry(linenos[0], keys[0], values[0]).shape[0]
@@ -941,8 +958,7 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
                 out = table[done_rows:done_rows + len(keys)]
             else:
                 out = table[:len(keys)]
-            fname, offsets = _archive_offsets(values)
-            done = _fill_from_span(fname, offsets, out, dim, head, span)
+            done = _fill_from_span(reader, fname, offsets, out, dim, head)
             for i in np.flatnonzero(~done).tolist():
                 out[i] = entry(linenos[i], keys[i], values[i])
             done_rows += len(keys)
@@ -970,30 +986,116 @@ def _archive_offsets(values: list[str]) -> tuple[str, np.ndarray]:
                             for p in parts], dtype=np.int64)
 
 
-def _scp_chunks(lines: Iterable[bytes], path: str, rows: int) -> Iterator[tuple[list[int], list[str], list[str]]]:
-    """``(line numbers, keys, values)`` of the entries of an scp's lines, ``rows`` at a time (a key
-    without a value is an error naming the line)."""
+class _ArchiveValues:
+    """The values ``fname:offset`` of a chunk of scp lines parsed by numpy, as text when asked for
+    (the fallback reads and error messages need a few; 10^5 strings would cost more than the parse)."""
+
+    def __init__(self, fname: str, offsets: np.ndarray):
+        self.fname, self.offsets = fname, offsets
+
+    def __getitem__(self, i: int) -> str:
+        return f"{self.fname}:{self.offsets[i]}"
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def _scp_chunks(stream, path: str, rows: int) -> Iterator[tuple[list[int], list[str], object, tuple[str, np.ndarray]]]:
+    """``(line numbers, keys, values, (archive, offsets))`` of the entries of an scp (a binary
+    stream), ``rows`` at a time (a key without a value is an error naming the line); the offsets
+    are ``_archive_offsets``'. Read 256 kB at a time; a block of ``key fname:offset`` lines onto one
+    archive (the usual scp) is parsed by numpy (``_parse_scp_block``), any other line by line."""
     first = 1
+    rest = b""
     while True:
-        chunk = list(itertools.islice(lines, rows))
-        if not chunk:
+        data = stream.read(1 << 18)
+        block = rest + data
+        if data:
+            cut = block.rfind(b"\n") + 1
+            block, rest = block[:cut], block[cut:]
+            if not block:  # a line longer than the read: read on
+                continue
+        elif not block:
             return
-        text = b"".join(chunk).decode()
-        tokens = text.split()
-        if len(tokens) == 2 * len(chunk):  # one "key value" per line, none blank: the usual case
-            yield list(range(first, first + len(chunk))), tokens[0::2], tokens[1::2]
+        parsed = _parse_scp_block(block)
+        if parsed is not None:
+            keys, fname, offsets = parsed
+            for s in range(0, len(keys), rows):
+                part = offsets[s:s + rows]
+                yield (list(range(first + s, first + s + len(part))), keys[s:s + rows],
+                       _ArchiveValues(fname, part), (fname, part))
         else:
-            entries = list(_scp_lines(text, path, first))
-            if entries:
-                yield [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
-        first += len(chunk)
+            lines = block.splitlines(keepends=True)
+            for s in range(0, len(lines), rows):
+                chunk = lines[s:s + rows]
+                text = b"".join(chunk).decode()
+                tokens = text.split()
+                if len(tokens) == 2 * len(chunk):  # one "key value" per line, none blank
+                    entries = list(zip(range(first + s, first + s + len(chunk)), tokens[0::2], tokens[1::2]))
+                else:
+                    entries = list(_scp_lines(text, path, first + s))
+                if entries:
+                    values = [e[2] for e in entries]
+                    yield [e[0] for e in entries], [e[1] for e in entries], values, _archive_offsets(values)
+        first += block.count(b"\n") + (not block.endswith(b"\n"))
+        if not data:
+            return
 
 
-def _fill_from_span(fname: str, offsets: np.ndarray, out: np.ndarray, dim: int, head: np.ndarray,
-                    span: bytearray) -> np.ndarray:
+def _parse_scp_block(block: bytes) -> tuple[list[str], str, np.ndarray] | None:
+    """``(keys, archive, offsets)`` of a block of whole scp lines when every one is ``key
+    archive:offset`` (ASCII, single-spaced, one archive, offsets without leading zeros), found by
+    numpy over the bytes; None otherwise."""
+    if not block.isascii() or any(c in block for c in (b"\t", b"\r", b"\x0b", b"\x0c", b"\0")):
+        return None
+    buf = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block))
+    spaces = np.flatnonzero(buf == 32)
+    n = len(ends)
+    if len(spaces) != n:
+        return None
+    starts = np.empty(n, dtype=np.int64)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
+    if np.any(spaces <= starts) or np.any(spaces >= ends - 1):  # one space a line, inside it
+        return None
+    fname, sep, _ = block[spaces[0] + 1:ends[0]].rpartition(b":")
+    # Every value starts with "fname:" when " fname:" occurs once a line (lines have one space).
+    if not sep or not fname or fname.endswith(b"|") or block.count(b" " + fname + b":") != n:
+        return None
+    num_digits = ends - (spaces + 2 + len(fname))
+    width = int(num_digits.max())
+    if num_digits.min() < 1 or width > 18:  # 18 digits fit an int64
+        return None
+    # Offsets: each line's digits right-aligned in ``width`` columns, NUL-padded on the left.
+    cols = np.arange(width)
+    used = cols >= width - num_digits[:, None]
+    digits = buf[np.maximum(ends[:, None] - width + cols, 0)] - np.uint8(ord("0"))
+    digits[~used] = 0
+    if digits.max() > 9 or np.any((digits[np.arange(n), width - num_digits] == 0) & (num_digits > 1)):
+        return None  # not digits, or a leading zero (the text would not be str(offset))
+    offsets = digits.astype(np.int64) @ 10 ** (width - 1 - cols)
+    # Keys: fixed-width bytes from each line's start, NUL past its end (as scoring._single_spaced_columns).
+    width = int((spaces - starts).max())
+    padded = np.frombuffer(block + bytes(width), dtype=np.uint8)
+    keys = np.ndarray((len(block) + 1,), dtype=f"S{width}", buffer=padded, strides=(1,))[starts]
+    short = np.flatnonzero(spaces - starts < width)
+    if len(short):
+        chars = keys.view(np.uint8).reshape(n, width)
+        chars[short] *= np.arange(width) < (spaces - starts)[short, None]
+    return list(map(bytes.decode, keys.tolist())), fname.decode(), offsets
+
+
+def _fill_from_span(reader: RandomAccessReader, fname: str, offsets: np.ndarray, out: np.ndarray, dim: int,
+                    head: np.ndarray) -> np.ndarray:
     """Fill the rows of ``out`` (one per entry of ``offsets``: offsets into archive ``fname``, -1 for
-    another) that are plain float vectors of ``dim``, in increasing order, from one read of the
-    bytes they span (into ``span``, grown as needed). Returns which rows were filled."""
+    another) that are plain float vectors of ``dim``, in increasing order, from one memory map of
+    the bytes they span (the archive opened through ``reader``). Returns which rows were filled.
+
+    Mapped, not read: on these VMs a read() copying from the page cache costs 1-3 s of system
+    time a GB, a map of the same pages about 0.3 s (the rows are copied once either way). The
+    map is closed before the next block, so its pages leave the resident set with it."""
     done = np.zeros(len(offsets), dtype=bool)
     offs = offsets
     mine = offs >= 0
@@ -1006,25 +1108,31 @@ def _fill_from_span(fname: str, offsets: np.ndarray, out: np.ndarray, dim: int, 
         return done  # not laid out in order: the entries are read one by one
     lo, hi = int(offs[0]), int(offs[-1]) + nbytes
     if hi - lo > 4 * nbytes * len(offs) + (1 << 20):
-        return done  # too sparse to read as one span
-    if len(span) < hi - lo:
-        span.extend(bytes(hi - lo - len(span)))
+        return done  # too sparse to map as one span
+    start = lo - lo % mmap.ALLOCATIONGRANULARITY
     try:
-        with open(fname, "rb") as f:
-            got = os.preadv(f.fileno(), [memoryview(span)[:hi - lo]], lo)
-    except OSError:
+        f = reader._file(fname)  # kept open from block to block
+        if os.fstat(f.fileno()).st_size < hi:
+            return done  # truncated: the one-by-one reads report it with the entry
+        span = mmap.mmap(f.fileno(), hi - start, offset=start, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
         return done  # the one-by-one reads report it with the entry
-    if got < hi - lo:
-        return done
-    buf = np.frombuffer(span, dtype=np.uint8, count=hi - lo)
-    rel = offs - lo
+    _copy_rows(span, offs - start, idx, out, dim, head, done)  # its views of the map end with it
+    span.close()
+    return done
+
+
+def _copy_rows(span: mmap.mmap, rel: np.ndarray, idx: np.ndarray, out: np.ndarray, dim: int, head: np.ndarray,
+               done: np.ndarray) -> None:
+    """Rows ``idx`` of ``out`` from the float vectors at ``rel`` in ``span`` whose headers are ``head``."""
+    buf = np.frombuffer(span, dtype=np.uint8)
     good = np.all(buf[rel[:, None] + np.arange(10)] == head, axis=1)
     step = np.diff(rel)
     if good.all() and (len(rel) == 1 or np.all(step == step[0])):
         # Equally spaced (keys of one length, the usual case): one strided copy.
         # Copied as one opaque record per row (a memcpy each): the rows need not be 4-byte
         # aligned in the span, and numpy's unaligned float or byte-by-byte copies are 10x slower.
-        stride = int(step[0]) if len(rel) > 1 else nbytes
+        stride = int(step[0]) if len(rel) > 1 else 10 + 4 * dim
         row = np.dtype((np.void, 4 * dim))
         src = np.ndarray((len(rel),), dtype=row, buffer=span, offset=int(rel[0]) + 10, strides=(stride,))
         dst = out.view(row)[:, 0]
@@ -1036,7 +1144,6 @@ def _fill_from_span(fname: str, offsets: np.ndarray, out: np.ndarray, dim: int, 
         for i, r in zip(idx[good].tolist(), rel[good].tolist()):
             out[i] = np.frombuffer(span, dtype="<f4", count=dim, offset=r + 10)
     done[idx[good]] = True
-    return done
 
 
 def _vector_row(key, data, pos, where, dim, first_key, rspecifier, row=None) -> np.ndarray:

@@ -123,6 +123,43 @@ def test_lda_errors():
         apply_transform(np.ones((3, 5)), x)
 
 
+def test_training_passes_equal_the_table_in_memory(tmp_path):
+    """train_passes over an scp in small blocks, over a pipe, and over the table in memory: the same
+    mean, LDA and PLDA as LDA and PLDA computed directly on the whole mean-subtracted table; vectors
+    without a speaker count in the mean only; a table that changes between passes is an error."""
+    from sid.backend.pipeline import normalize_length, train, train_passes
+
+    x, idx = synthetic(num_spk=30, dim=10)
+    keys = [f"s{s:02d}-u{i:03d}" for i, s in enumerate(idx)]
+    utt2spk = {k: f"s{s:02d}" for k, s in zip(keys, idx)}
+    utt2spk["zz-none"] = "spk-without-vectors"
+    extra = np.full((2, x.shape[1]), 3.0, dtype=np.float32)  # no speaker: in the mean only
+    table_keys, table = keys + ["a-orphan", "b-orphan"], np.vstack([x, extra])
+    kaldi_io.write_vectors(f"ark,scp:{tmp_path}/t.ark,{tmp_path}/t.scp", table_keys, table)
+
+    mean = table.astype(np.float64).mean(axis=0)
+    centred = x - mean.astype(np.float32)
+    lda = compute_lda(centred, idx, dim=6, total_covariance_factor=0.0)
+    plda = estimate_plda(normalize_length(apply_transform(lda, centred)), idx, num_em_iters=3)
+    runs = {"scp": train_passes(kaldi_io.vector_passes(f"scp:{tmp_path}/t.scp", rows=7), utt2spk, 6, 0.0, 3),
+            "pipe": train_passes(kaldi_io.vector_passes(f"ark:cat {tmp_path}/t.ark |", rows=7), utt2spk, 6, 0.0, 3),
+            "memory": train(table_keys, table.copy(), utt2spk, 6, 0.0, 3)}
+    for name, (m, l, p) in runs.items():
+        np.testing.assert_allclose(m, mean, rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(l, lda, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(p.transform, plda.transform, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(p.psi, plda.psi, rtol=1e-4, err_msg=name)
+
+    calls = []
+
+    def changing():
+        calls.append(1)
+        yield (table_keys if len(calls) == 1 else table_keys[::-1])[:50], table[:50].copy()
+
+    with pytest.raises(SidError, match="changed while being read"):
+        train_passes(changing, utt2spk, 4, 0.0, 2, name="t.scp")
+
+
 def test_lda_plda_on_rank_deficient_vectors(caplog):
     """Embeddings spanning a subspace (collapsed or low-rank d-vectors, dead ReLU outputs,
     fewer vectors than dimensions): LDA works in the subspace, limited to its rank, with a

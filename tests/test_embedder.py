@@ -181,7 +181,8 @@ def test_exp_without_features_record_is_an_error(exp, tmp_path):
 
 def test_model_trained_from_audio_extracts_as_trained(utterances, repo, sid_env, tmp_path):
     """features.source audio: extraction (the step, the tool, Embedder) gives model(training
-    front-end of the whole utterance): fbank from the audio less its mean, no VAD."""
+    front-end of the whole utterance): fbank from the audio less its mean, no VAD, no dither
+    (extract.dither; training dithers as conf/fbank80.conf says)."""
     from sid.data.audio import read_audio
     from sid.train.audio import FbankFrontend, fbank_options
 
@@ -194,7 +195,10 @@ def test_model_trained_from_audio_extracts_as_trained(utterances, repo, sid_env,
     keys, got = kaldi_io.read_vectors(f"scp:{out}/xvector.scp")
     assert keys == [u for u, _ in utterances]
 
-    front = FbankFrontend(fbank_options(repo / "conf" / "fbank80.conf"))   # training's, per-chunk CMN
+    opts = fbank_options(repo / "conf" / "fbank80.conf")
+    assert opts.frame_opts.dither == 1.0
+    opts.frame_opts.dither = 0.0
+    front = FbankFrontend(opts)   # training's, per-chunk CMN, without its dither
     model = build_model(parse_config(yaml.safe_load((exp / "config.yaml").read_text()), recorded=True).model)
     model.load_state_dict(checkpoint.load(exp / "final.pt")["model"])
     model.eval()

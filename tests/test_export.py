@@ -26,6 +26,7 @@ pytest.importorskip("onnxruntime")
 
 NUM_SPK, UTT_PER_SPK = 4, 3
 NUM_WESPEAKER = 4   # utterances through the (bigger) WeSpeaker ResNet
+NUM_RESEMBLYZER = 4  # and through Resemblyzer's LSTM
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,36 @@ def wespeaker_exp(tmp: Path) -> Path:
     return tmp / "exp"
 
 
+def gru_exp(exp: Path) -> Path:
+    """A GRU d-vector trained from audio as steps/train_xvector.sh records it (conf/gru_embedder.yaml
+    smaller: Kaldi fbank front-end, the utterance mean subtracted and no dither at extraction,
+    the mean of 1.6 s windows every 0.8 s), random weights."""
+    from sid.config import FeaturesRecord, parse_config
+    from sid.provenance import frontend_record_text, options_md5
+    from sid.train import checkpoint
+
+    cfg = parse_config({"frontend": {"type": "fbank", "num_mel_bins": 40},
+                        "model": {"type": "gru", "feat_dim": 40, "hidden": 32, "num_layers": 2, "embed_dim": 16},
+                        "extract": {"chunking": "windows", "window_frames": 160, "window_shift": 80}})
+    text = frontend_record_text(cfg.frontend)
+    cfg.features = FeaturesRecord("frontend", text, options_md5(text), "", source="audio")
+    cfg.num_classes = 10
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    checkpoint.save_atomic({"model": model_with_moved_norms(cfg.model, 0).state_dict()}, exp / "final.pt")
+    return exp
+
+
+def resemblyzer_exp(tmp: Path) -> Path:
+    """An imported Resemblyzer (random weights): its trimmed mel, 1.6 s partials every 77 frames."""
+    from test_import_model import resemblyzer_state, save
+
+    from sid.pretrained import import_checkpoint
+
+    import_checkpoint("resemblyzer", save({"model_state": resemblyzer_state()}, tmp / "r.pt"), None, tmp / "rexp")
+    return tmp / "rexp"
+
+
 @pytest.fixture(scope="module")
 def audio(corpus):
     """(utt, speaker, samples in the int16 range) of a few real utterances."""
@@ -217,28 +248,83 @@ def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
             assert cos.min() > 0.99 and np.abs(q - ref).max() > 1e-6
 
 
+def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
+    """Models embedded by windows, the windows and their mean in the graph: in onnxruntime
+    without torch, equal to sid.Embedder (max |diff| <= 1e-4) at each utterance's length, for a
+    GRU d-vector trained from audio (waveform in, features in, a batch, the same EER, int8) and
+    an imported Resemblyzer (the samples its VAD trimmed in)."""
+    from sid.bin.export_model import export, quantize_int8
+    from sid.features.frontends import ResemblyzerMel
+
+    gru, rz = gru_exp(tmp_path / "gru"), resemblyzer_exp(tmp_path)
+    assert export(gru, tmp_path / "gru.onnx", "onnx") == "waveform"
+    assert export(gru, tmp_path / "gru_feats.onnx", "onnx", input="features") == "feats"
+    assert export(rz, tmp_path / "rz.onnx", "onnx") == "trimmed_waveform"
+    side = yaml.safe_load((tmp_path / "rz.onnx.frontend.yaml").read_text())
+    assert "WebRTC's VAD" in side["input"]["what"] and "in the graph" in side["chunking"]
+    (tmp_path / "gru.int8.onnx").write_bytes((tmp_path / "gru.onnx").read_bytes())
+    quantize_int8(tmp_path / "gru.int8.onnx")
+    e_gru, e_rz = Embedder.from_exp(gru, device="no"), Embedder.from_exp(rz, device="no")
+    inputs = {f"w{i}": s for i, (_, _, s) in enumerate(audio)}
+    inputs.update({f"f{i}": e_gru.features(s, 16000, utt, int16_range=True) for i, (utt, _, s) in enumerate(audio)})
+    inputs.update({f"r{i}": ResemblyzerMel().trim(s) for i, (_, _, s) in enumerate(audio[:NUM_RESEMBLYZER])})
+    short = min(len(s) for _, _, s in audio)
+    inputs["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    runs = {"gru": ("waveform", "w", len(audio)), "gru.int8": ("waveform", "w", len(audio)),
+            "gru_feats": ("feats", "f", len(audio)), "rz": ("trimmed_waveform", "r", NUM_RESEMBLYZER)}
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import onnxruntime as ort
+        inputs = np.load({str(tmp_path / 'inputs.npz')!r})
+        for name, (input, key, count) in {runs!r}.items():
+            session = ort.InferenceSession({str(tmp_path)!r} + f"/{{name}}.onnx")
+            emb = [session.run(None, {{input: inputs[f"{{key}}{{i}}"][None]}})[0][0] for i in range(count)]
+            np.save({str(tmp_path)!r} + f"/{{name}}.npy", np.stack(emb))
+            if name == "gru":
+                np.save({str(tmp_path)!r} + "/batch.npy", session.run(None, {{"waveform": inputs["batch"]}})[0])
+        assert "torch" not in sys.modules
+    """)
+    res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ref = np.stack([e_gru.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio])
+    # (several windows, one moved back to the end: not all lengths a multiple of the shift)
+    assert len({len(s) // 160 % 80 for _, _, s in audio}) > 1 and max(len(s) for _, _, s in audio) > 3 * 16000
+    for name in ("gru", "gru_feats"):
+        assert np.abs(np.load(tmp_path / f"{name}.npy") - ref).max() <= 1e-4, name
+    spks = [s for _, s, _ in audio]
+    assert _eer(np.load(tmp_path / "gru.npy"), spks) == _eer(ref, spks)
+    cut = [e_gru.embed(audio[i][2][:short], 16000, int16_range=True) for i in (0, 1)]
+    assert np.abs(np.load(tmp_path / "batch.npy") - np.stack(cut)).max() <= 1e-4
+    q = np.load(tmp_path / "gru.int8.npy")
+    assert np.einsum("ij,ij->i", q, ref).min() > 0.99 and np.abs(q - ref).max() > 1e-6
+    ref = np.stack([e_rz.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio[:NUM_RESEMBLYZER]])
+    assert np.abs(np.load(tmp_path / "rz.npy") - ref).max() <= 1e-4
+
+
 def test_waveform_torchscript_matches_embedder(audio, tmp_path):
+    """The TorchScript file of a whole-utterance and of a window-averaging model, waveform in."""
     from sid.bin.export_model import export
 
-    exp = audio_exp(tmp_path / "exp")
-    assert export(exp, tmp_path / "model.pt", "torchscript") == "waveform"
-    model = torch.jit.load(str(tmp_path / "model.pt"))
-    e = Embedder.from_exp(exp, device="no")
-    for utt, _, s in audio[:3]:
-        with torch.no_grad():
-            emb = model(torch.from_numpy(s)[None])[0].numpy()
-        assert np.abs(emb - e.embed(s, 16000, utt, int16_range=True)).max() <= 1e-4
+    for exp in (audio_exp(tmp_path / "exp"), gru_exp(tmp_path / "gru")):
+        assert export(exp, tmp_path / "model.pt", "torchscript") == "waveform"
+        model = torch.jit.load(str(tmp_path / "model.pt"))
+        e = Embedder.from_exp(exp, device="no")
+        for utt, _, s in audio[:3]:
+            with torch.no_grad():
+                emb = model(torch.from_numpy(s)[None])[0].numpy()
+            assert np.abs(emb - e.embed(s, 16000, utt, int16_range=True)).max() <= 1e-4, exp
 
 
 def test_input_choice(prepared, repo, sid_env, tmp_path):
     """auto: features in where the front-end cannot be in the graph, the reason recorded;
     --input waveform then an error naming it; --input features for a waveform-capable exp."""
-    from sid.bin.export_model import waveform_obstacle
     from sid.config import load_config
     from sid.embedder import options_from_text
     from sid.errors import SidError
     from sid.features.compute import Fbank
-    from sid.features.graph import waveform_frontend
+    from sid.features.graph import graph_obstacle, waveform_frontend
     from sid.features.options import FbankOptions
 
     exp, _, _ = prepared
@@ -246,26 +332,30 @@ def test_input_choice(prepared, repo, sid_env, tmp_path):
                           str(exp), str(tmp_path / "m.onnx")], env=sid_env, capture_output=True, text=True, cwd=repo)
     assert res.returncode == 1 and "--input waveform is not possible" in res.stderr and "energy VAD" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "m.onnx").exists()
+    # Trained from audio on conf/fbank80.conf (Kaldi's dither in training), extracted without dither
+    # (extract.dither: 0): a function of the samples alone, exportable waveform in.
+    plain = write_exp(tmp_path / "plain", repo, source="audio")
+    record = load_config(plain / "config.yaml", recorded=True).features
+    assert options_from_text(FbankOptions, record.config, "test").frame_opts.dither == 1.0
+    assert graph_obstacle(load_config(plain / "config.yaml", recorded=True)) is None
+    # An exp recording a dither at extraction: its noise, seeded by the utterance id, is no graph.
     dithered = write_exp(tmp_path / "dithered", repo, source="audio")
+    record = yaml.safe_load((dithered / "config.yaml").read_text())
+    record["extract"]["dither"] = 1.0
+    (dithered / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     cfg = load_config(dithered / "config.yaml", recorded=True)
-    assert "dithered (--dither=1)" in waveform_obstacle(cfg)
-    # Forced (--input waveform): the fbank without its dither, less the utterance mean.
-    with pytest.raises(SidError, match="dithered"):
-        waveform_frontend(cfg)
+    assert "dithers the Kaldi fbank (extract.dither: 1)" in graph_obstacle(cfg)
     x = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 1000
+    for exp, same in ((plain, True), (dithered, False)):
+        e = Embedder.from_exp(exp, device="no")
+        a, b = (e.features(x, 16000, utt, int16_range=True) for utt in ("a", "b"))
+        assert np.array_equal(a, b) == same
+    # Forced (--input waveform): the fbank without its dither, less the utterance mean.
+    with pytest.raises(SidError, match="dithers"):
+        waveform_frontend(cfg)
     opts = options_from_text(FbankOptions, cfg.features.config + "--dither=0\n", "test")
     ref = Fbank(opts).compute(x)
     with torch.no_grad():
         ours = waveform_frontend(cfg, undithered=True)(torch.from_numpy(x)[None])[0].numpy()
     assert np.abs(ours - (ref - ref.mean(0))).max() < 1e-3
-    assert waveform_obstacle(load_config(audio_exp(tmp_path / "a") / "config.yaml", recorded=True)) is None
-    # Forcing the waveform past a dither does not pass over what stands behind it: windows.
-    windowed = write_exp(tmp_path / "windowed", repo, source="audio")
-    record = yaml.safe_load((windowed / "config.yaml").read_text())
-    record.setdefault("extract", {})["chunking"] = "windows"
-    (windowed / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
-    assert "dithered" in waveform_obstacle(load_config(windowed / "config.yaml", recorded=True))
-    res = subprocess.run([sys.executable, "-m", "sid.bin.export_model", "--format", "onnx", "--input", "waveform",
-                          str(windowed), str(tmp_path / "w.onnx")], env=sid_env, capture_output=True, text=True,
-                         cwd=repo)
-    assert res.returncode == 1 and "overlapping windows" in res.stderr and not (tmp_path / "w.onnx").exists()
+    assert graph_obstacle(load_config(audio_exp(tmp_path / "a") / "config.yaml", recorded=True)) is None

@@ -18,7 +18,7 @@ import yaml
 
 from sid.config import parse_config
 from sid.errors import SidError
-from sid.extract import chunk_spans, embed_utterances, pad_chunk
+from sid.extract import WindowMean, chunk_spans, embed_utterances, pad_chunk
 from sid.models import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,6 +46,26 @@ def test_pad_chunk_repeats_edges_half_each_side():
     # (8 - 3) // 2 = 2 copies of the first frame on the left, 3 of the last on the right.
     assert padded[:, 0].tolist() == [1, 1, 1, 2, 3, 3, 3, 3]
     assert pad_chunk(x, 3) is x
+
+
+@pytest.mark.parametrize("window, shift", [(40, 15), (20, 7)])
+def test_window_mean_graph_equals_window_extraction(window, shift):
+    """WindowMean (export's graph) and its trace, run at other lengths, give what extraction
+    gives: windows every shift frames, the last moved back to the end, one short window below a
+    window's length, windows under 25 frames padded, the unit-length mean re-normalised."""
+    torch.manual_seed(0)
+    model = build_model(parse_config({"model": {"type": "gru", "feat_dim": 8, "hidden": 16, "num_layers": 1,
+                                                "embed_dim": 8}}).model).eval()
+    graph = WindowMean(model, window, shift, 25)
+    with torch.no_grad():
+        traced = torch.jit.trace(graph, torch.randn(2, 3 * window + 5, 8))
+    rng = np.random.default_rng(0)
+    for n in (3, 19, window, window + 1, window + shift, 2 * window + 3, 100):
+        feats = rng.standard_normal((n, 8)).astype(np.float32)
+        ref = dict(embed_utterances(model, [("u", feats)], torch.device("cpu"), windows=(window, shift)))["u"]
+        with torch.no_grad():
+            for g in (graph, traced):
+                assert np.abs(g(torch.from_numpy(feats)[None])[0].numpy() - ref).max() < 1e-6, n
 
 
 def test_long_utterances_average_chunks_weighted_by_length():

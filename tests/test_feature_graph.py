@@ -1,6 +1,6 @@
 """sid.features.graph: each front-end's waveform graph gives what extraction computes from
-the same samples (Kaldi's fbank without dither, voxceleb_trainer's and SpeechBrain's mel, raw
-waveform rows), at any length, in torch and in onnxruntime."""
+the same samples (Kaldi's fbank without dither, voxceleb_trainer's, SpeechBrain's and
+Resemblyzer's mel, raw waveform rows), at any length, in torch and in onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 
 from sid.embedder import options_from_text
 from sid.features.compute import Fbank
-from sid.features.frontends import SBFbank, VTMel, Waveform, frontend_features
-from sid.features.graph import KaldiFbankGraph, SBFbankGraph, UtteranceFrontend, VTMelGraph, WaveformGraph
+from sid.features.frontends import ResemblyzerMel, SBFbank, VTMel, Waveform, frontend_features
+from sid.features.graph import (KaldiFbankGraph, ResemblyzerGraph, SBFbankGraph, UtteranceFrontend, VTMelGraph,
+                               WaveformGraph)
 from sid.features.options import FbankOptions
 
 KALDI_CONFIGS = ("--num-mel-bins=80\n--snip-edges=false\n",                           # conf/fbank80.conf
@@ -36,7 +37,16 @@ def _graphs():
     for m, g in ((VTMel(40), VTMelGraph), (VTMel(64, preemphasis=0.0), VTMelGraph), (SBFbank(80), SBFbankGraph),
                  (Waveform(160), WaveformGraph)):
         out.append((type(m).__name__, g(m), lambda x, m=m: frontend_features(m, x, kaldi_count=False)))
+    # (Resemblyzer's graph reads the samples its VAD trimmed: these stand for them.)
+    m = ResemblyzerMel()
+    out.append(("ResemblyzerMel", ResemblyzerGraph(m), lambda x: _resemblyzer_mel(m, x)))
     return out
+
+
+def _resemblyzer_mel(m: ResemblyzerMel, trimmed: np.ndarray) -> np.ndarray:
+    wav, frames = m.pad(trimmed)
+    with torch.no_grad():
+        return m(torch.from_numpy(wav)[None])[0, :frames].numpy()
 
 
 def test_graphs_equal_extraction(speech):

@@ -197,6 +197,37 @@ def test_vector_scp_blocks_mixed_archives_and_line_numbers(tmp_path):
             read()
 
 
+def test_scp_blocks_parsed_by_numpy_equal_the_lines(tmp_path):
+    """Blocks of ``key archive:offset`` lines (the usual scp) are parsed by numpy; anything else
+    (two archives, a leading zero, a non-ASCII key, a blank line, a tab) line by line: the
+    same keys, line numbers and offsets either way, across the 256 kB reads."""
+    import io
+
+    keys = [f"spk{i % 7}-utt{'x' * (i % 5)}{i}" for i in range(9000)]  # ~260 kB: two reads
+    lines = [f"{k} /data/a.ark:{10 + 37 * i}" for i, k in enumerate(keys)]
+    variants = {"usual": lines, "no final newline": lines,
+                "two archives": lines[:5] + [f"{keys[5]} /data/b.ark:12"] + lines[6:],
+                "leading zero": lines[:3] + [f"{keys[3]} /data/a.ark:0121"] + lines[4:],
+                "non-ASCII key": lines[:2] + ["é-u /data/a.ark:88"] + lines[3:],
+                "tab": lines[:1] + [lines[1].replace(" ", "\t")] + lines[2:],
+                "blank line": lines[:8000] + [""] + lines[8000:]}
+    for name, rows in variants.items():
+        text = "\n".join(rows) + ("" if name == "no final newline" else "\n")
+        got = list(kaldi_io._scp_chunks(io.BytesIO(text.encode()), "x.scp", 1000))
+        expect = [(n, line.split()[0], line.split()[1]) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+        assert [n for c in got for n in c[0]] == [e[0] for e in expect], name
+        assert [k for c in got for k in c[1]] == [e[1] for e in expect], name
+        values = [c[2][i] for c in got for i in range(len(c[1]))]
+        archives = [(c[3][0], o) for c in got for o in c[3][1].tolist()]
+        for (_, _, value), v, (archive, offset) in zip(expect, values, archives):
+            path, _, digits = value.rpartition(":")
+            assert v == value or (name == "leading zero" and int(v.rpartition(":")[2]) == int(digits)), name
+            assert offset == (int(digits) if path == archive else -1), name
+        assert all(len(c[1]) <= 1000 for c in got)
+        # The first read's block took the numpy path unless an odd line is in it.
+        assert isinstance(got[0][2], kaldi_io._ArchiveValues) == (name in ("usual", "no final newline", "blank line"))
+
+
 def test_read_token_map(tmp_path):
     (tmp_path / "utt2spk").write_text("a s1\nb s2\nc s1\n")
     assert kaldi_io.read_token_map(f"ark:{tmp_path}/utt2spk") == {"a": "s1", "b": "s2", "c": "s1"}

@@ -277,3 +277,48 @@ def test_key_lookup_is_exact_whatever_the_hashes():
     got = lookup(as_bytes(table), key_hashes(as_bytes(table)), names, key_hashes(names))
     assert got.tolist() == [i if i < 5000 else -1 for i in ask.tolist()]
     assert lookup(as_bytes([]), key_hashes(as_bytes([])), names[:2], key_hashes(names[:2])).tolist() == [-1, -1]
+
+
+def test_columns_read_by_numpy_equal_the_split_lines(tmp_path):
+    from sid.backend import scoring
+
+    # Keys of several lengths (non-ASCII too), labels and scores of several widths; with and
+    # without a final newline. Then files the fast layout check refuses (blank line, tab, two
+    # spaces, a space at an end): the same fields, read line by line.
+    rng = np.random.default_rng(0)
+    keys = [f"spk{rng.integers(1000)}-utt{'x' * int(rng.integers(0, 9))}{i}" for i in range(300)] + ["é-u", "a"]
+    lines = [f"{k} {keys[-1 - i]} {rng.choice(['target', 'nontarget'])}" for i, k in enumerate(keys)]
+    for text, fast in (("\n".join(lines) + "\n", True), ("\n".join(lines), True),
+                       ("\n".join(lines[:5]) + "\n\n" + "\n".join(lines[5:]), False),
+                       (lines[0] + "\n" + lines[1].replace(" ", "\t", 1) + "\n", False),
+                       (lines[0].replace(" ", "  ", 1) + "\n", False), (" " + lines[0] + "\n", False),
+                       (lines[0] + " \n", False)):
+        data = text.encode()
+        assert (scoring._single_spaced_columns(data, 3) is not None) == fast
+        t = read_trials(write(tmp_path / "trials", text), need_labels=True)
+        fields = data.split()
+        assert t.raw1.tolist() == fields[0::3] and t.raw2.tolist() == fields[1::3]
+        assert t.labels.tolist() == [f == b"target" for f in fields[2::3]]
+        assert t.raw1.dtype.itemsize == max(map(len, fields[0::3]))
+    scored, scores = read_scores(write(tmp_path / "scores", "a bb 0.5\nccc d -12.25\n"))
+    assert scored.raw2.tolist() == [b"bb", b"d"] and scores.tolist() == [0.5, -12.25]
+
+
+def test_scores_are_printed_as_printf_prints_them(tmp_path):
+    from sid.backend.scoring import format_g7, write_scores
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.standard_normal(20000) * 10.0 ** rng.integers(-8, 10, 20000),   # every notation and exponent
+        rng.integers(-2 ** 24, 2 ** 24, 20000) / 2.0 ** rng.integers(0, 30, 20000),  # exact binary fractions: ties
+        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-4, 9.9999995e-5, 1e6, 9999999.5, 1e7, 1234567.5, -1234568.5,
+         0.5, 1.0, 10.0, 123456.75, 1e-5, 1e-45, 3.4e38, 999999.95, 99999.995, 12.5]]).astype(np.float32)
+    values = values.astype(np.float64)
+    got = [bytes(row[row != 0]) for row in format_g7(values)]
+    assert got == [b"%.7g" % v for v in values.tolist()]
+    # Whole lines, across chunks, keys of two widths.
+    k1 = [f"u{i}" for i in range(10)]
+    k2 = [f"test-{i * 37}" for i in range(10)]
+    write_scores(str(tmp_path / "s"), k1, k2, values[:10], chunk=3)
+    assert (tmp_path / "s").read_bytes() == b"".join(b"%s %s %.7g\n" % (a.encode(), b.encode(), v)
+                                                     for a, b, v in zip(k1, k2, values[:10].tolist()))

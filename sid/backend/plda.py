@@ -24,7 +24,7 @@ import numpy as np
 
 from sid import kaldi_io
 from sid.backend import big_blas
-from sid.backend.lda import class_stats, fix_signs
+from sid.backend.lda import class_stats, fix_signs, row_squares
 from sid.errors import SidError
 
 log = logging.getLogger(__name__)
@@ -114,21 +114,25 @@ class Plda:
         table is not held twice."""
         # x T^T - mean T^T is (x - mean) T^T, without a copy of the table.
         t = self.transform.T.astype(np.float32)
+        offset = (self.mean @ self.transform.T).astype(np.float32)
         if in_place and x.dtype == np.float32 and x.flags.c_contiguous:
-            for s in range(0, len(x), 4096):  # 3 MB results, reused by malloc (see lda.apply_transform)
-                x[s:s + 4096] = x[s:s + 4096] @ t
+            buf = np.empty((min(4096, len(x)), x.shape[1]), dtype=np.float32)  # one 3 MB product buffer
+            for s in range(0, len(x), 4096):
+                product = buf[:len(x[s:s + 4096])]
+                np.matmul(x[s:s + 4096], t, out=product)
+                np.subtract(product, offset, out=x[s:s + 4096])
             y = x
         else:
             with big_blas():
                 y = np.asarray(x, dtype=np.float32) @ t
-        y -= (self.mean @ self.transform.T).astype(np.float32)
+            y -= offset
         if simple_length_norm:
-            factor = np.sqrt(self.dim / np.einsum("ij,ij->i", y, y, dtype=np.float64))
+            factor = np.sqrt(self.dim / row_squares(y, np.ones((self.dim, 1)))[:, 0])
         else:
             n = np.broadcast_to(np.asarray(num_utts, dtype=np.float64), (y.shape[0],))
             if np.all(n == n[:1]):
                 inv_covar = 1.0 / (self.psi + 1.0 / (n[0] if len(n) else 1.0))
-                quad = np.einsum("ij,ij,j->i", y, y, inv_covar, dtype=np.float64)
+                quad = row_squares(y, inv_covar[:, None])[:, 0]
             else:
                 quad = np.einsum("ij,ij,ij->i", y, y, 1.0 / (self.psi[None, :] + 1.0 / n[:, None]), dtype=np.float64)
             factor = np.sqrt(self.dim / quad)
@@ -148,10 +152,13 @@ class Plda:
         a = n * psi / (n * psi + 1.0)
         inv_v = 1.0 / (1.0 + psi / (n * psi + 1.0))
         inv_tot = 1.0 / (1.0 + psi)
-        enroll_term = -0.5 * (np.einsum("ij,ij,j->i", enroll, enroll, a * a * inv_v, dtype=np.float64)
-                              - np.sum(np.log(inv_v)))
-        test_term = 0.5 * (np.sum(np.log(1.0 + psi))
-                           + np.einsum("ij,ij,j->i", test, test, inv_tot - inv_v, dtype=np.float64))
+        weights = np.column_stack([a * a * inv_v, inv_tot - inv_v])
+        if enroll is test:  # one table (scoring a list against itself): both sums in one pass
+            enroll_sq, test_sq = row_squares(enroll, weights).T
+        else:
+            enroll_sq, test_sq = row_squares(enroll, weights[:, :1])[:, 0], row_squares(test, weights[:, 1:])[:, 0]
+        enroll_term = -0.5 * (enroll_sq - np.sum(np.log(inv_v)))
+        test_term = 0.5 * (np.sum(np.log(1.0 + psi)) + test_sq)
         return enroll_term, (a * inv_v).astype(np.float32), test_term
 
     def log_likelihood_ratios(self, enroll: np.ndarray, enroll_n: np.ndarray, test: np.ndarray,
@@ -159,13 +166,17 @@ class Plda:
         """LLR of each trial (enroll[enroll_idx[k]], test[test_idx[k]]) on PLDA-transformed rows."""
         enroll = np.asarray(enroll, dtype=np.float32)
         test = np.asarray(test, dtype=np.float32)
-        n_of_trial = np.asarray(enroll_n)[enroll_idx]
+        enroll_n = np.asarray(enroll_n)
         scores = np.empty(len(enroll_idx), dtype=np.float64)
-        for n in np.unique(n_of_trial):
+        if len(enroll_n) and enroll_n.min() == enroll_n.max():  # one count (single utterances): every trial
+            groups = [(enroll_n[0], None)]
+        else:
+            n_of_trial = enroll_n[enroll_idx]
+            groups = [(n, np.flatnonzero(n_of_trial == n)) for n in np.unique(n_of_trial)]
+        for n, sel in groups:
             enroll_term, weights, test_term = self._llr_terms(enroll, test, n)
-            sel = np.flatnonzero(n_of_trial == n)
-            for start in range(0, len(sel), chunk):
-                k = sel[start:start + chunk]
+            for start in range(0, len(enroll_idx) if sel is None else len(sel), chunk):
+                k = slice(start, start + chunk) if sel is None else sel[start:start + chunk]
                 ei, ti = enroll_idx[k], test_idx[k]
                 # Weighted per chunk: a weighted copy of the whole enrolment table would double its memory.
                 cross = enroll[ei]
@@ -188,9 +199,13 @@ class Plda:
 
 def estimate_plda(x: np.ndarray, spk_idx: np.ndarray, num_em_iters: int = 10) -> Plda:
     """Train Kaldi's PLDA on rows ``x`` with speaker indices ``spk_idx`` (0..S-1, each used)."""
-    n_total, d = x.shape
-    num_spk = int(spk_idx.max()) + 1
-    sums, counts, offset_scatter = class_stats(x, spk_idx, num_spk)
+    return plda_from_stats(class_stats(x, spk_idx, int(spk_idx.max()) + 1), num_em_iters)
+
+
+def plda_from_stats(stats: tuple[np.ndarray, np.ndarray, np.ndarray], num_em_iters: int = 10) -> Plda:
+    """``estimate_plda`` from the ``ClassStats`` of the rows."""
+    sums, counts, offset_scatter = stats
+    n_total, num_spk, d = int(counts.sum()), len(counts), sums.shape[1]
     if np.any(counts == 0):
         raise SidError("internal error: speaker without vectors passed to estimate_plda")
     if num_spk == n_total:

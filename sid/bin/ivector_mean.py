@@ -29,7 +29,7 @@ def main() -> int:
     if len(args) == 2:
         # Streamed a block at a time, as Kaldi streams it: memory does not grow with the table.
         total, count = None, 0
-        for keys, x in kaldi_io.iter_vector_blocks(args[0]):
+        for keys, x in kaldi_io.iter_vector_blocks(args[0], 1024):
             part = x.sum(axis=0, dtype=np.float64)
             total = part if total is None else total + part
             count += len(keys)

@@ -1,4 +1,4 @@
-"""train_backend: the recipe's mean, LDA and PLDA training in one process, reading the embeddings once.
+"""train_backend: the recipe's mean, LDA and PLDA training in one process, never holding the embeddings whole.
 
 Usage: python -m sid.bin.train_backend [options] <ivector-rspecifier> <utt2spk-rspecifier> <backend-dir>
 e.g.: python -m sid.bin.train_backend --lda-dim=200 scp:exp/xvector/embeddings/train/xvector.scp data/train/utt2spk exp/scores/backend_plda
@@ -8,7 +8,8 @@ Writes <backend-dir>/mean.vec (text, as ivector_mean), transform.mat (unless
   ivector-compute-lda --dim=N "ark:ivector-subtract-global-mean scp:X ark:- |" ark:utt2spk transform.mat
   ivector-compute-plda ark:spk2utt "ark:ivector-subtract-global-mean scp:X ark:- |
       ivector-transform transform.mat ark:- ark:- | ivector-normalize-length ark:- ark:- |" plda
-with speakers taken from utt2spk. Each file is written atomically.
+with speakers taken from utt2spk. The table is read three times, a block at a time (files again
+from the page cache; a pipe once into memory). Each file is written atomically.
 """
 
 import logging
@@ -30,10 +31,9 @@ def main() -> int:
     po.register("binary", True, "Write transform.mat and plda in binary mode")
     opts, args = po.parse(num_args=3)
     limit_blas_threads()
-    keys, x = kaldi_io.read_vectors(args[0])
     utt2spk = kaldi_io.read_token_map(args[1])
-    mean, lda, plda = pipeline.train(keys, x, utt2spk, opts.lda_dim, opts.total_covariance_factor,
-                                     opts.num_em_iters, opts.plda)
+    mean, lda, plda = pipeline.train_passes(kaldi_io.vector_passes(args[0]), utt2spk, opts.lda_dim,
+                                            opts.total_covariance_factor, opts.num_em_iters, opts.plda, args[0])
     os.makedirs(args[2], exist_ok=True)
     kaldi_io.write_object(os.path.join(args[2], "mean.vec"), mean, False)
     if lda is not None:

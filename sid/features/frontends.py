@@ -139,6 +139,19 @@ class ResemblyzerMel(nn.Module):
     def prepare(self, samples: np.ndarray, where: str = "") -> tuple[np.ndarray, int]:
         """Samples (int16 range) normalised, trimmed and padded as Resemblyzer does (same scale),
         and the number of frames its partials span."""
+        return self.pad(self.trim(samples, where))
+
+    def pad(self, wav: np.ndarray) -> tuple[np.ndarray, int]:
+        """Trimmed samples zero-padded to the end of the last partial's last frame, where they
+        end before it, and the number of frames its partials span."""
+        frames = self.partials_end(len(wav))
+        if frames * self.hop_length >= len(wav):
+            wav = np.pad(wav, (0, frames * self.hop_length - len(wav)))
+        return wav, frames
+
+    def trim(self, samples: np.ndarray, where: str = "") -> np.ndarray:
+        """Samples (int16 range) scaled up to the target volume and trimmed by the VAD, as
+        Resemblyzer's ``preprocess_wav`` makes them (same scale, float32)."""
         from scipy.ndimage import binary_dilation
 
         wav = (np.asarray(samples, dtype=np.float32) / np.float32(32768.0)).astype(np.float32)
@@ -160,10 +173,7 @@ class ResemblyzerMel(nn.Module):
         wav = wav[np.repeat(voiced, self.vad_window)]
         if wav.size == 0:
             raise SidError(f"{where + ': ' if where else ''}no speech left after Resemblyzer's voice-activity trimming")
-        frames = self.partials_end(len(wav))
-        if frames * self.hop_length >= len(wav):
-            wav = np.pad(wav, (0, frames * self.hop_length - len(wav)))
-        return wav * np.float32(32768.0), frames
+        return wav * np.float32(32768.0)
 
     def partials_end(self, num_samples: int) -> int:
         """The frame where Resemblyzer's last partial of an utterance of ``num_samples`` ends."""

@@ -8,21 +8,45 @@ TorchScript tracer both keep symbolic in the number of samples: frames are gathe
 index computed from the length (Kaldi's edge reflection, or the centred padding of
 ``torch.stft``) and transformed by ``torch.fft.rfft``, so one graph serves every length.
 The numerics are those of the front-end it mirrors (Kaldi's ``sid.features.compute.Fbank``
-via ``sid.features.torch_fbank.BatchFbank``; ``VTMel``, ``SBFbank`` and ``Waveform`` of
-``sid.features.frontends``) within float32 rounding; then the utterance's mean is subtracted
-where the exp's ``features.cmvn_opts`` says so.
+via ``sid.features.torch_fbank.BatchFbank``; ``VTMel``, ``SBFbank``, ``ResemblyzerMel`` and
+``Waveform`` of ``sid.features.frontends``) within float32 rounding; then the utterance's mean
+is subtracted where the exp's ``features.cmvn_opts`` says so.
 
-Not every front-end has such a graph (``graph_obstacle`` says why): dither adds noise seeded
-by the utterance id, and Resemblyzer's front-end trims silence with WebRTC's VAD.
+Resemblyzer's graph reads the samples its WebRTC VAD trimmed (``ResemblyzerMel.trim``): that
+VAD (a fixed-point model that adapts to the noise frame by frame) is no graph. Not every
+front-end has a graph (``graph_obstacle`` says why): the recipe's features come from a data
+dir, and an exp whose ``extract.dither`` is not 0 adds noise seeded by the utterance id.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from sid.errors import SidError
 from sid.features.torch_fbank import BatchFbank
+
+
+def size_min(a, b):
+    """The smaller of two sizes, kept symbolic: a size is a tensor while ``torch.jit.trace``
+    records (the TorchScript file, the TorchScript-based ONNX exporter), a symbolic int under
+    ``torch.export`` (the dynamo ONNX exporter), else an int."""
+    if isinstance(a, torch.Tensor):
+        return a.clamp(max=b)
+    if isinstance(b, torch.Tensor):
+        return b.clamp(max=a)
+    return torch.sym_min(a, b)
+
+
+def size_max(a, b):
+    """The larger of two sizes (as ``size_min``)."""
+    if isinstance(a, torch.Tensor):
+        return a.clamp(min=b)
+    if isinstance(b, torch.Tensor):
+        return b.clamp(min=a)
+    return torch.sym_max(a, b)
 
 
 def _centred_index(num_samples, n_fft: int, hop: int) -> torch.Tensor:
@@ -117,6 +141,43 @@ class SBFbankGraph(nn.Module):
         return m.db((spec.real ** 2 + spec.imag ** 2).float())
 
 
+class ResemblyzerGraph(nn.Module):
+    """``sid.features.frontends.ResemblyzerMel`` after its trimming: it reads the samples
+    ``ResemblyzerMel.trim`` leaves (Resemblyzer's ``preprocess_wav``; WebRTC's VAD is no
+    graph), computes from their number where its last partial ends (``partials_end``) and
+    the mel of that many frames of the samples zero-extended (its zero padding to the partials'
+    grid and the STFT's centring), as a masked gather and an rfft."""
+    sample_rate = 16000             # (sid.features.frontends' rate)
+    trimmed = True                  # (the input is the VAD-trimmed samples)
+
+    def __init__(self, module):
+        super().__init__()
+        self.m = module
+        self.min_samples = 1
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.m.partials_end(num_samples)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        hop, size, shift = m.hop_length, m.partial_frames, m.partial_shift
+        n = wav.shape[1]
+        # partials_end without a condition: partials start every shift frames while they start
+        # before the frame count less size - shift (at least one); of those, the ones whose
+        # samples cover min_coverage of them (any but the last do), and the first anyway.
+        starts = (size_max((n + hop) // hop - size + shift + 1, 1) + shift - 1) // shift
+        cover = math.ceil(m.min_coverage * size * hop) - shift * hop
+        covered = (size_max(n, cover) - cover) // (shift * hop)
+        frames = (size_max(size_min(starts, covered), 1) - 1) * shift + size
+        idx = (torch.arange(frames) * hop - m.n_fft // 2)[:, None] + torch.arange(m.n_fft)[None, :]
+        inside = (idx >= 0) & (idx < n)
+        x = wav.float() / 32768.0
+        framed = torch.where(inside, x[:, idx.clamp(0, n - 1)], torch.zeros((), dtype=x.dtype))
+        # In double, as SBFbankGraph: onnxruntime's single-precision DFT of 400 points is less exact.
+        spec = torch.fft.rfft(framed.double() * m.window.double())
+        return torch.matmul((spec.real ** 2 + spec.imag ** 2).float(), m.filters)
+
+
 class WaveformGraph(nn.Module):
     """``sid.features.frontends.Waveform`` as extraction frames it: Kaldi's frame count for
     25 ms / 10 ms without snip-edges, rows zero-padded at the end (``frontend_features``)."""
@@ -147,13 +208,17 @@ class UtteranceFrontend(nn.Module):
         self.frontend = frontend
         self.cmn = cmn
         self.sample_rate = frontend.sample_rate
+        self.trimmed = getattr(frontend, "trimmed", False)
 
     def min_samples(self, min_frames: int) -> int:
         """The fewest samples that give ``min_frames`` frames (and that the framing handles)."""
-        n = self.frontend.min_samples
-        while self.frontend.num_frames(n) < min_frames:
-            n += 1
-        return n
+        lo = hi = self.frontend.min_samples
+        while self.frontend.num_frames(hi) < min_frames:
+            lo, hi = hi + 1, 2 * hi
+        while lo < hi:              # (the frame count grows with the length)
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if self.frontend.num_frames(mid) < min_frames else (lo, mid)
+        return lo
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         feats = self.frontend(wav)
@@ -168,12 +233,10 @@ def graph_obstacle(cfg, allow_dither: bool = False) -> str | None:
     if record is None or record.source != "audio":
         return ("its model reads features made by the recipe from a data dir (Kaldi compression, energy VAD on "
                 "MFCCs, sliding CMN)")
-    if record.type == "frontend" and cfg.frontend is not None and cfg.frontend.type == "resemblyzer":
-        return "Resemblyzer's front-end trims silence with WebRTC's voice-activity detector"
     dither = _fbank_options(cfg).frame_opts.dither if _uses_kaldi_fbank(cfg) else 0.0
     if dither != 0.0 and not allow_dither:
-        return (f"its Kaldi fbank is dithered (--dither={dither:g}) with noise seeded by the utterance id at "
-                "extraction")
+        return (f"its extraction dithers the Kaldi fbank (extract.dither: {dither:g}) with noise seeded by the "
+                "utterance id")
     return None
 
 
@@ -182,15 +245,17 @@ def _uses_kaldi_fbank(cfg) -> bool:
 
 
 def _fbank_options(cfg):
-    """The Kaldi fbank options extraction uses for an exp read from audio (``sid.train.audio``)."""
+    """The Kaldi fbank options extraction uses for an exp read from audio (``sid.extract.Extractor``)."""
     if cfg.features.type == "fbank":
         from sid.embedder import options_from_text
         from sid.features.options import FbankOptions
 
-        return options_from_text(FbankOptions, cfg.features.config, "config.yaml (features.config)")
+        opts = options_from_text(FbankOptions, cfg.features.config, "config.yaml (features.config)")
+        opts.frame_opts.dither = cfg.extract.dither
+        return opts
     from sid.train.audio import ModelFrontend
 
-    return ModelFrontend(cfg.frontend).fbank.opts
+    return ModelFrontend(cfg.frontend, dither=cfg.extract.dither).fbank.opts
 
 
 def waveform_frontend(cfg, undithered: bool = False) -> nn.Module:
@@ -199,7 +264,7 @@ def waveform_frontend(cfg, undithered: bool = False) -> nn.Module:
     the fbank without it)."""
     import dataclasses
 
-    from sid.features.frontends import SBFbank, VTMel, Waveform, build_frontend
+    from sid.features.frontends import ResemblyzerMel, SBFbank, VTMel, Waveform, build_frontend
 
     obstacle = graph_obstacle(cfg, allow_dither=undithered)
     if obstacle is not None:
@@ -210,5 +275,5 @@ def waveform_frontend(cfg, undithered: bool = False) -> nn.Module:
         opts = dataclasses.replace(opts, frame_opts=dataclasses.replace(opts.frame_opts, dither=0.0))
         return UtteranceFrontend(KaldiFbankGraph(opts), cmn)
     module = build_frontend(cfg.frontend)
-    graphs = {VTMel: VTMelGraph, SBFbank: SBFbankGraph, Waveform: WaveformGraph}
+    graphs = {VTMel: VTMelGraph, SBFbank: SBFbankGraph, Waveform: WaveformGraph, ResemblyzerMel: ResemblyzerGraph}
     return UtteranceFrontend(graphs[type(module)](module), cmn)

@@ -348,15 +348,18 @@ class ModelFrontend:
     of a chunk, exactly as ``compute_frontend_feats`` computes it for extraction (Kaldi's
     frame count, 25 ms / 10 ms without snip-edges; Kaldi's filterbank for ``type: fbank``,
     dither seeded by the chunk's key), then per-chunk mean normalisation (``cmn``: the trainer and
-    extraction pass what the exp's ``features.cmvn_opts`` says)."""
+    extraction pass what the exp's ``features.cmvn_opts`` says; ``dither``: extraction's).
+    """
 
-    def __init__(self, cfg, cmn: bool = True):
+    def __init__(self, cfg, cmn: bool = True, dither: float | None = None):
         from sid.features.compute import Fbank
         from sid.features.frontends import build_frontend
         from sid.features.options import FbankOptions
 
         fb_opts = FbankOptions()
         fb_opts.frame_opts.snip_edges = False
+        if dither is not None:      # (extraction's, extract.dither; else Kaldi's default)
+            fb_opts.frame_opts.dither = dither
         self.frame_opts = fb_opts.frame_opts
         self.module = build_frontend(cfg)
         if cfg.type == "waveform":
