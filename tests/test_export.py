@@ -151,17 +151,20 @@ def wespeaker_exp(tmp: Path) -> Path:
     return tmp / "exp"
 
 
-def gru_exp(exp: Path) -> Path:
-    """A GRU d-vector trained from audio as steps/train_xvector.sh records it (conf/gru_embedder.yaml
-    smaller: Kaldi fbank front-end, the utterance mean subtracted and no dither at extraction,
-    the mean of 1.6 s windows every 0.8 s), random weights."""
+GRU = {"type": "gru", "feat_dim": 40, "hidden": 32, "num_layers": 2, "embed_dim": 16}
+GE2E = {"type": "dvector", "feat_dim": 40, "hidden": 48, "num_layers": 2, "proj_dim": 16, "embed_dim": 16}
+
+
+def windowed_exp(exp: Path, model: dict) -> Path:
+    """A recurrent model trained from audio as steps/train_xvector.sh records it (conf/gru_embedder.yaml
+    and conf/dvector_ge2e.yaml smaller: Kaldi fbank front-end, the utterance mean subtracted and no
+    dither at extraction, the mean of 1.6 s windows every 0.8 s), random weights."""
     from sid.config import FeaturesRecord, parse_config
     from sid.provenance import frontend_record_text, options_md5
     from sid.train import checkpoint
 
     cfg = parse_config({"frontend": {"type": "fbank", "num_mel_bins": 40},
-                        "model": {"type": "gru", "feat_dim": 40, "hidden": 32, "num_layers": 2, "embed_dim": 16},
-                        "extract": {"chunking": "windows", "window_frames": 160, "window_shift": 80}})
+                        "model": model, "extract": {"chunking": "windows", "window_frames": 160, "window_shift": 80}})
     text = frontend_record_text(cfg.frontend)
     cfg.features = FeaturesRecord("frontend", text, options_md5(text), "", source="audio")
     cfg.num_classes = 10
@@ -251,28 +254,34 @@ def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
 def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     """Models embedded by windows, the windows and their mean in the graph: in onnxruntime
     without torch, equal to sid.Embedder (max |diff| <= 1e-4) at each utterance's length, for a
-    GRU d-vector trained from audio (waveform in, features in, a batch, the same EER, int8) and
-    an imported Resemblyzer (the samples its VAD trimmed in)."""
+    GRU d-vector trained from audio (waveform in, features in, a batch, the same EER, int8), a
+    GE2E d-vector (an LSTM with projections; features in) and an imported Resemblyzer (the
+    samples its VAD trimmed in)."""
     from sid.bin.export_model import export, quantize_int8
     from sid.features.frontends import ResemblyzerMel
 
-    gru, rz = gru_exp(tmp_path / "gru"), resemblyzer_exp(tmp_path)
+    gru, ge2e = windowed_exp(tmp_path / "gru", GRU), windowed_exp(tmp_path / "ge2e", GE2E)
+    rz = resemblyzer_exp(tmp_path)
     assert export(gru, tmp_path / "gru.onnx", "onnx") == "waveform"
     assert export(gru, tmp_path / "gru_feats.onnx", "onnx", input="features") == "feats"
+    assert export(ge2e, tmp_path / "ge2e.onnx", "onnx", input="features") == "feats"
     assert export(rz, tmp_path / "rz.onnx", "onnx") == "trimmed_waveform"
     side = yaml.safe_load((tmp_path / "rz.onnx.frontend.yaml").read_text())
     assert "WebRTC's VAD" in side["input"]["what"] and "in the graph" in side["chunking"]
     (tmp_path / "gru.int8.onnx").write_bytes((tmp_path / "gru.onnx").read_bytes())
     quantize_int8(tmp_path / "gru.int8.onnx")
-    e_gru, e_rz = Embedder.from_exp(gru, device="no"), Embedder.from_exp(rz, device="no")
+    e_gru, e_ge2e, e_rz = (Embedder.from_exp(x, device="no") for x in (gru, ge2e, rz))
     inputs = {f"w{i}": s for i, (_, _, s) in enumerate(audio)}
     inputs.update({f"f{i}": e_gru.features(s, 16000, utt, int16_range=True) for i, (utt, _, s) in enumerate(audio)})
     inputs.update({f"r{i}": ResemblyzerMel().trim(s) for i, (_, _, s) in enumerate(audio[:NUM_RESEMBLYZER])})
+    inputs.update({f"g{i}": e_ge2e.features(s, 16000, utt, int16_range=True)
+                   for i, (utt, _, s) in enumerate(audio[:NUM_RESEMBLYZER])})
     short = min(len(s) for _, _, s in audio)
     inputs["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
     np.savez(tmp_path / "inputs.npz", **inputs)
     runs = {"gru": ("waveform", "w", len(audio)), "gru.int8": ("waveform", "w", len(audio)),
-            "gru_feats": ("feats", "f", len(audio)), "rz": ("trimmed_waveform", "r", NUM_RESEMBLYZER)}
+            "gru_feats": ("feats", "f", len(audio)), "rz": ("trimmed_waveform", "r", NUM_RESEMBLYZER),
+            "ge2e": ("feats", "g", NUM_RESEMBLYZER)}
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
@@ -299,15 +308,16 @@ def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     assert np.abs(np.load(tmp_path / "batch.npy") - np.stack(cut)).max() <= 1e-4
     q = np.load(tmp_path / "gru.int8.npy")
     assert np.einsum("ij,ij->i", q, ref).min() > 0.99 and np.abs(q - ref).max() > 1e-6
-    ref = np.stack([e_rz.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio[:NUM_RESEMBLYZER]])
-    assert np.abs(np.load(tmp_path / "rz.npy") - ref).max() <= 1e-4
+    for name, e in (("rz", e_rz), ("ge2e", e_ge2e)):
+        ref = np.stack([e.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio[:NUM_RESEMBLYZER]])
+        assert np.abs(np.load(tmp_path / f"{name}.npy") - ref).max() <= 1e-4, name
 
 
 def test_waveform_torchscript_matches_embedder(audio, tmp_path):
     """The TorchScript file of a whole-utterance and of a window-averaging model, waveform in."""
     from sid.bin.export_model import export
 
-    for exp in (audio_exp(tmp_path / "exp"), gru_exp(tmp_path / "gru")):
+    for exp in (audio_exp(tmp_path / "exp"), windowed_exp(tmp_path / "gru", GRU)):
         assert export(exp, tmp_path / "model.pt", "torchscript") == "waveform"
         model = torch.jit.load(str(tmp_path / "model.pt"))
         e = Embedder.from_exp(exp, device="no")

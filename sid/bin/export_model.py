@@ -39,7 +39,8 @@ a waveform graph's front-end and the first layer after it stay float. The float 
 size and its own are logged. bench/onnx_eer.py prints both files' EER on a trial list.
 A window-averaging graph is exported in two parts joined at the features: the front-end
 by the dynamo exporter, the windows and the model by the TorchScript-based one (the
-dynamo one cannot decompose an LSTM or GRU over the window batch)."""
+dynamo one cannot decompose an LSTM or GRU over the window batch), an LSTM with
+projections as LSTMs without (sid.models.recurrent.UnprojectedLSTM; ONNX has none)."""
 
 import dataclasses
 import logging
@@ -170,9 +171,11 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
     windows = cfg.extract.chunking == "windows"
     if windows:
         from sid.extract import WindowMean
+        from sid.models.recurrent import without_projections
 
         # The graph cuts the windows, and pads short ones as extraction does: any length.
-        embedder = WindowMean(model, cfg.extract.window_frames, cfg.extract.window_shift, min_frames)
+        embedder = WindowMean(without_projections(model) if fmt == "onnx" else model, cfg.extract.window_frames,
+                              cfg.extract.window_shift, min_frames)
         min_frames = 1
     else:
         embedder = model

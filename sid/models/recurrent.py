@@ -96,3 +96,47 @@ class ConvGRUEmbedder(GRUEmbedder):
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
         wav = feats.reshape(feats.shape[0], 1, -1)
         return self.encoder(wav).transpose(1, 2)
+
+
+class UnprojectedLSTM(nn.Module):
+    """An ``nn.LSTM`` with projections (``proj_size``: ``dvector`` with ``proj_dim``) as LSTMs
+    without, which ONNX has (export, ``sid.bin.export_model``): each layer's recurrent weights
+    times its projection (the recurrence reads the projected state ``W_hr h``, so ``W_hh W_hr``
+    reads ``h``), its outputs projected after it. Zero initial states, batch first."""
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        self.projections = nn.ParameterList()
+        size = lstm.input_size
+        for k in range(lstm.num_layers):
+            layer = nn.LSTM(size, lstm.hidden_size, batch_first=True)
+            w_hr = getattr(lstm, f"weight_hr_l{k}").detach()
+            with torch.no_grad():
+                layer.weight_ih_l0.copy_(getattr(lstm, f"weight_ih_l{k}"))
+                layer.weight_hh_l0.copy_((getattr(lstm, f"weight_hh_l{k}").double() @ w_hr.double()).float())
+                layer.bias_ih_l0.copy_(getattr(lstm, f"bias_ih_l{k}"))
+                layer.bias_hh_l0.copy_(getattr(lstm, f"bias_hh_l{k}"))
+            self.layers.append(layer)
+            self.projections.append(nn.Parameter(w_hr.t().contiguous(), requires_grad=False))
+            size = lstm.proj_size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        for layer, projection in zip(self.layers, self.projections):
+            x = layer(x)[0] @ projection
+        return x, None
+
+
+def without_projections(model: nn.Module) -> nn.Module:
+    """``model``, or a copy of it whose LSTMs with projections are ``UnprojectedLSTM``s."""
+    import copy
+
+    lstms = [name for name, m in model.named_modules() if isinstance(m, nn.LSTM) and m.proj_size > 0]
+    if not lstms:
+        return model
+    model = copy.deepcopy(model)
+    for name in lstms:
+        parent, _, child = name.rpartition(".")
+        module = model.get_submodule(parent)
+        setattr(module, child, UnprojectedLSTM(getattr(module, child)))
+    return model
