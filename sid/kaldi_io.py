@@ -1024,9 +1024,12 @@ def _scp_chunks(stream, path: str, rows: int) -> Iterator[tuple[list[int], list[
     """``(line numbers, keys, values, (archive, offsets))`` of the entries of an scp (a binary
     stream), ``rows`` at a time (a key without a value is an error naming the line); the offsets
     are ``_archive_offsets``'. Read 256 kB at a time; a block of ``key fname:offset`` lines onto one
-    archive (the usual scp) is parsed by numpy (``_parse_scp_block``), any other line by line."""
-    first = 1
+    archive (the usual scp) is parsed by numpy (``_parse_scp_block``), any other line by line.
+    Lines parsed by numpy are carried over to the next read until ``rows`` of them are there,
+    so the blocks of a table are whole (``rows``, the size its consumers' products are tuned to)."""
+    first = 1  # line number of the first line of the next read
     rest = b""
+    held = None  # (first line number, keys, archive, offsets) of numpy-parsed lines not yet given
     while True:
         data = stream.read(1 << 18)
         block = rest + data
@@ -1036,15 +1039,21 @@ def _scp_chunks(stream, path: str, rows: int) -> Iterator[tuple[list[int], list[
             if not block:  # a line longer than the read: read on
                 continue
         elif not block:
-            return
+            break
         parsed = _parse_scp_block(block)
-        if parsed is not None:
-            keys, fname, offsets = parsed
-            for s in range(0, len(keys), rows):
-                part = offsets[s:s + rows]
-                yield (range(first + s, first + s + len(part)), keys[s:s + rows],
-                       _ArchiveValues(fname, part), (fname, part))
+        if parsed is not None and held is not None and held[2] == parsed[1]:
+            held = (held[0], held[1] + parsed[0], held[2], np.concatenate([held[3], parsed[2]]))
         else:
+            if held is not None:
+                yield from _held_chunks(held, rows, len(held[1]))
+                held = None
+            if parsed is not None:
+                held = (first, *parsed)
+        if held is not None:
+            whole = len(held[1]) - len(held[1]) % rows
+            yield from _held_chunks(held, rows, whole)
+            held = (held[0] + whole, held[1][whole:], held[2], held[3][whole:]) if whole < len(held[1]) else None
+        if parsed is None:
             lines = block.splitlines(keepends=True)
             for s in range(0, len(lines), rows):
                 chunk = lines[s:s + rows]
@@ -1059,7 +1068,17 @@ def _scp_chunks(stream, path: str, rows: int) -> Iterator[tuple[list[int], list[
                     yield [e[0] for e in entries], [e[1] for e in entries], values, _archive_offsets(values)
         first += block.count(b"\n") + (not block.endswith(b"\n"))
         if not data:
-            return
+            break
+    if held is not None:
+        yield from _held_chunks(held, rows, len(held[1]))
+
+
+def _held_chunks(held: tuple, rows: int, count: int) -> Iterator:
+    """The chunks of ``rows`` (the last one shorter) of the first ``count`` held lines."""
+    first, keys, fname, offsets = held
+    for s in range(0, count, rows):
+        part = offsets[s:min(s + rows, count)]
+        yield range(first + s, first + s + len(part)), keys[s:s + len(part)], _ArchiveValues(fname, part), (fname, part)
 
 
 def _parse_scp_block(block: bytes) -> tuple[list[str], str, np.ndarray] | None:
