@@ -572,6 +572,13 @@ def main() -> int:
                 {"stage": st.label, "parity": parities.get(st.label),
                  **{side: [vars(m) | {"stdout": None} for m in st.runs[side]] for side in ("kaldi", "ours")}}
                 for st in rows]})
+        # What any Python tool pays before its first line: the floor under the start-up rows.
+        env = side_env(kaldi_bin, "1")
+        floor = {what: [run(f'{sys.executable} -c "{code}"', work, env) for _ in range(args.runs)]
+                 for what, code in (("python -c pass", "pass"), ("python -c 'import numpy'", "import numpy"))}
+        print("Interpreter floor (best of the runs): " + "; ".join(
+            f"`{what}` {best(ms, 'cpu'):.2f} s CPU, {best(ms, 'rss_mb'):.0f} MB" for what, ms in floor.items()))
+        meta["floor"] = {what: [vars(m) | {"stdout": None} for m in ms] for what, ms in floor.items()}
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)

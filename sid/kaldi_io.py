@@ -773,7 +773,10 @@ def vector_passes(rspecifier: str, rows: int = 16384) -> Callable[[], Iterator[t
     archive files are read again (from the page cache: a memory map, no copy by the kernel), a
     pipe or stdin once into memory. The caller may overwrite each block."""
     opts, path = split_specifier(rspecifier)
-    if "scp" in opts or _is_file(path):
+    if "scp" in opts:
+        parsed: list = []  # the scp's lines, parsed once
+        return lambda: _scp_vector_blocks(path, rows, parsed=parsed)
+    if _is_file(path):
         return lambda: iter_vector_blocks(rspecifier, rows)
     keys, x = stack_vector_blocks(iter_vector_blocks(rspecifier), rspecifier)
     return memory_passes(keys, x, rows)
@@ -909,7 +912,8 @@ def check_unique_keys(keys: list[str], rspecifier: str) -> None:
         raise SidError(f"{rspecifier}: duplicate key '{dup}'")
 
 
-def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tuple[list[str], np.ndarray]]:
+def _scp_vector_blocks(path: str, rows: int, whole: bool = False,
+                       parsed: list | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
     """``(keys, float32 block)`` of at most ``rows`` for an scp of vectors, in scp order.
 
     The common case, ``key ark:offset`` lines onto binary float vectors of one dimension laid
@@ -920,7 +924,8 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     block at a time, so a streaming reader's memory does not grow with the table. With
     ``whole``, the blocks are consecutive views of one matrix of the whole table (its
     ``.base``, whose first rows they are), written once; otherwise one block buffer is reused
-    for every block.
+    for every block. ``parsed``: a list to keep the parsed scp lines in (ending with None once all
+    are read), or the list of a whole earlier pass, read again instead of the scp.
     """
     reader = RandomAccessReader()
     table = dim = None
@@ -939,13 +944,20 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
 
     try:
         stack = contextlib.ExitStack()
-        if whole:  # the number of entries sizes the table first
-            data = read_bytes(path)
-            lines = io.BytesIO(data)
-        else:  # streamed: memory does not grow with the scp
-            lines = stack.enter_context(open_input(path))
+        if parsed and parsed[-1] is None:  # an earlier pass's lines
+            chunks = iter(parsed[:-1])
+        else:
+            if whole:  # the number of entries sizes the table first
+                data = read_bytes(path)
+                lines = io.BytesIO(data)
+            else:  # streamed: memory does not grow with the scp
+                lines = stack.enter_context(open_input(path))
+            chunks = _scp_chunks(lines, path, rows)
+            if parsed is not None:
+                parsed.clear()
+                chunks = _recorded(chunks, parsed)
         done_rows = 0
-        for linenos, keys, values, (fname, offsets) in _scp_chunks(lines, path, rows):
+        for linenos, keys, values, (fname, offsets) in chunks:
             if dim is None:
                 first_key = keys[0]
                 dim = entry(linenos[0], keys[0], values[0]).shape[0]
@@ -966,6 +978,14 @@ def _scp_vector_blocks(path: str, rows: int, whole: bool = False) -> Iterator[tu
     finally:
         reader.close()
         stack.close()
+
+
+def _recorded(items: Iterator, into: list) -> Iterator:
+    """``items``, each also appended to ``into``, then None once all were given."""
+    for item in items:
+        into.append(item)
+        yield item
+    into.append(None)
 
 
 def _archive_offsets(values: list[str]) -> tuple[str, np.ndarray]:
@@ -1022,7 +1042,7 @@ def _scp_chunks(stream, path: str, rows: int) -> Iterator[tuple[list[int], list[
             keys, fname, offsets = parsed
             for s in range(0, len(keys), rows):
                 part = offsets[s:s + rows]
-                yield (list(range(first + s, first + s + len(part))), keys[s:s + rows],
+                yield (range(first + s, first + s + len(part)), keys[s:s + rows],
                        _ArchiveValues(fname, part), (fname, part))
         else:
             lines = block.splitlines(keepends=True)

@@ -39,6 +39,38 @@ def test_wav_scaled_like_kaldi(wav16):
     np.testing.assert_array_equal(x, ints.astype(np.float32))
 
 
+def test_wav_chunks_read_as_the_wave_module_reads_them(tmp_path):
+    """16-bit PCM wavs are read from their RIFF chunks directly: the samples libsndfile reads, with
+    an odd-sized chunk before the data, two channels, a segment, a truncated file, and 24-bit or
+    float files left to libsndfile."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-32768, 32768, (3000, 2)).astype(np.int16)
+
+    def wav(path, fmt=(1, 2, SR, 16), extra=b"", data=ints.tobytes(), declared=None):
+        tag, channels, sr, bits = fmt
+        body = (b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, tag, channels, sr, sr * channels * bits // 8,
+                                                  channels * bits // 8, bits) + extra
+                + b"data" + struct.pack("<I", len(data) if declared is None else declared) + data)
+        path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+        return str(path)
+
+    odd = b"LIST" + struct.pack("<I", 5) + b"abcde\0"  # padded to an even size
+    path = wav(tmp_path / "a.wav", extra=odd)
+    x, sr = read_audio(path)
+    assert sr == SR
+    np.testing.assert_array_equal(x, ints[:, 0].astype(np.float32))
+    np.testing.assert_array_equal(x, sf.read(path, dtype="int16")[0][:, 0])
+    seg, _ = read_audio(path, start=0.05, end=0.1)
+    np.testing.assert_array_equal(seg, ints[800:1600, 0].astype(np.float32))
+    cut = wav(tmp_path / "cut.wav", data=ints.tobytes()[:4001], declared=len(ints.tobytes()))
+    np.testing.assert_array_equal(read_audio(cut)[0], ints[:1000, 0].astype(np.float32))
+    for name, subtype in (("p24.wav", "PCM_24"), ("f32.wav", "FLOAT")):
+        sf.write(tmp_path / name, ints[:, 0].astype(np.float32) / 32768, SR, subtype=subtype)
+        np.testing.assert_allclose(read_audio(str(tmp_path / name))[0], ints[:, 0], atol=0.01)
+
+
 @pytest.mark.parametrize("fmt,subtype,ext", [("FLAC", "PCM_16", "flac"), ("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus")])
 def test_soundfile_formats(tmp_path, fmt, subtype, ext):
     sig = _signal()

@@ -123,6 +123,26 @@ def test_lda_errors():
         apply_transform(np.ones((3, 5)), x)
 
 
+def test_class_stats_rows_in_any_order():
+    """Class sums, counts and within-class scatter, rows grouped by class or not, in one call
+    or in blocks, equal the direct double-precision sums (a class split across chunks too)."""
+    from sid.backend.lda import ClassStats
+
+    x, idx = synthetic(num_spk=25, dim=6)
+    x64 = x.astype(np.float64)
+    means = np.stack([x64[idx == c].mean(axis=0) for c in range(25)])
+    scatter = (x64 - means[idx]).T @ (x64 - means[idx])
+    shuffled = np.random.default_rng(1).permutation(len(x))
+    for rows in (np.arange(len(x)), shuffled):
+        stats = ClassStats(25, 6, chunk=7)
+        for s in range(0, len(rows), 11):
+            stats.add(x[rows[s:s + 11]], idx[rows[s:s + 11]])
+        sums, counts, within = stats.result()
+        np.testing.assert_array_equal(counts, np.bincount(idx))
+        np.testing.assert_allclose(sums, means * counts[:, None], rtol=1e-12)
+        np.testing.assert_allclose(within, scatter, rtol=1e-10, atol=1e-10)
+
+
 def test_training_passes_equal_the_table_in_memory(tmp_path):
     """train_passes over an scp in small blocks, over a pipe, and over the table in memory: the same
     mean, LDA and PLDA as LDA and PLDA computed directly on the whole mean-subtracted table; vectors

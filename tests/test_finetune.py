@@ -152,6 +152,16 @@ def test_recipe_interpolation_of_a_finished_exp_is_the_trainers(finetuned, repo,
         for k, v in ref[part].items():
             assert torch.equal(got[part][k], v), f"{part}.{k} differs"
     assert yaml.safe_load((tmp_path / "new" / "config.yaml").read_text()) == yaml.safe_load((finetuned / "config.yaml").read_text())
+    # --num-avg 2: the mean of both epochs, then interpolated, as training.num_avg: 2 would have.
+    res = subprocess.run([sys.executable, str(repo / "egs" / "speechocean762" / "local" / "interpolate_finetuned.py"),
+                          "--num-avg=2", str(finetuned), "0.5", str(tmp_path / "avg")], env=_env(sid_env),
+                         capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    want = checkpoint.interpolate(torch.load(finetuned / "models" / "init.pt", weights_only=True)["init"],
+                                  checkpoint.average_epochs(finetuned / "models", [1, 2]), 0.5, "init.pt")
+    got = torch.load(tmp_path / "avg" / "final.pt", weights_only=True)
+    assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items())
+    assert yaml.safe_load((tmp_path / "avg" / "config.yaml").read_text())["training"]["num_avg"] == 2
 
 
 def test_interpolate_refuses_weights_of_another_architecture():

@@ -106,13 +106,13 @@ def train_passes(blocks: Callable[[], Iterator[tuple[list[str], np.ndarray]]], u
     """
     spks = sorted(set(utt2spk.values()))
     pos = {s: i for i, s in enumerate(spks)}
+    spk_of = {u: pos[s] for u, s in utt2spk.items()}  # one look-up a key below
     keys: list[str] = []
     parts: list[np.ndarray] = []
     total = None
     lda_stats = None
     for block_keys, x in blocks():
-        idx = np.fromiter(map(pos.get, map(utt2spk.get, block_keys), itertools.repeat(-1)), dtype=np.int64,
-                          count=len(block_keys))
+        idx = np.fromiter(map(spk_of.get, block_keys, itertools.repeat(-1)), dtype=np.int64, count=len(block_keys))
         keys += block_keys
         parts.append(idx)
         has = idx >= 0

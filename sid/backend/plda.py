@@ -214,6 +214,7 @@ def plda_from_stats(stats: tuple[np.ndarray, np.ndarray, np.ndarray], num_em_ite
     global_mean = means.sum(axis=0) / num_spk
     centred = means - global_mean
     n_spk = counts.astype(np.float64)[:, None]
+    sqrt_n = np.sqrt(n_spk)
 
     within = np.eye(d)
     between = np.eye(d)
@@ -221,12 +222,20 @@ def plda_from_stats(stats: tuple[np.ndarray, np.ndarray, np.ndarray], num_em_ite
         log.info("Plda estimation iteration %d of %d", it, num_em_iters)
         to_diag, back, lam = _joint_diagonalize(within, between)
         m = centred @ to_diag.T                      # speaker means where W = I, B = diag(lam)
-        post_var = lam / (1.0 + n_spk * lam)         # (S, D): diagonal posterior covariance per speaker
-        w = n_spk * m * post_var                     # posterior means of the speaker variables
-        # m - w = m / (1 + n lam): the residuals, scaled by sqrt(n) so that both products are SYRKs.
-        r = m * (np.sqrt(n_spk) / (1.0 + n_spk * lam))
+        # (S, D) arrays, each op in place (a pass over 10 MB each for 6,000 speakers):
+        # q = 1 / (1 + n lam); the diagonal posterior covariance per speaker lam q; the posterior
+        # means of the speaker variables w = n m lam q; the residuals m - w = m q, scaled by
+        # sqrt(n) so that both products below are SYRKs.
+        q = np.multiply(n_spk, lam)
+        q += 1.0
+        np.reciprocal(q, out=q)
+        post_var = np.multiply(q, lam)
         between_diag = post_var.sum(axis=0)
-        within_diag = (n_spk * post_var).sum(axis=0)
+        within_diag = n_spk[:, 0] @ post_var
+        w = np.multiply(post_var, n_spk, out=post_var)
+        w *= m
+        r = np.multiply(q, sqrt_n, out=q)
+        r *= m
         between_t = w.T @ w
         within_t = r.T @ r
         between_t[np.diag_indices(d)] += between_diag
