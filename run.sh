@@ -64,6 +64,9 @@
 
 . ./cmd.sh
 . ./path.sh
+# Braces around the whole body: bash reads a script as it runs, so an edit to this file during
+# a long stage would otherwise change what the running recipe does next.
+{
 set -eo pipefail  # a failing command inside a pipe stops the run too
 
 stage=0
@@ -504,3 +507,5 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     $final_exp/scores $final_exp $all_trials
   echo "$0: results in $final_exp/results.json"
 fi
+exit
+}

@@ -108,3 +108,16 @@ def test_step_scripts_help_does_not_echo_the_command_line(repo, sid_env):
         r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, env=sid_env, cwd=repo)
         assert r.returncode == 0 and r.stdout.startswith("Usage: steps/") and "--help" not in r.stdout + r.stderr, \
             (script, r.stdout[:200], r.stderr[:200])
+
+
+@pytest.mark.parametrize("recipe", ["run.sh", "egs/speechocean762/run.sh"])
+def test_recipes_are_read_whole_before_they_run(repo, recipe):
+    # bash reads a script as it executes it; only a body inside one brace group is parsed whole
+    # first, so that editing run.sh during a long stage cannot change what the running recipe does.
+    lines = (repo / recipe).read_text().rstrip("\n").split("\n")
+    opening = lines.index("{")
+    assert lines[-2:] == ["exit", "}"]
+    body = lines[:opening]
+    assert not any(line.startswith(("set -", "stage=", ". utils/parse_options.sh", '. "$here/utils/parse_options.sh"'))
+                   for line in body), f"{recipe}: commands before the brace group"
+    assert subprocess.run(["bash", "-n", str(repo / recipe)]).returncode == 0

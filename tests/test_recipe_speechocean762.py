@@ -127,6 +127,7 @@ def test_train_source_audio_end_to_end(recipe_run, tmp_path):
     model = yaml.safe_load((exp / "xvector/config.yaml").read_text())
     assert model["data"]["source"] == "audio" and model["features"]["source"] == "audio"
     assert model["features"]["type"] == "frontend" and model["features"]["vad"] is None
+    assert model["extract"]["dither"] == 0.0    # (extraction's fbank; training's dithers)
     assert f"{work / 'data/train'} {exp / 'xvector'}" in r.stdout   # the plain data dir's audio
     record = json.loads((exp / "xvector/training.json").read_text())
     assert record["steps"] > 0 and record["loss"] == "ge2e" and record["cpu_seconds"] > 0

@@ -61,6 +61,9 @@
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
 #                            about the others, instead of stopping (default false)
 # Every stage skips work that is already complete, so rerunning after a crash resumes.
+# Braces around the whole body: bash reads a script as it runs, so an edit to this file during
+# a long stage would otherwise change what the running recipe does next.
+{
 set -euo pipefail
 
 corpus=
@@ -375,3 +378,5 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   fi
   echo "$0: results in $exp/results.json, plots in $exp/*.png"
 fi
+exit
+}
