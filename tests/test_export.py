@@ -195,6 +195,30 @@ def audio(corpus):
             for spk, *utts in spk2utt for utt in sorted(utts)[:UTT_PER_SPK]]
 
 
+def _onnx_embeddings_without_torch(tmp: Path, inputs: dict, runs: dict, batched: str, sid_env) -> dict:
+    """Embeddings from the ONNX files ``tmp/<name>.onnx`` run in onnxruntime in a process that
+    never imports torch: ``runs`` maps each name to (input name, key prefix, count), whose inputs
+    ``inputs[f"{prefix}{i}"]`` run one at a time; ``batched`` also runs ``inputs["batch"]``
+    (a waveform batch), returned as ``"batch"``."""
+    np.savez(tmp / "inputs.npz", **inputs)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import onnxruntime as ort
+        inputs = np.load({str(tmp / 'inputs.npz')!r})
+        for name, (input, key, count) in {runs!r}.items():
+            session = ort.InferenceSession({str(tmp)!r} + f"/{{name}}.onnx")
+            emb = [session.run(None, {{input: inputs[f"{{key}}{{i}}"][None]}})[0][0] for i in range(count)]
+            np.save({str(tmp)!r} + f"/{{name}}.npy", np.stack(emb))
+            if name == {batched!r}:
+                np.save({str(tmp)!r} + "/batch.npy", session.run(None, {{"waveform": inputs["batch"]}})[0])
+        assert "torch" not in sys.modules
+    """)
+    res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return {name: np.load(tmp / f"{name}.npy") for name in [*runs, "batch"]}
+
+
 def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     """Waveform in, embedding out, in onnxruntime without torch, equal to sid.Embedder's
     embeddings (max |diff| <= 1e-4) for a model trained from audio and an imported WeSpeaker
@@ -215,23 +239,9 @@ def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     samples.update({f"w{i}": s[:32000] for i, (_, _, s) in enumerate(audio[:NUM_WESPEAKER])})
     short = min(len(s) for s in samples.values())
     samples["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
-    np.savez(tmp_path / "samples.npz", **samples)
-    script = textwrap.dedent(f"""
-        import sys
-        import numpy as np
-        import onnxruntime as ort
-        samples = np.load({str(tmp_path / 'samples.npz')!r})
-        for name in ("trained", "wespeaker", "trained.int8"):
-            session = ort.InferenceSession({str(tmp_path)!r} + f"/{{name}}.onnx")
-            key, count = ("w", {NUM_WESPEAKER}) if name == "wespeaker" else ("u", {len(audio)})
-            emb = [session.run(None, {{"waveform": samples[f"{{key}}{{i}}"][None]}})[0][0] for i in range(count)]
-            np.save({str(tmp_path)!r} + f"/{{name}}.npy", np.stack(emb))
-            if name == "trained":
-                np.save({str(tmp_path)!r} + "/batch.npy", session.run(None, {{"waveform": samples["batch"]}})[0])
-        assert "torch" not in sys.modules
-    """)
-    res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    runs = {"trained": ("waveform", "u", len(audio)), "wespeaker": ("waveform", "w", NUM_WESPEAKER),
+            "trained.int8": ("waveform", "u", len(audio))}
+    out = _onnx_embeddings_without_torch(tmp_path, samples, runs, "trained", sid_env)
     assert len({len(s) for _, _, s in audio}) > 1
     spks = [s for _, s, _ in audio]
     for name, exp in exps.items():
@@ -239,14 +249,14 @@ def test_waveform_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
         key, count = ("w", NUM_WESPEAKER) if name == "wespeaker" else ("u", len(audio))
         ref = np.stack([e.embed(samples[f"{key}{i}"], 16000, utt, int16_range=True)
                         for i, (utt, _, _) in enumerate(audio[:count])])
-        onnx_emb = np.load(tmp_path / f"{name}.npy")
+        onnx_emb = out[name]
         assert np.abs(ref).max() > 0.1 and np.abs(onnx_emb - ref).max() <= 1e-4, name
         if name == "trained":
             assert _eer(onnx_emb, spks) == _eer(ref, spks)
-            batch = np.load(tmp_path / "batch.npy")
+            batch = out["batch"]
             cut = [e.embed(audio[i][2][:short], 16000, int16_range=True) for i in (0, 1)]
             assert np.abs(batch - np.stack(cut)).max() <= 1e-4
-            q = np.load(tmp_path / "trained.int8.npy")
+            q = out["trained.int8"]
             cos = np.einsum("ij,ij->i", q, ref) / np.linalg.norm(q, axis=1) / np.linalg.norm(ref, axis=1)
             assert cos.min() > 0.99 and np.abs(q - ref).max() > 1e-6
 
@@ -278,39 +288,24 @@ def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
                    for i, (utt, _, s) in enumerate(audio[:NUM_RESEMBLYZER])})
     short = min(len(s) for _, _, s in audio)
     inputs["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
-    np.savez(tmp_path / "inputs.npz", **inputs)
     runs = {"gru": ("waveform", "w", len(audio)), "gru.int8": ("waveform", "w", len(audio)),
             "gru_feats": ("feats", "f", len(audio)), "rz": ("trimmed_waveform", "r", NUM_RESEMBLYZER),
             "ge2e": ("feats", "g", NUM_RESEMBLYZER)}
-    script = textwrap.dedent(f"""
-        import sys
-        import numpy as np
-        import onnxruntime as ort
-        inputs = np.load({str(tmp_path / 'inputs.npz')!r})
-        for name, (input, key, count) in {runs!r}.items():
-            session = ort.InferenceSession({str(tmp_path)!r} + f"/{{name}}.onnx")
-            emb = [session.run(None, {{input: inputs[f"{{key}}{{i}}"][None]}})[0][0] for i in range(count)]
-            np.save({str(tmp_path)!r} + f"/{{name}}.npy", np.stack(emb))
-            if name == "gru":
-                np.save({str(tmp_path)!r} + "/batch.npy", session.run(None, {{"waveform": inputs["batch"]}})[0])
-        assert "torch" not in sys.modules
-    """)
-    res = subprocess.run([sys.executable, "-c", script], env=sid_env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    out = _onnx_embeddings_without_torch(tmp_path, inputs, runs, "gru", sid_env)
     ref = np.stack([e_gru.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio])
     # (several windows, one moved back to the end: not all lengths a multiple of the shift)
     assert len({len(s) // 160 % 80 for _, _, s in audio}) > 1 and max(len(s) for _, _, s in audio) > 3 * 16000
     for name in ("gru", "gru_feats"):
-        assert np.abs(np.load(tmp_path / f"{name}.npy") - ref).max() <= 1e-4, name
+        assert np.abs(out[name] - ref).max() <= 1e-4, name
     spks = [s for _, s, _ in audio]
-    assert _eer(np.load(tmp_path / "gru.npy"), spks) == _eer(ref, spks)
+    assert _eer(out["gru"], spks) == _eer(ref, spks)
     cut = [e_gru.embed(audio[i][2][:short], 16000, int16_range=True) for i in (0, 1)]
-    assert np.abs(np.load(tmp_path / "batch.npy") - np.stack(cut)).max() <= 1e-4
-    q = np.load(tmp_path / "gru.int8.npy")
+    assert np.abs(out["batch"] - np.stack(cut)).max() <= 1e-4
+    q = out["gru.int8"]
     assert np.einsum("ij,ij->i", q, ref).min() > 0.99 and np.abs(q - ref).max() > 1e-6
     for name, e in (("rz", e_rz), ("ge2e", e_ge2e)):
         ref = np.stack([e.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio[:NUM_RESEMBLYZER]])
-        assert np.abs(np.load(tmp_path / f"{name}.npy") - ref).max() <= 1e-4, name
+        assert np.abs(out[name] - ref).max() <= 1e-4, name
 
 
 def test_waveform_torchscript_matches_embedder(audio, tmp_path):
