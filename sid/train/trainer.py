@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import json
@@ -263,8 +264,9 @@ class Trainer:
                 cfg.dump(saved_cfg, CONFIG_HEADER)
         return cfg
 
+    @functools.cached_property
     def _init_features(self) -> tuple[FeaturesRecord | None, Path]:
-        """The features record of the ``--init-model`` exp, and its config.yaml."""
+        """The features record of the ``--init-model`` exp, and its config.yaml (read once)."""
         _, src = checkpoint.init_source(self.opts.init_model)
         return load_config(src / "config.yaml", recorded=True).features, src / "config.yaml"
 
@@ -273,14 +275,14 @@ class Trainer:
         extraction will do: the model fine-tuned's own (features.cmvn_opts of an exp trained or
         imported from audio; none: an import that normalises by itself), else each chunk's mean ("")."""
         if self.opts.init_model:
-            theirs, _ = self._init_features()
+            theirs, _ = self._init_features
             if theirs is not None and theirs.source == "audio":
                 return theirs.cmvn_opts
         return ""
 
     def _check_init_features(self, record: FeaturesRecord, data_dir: str) -> None:
         """Fine-tuning reads the features the source model was trained on (or imported with)."""
-        theirs, where = self._init_features()
+        theirs, where = self._init_features
         if theirs is None:
             return
         for key in ("type", "checksum", "cmvn_opts", "source"):
