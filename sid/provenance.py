@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 from sid.errors import SidError
@@ -41,6 +42,21 @@ from sid.errors import SidError
 MARKER = ".feats_done"
 VAD_MARKER = ".vad_done"
 CMVN_OPTS = "cmvn_opts"
+
+
+def code_commit() -> str | None:
+    """The short commit of the checkout this package runs from, with ``+changes`` when tracked
+    files differ from it; None when it is not a git checkout (an installed package)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _feature_options(feat_type: str):

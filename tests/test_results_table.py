@@ -72,7 +72,7 @@ def test_per_exp_table_one_row_per_exp(tmp_path, sid_env, repo):
               "resemblyzer_cosine": {"eer": 4.0, "mindcf_0.01": 0.34}}
     a = _exp(tmp_path, "xvector_small", xvector, {"parameters": 204416, "loss": "softmax", "batch_size": 32,
                                                   "steps": 744, "first_loss": 4.7, "epoch_losses": [4.2, 2.01234],
-                                                  "cpu_seconds": 102.0}, scores)
+                                                  "cpu_seconds": 102.0, "commit": "1a2b3c4"}, scores)
     b = _exp(tmp_path, "dvector_small_cpu", ge2e, {"parameters": 1423616, "loss": "ge2e", "batch_size": 64,
                                                    "steps": 200, "first_loss": 2.0791, "epoch_losses": [2.0, 1.5],
                                                    "cpu_seconds": 183.0},
@@ -82,13 +82,13 @@ def test_per_exp_table_one_row_per_exp(tmp_path, sid_env, repo):
     r = run(["--per-exp=true", f"--update={doc}", "--name=families", "--commit=abc", "--date=d", a, b], sid_env, repo)
     assert r.returncode == 0, r.stderr
     assert doc.read_text().splitlines()[1:5] == [
-        "| exp | model | input | params | loss | batch | steps | loss: step 1 -> last epoch | train CPU (min) "
+        "| exp | model | input | params | loss | batch | steps | loss: step 1 -> last epoch | train CPU (min) | trained at "
         "| EER cosine | EER cosine + AS-norm | EER LDA + PLDA "
         "| minDCF0.01 cosine | minDCF0.01 cosine + AS-norm | minDCF0.01 LDA + PLDA |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        "| `xvector_small` | xvector | mfcc (features) | 204,416 | softmax | 32 | 744 | 4.700 -> 2.012 | 1.7 "
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| `xvector_small` | xvector | mfcc (features) | 204,416 | softmax | 32 | 744 | 4.700 -> 2.012 | 1.7 | 1a2b3c4 "
         "| 10.63 | 9.5 | 7.477 | 0.8346 | 0.8500 | 0.7455 |",
-        "| `dvector_small_cpu` | dvector | fbank 40 (audio) | 1,423,616 | ge2e | 8 x 8 | 200 | 2.079 -> 1.500 | 3.0 "
+        "| `dvector_small_cpu` | dvector | fbank 40 (audio) | 1,423,616 | ge2e | 8 x 8 | 200 | 2.079 -> 1.500 | 3.0 | not recorded "
         "| 21.26 | 19 | 14.95 | 0.8346 | 0.8500 | 0.7455 |"]
     # An exp without the record (trained before it was kept) is named, not skipped.
     (tmp_path / "dvector_small_cpu" / "xvector" / "training.json").unlink()

@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+from sid import provenance
+
 sys.path.insert(0, str(Path(__file__).parent))
 from training_data import corpus_features, kill_after_checkpoint  # noqa: E402
 
@@ -113,6 +115,7 @@ def test_kill9_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, feats, 
     assert got_rec["steps"] == ref_rec["steps"] and got_rec["first_loss"] == pytest.approx(ref_rec["first_loss"])
     assert got_rec["epoch_losses"] == pytest.approx(ref_rec["epoch_losses"], rel=1e-5)
     assert got_rec["cpu_seconds"] > 0
+    assert got_rec["commit"] == provenance.code_commit()   # the code that finished it
 
 
 def test_torchrun_two_ranks_disjoint_shards(feats, tiny_config, sid_env, repo, tmp_path):

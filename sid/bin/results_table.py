@@ -14,7 +14,7 @@ the document holds what the run printed; without it they are printed.
 With --per-exp=true: one table, a row per recipe exp dir (run.sh --exp), in the order given:
 its model and input and what training recorded (<dir>/<--model-dir>/config.yaml and
 training.json: parameters, loss, batch, steps, the first step's loss and the last epoch's mean,
-training CPU minutes), then the EER and the minDCF at the first p-target of each back-end in
+training CPU minutes, the commit it finished at), then the EER and the minDCF at the first p-target of each back-end in
 <dir>/results.json (trials list --trials; the run's only one by default).
 """
 
@@ -22,11 +22,11 @@ import datetime
 import json
 import os
 import re
-import subprocess
 
 from sid.cli import KaldiOptions, run_main
 from sid.data.table import atomic_path
 from sid.errors import SidError
+from sid.provenance import code_commit
 
 BACKENDS = {"cosine": "cosine", "cosine_asnorm": "cosine + AS-norm",
             "cosine_asnorm_qmf": "cosine + AS-norm + QMF", "plda": "LDA + PLDA"}
@@ -92,13 +92,13 @@ def exp_table(dirs: list[str], model_dir: str, trials: str, commit: str, date: s
         losses = rec["epoch_losses"]
         cells = [f"`{os.path.basename(os.path.normpath(d))}`", what, f"{feats} ({source})", f"{rec['parameters']:,}",
                  rec["loss"], batch, str(rec["steps"]), f"{rec['first_loss']:.3f} -> {losses[-1]:.3f}",
-                 f"{rec['cpu_seconds'] / 60:.1f}"]
+                 f"{rec['cpu_seconds'] / 60:.1f}", rec.get("commit") or "not recorded"]
         cells += [f"{entries[b]['eer']:.4g}" for b in backends]
         cells += [f"{entries[b]['mindcf_' + p_target]:.4f}" if f"mindcf_{p_target}" in entries[b] else ""
                   for b in backends]
         rows.append("| " + " | ".join(cells) + " |")
     columns = (["exp", "model", "input", "params", "loss", "batch", "steps", "loss: step 1 -> last epoch",
-                "train CPU (min)"] + [f"EER {BACKENDS.get(b, b)}" for b in backends]
+                "train CPU (min)", "trained at"] + [f"EER {BACKENDS.get(b, b)}" for b in backends]
                + [f"minDCF{p_target} {BACKENDS.get(b, b)}" for b in backends])
     return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows, "",
                       f"Measured at commit {commit} on {date}."])
@@ -124,19 +124,6 @@ def _split(backend: str) -> tuple[str, str]:
     return "", backend
 
 
-def git_commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        r = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    except OSError:
-        r = None
-    if r is None or r.returncode != 0:
-        raise SidError("cannot tell the commit (not a git checkout?): pass --commit")
-    dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return r.stdout.strip() + ("+changes" if dirty else "")
-
-
 def main() -> int:
     po = KaldiOptions(__doc__.split("\n", 2)[2])
     po.register("update", "", "Markdown file whose marked block the tables replace (else they are printed)")
@@ -149,7 +136,9 @@ def main() -> int:
     opts, args = po.parse(num_args=(1, 1 << 30))
     if not opts.per_exp and len(args) != 1:
         raise SidError(f"expected one results.json, got {len(args)} arguments (several exp dirs go with --per-exp=true)")
-    commit = opts.commit or git_commit()
+    commit = opts.commit or code_commit()
+    if not commit:
+        raise SidError("cannot tell the commit (not a git checkout?): pass --commit")
     date = opts.date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     if opts.per_exp:
         text = exp_table(args, opts.model_dir, opts.trials, commit, date)

@@ -14,7 +14,8 @@ Exp dir layout::
     training.json   what the training did (written with final.pt; read by sid.bin.results_table):
                     the model's parameters, steps, the first step's loss, each epoch's mean loss,
                     and the CPU seconds of rank 0's processes from their start (imports, data
-                    loading and loader workers included), summed over resumes to the last checkpoint
+                    loading and loader workers included), summed over resumes to the last checkpoint,
+                    and the commit of the code that finished it (``+changes``: with local edits)
     log/train.log   Kaldi-style log (rank 0); tensorboard/ scalars
 
 Resuming: every checkpoint holds the model, head, optimiser, LR scheduler, grad
@@ -52,7 +53,7 @@ from sid.errors import SidError
 from sid.kaldi_io import ScpTable
 from sid.losses import METRIC_LOSSES, MarginScheduler, build_head
 from sid.models import build_model, count_parameters
-from sid.provenance import training_record
+from sid.provenance import code_commit, training_record
 from sid.train import checkpoint
 from sid.train.data import (Batch, ChunkDataset, ShardSampler, TrainingSet, derive_seed, plan_epoch,
                             plan_epoch_balanced, read_training_set, split_validation, worker_init)
@@ -563,7 +564,7 @@ class Trainer:
                 "parameters": count_parameters(model), "loss": cfg.loss.type, "batch_size": batch_size,
                 "steps": step, "first_loss": first_loss, "epoch_losses": epoch_losses,
                 "cpu_seconds": round(cpu_before + _cpu_seconds(), 2), "num_threads": torch.get_num_threads(),
-                "world_size": self.world}, init)
+                "world_size": self.world, "commit": code_commit()}, init)
         if self.world > 1:
             dist.barrier()
 
