@@ -1081,22 +1081,51 @@ def _held_chunks(held: tuple, rows: int, count: int) -> Iterator:
         yield range(first + s, first + s + len(part)), keys[s:s + len(part)], _ArchiveValues(fname, part), (fname, part)
 
 
+def single_spaced_lines(data: bytes, spaces_per_line: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(starts, spaces, ends)`` of the lines of ``data`` when it holds no tab, CR, VT, FF or NUL
+    and exactly ``spaces_per_line`` spaces a line (``spaces``: shape lines x spaces_per_line; a
+    line spans ``starts[i]:ends[i]``), found by numpy over the bytes; None otherwise. Callers
+    check where the spaces fall."""
+    if any(c in data for c in (b"\t", b"\r", b"\x0b", b"\x0c", b"\0")):
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    spaces = np.flatnonzero(buf == 32)
+    n = len(ends)
+    if n == 0 or len(spaces) != spaces_per_line * n:
+        return None
+    starts = np.empty(n, dtype=np.int64)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
+    return starts, spaces.reshape(n, spaces_per_line), ends
+
+
+def byte_fields(data: bytes, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The fields ``data[lo[i]:hi[i]]`` as one numpy ``S`` array: each as the widest field's
+    bytes from its start (a strided view of the data, one record a byte), then the bytes past its
+    end zeroed, since ``S`` arrays are NUL-padded."""
+    size = int((hi - lo).max())
+    padded = np.frombuffer(data + bytes(size), dtype=np.uint8)
+    fields = np.ndarray((len(data) + 1,), dtype=f"S{size}", buffer=padded, strides=(1,))[lo]
+    short = np.flatnonzero(hi - lo < size)
+    if len(short):
+        chars = fields.view(np.uint8).reshape(len(fields), size)
+        chars[short] *= np.arange(size) < (hi - lo)[short, None]
+    return fields
+
+
 def _parse_scp_block(block: bytes) -> tuple[list[str], str, np.ndarray] | None:
     """``(keys, archive, offsets)`` of a block of whole scp lines when every one is ``key
     archive:offset`` (ASCII, single-spaced, one archive, offsets without leading zeros), found by
     numpy over the bytes; None otherwise."""
-    if not block.isascii() or any(c in block for c in (b"\t", b"\r", b"\x0b", b"\x0c", b"\0")):
+    lines = single_spaced_lines(block, 1) if block.isascii() else None
+    if lines is None:
         return None
+    starts, spaces, ends = lines
+    spaces = spaces[:, 0]
     buf = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10)
-    if not block.endswith(b"\n"):
-        ends = np.append(ends, len(block))
-    spaces = np.flatnonzero(buf == 32)
     n = len(ends)
-    if len(spaces) != n:
-        return None
-    starts = np.empty(n, dtype=np.int64)
-    starts[0], starts[1:] = 0, ends[:-1] + 1
     if np.any(spaces <= starts) or np.any(spaces >= ends - 1):  # one space a line, inside it
         return None
     fname, sep, _ = block[spaces[0] + 1:ends[0]].rpartition(b":")
@@ -1115,14 +1144,7 @@ def _parse_scp_block(block: bytes) -> tuple[list[str], str, np.ndarray] | None:
     if digits.max() > 9 or np.any((digits[np.arange(n), width - num_digits] == 0) & (num_digits > 1)):
         return None  # not digits, or a leading zero (the text would not be str(offset))
     offsets = digits.astype(np.int64) @ 10 ** (width - 1 - cols)
-    # Keys: fixed-width bytes from each line's start, NUL past its end (as scoring._single_spaced_columns).
-    width = int((spaces - starts).max())
-    padded = np.frombuffer(block + bytes(width), dtype=np.uint8)
-    keys = np.ndarray((len(block) + 1,), dtype=f"S{width}", buffer=padded, strides=(1,))[starts]
-    short = np.flatnonzero(spaces - starts < width)
-    if len(short):
-        chars = keys.view(np.uint8).reshape(n, width)
-        chars[short] *= np.arange(width) < (spaces - starts)[short, None]
+    keys = byte_fields(block, starts, spaces)
     return list(map(bytes.decode, keys.tolist())), fname.decode(), offsets
 
 

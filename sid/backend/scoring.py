@@ -206,38 +206,16 @@ def _single_spaced_columns(data: bytes, width: int) -> list[np.ndarray] | None:
     """The columns of ``data`` when every line holds ``width`` fields parted by single spaces (no
     blank lines, no tabs; the usual trial list or score file), found by numpy over the bytes:
     about 5x quicker than splitting 10^6 lines into Python bytes objects. None otherwise."""
-    if any(c in data for c in (b"\t", b"\r", b"\x0b", b"\x0c")):
+    lines = kaldi_io.single_spaced_lines(data, width - 1)
+    if lines is None:
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(buf == 10)
-    if not data.endswith(b"\n"):
-        ends = np.append(ends, len(data))
-    spaces = np.flatnonzero(buf == 32)
-    n = len(ends)
-    if len(spaces) != (width - 1) * n:
-        return None
-    starts = np.empty(n, dtype=np.int64)
-    starts[0], starts[1:] = 0, ends[:-1] + 1
+    starts, spaces, ends = lines
     # Each line's own width - 1 spaces, with a non-empty field before, between and after them:
     # then the counts agree line by line, and no line is blank.
-    bounds = np.column_stack([starts - 1, spaces.reshape(n, width - 1), ends])
+    bounds = np.column_stack([starts - 1, spaces, ends])
     if np.any(np.diff(bounds, axis=1) < 2):
         return None
-    lo, hi = bounds[:, :-1] + 1, bounds[:, 1:]
-    sizes = (hi - lo).max(axis=0)
-    # Each field as the ``size`` bytes from its start (a strided view of the data, one record a
-    # byte), then the bytes past its end zeroed: numpy's S arrays are NUL-padded.
-    padded = np.frombuffer(data + bytes(int(sizes.max())), dtype=np.uint8)
-    cols = []
-    for c, size in enumerate(sizes.tolist()):
-        view = np.ndarray((len(data) + 1,), dtype=f"S{size}", buffer=padded, strides=(1,))
-        col = view[lo[:, c]]
-        short = np.flatnonzero(hi[:, c] - lo[:, c] < size)
-        if len(short):
-            chars = col.view(np.uint8).reshape(n, size)
-            chars[short] *= np.arange(size) < (hi[short, c] - lo[short, c])[:, None]
-        cols.append(col)
-    return cols
+    return [kaldi_io.byte_fields(data, bounds[:, c] + 1, bounds[:, c + 1]) for c in range(width)]
 
 
 def _first_fields(data: bytes) -> list[str] | None:
