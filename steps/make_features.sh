@@ -77,7 +77,6 @@ utils/split_data.sh $data $nj
 sdata=$data/split$nj
 
 if [ $feat_type = frontend ]; then
-  [ ! -f $data/utt2aug ] || { echo "$0: $data/utt2aug: augmentation is not applied to model front-ends" >&2; exit 1; }
   opts="--model-config=$feat_config --compress=$compress"
 else
   opts="--config=$feat_config --compress=$compress"

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from sid.augment import apply_recipe
+from sid.config import load_config
+from sid.data.audio import read_audio
 from sid.extract import embed_utterances, window_spans
 from sid.features.frontends import VTMel, Waveform, build_frontend, frontend_features, htk_mel_filters, kaldi_frames
 
@@ -136,3 +139,20 @@ def test_make_frontend_feats_step_records_the_frontend(corpus, repo, sid_env, tm
     assert "type: waveform" in (data / "conf" / "frontend.conf").read_text()
     feats = dict(kaldiio.load_scp(str(data / "feats.scp")))
     assert len(feats) == 4 and all(m.shape[1] == 160 for m in feats.values())
+    # A speed-perturbed copy (utt2aug) gets the front-end of its perturbed audio.
+    fast = tmp_path / "sp1.1"
+    res = subprocess.run([sys.executable, "-m", "sid.bin.perturb_data_dir_speed", "1.1", str(data), str(fast)],
+                         cwd=repo, env=sid_env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for f in ("feats.scp", "utt2num_frames", ".feats_done"):
+        (fast / f).unlink(missing_ok=True)
+    res = subprocess.run(["bash", "steps/make_frontend_feats.sh", "--nj", "1", "--compress", "false", "--model-config",
+                          "conf/convgru_embedder.yaml", str(fast)], cwd=repo, env=sid_env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    frontend = build_frontend(load_config(repo / "conf/convgru_embedder.yaml").frontend)
+    perturbed = dict(kaldiio.load_scp(str(fast / "feats.scp")))
+    assert sorted(perturbed) == sorted(f"sp1.1-{u}" for u in feats)
+    for utt, path in pairs[:2]:
+        samples = apply_recipe(read_audio(str(corpus / path))[0], 16000, '{"speed": 1.1}')
+        assert perturbed[f"sp1.1-{utt}"].shape[0] == kaldi_frames(len(samples), False) < feats[utt].shape[0]
+        assert np.allclose(perturbed[f"sp1.1-{utt}"], frontend_features(frontend, samples), atol=1e-4)

@@ -5,7 +5,8 @@ from sid.cli import KaldiOptions, run_main
 USAGE = """Compute the front-end a model config names in its 'frontend' section (vt_mel: voxceleb_trainer's
 log-mel; waveform: raw 10 ms sample rows; fbank: Kaldi's filterbank with its num_mel_bins; resemblyzer:
 Resemblyzer's trimmed mel), with Kaldi's frame count (25 ms / 10 ms) so VAD decisions made on Kaldi
-features apply (resemblyzer: its own frames, trimmed by its own VAD). Unreadable, empty
+features apply (resemblyzer: its own frames, trimmed by its own VAD); with --utt2aug, each utterance
+augmented by its recipe first (a speed-perturbed copy's own frames). Unreadable, empty
 or too short utterances are warned about and skipped; the program fails if none succeeded.
 Usage:  compute_frontend_feats [options] --model-config=<yaml> <wav-rspecifier> <feats-wspecifier>
  e.g.:  compute_frontend_feats --model-config=conf/resnetse34l_ap.yaml scp:data/train/wav.scp ark,scp:fe.ark,fe.scp"""
@@ -20,6 +21,8 @@ def main() -> int:
     po.register("write-utt2dur", "", "Wspecifier for the duration of each utterance in seconds, e.g. 'ark,t:utt2dur'")
     po.register("segments", "", "Segments file '<utt> <recording> <start> <end>': the segments of the recordings "
                 "in scp:wav.scp")
+    po.register("utt2aug", "", "File '<utt> <json-recipe>': augment those utterances with sid.augment.apply_recipe "
+                "before computing the front-end")
     opts, (wav_rspecifier, feats_wspecifier) = po.parse(num_args=2)
 
     import contextlib
@@ -51,6 +54,12 @@ def main() -> int:
         fb_opts.mel_opts.num_bins = fe_cfg.num_mel_bins
         fb_opts.frame_opts.snip_edges = opts.snip_edges
         fbank = Fbank(fb_opts)
+    utt2aug = None
+    if opts.utt2aug:
+        from sid.augment import apply_recipe
+        from sid.data.table import read_dict
+
+        utt2aug = read_dict(opts.utt2aug)
     done = tried = 0
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(TableWriter(feats_wspecifier,
@@ -62,6 +71,8 @@ def main() -> int:
             tried += 1
             try:
                 samples, sr = read(16000, False)
+                if utt2aug is not None and utt in utt2aug:
+                    samples = np.asarray(apply_recipe(samples, sr, utt2aug[utt]), dtype=np.float32)
                 if kaldi_frames(len(samples), opts.snip_edges) == 0:
                     raise SidError(f"utterance '{utt}' ({where}): {len(samples)} samples make no frame")
                 feats = fbank.compute(samples, utt) if frontend is None else frontend_features(

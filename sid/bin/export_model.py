@@ -66,7 +66,6 @@ def quantize_int8(path: Path) -> None:
     every graph (an LSTM's, a front-end's), so without it where it fails, and without the
     shapes it leaves where they contradict the quantiser's inference (a front-end's)."""
     import contextlib
-    import tempfile
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
