@@ -411,6 +411,11 @@ def test_resume_with_other_data_or_settings_says_what_changed(trained, tmp_path)
     changed = dataclasses.replace(user_cfg, optim=dataclasses.replace(user_cfg.optim, lr=0.5))
     with pytest.raises(SidError, match=r"optim.lr: 0.05 -> 0.5"):
         Trainer(str(feats / "train"), str(other), changed, opts)
+    # Loader augmentation of audio chunks asked of a features source: refused (not silently skipped).
+    for aug in ({"speed_perturb": "speakers"}, {"aug_prob": 0.5}):
+        asked = dataclasses.replace(user_cfg, data=dataclasses.replace(user_cfg.data, **aug))
+        with pytest.raises(SidError, match=r"augment chunks of audio \(data.source: audio\)"):
+            Trainer(str(feats / "train"), str(tmp_path / "aug_exp"), asked, opts)
     # Training data that does not record how its features were made is refused.
     (fewer / "cmvn_opts").unlink()
     with pytest.raises(SidError, match=f"{fewer}/cmvn_opts not found"):

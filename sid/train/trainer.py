@@ -238,6 +238,11 @@ class Trainer:
         else:
             if cfg.data.fbank_on == "device":
                 raise SidError("data.fbank_on: device needs data.source: audio (features are read as they are)")
+            if cfg.data.aug_prob > 0 or cfg.data.speed_perturb != "none":
+                # (else the chunks would silently go unaugmented)
+                raise SidError("data.aug_prob and data.speed_perturb augment chunks of audio (data.source: audio); "
+                               "features are read as they are: augment the data dir before its features instead "
+                               "(sid.bin.perturb_data_dir_speed, augment_data_dir, reverberate_data_dir)")
             cmvn_opts = None
             data = read_training_set(data_dir, spk2id)
             dim = self._feat_dim(data)
