@@ -193,6 +193,34 @@ def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
     assert "kind: cosine_asnorm_qmf" in backend
     assert not (tmp_path / "exp/xvector").exists() and not list((tmp_path / "data").glob("train*_no_sil"))
 
+    # Fine-tuned on the training utterances and their 0.9x and 1.1x copies as new speakers.
+    import yaml
+
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump({
+        "loss": {"type": "ge2e"}, "optim": {"type": "adam", "lr": 1e-5},
+        "data": {"sampler": "speaker_balanced", "speakers_per_batch": 4, "utts_per_speaker": 2,
+                 "min_frames": 140, "max_frames": 160}, "training": {"epochs": 1, "num_avg": 1}}))
+    ft = [*cmd, "--finetune", "true", "--finetune-config", str(tmp_path / "ft.yaml"), "--stop-stage", "3"]
+    r = subprocess.run([*ft, "--finetune-speed-perturb", "true"], capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    train, sp = tmp_path / "data/train", tmp_path / "data/train_resemblyzer_ft_sp"
+    spks = (train / "spk2utt").read_text().split("\n")
+    spks = {line.split()[0] for line in spks if line}
+    assert {line.split()[0] for line in (sp / "spk2utt").read_text().splitlines()} == \
+        {f"{p}{s}" for p in ("", "sp0.9-", "sp1.1-") for s in spks}
+    frames = dict(line.split() for line in (sp / "utt2num_frames").read_text().splitlines())
+    utts = (train / "utt2spk").read_text().split()[::2]
+    # (Resemblyzer's frames end on its partials' grid: slower audio spans at least as many)
+    assert all(int(frames[f"sp0.9-{u}"]) >= int(frames[u]) >= int(frames[f"sp1.1-{u}"]) for u in utts)
+    assert any(int(frames[f"sp0.9-{u}"]) > int(frames[f"sp1.1-{u}"]) for u in utts)
+    from sid.config import load_config
+
+    trained = load_config(tmp_path / "exp/ft_resemblyzer/config.yaml", recorded=True)
+    assert trained.train_data.num_speakers == 3 * len(spks) and trained.train_data.num_utts == 3 * len(utts) and (tmp_path / "exp/ft_resemblyzer/final.pt").is_file()
+    r = subprocess.run([*cmd, "--finetune-speed-perturb", "true"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and "--finetune-speed-perturb goes with --finetune" in r.stderr
+
 
 def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid_env):
     """--dev-speakers N: N of the training speakers of the usual split become the held-out set

@@ -45,6 +45,10 @@
 #                            initial weights (scratch: <exp>/scratch_<name>, rows
 #                            <name>_scratch_...) (default no, or false: evaluate it as imported)
 #   --finetune-config YAML   training settings of --finetune (default conf/dvector_finetune.yaml)
+#   --finetune-speed-perturb true|false  with --finetune: train on the training utterances and
+#                            their 0.9x and 1.1x speed copies, each speed a new speaker (Kaldi's
+#                            perturb_data_dir_speed, as WeSpeaker and 3D-Speaker do), 3x the
+#                            speakers and steps (default false)
 #   --stage N --stop-stage N run only stages N..M (0 data, 1 features, 2 training
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
 #   --nj N                   parallel jobs (default 2)
@@ -77,6 +81,7 @@ train_threads=2
 pretrained=
 finetune=no  # not false: parse_options.sh would then accept only true|false
 finetune_config=conf/dvector_finetune.yaml
+finetune_speed_perturb=false
 stage=0
 stop_stage=6
 nj=2
@@ -110,6 +115,10 @@ find_config() {
 config=$(find_config "$config")
 [ "$finetune" = false ] && finetune=no
 [ "$finetune" = no ] || finetune_config=$(find_config "$finetune_config")
+if [ "$finetune_speed_perturb" = true ] && [ "$finetune" = no ]; then
+  echo "$0: --finetune-speed-perturb goes with --finetune true|scratch" >&2
+  exit 1
+fi
 if [ -n "$dev_seed" ] && [ "$dev_speakers" -eq 0 ]; then
   echo "$0: --dev-seed goes with --dev-speakers (the test speakers are chosen by local/prepare_data.py's --seed)" >&2
   exit 1
@@ -252,16 +261,36 @@ elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
   # Training features: the import's front-end of each whole training utterance, nothing
   # subtracted and no Kaldi VAD (cmvn_opts none), which is what extraction computes from audio.
   ft_data=$data/train_${pretrained}_ft
+  speeds=1 sp=
+  if [ "$finetune_speed_perturb" = true ]; then speeds="1 0.9 1.1" sp=_sp; fi
+  ft_data=$ft_data$sp
   if [ $stage -le 2 ]; then
     need "$data/train/wav.scp" 0
     if [ ! -f "$ft_data/.done" ] || [ "$ft_data/.done" -ot "$imported/config.yaml" ]; then
-      rm -rf "$ft_data"
-      utils/copy_data_dir.sh "$data/train" "$ft_data"
-      rm -f "$ft_data/feats.scp" "$ft_data/utt2num_frames" "$ft_data/vad.scp"
-      steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$imported/config.yaml" \
-        --compress false "$ft_data" "$data/log/make_${pretrained}_ft" "$data/${pretrained}_ft"
-      echo none > "$ft_data/cmvn_opts"
-      utils/fix_data_dir.sh "$ft_data"
+      rm -rf "$ft_data" "$ft_data.parts"
+      parts=()
+      for speed in $speeds; do
+        # (a speed copy's utterances and speakers are named sp<speed>-..., its utt2aug the speed)
+        part=$ft_data.parts/$speed
+        if [ "$speed" = 1 ]; then
+          utils/copy_data_dir.sh "$data/train" "$part"
+        else
+          python -m sid.bin.perturb_data_dir_speed "$speed" "$data/train" "$part"
+        fi
+        rm -f "$part/feats.scp" "$part/utt2num_frames" "$part/vad.scp"
+        steps/make_frontend_feats.sh --nj "$nj" --cmd "$train_cmd" --model-config "$imported/config.yaml" \
+          --compress false "$part" "$data/log/make_${pretrained}_ft$sp/$speed" "$data/${pretrained}_ft$sp/$speed"
+        echo none > "$part/cmvn_opts"
+        utils/fix_data_dir.sh "$part"
+        parts+=("$part")
+      done
+      if [ ${#parts[@]} -eq 1 ]; then
+        mv "${parts[0]}" "$ft_data"
+      else
+        utils/combine_data.sh "$ft_data" "${parts[@]}"
+        python -m sid.bin.feature_record copy "${parts[@]}" "$ft_data"
+      fi
+      rm -rf "$ft_data.parts"
       touch "$ft_data/.done"
     fi
   fi
