@@ -155,16 +155,18 @@ GRU = {"type": "gru", "feat_dim": 40, "hidden": 32, "num_layers": 2, "embed_dim"
 GE2E = {"type": "dvector", "feat_dim": 40, "hidden": 48, "num_layers": 2, "proj_dim": 16, "embed_dim": 16}
 
 
-def windowed_exp(exp: Path, model: dict) -> Path:
+def windowed_exp(exp: Path, model: dict, windows: bool = True) -> Path:
     """A recurrent model trained from audio as steps/train_xvector.sh records it (conf/gru_embedder.yaml
     and conf/dvector_ge2e.yaml smaller: Kaldi fbank front-end, the utterance mean subtracted and no
-    dither at extraction, the mean of 1.6 s windows every 0.8 s), random weights."""
+    dither at extraction, the mean of 1.6 s windows every 0.8 s, or without ``windows`` the whole
+    utterance at once), random weights."""
     from sid.config import FeaturesRecord, parse_config
     from sid.provenance import frontend_record_text, options_md5
     from sid.train import checkpoint
 
     cfg = parse_config({"frontend": {"type": "fbank", "num_mel_bins": 40},
-                        "model": model, "extract": {"chunking": "windows", "window_frames": 160, "window_shift": 80}})
+                        "model": model, "extract": {"chunking": "windows", "window_frames": 160, "window_shift": 80}
+                        if windows else {"chunking": "kaldi"}})
     text = frontend_record_text(cfg.frontend)
     cfg.features = FeaturesRecord("frontend", text, options_md5(text), "", source="audio")
     cfg.num_classes = 10
@@ -265,13 +267,15 @@ def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     """Models embedded by windows, the windows and their mean in the graph: in onnxruntime
     without torch, equal to sid.Embedder (max |diff| <= 1e-4) at each utterance's length, for a
     GRU d-vector trained from audio (waveform in, features in, a batch, the same EER, int8), a
-    GE2E d-vector (an LSTM with projections; features in) and an imported Resemblyzer (the
-    samples its VAD trimmed in)."""
+    GE2E d-vector (an LSTM with projections; features in, and embedding whole utterances, waveform
+    in) and an imported Resemblyzer (the samples its VAD trimmed in)."""
     from sid.bin.export_model import export, quantize_int8
     from sid.features.frontends import ResemblyzerMel
 
     gru, ge2e = windowed_exp(tmp_path / "gru", GRU), windowed_exp(tmp_path / "ge2e", GE2E)
     rz = resemblyzer_exp(tmp_path)
+    whole = windowed_exp(tmp_path / "whole", GE2E, windows=False)
+    assert export(whole, tmp_path / "whole.onnx", "onnx") == "waveform"
     assert export(gru, tmp_path / "gru.onnx", "onnx") == "waveform"
     assert export(gru, tmp_path / "gru_feats.onnx", "onnx", input="features") == "feats"
     assert export(ge2e, tmp_path / "ge2e.onnx", "onnx", input="features") == "feats"
@@ -290,7 +294,7 @@ def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     inputs["batch"] = np.stack([audio[0][2][:short], audio[1][2][:short]])
     runs = {"gru": ("waveform", "w", len(audio)), "gru.int8": ("waveform", "w", len(audio)),
             "gru_feats": ("feats", "f", len(audio)), "rz": ("trimmed_waveform", "r", NUM_RESEMBLYZER),
-            "ge2e": ("feats", "g", NUM_RESEMBLYZER)}
+            "ge2e": ("feats", "g", NUM_RESEMBLYZER), "whole": ("waveform", "w", NUM_RESEMBLYZER)}
     out = _onnx_embeddings_without_torch(tmp_path, inputs, runs, "gru", sid_env)
     ref = np.stack([e_gru.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio])
     # (several windows, one moved back to the end: not all lengths a multiple of the shift)
@@ -303,7 +307,7 @@ def test_windowed_onnx_matches_embedder_without_torch(audio, sid_env, tmp_path):
     assert np.abs(out["batch"] - np.stack(cut)).max() <= 1e-4
     q = out["gru.int8"]
     assert np.einsum("ij,ij->i", q, ref).min() > 0.99 and np.abs(q - ref).max() > 1e-6
-    for name, e in (("rz", e_rz), ("ge2e", e_ge2e)):
+    for name, e in (("rz", e_rz), ("ge2e", e_ge2e), ("whole", Embedder.from_exp(whole, device="no"))):
         ref = np.stack([e.embed(s, 16000, utt, int16_range=True) for utt, _, s in audio[:NUM_RESEMBLYZER]])
         assert np.abs(out[name] - ref).max() <= 1e-4, name
 

@@ -37,10 +37,11 @@ products as 8-bit integers (per output channel), quantising activations on the f
 (onnxruntime's dynamic quantisation, after its shape inference and graph preprocessing);
 a waveform graph's front-end and the first layer after it stay float. The float model's
 size and its own are logged. bench/onnx_eer.py prints both files' EER on a trial list.
-A window-averaging graph is exported in two parts joined at the features: the front-end
-by the dynamo exporter, the windows and the model by the TorchScript-based one (the
-dynamo one cannot decompose an LSTM or GRU over the window batch), an LSTM with
-projections as LSTMs without (sid.models.recurrent.UnprojectedLSTM; ONNX has none)."""
+A recurrent model (LSTM, GRU; windowed or not) is exported in two parts joined at the
+features: the front-end by the dynamo exporter, the windows and the model by the
+TorchScript-based one (the dynamo one cannot decompose an LSTM or GRU over a symbolic batch
+or length), an LSTM with projections as LSTMs without (sid.models.recurrent.UnprojectedLSTM;
+ONNX has none)."""
 
 import dataclasses
 import logging
@@ -166,18 +167,34 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
         log.warning("%s: %s; the waveform graph computes it without dither, so its embeddings differ from "
                     "sid's extraction by that noise", exp, obstacle)
     waveform = input == "waveform" or (input == "auto" and obstacle is None)
+    from sid.models.recurrent import without_projections
+
     min_frames = max(getattr(model, "min_frames", 1), 25)
     windows = cfg.extract.chunking == "windows"
+    # (ONNX has no LSTM with projections; the dynamo exporter cannot decompose an LSTM or GRU whose
+    # batch or length is symbolic: the TorchScript-based one exports those, _export_two_part)
+    recurrent = any(isinstance(m, (torch.nn.LSTM, torch.nn.GRU)) for m in model.modules())
+    if fmt == "onnx":
+        model = without_projections(model)
+
+    class Embedding(torch.nn.Module):
+        """The model's ``embed`` as its forward."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.embed(x)
+
     if windows:
         from sid.extract import WindowMean
-        from sid.models.recurrent import without_projections
 
         # The graph cuts the windows, and pads short ones as extraction does: any length.
-        embedder = WindowMean(without_projections(model) if fmt == "onnx" else model, cfg.extract.window_frames,
-                              cfg.extract.window_shift, min_frames)
+        embedder = WindowMean(model, cfg.extract.window_frames, cfg.extract.window_shift, min_frames)
         min_frames = 1
     else:
-        embedder = model
+        embedder = Embedding(model)
 
     class Embed(torch.nn.Module):
         """Features (batch, frames, dim), or with a front-end graph the waveform (batch,
@@ -189,8 +206,7 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
             self.frontend = frontend
 
         def forward(self, x):
-            x = x if self.frontend is None else self.frontend(x)
-            return self.model(x) if windows else self.model.embed(x)
+            return self.model(x if self.frontend is None else self.frontend(x))
 
     if waveform:
         from sid.features.graph import waveform_frontend
@@ -209,8 +225,8 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        if fmt == "onnx" and windows:
-            _export_windowed(graph, example, name, min_samples if waveform else 0, tmp)
+        if fmt == "onnx" and (windows or recurrent):
+            _export_two_part(graph, example, name, min_samples if waveform else 0, tmp)
         elif fmt == "onnx":
             length = torch.export.Dim(dynamic, min=min_samples if waveform else min_frames)
             program = torch.onnx.export(graph, (example,), input_names=[name], output_names=["embedding"],
@@ -251,10 +267,11 @@ def export(exp: str | Path, out: str | Path, fmt: str, quantize: str = "none", v
     return name
 
 
-def _export_windowed(graph, example, name: str, min_samples: int, path: Path) -> None:
-    """The ONNX file of a window-averaging ``graph`` (``Embed`` of ``sid.extract.WindowMean``):
-    its window part through the TorchScript-based exporter, as the dynamo one's decomposition of
-    an LSTM or GRU fails on the window batch (a size computed from the length); a front-end
+def _export_two_part(graph, example, name: str, min_samples: int, path: Path) -> None:
+    """The ONNX file of an ``Embed`` ``graph`` of a recurrent model (or of its windows,
+    ``sid.extract.WindowMean``): the model part through the TorchScript-based exporter, as the
+    dynamo one's decomposition of an LSTM or GRU fails on a symbolic batch (the windows: a size
+    computed from the length) or length (an LSTM whose projections are unfolded); a front-end
     (``min_samples``: waveform in) through the dynamo one, as the other has no rfft, the two
     joined at the features (node names: ``frontend/``, ``windows/``)."""
     import onnx
