@@ -53,6 +53,10 @@
 #                            features, 3 train, 4 extract, 5 score, 6 metrics)
 #   --nj N                   parallel jobs (default 2)
 #   --num-test-speakers N    held-out speakers without test/ (default 25)
+#   --test-fold K            without test/: hold out the K-th of the folds of --num-test-speakers
+#                            speakers that partition the corpus's (125 / 25: folds 0-4; give each
+#                            its own --data and --exp), for results pooled over the folds by
+#                            local/pool_folds.sh (default 0: the usual held-out speakers)
 #   --max-train-speakers N   fewer training speakers, for a quick run (default 0: all)
 #   --dev-speakers N         a development split, for choosing settings: the held-out speakers
 #                            are left out and N of the training speakers are held out in their
@@ -86,6 +90,7 @@ stage=0
 stop_stage=6
 nj=2
 num_test_speakers=25
+test_fold=0
 max_train_speakers=0
 dev_speakers=0
 dev_seed=
@@ -220,11 +225,12 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   # The split depends only on these arguments; an unchanged rerun keeps the data dirs
   # (and so the features made from them) as they are.
   prep_args="$corpus $num_test_speakers $max_train_speakers"
+  [ "$test_fold" -eq 0 ] || prep_args+=" fold $test_fold"
   [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers${dev_seed:+ seed $dev_seed}"
   if [ "$(cat "$data/.prepared" 2>/dev/null)" != "$prep_args" ]; then
     rm -rf "$data/train" "$data/test" "$data/train_no_sil"
     local/prepare_data.py --num-test-speakers "$num_test_speakers" \
-      --max-train-speakers "$max_train_speakers" --dev-speakers "$dev_speakers" ${dev_seed:+--dev-seed "$dev_seed"} \
+      --max-train-speakers "$max_train_speakers" --test-fold "$test_fold" --dev-speakers "$dev_speakers" ${dev_seed:+--dev-seed "$dev_seed"} \
       "$corpus" "$data"
     echo "$prep_args" > "$data/.prepared"
   fi

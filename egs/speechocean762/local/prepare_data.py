@@ -11,6 +11,11 @@ With test/ present, train/ trains and test/ evaluates. With only train/, a
 fixed set of --num-test-speakers speakers (chosen by --seed, balanced across
 genders) is held out for evaluation.
 
+--test-fold K holds out the K-th of the folds of --num-test-speakers speakers that partition
+the speakers (fold 0 is the set above; fold k is chosen the same way, by --seed + k, among the
+speakers no earlier fold holds; speakers left over are in no fold), so that every speaker is held
+out once over the folds, for evaluation pooled over them (local/pool_folds.sh).
+
 --dev-speakers N makes a development split instead: the held-out speakers are left out
 altogether, and N of the training speakers (chosen the same way) are held out from the others
 in their place, so settings can be chosen on trials that share no speaker with the test set.
@@ -71,6 +76,20 @@ def held_out_speakers(utt2spk: dict, gender: dict, num: int, seed: int) -> set:
     return set(chosen[:num] + rest[: max(0, num - len(chosen))])
 
 
+def test_fold(utt2spk: dict, gender: dict, num: int, seed: int, fold: int) -> set:
+    """The speakers of fold ``fold`` of ``len(speakers) // num`` (``prepare_data.py --test-fold``)."""
+    spks = set(utt2spk.values())
+    folds = len(spks) // num
+    if not 0 <= fold < folds:
+        raise SidError(f"--test-fold {fold}: {len(spks)} speakers make folds 0-{folds - 1} of {num} "
+                       f"(--num-test-speakers)")
+    left = dict(utt2spk)
+    for k in range(fold + 1):
+        held = held_out_speakers(left, gender, num, seed + k) if len(set(left.values())) > num else set(left.values())
+        left = {u: s for u, s in left.items() if s not in held}
+    return held
+
+
 def make_trials(wav: dict, utt2spk: dict, per_utt: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     utts = sorted(utt2spk)
@@ -101,6 +120,9 @@ def main() -> int:
     ap.add_argument("--dev-speakers", type=int, default=0,
                     help="a development split: N of the training speakers held out instead of the test "
                          "speakers, which are left out (default %(default)s: none)")
+    ap.add_argument("--test-fold", type=int, default=0,
+                    help="hold out the K-th fold of --num-test-speakers speakers instead (without test/; "
+                         "default %(default)s: the first, --seed's choice)")
     ap.add_argument("--seed", type=int, default=777, help="seed of the held-out choice (default %(default)s)")
     ap.add_argument("--dev-seed", type=int, default=None,
                     help="with --dev-speakers: seed of the development speakers' choice and trials, another "
@@ -115,13 +137,15 @@ def main() -> int:
 
     wav, utt2spk, gender = read_split(corpus, "train")
     if (corpus / "test").is_dir():
+        if args.test_fold:
+            raise SidError(f"--test-fold: {corpus} has a test/ set, which is the held-out one")
         test_wav, test_u2s, test_gender = read_split(corpus, "test")
         train_spks = set(utt2spk.values())
         test_spks = set(test_u2s.values())
         if train_spks & test_spks:
             raise SidError(f"speakers in both train/ and test/: {sorted(train_spks & test_spks)[:5]}")
     else:
-        test_spks = held_out_speakers(utt2spk, gender, args.num_test_speakers, args.seed)
+        test_spks = test_fold(utt2spk, gender, args.num_test_speakers, args.seed, args.test_fold)
         train_spks = set(utt2spk.values()) - test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in utt2spk.items() if s in test_spks}, gender
     if args.dev_speakers:
@@ -135,7 +159,8 @@ def main() -> int:
 
     write_data_dir(args.data / "train", corpus, wav, utt2spk, gender, train_spks)
     write_data_dir(args.data / "test", corpus, test_wav, test_u2s, test_gender, test_spks)
-    trials = make_trials(test_wav, test_u2s, args.trials_per_utt, dev_seed if args.dev_speakers else args.seed)
+    trials = make_trials(test_wav, test_u2s, args.trials_per_utt,
+                         dev_seed if args.dev_speakers else args.seed + args.test_fold)
     (args.data / "test" / "test.voxceleb.txt").write_text("\n".join(trials) + "\n")
     print(f"{sys.argv[0]}: {len(train_spks)} training speakers, {len(test_spks)} "
           f"{'development' if args.dev_speakers else 'test'} speakers, "
