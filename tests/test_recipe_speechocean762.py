@@ -243,3 +243,71 @@ def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid
     assert trials and all(p.split("/")[1].removeprefix("SPEAKER") in dev for line in trials for p in line.split()[1:])
     dev2_train, dev2 = speakers("dev2", "train"), speakers("dev2", "test")
     assert len(dev2) == 5 and dev2 != dev and dev2 | dev2_train == usual_train and not dev2 & dev2_train
+
+
+def test_test_folds_partition_the_speakers(tmp_path, repo, corpus, sid_env):
+    """--test-fold K: the folds of --num-test-speakers speakers are disjoint, fold 0 is the usual
+    held-out set with its trials, each fold's training speakers are all the others; a fold past
+    the last is an error naming the range."""
+    prep = repo / "egs/speechocean762/local/prepare_data.py"
+    all_spks = {line.split()[0] for line in (corpus / "train/spk2utt").read_text().splitlines()}
+    n = len(all_spks) // 40
+    runs = [("usual", [])] + [(f"f{k}", ["--test-fold", str(k)]) for k in range(n)]
+    for name, extra in runs:
+        r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "40", *extra, str(corpus),
+                            str(tmp_path / name)], capture_output=True, text=True, env=sid_env)
+        assert r.returncode == 0, r.stderr[-2000:]
+    folds = []
+    for k in range(n):
+        test = {line.split()[0] for line in (tmp_path / f"f{k}/test/spk2utt").read_text().splitlines()}
+        train = {line.split()[0] for line in (tmp_path / f"f{k}/train/spk2utt").read_text().splitlines()}
+        assert len(test) == 40 and test | train == all_spks and not test & train and all(not test & f for f in folds)
+        folds.append(test)
+    assert (tmp_path / "f0/test/test.voxceleb.txt").read_bytes() == (tmp_path / "usual/test/test.voxceleb.txt").read_bytes()
+    assert (tmp_path / "f1/test/test.voxceleb.txt").read_bytes() != (tmp_path / "usual/test/test.voxceleb.txt").read_bytes()
+    r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "40", "--test-fold", str(n), str(corpus),
+                        str(tmp_path / "past")], capture_output=True, text=True, env=sid_env)
+    assert r.returncode == 1 and f"make folds 0-{n - 1} of 40" in r.stderr
+
+
+THRESHOLD = "0.01 4.595120\n0.05 2.944439\n"   # as steps/score_qmf.sh writes it
+
+
+def test_pool_folds_concatenates_every_folds_trials_and_scores(tmp_path, repo, sid_env):
+    """local/pool_folds.sh: one results.json over the folds' trials, rows named by scores dir
+    (scores_x: x_...), equal to the metrics of the concatenated scores; the calibrated threshold
+    carried; a fold without a score file the first has is an error naming it, and nothing written."""
+    import numpy as np
+
+    from sid.metrics import evaluate
+
+    rng = np.random.default_rng(3)
+    scores, labels = {}, []
+    for k in range(3):
+        data, exp = tmp_path / f"data{k}", tmp_path / f"exp{k}"
+        (data / "test/trials").mkdir(parents=True)
+        trials = [(f"f{k}u{i}", f"f{k}u{i + 1}", ("target", "nontarget")[i % 3 > 0]) for i in range(60)]
+        (data / "test/trials/test").write_text("".join(f"{a} {b} {t}\n" for a, b, t in trials))
+        labels += [t == "target" for _, _, t in trials]
+        for s, backends in (("scores", ("cosine",)), ("scores_x", ("cosine", "cosine_qmf"))):
+            (exp / s).mkdir(parents=True)
+            for b in backends:
+                v = rng.normal(size=len(trials)) + 2.0 * np.array([t == "target" for _, _, t in trials])
+                scores.setdefault(f"{s}/{b}", []).extend(v)
+                (exp / s / f"test.{b}.score").write_text("".join(f"{a} {c} {x:.6f}\n" for (a, c, _), x in zip(trials, v)))
+            if s == "scores_x":
+                (exp / s / "test.cosine_qmf.threshold").write_text(THRESHOLD)
+    pool = repo / "egs/speechocean762/local/pool_folds.sh"
+    args = [str(p) for k in range(3) for p in (tmp_path / f"data{k}", tmp_path / f"exp{k}")]
+    r = subprocess.run([str(pool), str(tmp_path / "pooled"), *args], capture_output=True, text=True, env=sid_env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    results = json.loads((tmp_path / "pooled/results.json").read_text())["test"]
+    assert set(results) == {"cosine", "x_cosine", "x_cosine_qmf"}
+    for row, key in (("cosine", "scores/cosine"), ("x_cosine", "scores_x/cosine"), ("x_cosine_qmf", "scores_x/cosine_qmf")):
+        want = evaluate(np.round(np.array(scores[key]), 6), np.array(labels))
+        assert results[row]["num_trials"] == 180 and math.isclose(results[row]["eer"], want["eer"], rel_tol=1e-6)
+    assert "actdcf_0.01" in results["x_cosine_qmf"] and "actdcf_0.01" not in results["x_cosine"]
+    (tmp_path / "exp2/scores_x/test.cosine.score").unlink()
+    r = subprocess.run([str(pool), str(tmp_path / "pooled2"), *args], capture_output=True, text=True, env=sid_env)
+    assert r.returncode == 1 and f"{tmp_path}/exp2/scores_x/test.cosine.score is missing" in r.stderr
+    assert not (tmp_path / "pooled2").exists()
