@@ -133,6 +133,16 @@ def test_train_source_audio_end_to_end(recipe_run, tmp_path):
     assert record["steps"] > 0 and record["loss"] == "ge2e" and record["cpu_seconds"] > 0
     results = json.loads((exp / "results.json").read_text())["test"]
     assert set(results) == {"cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda"}
+    # Without --train-source the config's data.source decides: audio, so stage 1 stores no front-end
+    # features; and a config from audio without a front-end of its own stops at once.
+    cfg["data"]["source"] = "audio"
+    (tmp_path / "gru_audio.yaml").write_text(yaml.safe_dump(cfg))
+    again[again.index("--config") + 1] = str(tmp_path / "gru_audio.yaml")
+    r = subprocess.run(again + ["--stage", "1", "--stop-stage", "1"], capture_output=True, text=True, cwd=work)
+    assert r.returncode == 0 and not (work / "data/train_fbank24").exists(), r.stdout[-2000:] + r.stderr[-2000:]
+    again[again.index("--config") + 1] = "conf/ecapa_c512.yaml"
+    r = subprocess.run(again + ["--stop-stage", "0"], capture_output=True, text=True, cwd=work)
+    assert r.returncode == 1 and "or the config's data.source: audio) needs a config with a 'frontend'" in r.stderr
     assert all(math.isfinite(v["eer"]) and v["num_trials"] > 1000 for v in results.values())
     # No features of the front-end's were stored: training and extraction read the audio.
     assert not (work / "data/train_fbank24").exists() and not (work / "data/test_fbank24").exists()

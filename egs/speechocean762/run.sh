@@ -29,7 +29,7 @@
 #                            stage 2), or on chunks of the audio with the config's front-end
 #                            computed on the fly (data.source: audio; e.g. ConvGRU on the raw
 #                            waveform; no front-end features are stored, extraction too
-#                            reads the audio) (default features)
+#                            reads the audio) (default: the config's data.source)
 #   --train-threads N        intra-op threads of training (default 2; RESULTS.md's figures
 #                            depend on it, see there)
 #   --pretrained NAME        evaluate a pretrained model instead of training one: resemblyzer
@@ -80,7 +80,7 @@ exp=
 data=
 config=conf/xvector_small.yaml
 epochs=0
-train_source=features
+train_source=
 train_threads=2
 pretrained=
 finetune=no  # not false: parse_options.sh would then accept only true|false
@@ -193,29 +193,33 @@ emb=$model/embeddings
 # A model with its own front-end reads features named after it (e.g. vt_mel40) in
 # $data/<set>_<name>; the others read the MFCCs. An imported model computes its
 # front-end from the audio at extraction (features.source: audio).
-fe=
-[ -n "$pretrained" ] || fe=$(python -c 'import sys
+# The config's front-end name (empty: none) and its data.source.
+info=$(python -c 'import sys
 from sid.config import load_config
-f = load_config(sys.argv[1]).frontend
-print("" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
+cfg = load_config(sys.argv[1])
+f = cfg.frontend
+print(cfg.data.source, "" if f is None else f.type + str(f.frame_samples if f.type == "waveform" else f.num_mel_bins))' "$config")
+read -r config_source fe <<< "$info"
+[ -z "$pretrained" ] || fe=
 feat=${fe:+_$fe}
+train_source=${train_source:-$config_source}
 case "$train_source" in
   features|audio) ;;
   *) echo "$0: --train-source must be features or audio, got '$train_source'" >&2; exit 1 ;;
 esac
 if [ "$train_source" = audio ] && [ -z "$fe" ]; then
-  echo "$0: --train-source audio needs a config with a 'frontend' section (the MFCCs are made in stage 1)" >&2
+  echo "$0: training from audio (--train-source audio, or the config's data.source: audio) needs a config" \
+    "with a 'frontend' section here ($config has none; the MFCCs are made in stage 1)" >&2
   exit 1
 fi
-if [ "$epochs" -gt 0 ] || [ "$train_source" = audio ]; then
+if [ "$epochs" -gt 0 ] || [ "$train_source" != "$config_source" ]; then
   # The same config with another epoch count or source, kept in the exp dir (training records it too).
   mkdir -p "$exp"
   python -c 'import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
 if int(sys.argv[2]) > 0:
     cfg.setdefault("training", {})["epochs"] = int(sys.argv[2])
-if sys.argv[3] == "audio":
-    cfg.setdefault("data", {})["source"] = "audio"
+cfg.setdefault("data", {})["source"] = sys.argv[3]
 yaml.safe_dump(cfg, open(sys.argv[4], "w"), sort_keys=False)' "$config" "$epochs" "$train_source" "$exp/train_config.yaml"
   config=$exp/train_config.yaml
 fi
