@@ -235,10 +235,12 @@ def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
 def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid_env):
     """--dev-speakers N: N of the training speakers of the usual split become the held-out set
     (with trials among them) and the test speakers are in neither part; --dev-seed holds out
-    others of the same training speakers."""
+    others of the same training speakers, --dev-fold K the K-th fold of them."""
     prep = repo / "egs/speechocean762/local/prepare_data.py"
     for name, extra in (("usual", []), ("dev", ["--dev-speakers", "5"]),
-                        ("dev2", ["--dev-speakers", "5", "--dev-seed", "1"])):
+                        ("dev2", ["--dev-speakers", "5", "--dev-seed", "1"]),
+                        ("devf0", ["--dev-speakers", "5", "--dev-fold", "0"]),
+                        ("devf1", ["--dev-speakers", "5", "--dev-fold", "1"])):
         r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "10", *extra, str(corpus),
                             str(tmp_path / name)], capture_output=True, text=True, env=sid_env)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -253,6 +255,10 @@ def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid
     assert trials and all(p.split("/")[1].removeprefix("SPEAKER") in dev for line in trials for p in line.split()[1:])
     dev2_train, dev2 = speakers("dev2", "train"), speakers("dev2", "test")
     assert len(dev2) == 5 and dev2 != dev and dev2 | dev2_train == usual_train and not dev2 & dev2_train
+    # --dev-fold: fold 0 is the --dev-seed split, fold 1 other training speakers, disjoint from it.
+    assert speakers("devf0", "test") == dev and speakers("devf0", "train") == dev_train
+    devf1 = speakers("devf1", "test")
+    assert len(devf1) == 5 and devf1 < usual_train and not devf1 & dev and speakers("devf1", "train") == usual_train - devf1
 
 
 def test_test_folds_partition_the_speakers(tmp_path, repo, corpus, sid_env):

@@ -64,6 +64,9 @@
 #   --dev-seed N             with --dev-speakers: the seed of which training speakers are held out
 #                            and of their trials (another split of the same training speakers; the
 #                            test speakers left out stay the same) (default "": local/prepare_data.py's --seed)
+#   --dev-fold K             with --dev-speakers: hold out the K-th of the folds of N training
+#                            speakers (fold 0 is the --dev-seed split; 100 / 25: folds 0-3), for
+#                            development results pooled by local/pool_folds.sh (default "": none)
 #   --min-frames N           drop training utterances with fewer voiced frames (default 100)
 #   --lda-dim N              LDA dimension before PLDA (default 48)
 #   --allow-partial true|false  score and evaluate the trials that have embeddings, warning
@@ -94,6 +97,7 @@ test_fold=0
 max_train_speakers=0
 dev_speakers=0
 dev_seed=
+dev_fold=
 min_frames=100
 lda_dim=48
 allow_partial=false
@@ -124,8 +128,8 @@ if [ "$finetune_speed_perturb" = true ] && [ "$finetune" = no ]; then
   echo "$0: --finetune-speed-perturb goes with --finetune true|scratch" >&2
   exit 1
 fi
-if [ -n "$dev_seed" ] && [ "$dev_speakers" -eq 0 ]; then
-  echo "$0: --dev-seed goes with --dev-speakers (the test speakers are chosen by local/prepare_data.py's --seed)" >&2
+if [ -n "$dev_seed$dev_fold" ] && [ "$dev_speakers" -eq 0 ]; then
+  echo "$0: --dev-seed and --dev-fold go with --dev-speakers (the test speakers are chosen by local/prepare_data.py's --seed)" >&2
   exit 1
 fi
 cd "$here"
@@ -230,11 +234,11 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   # (and so the features made from them) as they are.
   prep_args="$corpus $num_test_speakers $max_train_speakers"
   [ "$test_fold" -eq 0 ] || prep_args+=" fold $test_fold"
-  [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers${dev_seed:+ seed $dev_seed}"
+  [ "$dev_speakers" -eq 0 ] || prep_args+=" dev $dev_speakers${dev_seed:+ seed $dev_seed}${dev_fold:+ fold $dev_fold}"
   if [ "$(cat "$data/.prepared" 2>/dev/null)" != "$prep_args" ]; then
     rm -rf "$data/train" "$data/test" "$data/train_no_sil"
     local/prepare_data.py --num-test-speakers "$num_test_speakers" \
-      --max-train-speakers "$max_train_speakers" --test-fold "$test_fold" --dev-speakers "$dev_speakers" ${dev_seed:+--dev-seed "$dev_seed"} \
+      --max-train-speakers "$max_train_speakers" --test-fold "$test_fold" --dev-speakers "$dev_speakers" ${dev_seed:+--dev-seed "$dev_seed"} ${dev_fold:+--dev-fold "$dev_fold"} \
       "$corpus" "$data"
     echo "$prep_args" > "$data/.prepared"
   fi

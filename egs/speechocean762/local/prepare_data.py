@@ -18,7 +18,8 @@ out once over the folds, for evaluation pooled over them (local/pool_folds.sh).
 
 --dev-speakers N makes a development split instead: the held-out speakers are left out
 altogether, and N of the training speakers (chosen the same way) are held out from the others
-in their place, so settings can be chosen on trials that share no speaker with the test set.
+in their place, so settings can be chosen on trials that share no speaker with the test set;
+--dev-fold K holds out the K-th fold of N of them instead (as --test-fold among all speakers).
 """
 
 import os
@@ -81,8 +82,7 @@ def test_fold(utt2spk: dict, gender: dict, num: int, seed: int, fold: int) -> se
     spks = set(utt2spk.values())
     folds = len(spks) // num
     if not 0 <= fold < folds:
-        raise SidError(f"--test-fold {fold}: {len(spks)} speakers make folds 0-{folds - 1} of {num} "
-                       f"(--num-test-speakers)")
+        raise SidError(f"fold {fold}: {len(spks)} speakers make folds 0-{folds - 1} of {num}")
     left = dict(utt2spk)
     for k in range(fold + 1):
         held = held_out_speakers(left, gender, num, seed + k) if len(set(left.values())) > num else set(left.values())
@@ -127,9 +127,13 @@ def main() -> int:
     ap.add_argument("--dev-seed", type=int, default=None,
                     help="with --dev-speakers: seed of the development speakers' choice and trials, another "
                          "split of the same training speakers (default: --seed)")
+    ap.add_argument("--dev-fold", type=int, default=None,
+                    help="with --dev-speakers: hold out the K-th of the folds of N training speakers (as "
+                         "--test-fold does among all speakers; drawn by the --dev-seed seed + K), for "
+                         "development results pooled over them (default: none, the --dev-seed draw)")
     args = ap.parse_args()
-    if args.dev_seed is not None and not args.dev_speakers:
-        raise SidError("--dev-seed goes with --dev-speakers (the test speakers are chosen by --seed)")
+    if (args.dev_seed is not None or args.dev_fold is not None) and not args.dev_speakers:
+        raise SidError("--dev-seed and --dev-fold go with --dev-speakers (the test speakers are chosen by --seed)")
     dev_seed = args.seed if args.dev_seed is None else args.dev_seed
     corpus = args.corpus.resolve()
     if not (corpus / "train").is_dir():
@@ -151,7 +155,8 @@ def main() -> int:
     if args.dev_speakers:
         # The test speakers are left out; some of the training speakers are held out in their place.
         train_u2s = {u: s for u, s in utt2spk.items() if s in train_spks}
-        test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, dev_seed)
+        test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, dev_seed) if args.dev_fold is None \
+            else test_fold(train_u2s, gender, args.dev_speakers, dev_seed, args.dev_fold)
         train_spks -= test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in train_u2s.items() if s in test_spks}, gender
     if args.max_train_speakers:
@@ -160,7 +165,7 @@ def main() -> int:
     write_data_dir(args.data / "train", corpus, wav, utt2spk, gender, train_spks)
     write_data_dir(args.data / "test", corpus, test_wav, test_u2s, test_gender, test_spks)
     trials = make_trials(test_wav, test_u2s, args.trials_per_utt,
-                         dev_seed if args.dev_speakers else args.seed + args.test_fold)
+                         dev_seed + (args.dev_fold or 0) if args.dev_speakers else args.seed + args.test_fold)
     (args.data / "test" / "test.voxceleb.txt").write_text("\n".join(trials) + "\n")
     print(f"{sys.argv[0]}: {len(train_spks)} training speakers, {len(test_spks)} "
           f"{'development' if args.dev_speakers else 'test'} speakers, "
