@@ -35,7 +35,7 @@ def main() -> int:
     from sid.errors import SidError
     from sid.features.compute import Fbank
     from sid.features.frontends import build_frontend, frontend_features, kaldi_frames
-    from sid.features.extract import read_wavs
+    from sid.features.extract import read_wavs, utterance_augmenter
     from sid.kaldi_io import AUTOMATIC_COMPRESSION, ScalarWriter, TableWriter
     from sid.features.options import FbankOptions
     from sid.config import load_config
@@ -54,12 +54,7 @@ def main() -> int:
         fb_opts.mel_opts.num_bins = fe_cfg.num_mel_bins
         fb_opts.frame_opts.snip_edges = opts.snip_edges
         fbank = Fbank(fb_opts)
-    utt2aug = None
-    if opts.utt2aug:
-        from sid.augment import apply_recipe
-        from sid.data.table import read_dict
-
-        utt2aug = read_dict(opts.utt2aug)
+    augment = utterance_augmenter(opts.utt2aug)
     done = tried = 0
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(TableWriter(feats_wspecifier,
@@ -71,8 +66,7 @@ def main() -> int:
             tried += 1
             try:
                 samples, sr = read(16000, False)
-                if utt2aug is not None and utt in utt2aug:
-                    samples = np.asarray(apply_recipe(samples, sr, utt2aug[utt]), dtype=np.float32)
+                samples = augment(utt, samples, sr)
                 if kaldi_frames(len(samples), opts.snip_edges) == 0:
                     raise SidError(f"utterance '{utt}' ({where}): {len(samples)} samples make no frame")
                 feats = fbank.compute(samples, utt) if frontend is None else frontend_features(

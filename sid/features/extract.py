@@ -35,6 +35,24 @@ KINDS = {
 }
 
 
+def utterance_augmenter(utt2aug: str) -> Callable[[str, np.ndarray, int], np.ndarray]:
+    """The feature tools' ``--utt2aug``: ``augment(utt, samples, sample_rate)`` applies the file's
+    recipe for ``utt`` (``sid.augment.apply_recipe``, float32), and leaves the samples of an
+    utterance it does not list, or of every one without a file, as they are."""
+    if not utt2aug:
+        return lambda utt, samples, sr: samples
+    from sid.augment import apply_recipe  # only recipes with augmentation need it
+    from sid.data.table import read_dict
+
+    recipes = read_dict(utt2aug)
+
+    def augment(utt: str, samples: np.ndarray, sr: int) -> np.ndarray:
+        recipe = recipes.get(utt)
+        return samples if recipe is None else np.asarray(apply_recipe(samples, sr, recipe), dtype=np.float32)
+
+    return augment
+
+
 def main(kind: str, argv=None) -> int:
     description, options_cls, computer_cls = KINDS[kind]
     po = KaldiOptions(f"""{description}
@@ -61,13 +79,7 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
     frame_opts = feat_opts.frame_opts
     samp_freq = int(frame_opts.samp_freq)
 
-    utt2aug = None
-    apply_recipe = None
-    if opts.utt2aug:
-        from sid.augment import apply_recipe  # only recipes with augmentation need it
-        from sid.data.table import read_dict
-
-        utt2aug = read_dict(opts.utt2aug)
+    augment = utterance_augmenter(opts.utt2aug)
 
     num_utts = num_success = 0
     frames_total = 0
@@ -90,8 +102,7 @@ Options marked (sid) are extensions that save Kaldi's extra pipe stages.""")
                     else:
                         raise AudioError(f"utterance '{utt}' ({where}): sample frequency {sr} Hz does not match "
                                          f"--sample-frequency={samp_freq} (use --allow-downsample/--allow-upsample)")
-                if utt2aug is not None and utt in utt2aug:
-                    samples = np.asarray(apply_recipe(samples, sr, utt2aug[utt]), dtype=np.float32)
+                samples = augment(utt, samples, sr)
                 duration = len(samples) / samp_freq
                 if len(samples) == 0:
                     raise AudioError(f"utterance '{utt}' ({where}): audio is empty")
