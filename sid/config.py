@@ -137,6 +137,10 @@ class TrainingConfig:
     # Fine-tuning: L2-SP, a penalty l2sp/2 * ||theta - theta_0||^2 on the loss pulling the weights that
     # came from --init-model towards those (not towards zero, as weight decay does); 0: none.
     l2sp: float = field(default=0.0, metadata={"min": 0})
+    # Fine-tuning: embedding distillation, distill * mean(1 - cos(e, e_0)) on the loss, e_0 the
+    # embedding a frozen copy of the --init-model weights gives the same chunk: holds the geometry
+    # the source model learnt (what unseen speakers rely on) rather than its weights; 0: none.
+    distill: float = field(default=0.0, metadata={"min": 0})
     # Fine-tuning: WiSE-FT (Wortsman et al. 2022), final.pt = (1 - a) * the weights --init-model gave
     # + a * the fine-tuned ones (the new head's as trained), which keeps more of the source model's
     # robustness on unseen speakers; 1: the fine-tuned weights as they are.

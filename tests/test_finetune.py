@@ -1,8 +1,9 @@
 """Fine-tuning on a new domain (steps/train_xvector.sh --init-model <exp>): the model of any exp
 dir (here one without training state, as sid.bin.import_model writes) on other speakers gets a
 new head, its architecture from the exp; --freeze keeps blocks fixed (batch norm included) for
---freeze-epochs epochs, then they train; L2-SP pulls towards the initial weights and final.pt
-interpolates them with the trained ones (WiSE-FT), both from models/init.pt, which a run killed
+--freeze-epochs epochs, then they train; L2-SP pulls towards the initial weights, distillation
+holds the embeddings near those the initial weights give, and final.pt interpolates them with
+the trained ones (WiSE-FT), all from models/init.pt, which a run killed
 during the frozen epoch reads back when it resumes exactly; a config, checkpoint or init.pt of
 another architecture fails naming the key."""
 
@@ -24,6 +25,7 @@ from sid import provenance  # noqa: E402
 from sid.config import parse_config  # noqa: E402
 from sid.errors import SidError  # noqa: E402
 from sid.losses import build_head  # noqa: E402
+from sid.models import build_model  # noqa: E402
 from sid.train import checkpoint  # noqa: E402
 
 MODEL = {"type": "xvector", "feat_dim": 30, "channels": 32, "stats_channels": 64, "embed_dim": 16, "hidden_dim": 16}
@@ -60,7 +62,7 @@ def config(tmp_path_factory):
         "loss": {"type": "softmax"},
         "data": {"batch_size": 16, "min_frames": 100, "max_frames": 100},
         "optim": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
-        "training": {"epochs": 2, "num_avg": 1, "l2sp": 1.0, "interpolate_init": 0.75}}))
+        "training": {"epochs": 2, "num_avg": 1, "l2sp": 1.0, "distill": 1.0, "interpolate_init": 0.75}}))
     return path
 
 
@@ -138,6 +140,34 @@ def test_final_interpolates_init_and_trained_weights(finetuned, source):
     assert yaml.safe_load((finetuned / "config.yaml").read_text())["training"]["interpolate_init"] == 0.75
     assert json.loads((finetuned / "training.json").read_text())["interpolate_init"] == 0.75
     assert "0.25 x the --init-model weights" in (finetuned / "log" / "train.log").read_text()
+
+
+def test_distillation_holds_the_embeddings_near_the_sources(feats, source, config, repo, sid_env, tmp_path):
+    """training.distill: the same fine-tuning with a strong pull gives embeddings nearer (in cosine)
+    to those the source model gives than without; the log says what it pulls towards."""
+    src = parse_config({"model": MODEL})
+    x = torch.randn(6, 120, MODEL["feat_dim"], generator=torch.Generator().manual_seed(1))
+
+    def embed(final: Path) -> torch.Tensor:
+        model = build_model(src.model)
+        model.load_state_dict(torch.load(final, weights_only=True)["model"])
+        with torch.no_grad():
+            return model.eval()(x)
+
+    near = {}
+    for weight in (0.0, 10.0):
+        cfg = yaml.safe_load(config.read_text())
+        cfg["training"] = {**cfg["training"], "l2sp": 0.0, "distill": weight, "interpolate_init": 1.0}
+        path = tmp_path / f"distill{weight:g}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        exp = tmp_path / f"exp{weight:g}"
+        res = subprocess.run(_cmd(path, feats / "train", exp, source), env=_env(sid_env), capture_output=True,
+                             text=True, cwd=repo, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        near[weight] = float(torch.nn.functional.cosine_similarity(embed(exp / "final.pt"),
+                                                                   embed(source / "final.pt")).mean())
+        assert f"distillation {weight:g}" in (exp / "log" / "train.log").read_text()
+    assert near[10.0] > near[0.0] + 0.2, near
 
 
 def test_recipe_interpolation_of_a_finished_exp_is_the_trainers(finetuned, repo, sid_env, tmp_path):
@@ -227,10 +257,10 @@ def test_other_architecture_fails_naming_the_key(feats, source, config, repo, si
                          env=_env(sid_env), capture_output=True, text=True, cwd=repo, timeout=120)
     assert res.returncode == 1 and "'tdnn9' names no parameters" in res.stderr and "frames" in res.stderr
 
-    # L2-SP and WiSE-FT without a model to start from have nothing to pull towards or mix in.
-    for key, value in (("l2sp", 1.0), ("interpolate_init", 0.75)):
+    # L2-SP, distillation and WiSE-FT without a model to start from have nothing to pull towards or mix in.
+    for key, value in (("l2sp", 1.0), ("distill", 1.0), ("interpolate_init", 0.75)):
         cfg = yaml.safe_load(config.read_text())
-        cfg["training"] = {**cfg["training"], "l2sp": 0.0, "interpolate_init": 1.0, key: value}
+        cfg["training"] = {**cfg["training"], "l2sp": 0.0, "distill": 0.0, "interpolate_init": 1.0, key: value}
         scratch = tmp_path / "scratch.yaml"
         scratch.write_text(yaml.safe_dump({**cfg, "model": MODEL}))
         cmd = [c for c in _cmd(scratch, feats / "train", tmp_path / f"d_{key}", source) if not c.startswith("--init-model")]

@@ -209,7 +209,9 @@ def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump({
         "loss": {"type": "ge2e"}, "optim": {"type": "adam", "lr": 1e-5},
         "data": {"sampler": "speaker_balanced", "speakers_per_batch": 4, "utts_per_speaker": 2,
-                 "min_frames": 140, "max_frames": 160}, "training": {"epochs": 1, "num_avg": 1}}))
+                 "min_frames": 140, "max_frames": 160},
+        "training": {"epochs": 1, "num_avg": 1, "freeze": ["lstm"], "freeze_epochs": 1, "l2sp": 0.5, "distill": 1.0,
+                     "interpolate_init": 0.9}}))
     ft = [*cmd, "--finetune", "true", "--finetune-config", str(tmp_path / "ft.yaml"), "--stop-stage", "3"]
     r = subprocess.run([*ft, "--finetune-speed-perturb", "true"], capture_output=True, text=True, cwd=tmp_path,
                        env=dict(os.environ, OMP_NUM_THREADS="2"))
@@ -228,6 +230,16 @@ def test_pretrained_resemblyzer_on_a_tiny_split(tmp_path, repo, corpus):
 
     trained = load_config(tmp_path / "exp/ft_resemblyzer/config.yaml", recorded=True)
     assert trained.train_data.num_speakers == 3 * len(spks) and trained.train_data.num_utts == 3 * len(utts) and (tmp_path / "exp/ft_resemblyzer/final.pt").is_file()
+    assert "distillation 1" in (tmp_path / "exp/ft_resemblyzer/log/train.log").read_text()
+    # From scratch: the same settings with nothing to start from, so none that needs the import's weights.
+    r = subprocess.run([*cmd, "--finetune", "scratch", "--finetune-config", str(tmp_path / "ft.yaml"), "--stop-stage", "3",
+                        "--finetune-speed-perturb", "true"],
+                       capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    scratch = yaml.safe_load((tmp_path / "exp/scratch_config.yaml").read_text())["training"]
+    assert (scratch["freeze"], scratch["freeze_epochs"], scratch["l2sp"], scratch["distill"], scratch["interpolate_init"]) \
+        == ([], 0, 0.0, 0.0, 1.0) and scratch["epochs"] == 1
+    assert (tmp_path / "exp/scratch_resemblyzer/final.pt").is_file()
     r = subprocess.run([*cmd, "--finetune-speed-perturb", "true"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and "--finetune-speed-perturb goes with --finetune" in r.stderr
 

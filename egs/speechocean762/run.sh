@@ -41,7 +41,7 @@
 #                            training speakers (true: steps/train_xvector.sh --init-model with
 #                            --finetune-config, into <exp>/ft_<name>, rows <name>_ft_...), or
 #                            train its architecture and front-end from random weights with the
-#                            same settings, nothing frozen, no L2-SP nor interpolation with the
+#                            same settings, nothing frozen, no L2-SP, distillation nor interpolation with the
 #                            initial weights (scratch: <exp>/scratch_<name>, rows
 #                            <name>_scratch_...) (default no, or false: evaluate it as imported)
 #   --finetune-config YAML   training settings of --finetune (default conf/dvector_finetune.yaml)
@@ -313,12 +313,12 @@ elif [ -n "$pretrained" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
     ft_config=$finetune_config ft_init=(--init-model "$imported")
     if [ "$finetune" = scratch ]; then
       # The same training settings on the import's architecture, front-end and chunking, nothing
-      # frozen, no L2-SP nor interpolation (there are no initial weights to pull towards or mix in).
+      # frozen, no L2-SP, distillation nor interpolation (there are no initial weights to pull towards or mix in).
       mkdir -p "$model"
       python -c 'import dataclasses, sys
 from sid.config import load_config, load_finetune_config
 cfg = load_finetune_config(sys.argv[1], load_config(sys.argv[2], recorded=True), sys.argv[2])
-cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, freeze=[], freeze_epochs=0, l2sp=0.0,
+cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, freeze=[], freeze_epochs=0, l2sp=0.0, distill=0.0,
                                                           interpolate_init=1.0))
 cfg.dump(sys.argv[3], f"{sys.argv[1]} for the model of {sys.argv[2]}, from random weights")' \
         "$finetune_config" "$imported/config.yaml" "$exp/scratch_config.yaml"

@@ -8,7 +8,8 @@ Exp dir layout::
                     extraction) and which utterances it read (checked on resume)
     spk2id          speaker -> class index
     models/         last.pt (newest full state), epoch_<N>.pt (weights after epoch N), init.pt
-                    (with --init-model: the weights it gave, for training.l2sp and interpolate_init)
+                    (with --init-model: the weights it gave, for training.l2sp, distill and
+                    interpolate_init)
     final.pt        mean of the last ``num_avg`` epoch weights (with training.interpolate_init a < 1:
                     (1 - a) x init.pt's weights + a x that mean)
     training.json   what the training did (written with final.pt; read by sid.bin.results_table):
@@ -29,6 +30,7 @@ uninterrupted one (bit-exact on CPU with the same thread count).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -100,8 +102,21 @@ class _Net(nn.Module):
         self.model = model
         self.head = head
 
-    def forward(self, feats, labels):
-        return self.head(self.model(feats), labels)
+    def forward(self, feats, labels, teacher=None):
+        """The head's output; with a ``teacher`` (training.distill), that and the mean of
+        ``1 - cos`` between each chunk's embedding and the teacher's."""
+        emb = self.model(feats)
+        out = self.head(emb, labels)
+        if teacher is None:
+            return out
+        with torch.no_grad():
+            ref = teacher(feats)
+        return out, distill_term(emb, ref)
+
+
+def distill_term(emb: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Embedding distillation: ``mean(1 - cos(emb, ref))`` over the batch, in fp32."""
+    return (1.0 - nn.functional.cosine_similarity(emb.float(), ref.float(), dim=-1)).mean()
 
 
 def l2sp_penalty(anchor: list[tuple[nn.Parameter, torch.Tensor]], alpha: float) -> torch.Tensor:
@@ -437,6 +452,7 @@ class Trainer:
         # L2-SP's pairs (parameter, its initial value); buffers (batch-norm statistics) are not pulled.
         params = dict(net.named_parameters())
         anchor = [(params[n], v.to(self.device)) for n, v in init.items() if n in params] if cfg.training.l2sp else []
+        teacher = self._teacher(model, init) if cfg.training.distill else None
         if not last.exists() and self.is_main:
             log.info("Model %s: %d parameters (%d with the %d-class %s head)", cfg.model.type,
                      count_parameters(model), count_parameters(net), cfg.num_classes, cfg.loss.type)
@@ -505,10 +521,16 @@ class Trainer:
                 feats = self._batch_features(dataset, feats, b)
                 labels = labels.to(self.device, non_blocking=True)
                 with self._autocast():
-                    loss, logits, *targets = ddp(feats, labels)
+                    if teacher is None:
+                        loss, logits, *targets = ddp(feats, labels)
+                    else:
+                        (loss, logits, *targets), distill = ddp(feats, labels, teacher)
                 optimizer.zero_grad(set_to_none=True)
-                # The logged loss is the task's alone; L2-SP's pull goes into the gradients.
-                scaler.scale(loss + l2sp_penalty(anchor, cfg.training.l2sp) if anchor else loss).backward()
+                # The logged loss is the task's alone; L2-SP's pull and distillation go into the gradients.
+                total = loss + l2sp_penalty(anchor, cfg.training.l2sp) if anchor else loss
+                if teacher is not None:
+                    total = total + cfg.training.distill * distill
+                scaler.scale(total).backward()
                 if freezing:
                     for p in frozen_params:
                         p.grad = None   # the optimiser skips these: no step, momentum or weight decay
@@ -625,10 +647,10 @@ class Trainer:
         path = self.models_dir / "init.pt"
         if resumed:
             if not path.exists():
-                if cfg.l2sp == 0 and cfg.interpolate_init == 1:
+                if cfg.l2sp == 0 and cfg.distill == 0 and cfg.interpolate_init == 1:
                     return {}   # none needed (and none kept by a training started before init.pt was)
-                raise SidError(f"{path} is missing: it holds the --init-model weights that training.l2sp and "
-                               f"training.interpolate_init use. Remove {self.exp} to start over")
+                raise SidError(f"{path} is missing: it holds the --init-model weights that training.l2sp, "
+                               f"distill and interpolate_init use. Remove {self.exp} to start over")
             init = checkpoint.load(path)["init"]
             own = net.state_dict()
             for k, v in init.items():
@@ -638,7 +660,8 @@ class Trainer:
                                    f"the file is of another architecture. Remove {self.exp} to start over")
             return init
         if not self.opts.init_model:
-            for key, value, off in (("l2sp", cfg.l2sp, 0.0), ("interpolate_init", cfg.interpolate_init, 1.0)):
+            for key, value, off in (("l2sp", cfg.l2sp, 0.0), ("distill", cfg.distill, 0.0),
+                                    ("interpolate_init", cfg.interpolate_init, 1.0)):
                 if value != off:
                     raise SidError(f"training.{key} ({value}) needs the weights of --init-model: give --init-model "
                                    f"<exp>, or set training.{key} to {off:g}")
@@ -647,9 +670,18 @@ class Trainer:
         init = {n: v.detach().cpu().clone() for n, v in net.state_dict().items() if n.startswith(prefixes)}
         if self.is_main:
             checkpoint.save_atomic({"init": init}, path)
-            log.info("Kept the %d weights of %s in %s (L2-SP alpha %g, final.pt interpolated at %g)",
-                     sum(v.numel() for v in init.values()), self.opts.init_model, path, cfg.l2sp, cfg.interpolate_init)
+            log.info("Kept the %d weights of %s in %s (L2-SP alpha %g, distillation %g, final.pt interpolated at %g)",
+                     sum(v.numel() for v in init.values()), self.opts.init_model, path, cfg.l2sp, cfg.distill,
+                     cfg.interpolate_init)
         return init
+
+    def _teacher(self, model: nn.Module, init: dict[str, torch.Tensor]) -> nn.Module:
+        """training.distill's reference: a frozen copy of the model with the --init-model weights
+        (from init.pt on a resume, so it is the same network either way), in eval mode."""
+        teacher = copy.deepcopy(model)
+        teacher.load_state_dict({n[len("model."):]: v for n, v in init.items() if n.startswith("model.")})
+        teacher.requires_grad_(False)
+        return teacher.eval()
 
     def _steps_per_epoch(self, num_batches: int, batch_size: int) -> int:
         """Steps of each rank: the plan's batch count (the same every epoch) over the ranks."""
