@@ -133,6 +133,9 @@ def test_train_source_audio_end_to_end(recipe_run, tmp_path):
     assert record["steps"] > 0 and record["loss"] == "ge2e" and record["cpu_seconds"] > 0
     results = json.loads((exp / "results.json").read_text())["test"]
     assert set(results) == {"cosine", "cosine_asnorm", "cosine_asnorm_qmf", "plda"}
+    assert all(math.isfinite(v["eer"]) and v["num_trials"] > 1000 for v in results.values())
+    # No features of the front-end's were stored: training and extraction read the audio.
+    assert not (work / "data/train_fbank24").exists() and not (work / "data/test_fbank24").exists()
     # Without --train-source the config's data.source decides: audio, so stage 1 stores no front-end
     # features; and a config from audio without a front-end of its own stops at once.
     cfg["data"]["source"] = "audio"
@@ -143,9 +146,6 @@ def test_train_source_audio_end_to_end(recipe_run, tmp_path):
     again[again.index("--config") + 1] = "conf/ecapa_c512.yaml"
     r = subprocess.run(again + ["--stop-stage", "0"], capture_output=True, text=True, cwd=work)
     assert r.returncode == 1 and "or the config's data.source: audio) needs a config with a 'frontend'" in r.stderr
-    assert all(math.isfinite(v["eer"]) and v["num_trials"] > 1000 for v in results.values())
-    # No features of the front-end's were stored: training and extraction read the audio.
-    assert not (work / "data/train_fbank24").exists() and not (work / "data/test_fbank24").exists()
 
 
 def test_rerun_with_other_min_frames_redoes_training_features(recipe_run):
@@ -271,6 +271,11 @@ def test_dev_speakers_are_training_speakers_held_out(tmp_path, repo, corpus, sid
     assert speakers("devf0", "test") == dev and speakers("devf0", "train") == dev_train
     devf1 = speakers("devf1", "test")
     assert len(devf1) == 5 and devf1 < usual_train and not devf1 & dev and speakers("devf1", "train") == usual_train - devf1
+    folds = len(usual_train) // 5
+    r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "10", "--dev-speakers", "5", "--dev-fold",
+                        str(folds), str(corpus), str(tmp_path / "past")], capture_output=True, text=True, env=sid_env)
+    assert r.returncode == 1 and f"--dev-fold {folds}: {len(usual_train)} speakers make folds 0-{folds - 1} of 5 " \
+        "(--dev-speakers)" in r.stderr
 
 
 def test_test_folds_partition_the_speakers(tmp_path, repo, corpus, sid_env):
@@ -296,6 +301,7 @@ def test_test_folds_partition_the_speakers(tmp_path, repo, corpus, sid_env):
     r = subprocess.run([sys.executable, str(prep), "--num-test-speakers", "40", "--test-fold", str(n), str(corpus),
                         str(tmp_path / "past")], capture_output=True, text=True, env=sid_env)
     assert r.returncode == 1 and f"make folds 0-{n - 1} of 40" in r.stderr
+    assert f"--test-fold {n}:" in r.stderr and "(--num-test-speakers)" in r.stderr
 
 
 THRESHOLD = "0.01 4.595120\n0.05 2.944439\n"   # as steps/score_qmf.sh writes it

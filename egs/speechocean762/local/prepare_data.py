@@ -77,12 +77,13 @@ def held_out_speakers(utt2spk: dict, gender: dict, num: int, seed: int) -> set:
     return set(chosen[:num] + rest[: max(0, num - len(chosen))])
 
 
-def test_fold(utt2spk: dict, gender: dict, num: int, seed: int, fold: int) -> set:
-    """The speakers of fold ``fold`` of ``len(speakers) // num`` (``prepare_data.py --test-fold``)."""
+def test_fold(utt2spk: dict, gender: dict, num: int, seed: int, fold: int, options: tuple[str, str]) -> set:
+    """The speakers of fold ``fold`` of ``len(speakers) // num``; ``options`` name the fold's and
+    the size's command-line options for the error (``--test-fold``, ``--dev-fold``)."""
     spks = set(utt2spk.values())
     folds = len(spks) // num
     if not 0 <= fold < folds:
-        raise SidError(f"fold {fold}: {len(spks)} speakers make folds 0-{folds - 1} of {num}")
+        raise SidError(f"{options[0]} {fold}: {len(spks)} speakers make folds 0-{folds - 1} of {num} ({options[1]})")
     left = dict(utt2spk)
     for k in range(fold + 1):
         held = held_out_speakers(left, gender, num, seed + k) if len(set(left.values())) > num else set(left.values())
@@ -149,14 +150,15 @@ def main() -> int:
         if train_spks & test_spks:
             raise SidError(f"speakers in both train/ and test/: {sorted(train_spks & test_spks)[:5]}")
     else:
-        test_spks = test_fold(utt2spk, gender, args.num_test_speakers, args.seed, args.test_fold)
+        test_spks = test_fold(utt2spk, gender, args.num_test_speakers, args.seed, args.test_fold,
+                              ("--test-fold", "--num-test-speakers"))
         train_spks = set(utt2spk.values()) - test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in utt2spk.items() if s in test_spks}, gender
     if args.dev_speakers:
         # The test speakers are left out; some of the training speakers are held out in their place.
         train_u2s = {u: s for u, s in utt2spk.items() if s in train_spks}
         test_spks = held_out_speakers(train_u2s, gender, args.dev_speakers, dev_seed) if args.dev_fold is None \
-            else test_fold(train_u2s, gender, args.dev_speakers, dev_seed, args.dev_fold)
+            else test_fold(train_u2s, gender, args.dev_speakers, dev_seed, args.dev_fold, ("--dev-fold", "--dev-speakers"))
         train_spks -= test_spks
         test_wav, test_u2s, test_gender = wav, {u: s for u, s in train_u2s.items() if s in test_spks}, gender
     if args.max_train_speakers:
