@@ -32,15 +32,18 @@ class ErrorRates:
 def error_rates(scores: np.ndarray, labels: np.ndarray) -> ErrorRates:
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=bool)
-    num_tgt = int(labels.sum())
-    num_non = len(labels) - num_tgt
+    order = np.argsort(scores, kind="stable")
+    return _sorted_rates(scores[order], labels[order])
+
+
+def _sorted_rates(thresholds: np.ndarray, lab: np.ndarray) -> ErrorRates:
+    num_tgt = int(lab.sum())
+    num_non = len(lab) - num_tgt
     if num_tgt == 0 or num_non == 0:
         raise SidError(f"need both target and nontarget trials (got {num_tgt} target, {num_non} nontarget)")
-    order = np.argsort(scores, kind="stable")
-    lab = labels[order]
     fnrs = np.cumsum(lab) / float(num_tgt)
     fprs = 1 - np.cumsum(~lab) / float(num_non)
-    return ErrorRates(scores[order], lab, fnrs, fprs)
+    return ErrorRates(thresholds, lab, fnrs, fprs)
 
 
 def min_dcf(rates: ErrorRates, p_target: float, c_miss: float = 1, c_fa: float = 1) -> tuple[float, float]:
@@ -124,3 +127,44 @@ def det_points(rates: ErrorRates, max_points: int = 2000) -> tuple[np.ndarray, n
         half = np.unique(np.geomspace(1, n / 2, max_points // 2).astype(np.int64)) - 1
         idx = np.unique(np.concatenate([half, n - 1 - half]))
     return rates.fprs[idx], rates.fnrs[idx]
+
+
+def speaker_bootstrap(systems: list[np.ndarray], labels: np.ndarray, spk1: np.ndarray, spk2: np.ndarray,
+                      num_resamples: int, seed: int = 0, p_targets=(0.01,), progress=iter) -> np.ndarray:
+    """EER (percent) and minDCF at each p_target of every system's scores on the same trials, over
+    ``num_resamples`` resamples of the speakers: an array ``[resample, system, figure]``.
+
+    Speaker-level bootstrap: the trials' speakers (``spk1``/``spk2``, any ids) are drawn with
+    replacement and a trial counts once per copy of its speakers (a target trial m_a times, a
+    non-target one m_a * m_b times), so that trials sharing a speaker stay together, as they are
+    not independent. Every system is scored on the same draw, so differences are paired. Each
+    resample is the trial list with its trials repeated, and the figures are Kaldi's on it exactly
+    (repeating the rows of a stable sort is the stable sort of the repeated rows). ``progress``
+    wraps the loop over resamples (e.g. a progress bar).
+    """
+    labels = np.asarray(labels, dtype=bool)
+    speakers, ids = np.unique(np.concatenate([spk1, spk2]), return_inverse=True)
+    spk1, spk2 = ids[:len(labels)], ids[len(labels):]
+    num_spk = len(speakers)
+    if num_spk < 2:
+        raise SidError("a speaker bootstrap needs trials of at least two speakers")
+    ranked = []
+    for scores in systems:
+        scores = np.asarray(scores, dtype=np.float64)
+        order = np.argsort(scores, kind="stable")
+        ranked.append((order, scores[order], labels[order]))
+    rng = np.random.default_rng(seed)
+    out = np.empty((num_resamples, len(systems), 1 + len(p_targets)))
+    for i in progress(range(num_resamples)):
+        for _ in range(1000):
+            copies = np.bincount(rng.integers(0, num_spk, num_spk), minlength=num_spk)
+            weights = np.where(labels, copies[spk1], copies[spk1] * copies[spk2])
+            if weights[labels].any() and weights[~labels].any():
+                break
+        else:
+            raise SidError("1000 speaker draws in a row left no target or no nontarget trial: too few speakers")
+        for j, (order, thresholds, lab) in enumerate(ranked):
+            w = weights[order]
+            rates = _sorted_rates(np.repeat(thresholds, w), np.repeat(lab, w))
+            out[i, j] = [eer_of(rates) * 100.0] + [min_dcf(rates, p)[0] for p in p_targets]
+    return out

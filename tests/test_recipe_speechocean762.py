@@ -322,6 +322,9 @@ def test_pool_folds_concatenates_every_folds_trials_and_scores(tmp_path, repo, s
         (data / "test/trials").mkdir(parents=True)
         trials = [(f"f{k}u{i}", f"f{k}u{i + 1}", ("target", "nontarget")[i % 3 > 0]) for i in range(60)]
         (data / "test/trials/test").write_text("".join(f"{a} {b} {t}\n" for a, b, t in trials))
+        # u(3m) and u(3m+1) are one speaker, u(3m+2) one of its own: the labels above.
+        (data / "test/utt2spk").write_text("".join(f"f{k}u{i} f{k}{f's{i // 3}' if i % 3 < 2 else f'x{i}'}\n"
+                                                   for i in range(61)))
         labels += [t == "target" for _, _, t in trials]
         for s, backends in (("scores", ("cosine",)), ("scores_x", ("cosine", "cosine_qmf"))):
             (exp / s).mkdir(parents=True)
@@ -341,6 +344,13 @@ def test_pool_folds_concatenates_every_folds_trials_and_scores(tmp_path, repo, s
         want = evaluate(np.round(np.array(scores[key]), 6), np.array(labels))
         assert results[row]["num_trials"] == 180 and math.isclose(results[row]["eer"], want["eer"], rel_tol=1e-6)
     assert "actdcf_0.01" in results["x_cosine_qmf"] and "actdcf_0.01" not in results["x_cosine"]
+    assert (tmp_path / "pooled/utt2spk").read_text() == "".join((tmp_path / f"data{k}/test/utt2spk").read_text()
+                                                                 for k in range(3))
+    pooled = tmp_path / "pooled"
+    r = subprocess.run([sys.executable, "-m", "sid.bin.compare_scores", "--num-resamples=20", str(pooled / "trials/test"),
+                        str(pooled / "utt2spk"), str(pooled / "scores/test.cosine.score"),
+                        str(pooled / "scores_x/test.cosine.score")], capture_output=True, text=True, env=sid_env)
+    assert r.returncode == 0 and "180 trials (60 target) of 123 speakers" in r.stdout, r.stderr
     (tmp_path / "exp2/scores_x/test.cosine.score").unlink()
     r = subprocess.run([str(pool), str(tmp_path / "pooled2"), *args], capture_output=True, text=True, env=sid_env)
     assert r.returncode == 1 and f"{tmp_path}/exp2/scores_x/test.cosine.score is missing" in r.stderr

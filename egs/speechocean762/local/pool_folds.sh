@@ -8,6 +8,8 @@
 # files (a missing one is an error naming it, not a smaller pool); a calibrated threshold beside the
 # scores (score_qmf.sh) must be the same in every fold (the Bayes threshold at the recipe's p-target).
 # The folds' speakers are disjoint, so their trials are too (compute_metrics refuses a repeated trial).
+# <pooled-dir>/utt2spk is the folds' test utt2spk concatenated, for comparing two systems' pooled scores
+# with a speaker bootstrap: sid.bin.compare_scores <pooled-dir>/trials/<name> <pooled-dir>/utt2spk <a> <b>.
 # e.g. local/pool_folds.sh exp_pooled data_fold0 exp_fold0 data_fold1 exp_fold1 data_fold2 exp_fold2
 set -euo pipefail
 if [ $# -lt 3 ] || [ $(($# % 2)) -ne 1 ]; then
@@ -27,6 +29,7 @@ have() { [ -f "$1" ] || { echo "$0: $1 is missing (every fold needs what ${datas
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp/trials"
+for d in "${datas[@]}"; do have "$d/test/utt2spk"; cat "$d/test/utt2spk"; done > "$out.tmp/utt2spk"
 for name in $lists; do
   for d in "${datas[@]}"; do have "$d/test/trials/$name"; cat "$d/test/trials/$name"; done > "$out.tmp/trials/$name"
   for s in $score_dirs; do
