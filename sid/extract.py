@@ -206,7 +206,8 @@ def load_model_dir(model_dir: str | Path, device: torch.device, model_file: str 
     model_dir = Path(model_dir)
     cfg_path = model_dir / "config.yaml"
     if not cfg_path.exists():
-        raise SidError(f"{cfg_path} not found: is {model_dir} a model dir written by steps/train_xvector.sh?")
+        raise SidError(f"{cfg_path} not found: is {model_dir} a model dir written by steps/train_xvector.sh "
+                       "or sid.bin.import_model?")
     cfg = load_config(cfg_path, recorded=True)
     weights = model_dir / model_file
     if not weights.exists():
