@@ -20,6 +20,14 @@ from sid.errors import SidError
 P_TARGETS = (0.01, 0.001, 0.05)
 
 
+def parse_p_targets(text: str) -> list[float]:
+    """The target priors of a ``--p-targets`` option, ``0.01,0.05``."""
+    try:
+        return [float(p) for p in text.split(",")]
+    except ValueError:
+        raise SidError(f"--p-targets must be comma-separated numbers, got '{text}'") from None
+
+
 @dataclass
 class ErrorRates:
     """Scores sorted ascending (stable) with their labels and cumulative error rates at each threshold."""

@@ -31,11 +31,9 @@ def main() -> int:
     from sid.backend.scoring import index_trials, read_scores, write_scores
     from sid.data.table import atomic_path, read_dict
     from sid.errors import SidError
+    from sid.metrics import parse_p_targets
 
-    try:
-        priors = [float(p) for p in opts.p_targets.split(",")]
-    except ValueError:
-        raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
+    priors = parse_p_targets(opts.p_targets)
     thresholds = [(p, bayes_threshold(p)) for p in priors]
     model = QMF.load(qmf_file)
     mean = kaldi_io.read_vector(opts.mean) if opts.mean else None

@@ -20,7 +20,7 @@ from sid.backend.scoring import match_scores, read_scores, read_trials
 from sid.cli import KaldiOptions, progress, run_main
 from sid.data.table import read_dict
 from sid.errors import SidError
-from sid.metrics import evaluate, speaker_bootstrap
+from sid.metrics import evaluate, parse_p_targets, speaker_bootstrap
 
 
 def aligned_scores(trials, path: str) -> np.ndarray:
@@ -60,10 +60,7 @@ def main() -> int:
     po.register("p-targets", "0.01", "Comma-separated target priors for minDCF")
     opts, args = po.parse(num_args=4)
     trials_path, utt2spk_path, path_a, path_b = args
-    try:
-        p_targets = [float(p) for p in opts.p_targets.split(",")]
-    except ValueError:
-        raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
+    p_targets = parse_p_targets(opts.p_targets)
     if opts.num_resamples < 1:
         raise SidError(f"--num-resamples must be at least 1, got {opts.num_resamples}")
     if not 0 < opts.confidence < 1:

@@ -21,7 +21,7 @@ from sid.backend.scoring import match_scores, read_scores, read_trials
 from sid.cli import KaldiOptions, run_main
 from sid.data.table import atomic_path
 from sid.errors import SidError
-from sid.metrics import evaluate
+from sid.metrics import evaluate, parse_p_targets
 
 
 def main() -> int:
@@ -40,10 +40,7 @@ def main() -> int:
         base = os.path.basename(scores_file)
         prefix, suffix = f"{name}.", ".score"
         backend = base[len(prefix):-len(suffix)] if base.startswith(prefix) and base.endswith(suffix) else "scores"
-    try:
-        p_targets = [float(p) for p in opts.p_targets.split(",")]
-    except ValueError:
-        raise SidError(f"--p-targets must be comma-separated numbers, got '{opts.p_targets}'") from None
+    p_targets = parse_p_targets(opts.p_targets)
     scored, scores = read_scores(scores_file)
     labels = match_scores(read_trials(trials, need_labels=True), scored, opts.allow_partial)
     thresholds = []
